@@ -1,0 +1,85 @@
+//! Strict postcard decoding shared by every decoder in this crate.
+//!
+//! postcard has no field names and no framing, so a decoder that ignored
+//! trailing bytes would accept two different byte strings for one value.
+//! Everything here rejects them.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why bytes could not be decoded into a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not a valid postcard encoding of the expected type.
+    #[error("malformed encoding: {0}")]
+    Malformed(String),
+    /// A valid value was followed by bytes that belong to nothing.
+    #[error("{0} trailing bytes after the value")]
+    TrailingBytes(usize),
+    /// The version tag names a format this build does not know.
+    #[error("unknown format version {0}")]
+    UnknownVersion(u32),
+}
+
+/// Decode exactly one value from `bytes`, rejecting trailing bytes.
+pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (value, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(value)
+}
+
+/// Encode a value with postcard.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own types into a Vec cannot fail: there are no maps
+    // with unknown lengths and no custom serialisers that error.
+    postcard::to_stdvec(value).expect("postcard encoding of an edgegate type")
+}
+
+/// Read the leading varint version tag of a versioned enum without decoding
+/// the rest, so an unknown version is reported as such and not as garbage.
+pub fn peek_version(bytes: &[u8]) -> Result<u32, DecodeError> {
+    let (tag, _) = postcard::take_from_bytes::<u32>(bytes)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    Ok(tag)
+}
+
+/// serde helper for `[u8; 64]` (serde derives arrays only up to 32).
+/// Encoded as a 64-tuple, i.e. 64 raw bytes in postcard.
+pub mod array64 {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::ser::SerializeTuple;
+    use serde::{Deserializer, Serializer};
+
+    /// Serialize 64 bytes as a fixed tuple.
+    pub fn serialize<S: Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(64)?;
+        for b in v {
+            t.serialize_element(b)?;
+        }
+        t.end()
+    }
+
+    /// Deserialize 64 bytes from a fixed tuple.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = [u8; 64];
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("64 bytes")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; 64], A::Error> {
+                let mut out = [0u8; 64];
+                for (i, slot) in out.iter_mut().enumerate() {
+                    *slot = seq
+                        .next_element()?
+                        .ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_tuple(64, V)
+    }
+}

@@ -1,0 +1,1 @@
+//! edgegate: the policy evaluator, the store, the daemon and the command line.
