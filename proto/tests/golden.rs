@@ -17,7 +17,7 @@ fn authority() -> SigningKey {
     SigningKey::from_bytes(&[1u8; 32])
 }
 
-pub fn sample_bundle() -> Bundle {
+fn sample_bundle() -> Bundle {
     Bundle {
         device_id: "r1".into(),
         serial: 7,
