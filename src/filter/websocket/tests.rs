@@ -75,7 +75,10 @@ fn fragmented_messages_are_dropped_with_interleaved_control_frames() {
     let last = frame(0x80, b"part3", Len::Short); // continuation, FIN=1
     let deflated = frame(0xc2, b"rsv1 data", Len::Short); // permessage-deflate
     let stream = [UPGRADE, &first, &ping, &mid, &last, &deflated, &ping].concat();
-    assert_eq!(client_only(MK, &stream), ([UPGRADE, &ping, &ping].concat(), Ok(())));
+    assert_eq!(
+        client_only(MK, &stream),
+        ([UPGRADE, &ping, &ping].concat(), Ok(()))
+    );
 }
 
 #[test]
@@ -84,12 +87,27 @@ fn frame_rule_violations_close_the_stream() {
     unmasked[1] &= 0x7f;
     let cases: [(Vec<u8>, FilterViolation); 8] = [
         (unmasked, Malformed("unmasked client frame")),
-        (frame(0x09, b"", Len::Short), Malformed("fragmented control frame or RSV bits on it")),
-        (frame(0xc9, b"", Len::Short), Malformed("fragmented control frame or RSV bits on it")),
-        (frame(PING, &[0; 126], Len::U16), Malformed("control frame payload over 125 bytes")),
-        (frame(CLOSE, &[3], Len::Short), Malformed("close frame with a 1-byte payload")),
+        (
+            frame(0x09, b"", Len::Short),
+            Malformed("fragmented control frame or RSV bits on it"),
+        ),
+        (
+            frame(0xc9, b"", Len::Short),
+            Malformed("fragmented control frame or RSV bits on it"),
+        ),
+        (
+            frame(PING, &[0; 126], Len::U16),
+            Malformed("control frame payload over 125 bytes"),
+        ),
+        (
+            frame(CLOSE, &[3], Len::Short),
+            Malformed("close frame with a 1-byte payload"),
+        ),
         (frame(0x83, b"", Len::Short), Malformed("reserved opcode")),
-        (frame(0x80, b"", Len::Short), Malformed("continuation frame outside a message")),
+        (
+            frame(0x80, b"", Len::Short),
+            Malformed("continuation frame outside a message"),
+        ),
         (
             [frame(0x01, b"a", Len::Short), frame(TEXT, b"b", Len::Short)].concat(),
             Malformed("new message inside a fragmented message"),
@@ -109,7 +127,10 @@ fn frame_rule_violations_close_the_stream() {
 #[test]
 fn the_handshake_must_be_a_plain_websocket_get() {
     let post = b"POST /live HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-    assert_eq!(client_only(MK, post), (vec![], Err(ForbiddenMethod("POST".into()))));
+    assert_eq!(
+        client_only(MK, post),
+        (vec![], Err(ForbiddenMethod("POST".into())))
+    );
     let plain = b"GET / HTTP/1.1\r\nHost: hmi\r\n\r\n";
     let not_ws = Unsupported("not a WebSocket upgrade request");
     assert_eq!(client_only(MK, plain), (vec![], Err(not_ws.clone())));
@@ -136,13 +157,26 @@ fn a_refused_upgrade_then_http_does_not_pass() {
 /// A frame with its kept bytes: (bytes, forwarded).
 fn any_frame() -> impl Strategy<Value = (Vec<u8>, bool)> {
     let len = prop::sample::select(vec![Len::Short, Len::U16, Len::U64]);
-    let data = (any::<bool>(), prop::collection::vec(any::<u8>(), 0..200), len);
+    let data = (
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..200),
+        len,
+    );
     let data = data.prop_map(|(text, p, len)| {
-        let len = if p.len() > 125 && matches!(len, Len::Short) { Len::U16 } else { len };
+        let len = if p.len() > 125 && matches!(len, Len::Short) {
+            Len::U16
+        } else {
+            len
+        };
         (frame(if text { TEXT } else { BINARY }, &p, len), false)
     });
     let control = (0..3u8, prop::collection::vec(any::<u8>(), 2..=125));
-    let control = control.prop_map(|(k, p)| (frame([PING, PONG, CLOSE][usize::from(k)], &p, Len::Short), true));
+    let control = control.prop_map(|(k, p)| {
+        (
+            frame([PING, PONG, CLOSE][usize::from(k)], &p, Len::Short),
+            true,
+        )
+    });
     prop_oneof![data, control]
 }
 
