@@ -53,11 +53,8 @@ fn keep_alive_requests_and_empty_lines_between_them() {
 
 #[test]
 fn get_with_a_body_is_bounded() {
-    let ok = format!("GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
-    assert_eq!(
-        client_only(MK, ok.as_bytes()),
-        (ok.clone().into_bytes(), Ok(()))
-    );
+    let ok = b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+    assert_eq!(client_only(MK, ok), (ok.to_vec(), Ok(())));
     let big = format!("GET / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
     assert_eq!(client_only(MK, big.as_bytes()), (vec![], Err(TooLarge)));
     // A body that looks like a request is data, not a request.
