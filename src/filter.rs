@@ -111,7 +111,10 @@ pub fn read_level_supported(kind: ServiceKind) -> bool {
 /// `None` when there is none (`vpn`; see [`read_level_supported`]).
 pub fn for_read_level(kind: ServiceKind) -> Option<Box<dyn ByteFilter>> {
     match kind {
-        ServiceKind::Http => Some(Box::new(HttpReadFilter::new())),
+        // Observe-only traffic has no business sending bodies, and a backend
+        // that mis-frames a GET body (common on embedded HMI servers) would
+        // read it as a request the filter never saw: refuse bodies outright.
+        ServiceKind::Http => Some(Box::new(HttpReadFilter::without_bodies())),
         ServiceKind::Websocket => Some(Box::new(WebSocketReadFilter::new())),
         ServiceKind::Vnc => Some(Box::new(VncReadFilter::new())),
         ServiceKind::Vpn => None,
