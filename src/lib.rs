@@ -1,1 +1,4 @@
 //! edgegate: the policy evaluator, the store, the daemon and the command line.
+
+pub mod policy;
+pub mod synth;
