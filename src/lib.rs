@@ -1,4 +1,8 @@
 //! edgegate: the policy evaluator, the store, the daemon and the command line.
 
+pub mod cli;
+pub mod duration;
+pub mod keyfile;
 pub mod policy;
+pub mod policy_file;
 pub mod synth;
