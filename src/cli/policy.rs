@@ -131,11 +131,15 @@ pub(super) fn explain(a: &ExplainArgs, out: &mut dyn Write) -> anyhow::Result<()
         obj.insert("at".into(), format_time(now).into());
         obj.insert("auth_time".into(), format_time(auth_time).into());
         obj.insert("bundle_signatures".into(), authority.into());
+        obj.insert(
+            "ticket".into(),
+            "synthetic, signed for this question".into(),
+        );
         writeln!(out, "{}", serde_json::to_string(&v)?)?;
     } else {
         writeln!(
             out,
-            "user {} on {} service {} at {} (bundle serial {}, signatures: {authority})",
+            "user {} on {} service {} at {} (bundle serial {}, signatures: {authority}; ticket: synthetic)",
             a.user,
             index.device_id(),
             a.service,
