@@ -466,7 +466,7 @@ impl Checker {
         let parsed = t.get_ref().rsplit_once(':').and_then(|(host, port)| {
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-            (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host, port))
+            (!host.is_empty() && !host.contains(char::is_whitespace)).then_some((host, port))
         });
         match parsed {
             Some((host, port)) => Some(Target::Endpoint {
