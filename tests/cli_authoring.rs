@@ -550,6 +550,11 @@ fn explain_exits_zero_on_deny_and_non_zero_on_broken_questions() {
         "tomorrow",
     ]);
     assert!(err.contains("invalid time"), "{err}");
+    let err = fails(&["policy", "explain", "--bundle", s(&b1), "--user", "bert"]);
+    assert!(
+        err.contains("required arguments were not provided: --service"),
+        "{err}"
+    );
     let v: Value = serde_json::from_str(&ok(&[
         "policy",
         "explain",
