@@ -102,7 +102,9 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
         path: path.display().to_string(),
         error,
     })?;
-    parse_secret(&text).ok_or_else(|| KeyFileError::NotASecretKey {
+    let key = parse_secret(&text);
+    wipe(text.into_bytes());
+    key.ok_or_else(|| KeyFileError::NotASecretKey {
         path: path.display().to_string(),
     })
 }
@@ -110,8 +112,18 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
 fn parse_secret(text: &str) -> Option<SigningKey> {
     let b64 = text.trim().strip_prefix(SECRET_PREFIX)?;
     let raw = STANDARD.decode(b64).ok()?;
-    let seed: [u8; 32] = raw.as_slice().try_into().ok()?;
-    Some(SigningKey::from_bytes(&seed))
+    let key = <[u8; 32]>::try_from(raw.as_slice())
+        .ok()
+        .map(|seed| SigningKey::from_bytes(&seed));
+    wipe(raw);
+    key
+}
+
+/// Best-effort overwrite of a buffer that held secret material before it is
+/// freed (`SigningKey` itself zeroizes on drop).
+fn wipe(mut buf: Vec<u8>) {
+    buf.fill(0);
+    std::hint::black_box(&buf);
 }
 
 /// The public key of a signing key.
@@ -138,18 +150,17 @@ pub fn load_public_key(arg: &str) -> Result<PublicKey, KeyFileError> {
         path: arg.to_string(),
         error,
     })?;
-    let text = text.trim();
-    if text.starts_with("ed25519:") {
+    if text.trim().starts_with("ed25519:") {
         return text.parse().map_err(|error| KeyFileError::BadPublicKey {
             arg: arg.to_string(),
             error,
         });
     }
-    parse_secret(text)
-        .map(|k| public_key(&k))
-        .ok_or_else(|| KeyFileError::NotAPublicKey {
-            arg: arg.to_string(),
-        })
+    let key = parse_secret(&text).map(|k| public_key(&k));
+    wipe(text.into_bytes());
+    key.ok_or_else(|| KeyFileError::NotAPublicKey {
+        arg: arg.to_string(),
+    })
 }
 
 #[cfg(test)]
