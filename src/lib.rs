@@ -1,3 +1,9 @@
 //! edgegate: the policy evaluator, the store, the daemon and the command line.
 
+pub mod cli;
+pub mod duration;
 pub mod filter;
+pub mod keyfile;
+pub mod policy;
+pub mod policy_file;
+pub mod synth;
