@@ -1,3 +1,4 @@
 //! edgegate: the policy evaluator, the store, the daemon and the command line.
 
 pub mod config;
+pub mod consent;
