@@ -3,3 +3,4 @@
 pub mod audit;
 pub mod config;
 pub mod consent;
+pub mod control;
