@@ -4,6 +4,7 @@ pub mod audit;
 pub mod config;
 pub mod consent;
 pub mod control;
+pub mod store;
 
 // The control commands' module belongs under `cli` (src/cli.rs is the
 // authoring branch's); at merge it becomes `pub mod control;` in src/cli.rs
