@@ -7,6 +7,7 @@
 //! an error into one `error: ...` line on stderr and exit status 1.
 
 mod bundle;
+pub mod control;
 mod evaluate;
 mod keys;
 mod policy;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Check policy files and explain decisions.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Commands to the local daemon over its control socket.
+    #[command(flatten)]
+    Control(control::ControlCommand),
 }
 
 /// `edgegate keygen`.
@@ -57,6 +61,39 @@ pub enum BundleCommand {
     Build(BuildArgs),
     /// Show a bundle's contents and signers (no trusted key needed).
     Inspect(InspectArgs),
+    /// Push a bundle to the local daemon over its control socket.
+    Push(PushArgs),
+}
+
+/// `edgegate bundle push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The signed bundle file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub socket: control::SocketArg,
+}
+
+/// An error whose one line has already been written to stderr: the binary
+/// exits non-zero without printing it again.
+#[derive(Debug)]
+pub struct AlreadyReported;
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("already reported")
+    }
+}
+
+impl std::error::Error for AlreadyReported {}
+
+fn exit_code(code: std::process::ExitCode) -> anyhow::Result<()> {
+    if code == std::process::ExitCode::SUCCESS {
+        Ok(())
+    } else {
+        Err(AlreadyReported.into())
+    }
 }
 
 /// `edgegate bundle build`.
@@ -207,6 +244,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Ticket(TicketCommand::Issue(a)) => ticket::issue(&a, out),
         Command::Policy(PolicyCommand::Check(a)) => policy::check(&a, out),
         Command::Policy(PolicyCommand::Explain(a)) => policy::explain(&a, out),
+        Command::Bundle(BundleCommand::Push(a)) => {
+            exit_code(control::push_bundle(&a.socket.socket, &a.file))
+        }
+        Command::Control(c) => exit_code(control::run(c)),
     }
 }
 

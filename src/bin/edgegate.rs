@@ -24,6 +24,7 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     match edgegate::cli::run(cli, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<edgegate::cli::AlreadyReported>() => ExitCode::FAILURE,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");
