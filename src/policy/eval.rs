@@ -194,6 +194,17 @@ fn ticket<'r, T: Tracer>(
             tk.client_key, r.client_key
         ),
     )?;
+    ticket_validity(ix, tk, r, t)?;
+    Ok(tk)
+}
+
+/// Step 2, continued: validity window (with skew) and revocation.
+fn ticket_validity<T: Tracer>(
+    ix: &PolicyIndex,
+    tk: &Ticket,
+    r: &Request,
+    t: &mut T,
+) -> Result<(), DenyReason> {
     let from = tk.issued_at.saturating_sub(SKEW);
     check(
         t,
@@ -222,8 +233,7 @@ fn ticket<'r, T: Tracer>(
                 "is not revoked"
             }
         ),
-    )?;
-    Ok(tk)
+    )
 }
 
 /// Step 3: the user exists and is active.
