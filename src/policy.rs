@@ -94,26 +94,31 @@ pub fn explain(p: &Policy, r: &Request) -> Explanation {
 }
 
 /// The earliest instant after `r.now` at which the decision could change by
-/// time alone: the ticket's start (issued − skew) or expiry, the end of the
-/// logout period, the bundle's expiry plus grace. `None` if no such instant
-/// (no bundle, or an unverifiable ticket).
+/// time alone: the bundle's expiry plus grace, and for a verified ticket its
+/// start (issued − skew), its expiry and the end of the user's logout period.
+/// `None` if there is no bundle (nothing changes with time then). The decision
+/// is the same at every instant in `[r.now, next_change)`.
 pub fn next_change(p: &Policy, r: &Request) -> Option<UnixTime> {
     let ix = p.index?;
-    let TicketInput::Verified(vt) = r.ticket else {
-        return None;
+    let bundle_end = ix.not_after().saturating_add(p.expiry_grace);
+    let ticket = match r.ticket {
+        TicketInput::Verified(vt) => {
+            let t = vt.ticket();
+            let logout = ix
+                .user(&t.user)
+                .map(|(_, u)| t.auth_time.saturating_add(u.logout_period));
+            [
+                Some(t.issued_at.saturating_sub(SKEW)),
+                Some(t.expires_at),
+                logout,
+            ]
+        }
+        TicketInput::Invalid => [None; 3],
     };
-    let t = vt.ticket();
-    let logout = ix
-        .user(&t.user)
-        .map(|(_, u)| t.auth_time.saturating_add(u.logout_period));
-    [
-        Some(ix.not_after().saturating_add(p.expiry_grace)),
-        Some(t.expires_at),
-        Some(t.issued_at.saturating_sub(SKEW)),
-        logout,
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|&at| at > r.now)
-    .min()
+    ticket
+        .into_iter()
+        .flatten()
+        .chain([bundle_end])
+        .filter(|&at| at > r.now)
+        .min()
 }

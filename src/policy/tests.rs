@@ -413,6 +413,9 @@ fn next_change_is_the_earliest_future_deadline() {
         Some(NOT_AFTER + 10)
     );
     assert_eq!(Case::new("gina", "dash").next_change(None), None);
+    // bad-ticket turns into no-valid-bundle when the bundle expires.
+    let c = Case::new("gina", "dash").with(|c| c.ticket = None);
+    assert_eq!(c.next_change(Some(ix())), Some(NOT_AFTER));
     let c = Case::new("gina", "dash").with(|c| c.now = T0 + 5000);
     assert_eq!(c.next_change(Some(ix())), Some(T0 + 12 * 3600));
 }
