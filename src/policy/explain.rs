@@ -14,6 +14,9 @@ use edgegate_proto::{DenyReason, Level};
 use serde::{Serialize, Serializer};
 use std::fmt;
 
+#[cfg(test)]
+mod tests;
+
 /// A decision with the trace of the checks that led to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explanation {
