@@ -6,8 +6,16 @@
 //! or read a clock: `now`, consent and `limit_exceeded` are inputs.
 //!
 //! `decide` and `explain` run the same evaluation core (`eval`), generic over a
-//! tracer: a no-op one for `decide` (no allocation), a recording one for
-//! `explain`. There is one copy of each check.
+//! tracer: a no-op one for `decide` (no allocation, proven by
+//! `tests/policy_noalloc.rs`), a recording one for `explain`. There is one
+//! copy of each check. When no grant matches, the reason is the closest miss:
+//! a grant missing only its role's 2FA demand (`mfa-required`), else one
+//! missing only site consent (`site-consent-required`), else one missing both
+//! (`mfa-required`: consent alone would not admit the user), else `no-grant`.
+//!
+//! Authoring tools that want an index for a bundle they built themselves seal
+//! it with a throw-away key and verify it against that key: there is
+//! deliberately no way to compile an unverified bundle.
 
 mod compile;
 mod eval;
@@ -78,6 +86,16 @@ impl Decision {
     /// Whether access is allowed.
     pub fn is_allow(self) -> bool {
         matches!(self, Decision::Allow(_))
+    }
+}
+
+impl std::fmt::Display for Decision {
+    /// `allow (read)`, `allow (manage)` or `deny: <reason>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Allow(level) => write!(f, "allow ({level})"),
+            Decision::Deny(reason) => write!(f, "deny: {reason}"),
+        }
     }
 }
 

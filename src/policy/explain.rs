@@ -234,10 +234,7 @@ fn source_trace(ix: &PolicyIndex, s: &Source, category: u32) -> SourceTrace {
 impl fmt::Display for Explanation {
     /// The text form printed by `edgegate policy explain`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.decision {
-            Decision::Allow(l) => writeln!(f, "allow ({l})")?,
-            Decision::Deny(r) => writeln!(f, "deny: {r}")?,
-        }
+        writeln!(f, "{}", self.decision)?;
         for e in &self.trace {
             let mark = if e.passed { "ok  " } else { "FAIL" };
             writeln!(f, "  {} {:<16} {mark} {}", e.step, e.check, e.detail)?;
