@@ -304,3 +304,9 @@ fn reject_reasons_have_stable_codes_and_one_line() {
         assert!(s.starts_with(r.code()) && !s.contains('\n'), "{s}");
     }
 }
+
+#[test]
+fn store_is_send_and_sync() {
+    fn assert<T: Send + Sync>() {}
+    assert::<Store>();
+}
