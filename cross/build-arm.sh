@@ -26,6 +26,7 @@ ARM_SMOKE="${ARM_SMOKE:-auto}"
 MAX_ARMV7_DAEMON_BYTES=$((8 * 1024 * 1024))
 ZIGLANG_VERSION=0.17.1
 CARGO_ZIGBUILD_VERSION=0.24.1
+CARGO_DEB_VERSION=3.8.0
 NICE=(nice -n "${NICE:-10}")
 export CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
 
@@ -135,7 +136,7 @@ smoke() (
     echo "SKIPPED: ARM_SMOKE=skip"
     return 0
   fi
-  if ! "${qemu[@]}" "$daemon" --help 2>&1 | grep -q -- '--demo'; then
+  if ! timeout 120 "${qemu[@]}" "$daemon" --help 2>&1 | grep -q -- '--demo'; then
     if [ "$ARM_SMOKE" = require ]; then
       echo "error: edgegated --help does not mention --demo" >&2
       return 1
@@ -197,13 +198,28 @@ smoke() (
 
 debs() {
   [ "${ARM_DEB:-0}" = 1 ] || return 0
-  step "package: cargo-deb"
-  command -v cargo-deb >/dev/null || "${NICE[@]}" cargo install --locked --quiet cargo-deb
-  local t
+  step "package: cargo-deb $CARGO_DEB_VERSION"
+  command -v cargo-deb >/dev/null \
+    || "${NICE[@]}" cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION"
+  local t deb depends listing f fail=0
   for t in $ARM_TARGETS; do
-    cargo deb --no-build --no-strip --target "$t"
+    deb=$(cargo deb --no-build --no-strip --target "$t" | tail -n1)
+    depends=$(dpkg-deb -f "$deb" Depends)
+    printf '%s: %s bytes, Architecture %s, Depends %s\n' "$deb" "$(stat -c %s "$deb")" \
+      "$(dpkg-deb -f "$deb" Architecture)" "$depends"
+    if [ "$depends" != "libc6 (>= $GLIBC_FLOOR)" ]; then
+      echo "error: $deb depends on '$depends', expected libc6 (>= $GLIBC_FLOOR)" >&2
+      fail=1
+    fi
+    listing=$(dpkg-deb -c "$deb")
+    for f in ./usr/bin/edgegated ./usr/bin/edgegate ./lib/systemd/system/edgegated.service \
+      ./usr/lib/sysusers.d/edgegate.conf ./usr/lib/tmpfiles.d/edgegate.conf ./etc/edgegate/edgegated.toml; do
+      grep -q " $f\$" <<<"$listing" || { echo "error: $deb lacks $f" >&2; fail=1; }
+    done
+    grep -qx /etc/edgegate/edgegated.toml <<<"$(dpkg-deb -I "$deb" conffiles)" \
+      || { echo "error: $deb: the config is not a conffile" >&2; fail=1; }
   done
-  ls -l target/*/debian/*.deb
+  return "$fail"
 }
 
 install_tools
