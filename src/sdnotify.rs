@@ -38,6 +38,13 @@ pub fn reloading() {
     }
 }
 
+/// Asks systemd for `extra` more time from now before its start (or stop)
+/// timeout fires: for a store recovery that is slow on a router's flash.
+pub fn extend_timeout(extra: Duration) {
+    let usec = u32::try_from(extra.as_micros()).unwrap_or(u32::MAX);
+    send(&[NotifyState::ExtendTimeoutUsec(usec)]);
+}
+
 /// Sets the one-line status shown by `systemctl status edgegated`.
 pub fn status(text: &str) {
     // A newline would start a new `KEY=VALUE` assignment in the datagram.

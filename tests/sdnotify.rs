@@ -95,6 +95,12 @@ async fn lifecycle_notifications_reach_the_socket() {
     let msg = l.recv(wait).await.unwrap();
     assert!(msg.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{msg:?}");
 
+    sdnotify::extend_timeout(Duration::from_secs(90));
+    assert_eq!(
+        l.recv(wait).await.as_deref(),
+        Some("EXTEND_TIMEOUT_USEC=90000000\n")
+    );
+
     sdnotify::stopping();
     assert_eq!(l.recv(wait).await.as_deref(), Some("STOPPING=1\n"));
 
