@@ -26,7 +26,7 @@ if [ -z "$versions" ]; then
   exit 0
 fi
 if [ "$verbose" = 1 ]; then
-  echo "$bin needs GLIBC_{$(echo $versions | tr ' ' ',')}" >&2
+  echo "$bin needs GLIBC_{$(echo "$versions" | paste -sd, -)}" >&2
 fi
 floor=$(echo "$versions" | tail -n1)
 echo "$floor"
