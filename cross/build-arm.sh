@@ -24,6 +24,7 @@ cd "$(dirname "$0")/.."
 GLIBC_FLOOR="${GLIBC_FLOOR:-2.28}"
 ARM_TARGETS="${ARM_TARGETS:-armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu}"
 ARM_SMOKE="${ARM_SMOKE:-auto}"
+TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 MAX_ARMV7_DAEMON_BYTES=$((8 * 1024 * 1024))
 ZIGLANG_VERSION=0.17.1
 CARGO_ZIGBUILD_VERSION=0.24.1
@@ -92,7 +93,7 @@ check_binaries() {
   local t b path size floor fail=0
   for t in $ARM_TARGETS; do
     for b in edgegated edgegate; do
-      path="target/$t/release/$b"
+      path="$TARGET_DIR/$t/release/$b"
       if readelf -S "$path" | grep -q '\.symtab'; then
         echo "error: $path is not stripped (release profile must keep strip = true)" >&2
         fail=1
@@ -130,7 +131,7 @@ arm_tests() {
 # EXIT trap stops the demo and the client whatever happens.
 smoke() (
   t=armv7-unknown-linux-gnueabihf
-  daemon="target/$t/release/edgegated"
+  daemon="$TARGET_DIR/$t/release/edgegated"
   daemon_cmd=(qemu-arm -L "$(sysroot $t)" "$daemon")
   # For testing this function itself: another daemon command / client binary.
   # shellcheck disable=SC2206
@@ -149,7 +150,7 @@ smoke() (
     return 0
   fi
 
-  client="${ARM_SMOKE_CLIENT:-$PWD/target/debug/edgegate}"
+  client="${ARM_SMOKE_CLIENT:-$TARGET_DIR/debug/edgegate}"
   [ -n "${ARM_SMOKE_CLIENT:-}" ] || "${NICE[@]}" cargo build --locked --quiet --bin edgegate
   dir=$(mktemp -d)
   "${daemon_cmd[@]}" --demo >"$dir/demo.out" 2>"$dir/demo.err" &
