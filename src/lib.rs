@@ -10,5 +10,6 @@ pub mod filter;
 pub mod keyfile;
 pub mod policy;
 pub mod policy_file;
+pub mod sdnotify;
 pub mod store;
 pub mod synth;
