@@ -1,1 +1,5 @@
 //! edgegate: the policy evaluator, the store, the daemon and the command line.
+
+pub use edgegate_proto::PublicKey;
+
+pub mod tlsid;
