@@ -2,4 +2,6 @@
 
 pub use edgegate_proto::PublicKey;
 
+pub mod config;
+pub mod consent;
 pub mod tlsid;
