@@ -5,3 +5,4 @@ pub use edgegate_proto::PublicKey;
 pub mod config;
 pub mod consent;
 pub mod tlsid;
+pub mod transport;

@@ -10,8 +10,14 @@ fn key(seed: u8) -> SigningKey {
 fn certificate_carries_the_key() {
     let k = key(3);
     let id = Identity::new(&k).unwrap();
-    assert_eq!(ed25519_key_of(&id.cert), Some(PublicKey::from(k.verifying_key())));
-    assert_eq!(ed25519_key_of(&CertificateDer::from(vec![0x30, 0x00])), None);
+    assert_eq!(
+        ed25519_key_of(&id.cert),
+        Some(PublicKey::from(k.verifying_key()))
+    );
+    assert_eq!(
+        ed25519_key_of(&CertificateDer::from(vec![0x30, 0x00])),
+        None
+    );
 }
 
 async fn handshake(
