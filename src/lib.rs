@@ -4,5 +4,6 @@ pub use edgegate_proto::PublicKey;
 
 pub mod config;
 pub mod consent;
+pub mod store;
 pub mod tlsid;
 pub mod transport;

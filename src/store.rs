@@ -1,0 +1,371 @@
+//! The durable device state: the bundle in force, its serial and the time floor.
+//!
+//! Owns the sled database under the state directory (`<dir>/db`) and the
+//! accept-or-reject rules of DESIGN §3 that need device state: device id,
+//! strictly increasing serial (the identical bytes again are a no-op), and
+//! expiry against `max(wall clock, time floor)`. An accepted bundle, its
+//! serial and the raised time floor are written in one sled transaction
+//! across the `bundle` and `meta` trees and flushed before `apply` returns,
+//! so a crash leaves the old or the new bundle, never a mix or a lower serial.
+//!
+//! It does not verify signatures on the accept path (callers hand it a
+//! `VerifiedBundle`) nor compile policy (callers pass a check to `open` and
+//! run `PolicyIndex::compile` themselves before `apply`).
+//!
+//! A store that fails to open or verify is treated as absent, never trusted,
+//! and never a reason to crash; what happens to the bad state is decided in
+//! `open.rs` (summary in `Store::open`).
+//!
+//! The other trees in the same sled database (the audit log) are opened by
+//! their owners through `Store::db`.
+
+mod open;
+mod reject;
+#[cfg(test)]
+mod tests;
+
+pub use reject::RejectReason;
+
+use edgegate_proto::{TrustPolicy, UnixTime, VerifiedBundle};
+use sha2::{Digest, Sha256};
+use sled::transaction::{TransactionError, TransactionResult, Transactional};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Sled directory inside the state directory.
+const SLED_DIR: &str = "db";
+/// Lock file held for the lifetime of a `Store` (one process per state dir).
+const LOCK_FILE: &str = "store.lock";
+/// Sled page cache: a router has little memory, and the hot data (one bundle,
+/// a few meta keys, the audit tail) is small.
+const CACHE_BYTES: u64 = 4 << 20;
+/// Background flush period; `apply` and `raise_time_floor` flush themselves,
+/// this only bounds what the audit log can lose, and keeps flash writes rare.
+const FLUSH_EVERY_MS: u64 = 1000;
+
+/// Tree holding the stored envelope and its serial.
+const TREE_BUNDLE: &str = "bundle";
+/// Tree holding the format marker and the time floor.
+const TREE_META: &str = "meta";
+const KEY_ENVELOPE: &[u8] = b"envelope";
+const KEY_SERIAL: &[u8] = b"serial";
+const KEY_FORMAT: &[u8] = b"format";
+const KEY_FLOOR: &[u8] = b"time_floor";
+/// Format marker written into a fresh store; any other value is not ours.
+const FORMAT: &[u8] = b"edgegate-store/1";
+
+/// The device's persistent state. `Send + Sync`; share it behind an `Arc`.
+///
+/// `apply` and `raise_time_floor` block on `fsync`: call them from
+/// `spawn_blocking` inside an async runtime.
+pub struct Store {
+    db: sled::Db,
+    bundle: sled::Tree,
+    meta: sled::Tree,
+    trust: TrustPolicy,
+    device_id: String,
+    dir: PathBuf,
+    state: Mutex<State>,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+/// What the checks of `apply` compare against. Mirrors the disk, except that
+/// a stored bundle that failed verification at open is not trusted here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct State {
+    /// The serial a new bundle must exceed; `None` when no trusted serial.
+    serial: Option<u64>,
+    /// SHA-256 of the stored envelope, only while it is the bundle in force.
+    digest: Option<[u8; 32]>,
+    /// Newest signed timestamp seen; never decreases.
+    floor: UnixTime,
+}
+
+/// The result of `Store::open`.
+#[derive(Debug)]
+pub struct Opened {
+    /// The store, ready for `apply`.
+    pub store: Store,
+    /// The stored bundle, verified again under the current trust policy, for
+    /// this device, and passing the caller's check; `None` otherwise.
+    pub bundle: Option<VerifiedBundle>,
+    /// One line per problem found and handled (also logged with `tracing::warn!`).
+    pub warnings: Vec<String>,
+}
+
+/// What `apply` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The bundle is now stored (durably) and in force.
+    Accepted {
+        /// Its serial.
+        serial: u64,
+    },
+    /// The identical bytes were already the bundle in force; nothing written.
+    Unchanged {
+        /// Its serial.
+        serial: u64,
+    },
+}
+
+impl Applied {
+    /// The serial of the bundle in force afterwards.
+    pub fn serial(&self) -> u64 {
+        match *self {
+            Applied::Accepted { serial } | Applied::Unchanged { serial } => serial,
+        }
+    }
+}
+
+/// Why the store could not be opened at all. Corrupt state is not one of
+/// these: it is moved aside and reported in `Opened::warnings`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The state directory or lock file could not be created or opened.
+    #[error("state directory {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Another process (or another `Store` in this one) holds the state directory.
+    #[error("state directory {0} is in use by another edgegate process")]
+    Locked(PathBuf),
+    /// Broken state could not be renamed out of the way.
+    #[error("cannot move broken store {path} aside: {source}")]
+    MoveAside {
+        /// The sled directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Even a fresh sled database could not be created.
+    #[error("cannot create a fresh store at {path}: {source}")]
+    Fresh {
+        /// The sled directory.
+        path: PathBuf,
+        /// Why.
+        source: sled::Error,
+    },
+    /// A write or flush failed.
+    #[error("store write failed: {0}")]
+    Write(#[from] sled::Error),
+}
+
+impl Store {
+    /// Open (or create) the store in the state directory `dir`.
+    ///
+    /// The stored bundle is verified again under `trust`, its device id is
+    /// compared with `device_id`, and `check` (the caller compiles the policy)
+    /// must accept it; only then is it returned in `Opened::bundle`.
+    ///
+    /// Never trusts, never crashes on bad state:
+    /// - sled fails to open, or the store's own keys are malformed or of an
+    ///   unknown format: the whole sled directory is renamed to
+    ///   `<dir>/db.broken-<unix time>` and a fresh, empty store is created
+    ///   (no bundle, no serial, time floor 0);
+    /// - the stored bundle fails verification or is for another device (trust
+    ///   keys rotated, threshold raised, config mistake): the database is
+    ///   kept (audit log, time floor), no bundle is returned and its serial
+    ///   is not enforced (it was vouched for by keys no longer trusted); the
+    ///   bytes stay on disk until a new bundle replaces them, so fixing a
+    ///   config mistake and restarting brings it back;
+    /// - the stored bundle is authentic but `check` refuses it: no bundle is
+    ///   returned, its serial is still enforced (no rollback).
+    ///
+    /// Errors only when the directory is locked by another process, or when
+    /// even a fresh store cannot be created.
+    pub fn open(
+        dir: &Path,
+        trust: &TrustPolicy,
+        device_id: &str,
+        check: impl Fn(&VerifiedBundle) -> Result<(), String>,
+    ) -> Result<Opened, StoreError> {
+        open::open(dir, trust, device_id, &check)
+    }
+
+    /// Store `b` if DESIGN §3 allows it, durably, before returning `Ok`.
+    ///
+    /// Order of checks: device id (`wrong-device`); identical bytes to the
+    /// bundle in force (`Unchanged`, nothing written); serial strictly greater
+    /// (`rollback`); `not_after` not before `max(wall_now, time floor)`
+    /// (`expired`). On failure nothing is written.
+    pub fn apply(&self, b: &VerifiedBundle, wall_now: UnixTime) -> Result<Applied, RejectReason> {
+        let body = b.bundle();
+        for got in [&body.device_id, &body.device.id] {
+            if *got != self.device_id {
+                return Err(RejectReason::WrongDevice {
+                    expected: self.device_id.clone(),
+                    got: got.clone(),
+                });
+            }
+        }
+        let mut st = self.state();
+        let digest: [u8; 32] = Sha256::digest(b.raw()).into();
+        if st.digest == Some(digest) {
+            return Ok(Applied::Unchanged {
+                serial: body.serial,
+            });
+        }
+        if let Some(stored) = st.serial.filter(|s| body.serial <= *s) {
+            return Err(RejectReason::Rollback {
+                stored,
+                offered: body.serial,
+            });
+        }
+        let now = wall_now.max(st.floor);
+        if body.not_after < now {
+            return Err(RejectReason::Expired {
+                not_after: body.not_after,
+                now,
+            });
+        }
+        let floor = st.floor.max(body.issued_at);
+        self.write_bundle(b.raw(), body.serial, floor)
+            .map_err(|e| RejectReason::Storage(e.to_string()))?;
+        // Only after the flush: a failed flush leaves the old state in force,
+        // so a retry of the same bytes writes and flushes again.
+        *st = State {
+            serial: Some(body.serial),
+            digest: Some(digest),
+            floor,
+        };
+        Ok(Applied::Accepted {
+            serial: body.serial,
+        })
+    }
+
+    /// Verify `bytes` under the store's trust policy, run `compile`, then
+    /// `apply`: the whole accept path with one rejection type. Returns the
+    /// verified bundle and what `compile` produced (the policy index).
+    pub fn accept<T>(
+        &self,
+        bytes: &[u8],
+        wall_now: UnixTime,
+        compile: impl FnOnce(&VerifiedBundle) -> Result<T, String>,
+    ) -> Result<(Applied, VerifiedBundle, T), RejectReason> {
+        let vb = VerifiedBundle::verify(bytes, &self.trust)?;
+        let compiled = compile(&vb).map_err(RejectReason::InvalidPolicy)?;
+        let applied = self.apply(&vb, wall_now)?;
+        Ok((applied, vb, compiled))
+    }
+
+    /// The newest signed timestamp seen (persisted; never decreases).
+    pub fn time_floor(&self) -> UnixTime {
+        self.state().floor
+    }
+
+    /// The device's notion of now: `max(wall, time floor)`.
+    pub fn now(&self, wall: UnixTime) -> UnixTime {
+        wall.max(self.time_floor())
+    }
+
+    /// Raise the time floor to `t` (e.g. a verified ticket's `issued_at`);
+    /// lower values are ignored. Persisted and flushed. Returns the floor.
+    pub fn raise_time_floor(&self, t: UnixTime) -> Result<UnixTime, StoreError> {
+        let mut st = self.state();
+        if t <= st.floor {
+            return Ok(st.floor);
+        }
+        self.meta.insert(KEY_FLOOR, &t.to_be_bytes())?;
+        self.db.flush()?;
+        st.floor = t;
+        Ok(t)
+    }
+
+    /// The serial a new bundle must exceed: that of the bundle in force, or
+    /// of an authentic stored bundle the policy check refused at open.
+    pub fn serial(&self) -> Option<u64> {
+        self.state().serial
+    }
+
+    /// The bundle in force, read back and verified again; `None` if there is
+    /// none (or it no longer reads back intact, which is logged).
+    pub fn current(&self) -> Option<VerifiedBundle> {
+        let digest = self.state().digest?;
+        let raw = match self.bundle.get(KEY_ENVELOPE) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => {
+                tracing::warn!(dir = %self.dir.display(), "store: bundle in force is missing on disk");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), "store: reading the bundle failed: {e}");
+                return None;
+            }
+        };
+        let read: [u8; 32] = Sha256::digest(&raw).into();
+        if read != digest {
+            tracing::warn!(dir = %self.dir.display(), "store: stored bundle changed under us");
+            return None;
+        }
+        match VerifiedBundle::verify(&raw, &self.trust) {
+            Ok(vb) => Some(vb),
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), "store: stored bundle no longer verifies: {e}");
+                None
+            }
+        }
+    }
+
+    /// This device's id, as configured.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// The trust policy bundles are verified under.
+    pub fn trust(&self) -> &TrustPolicy {
+        &self.trust
+    }
+
+    /// The sled database, for other trees (the audit log) to share its
+    /// cache, lock and flushes. Do not touch the `bundle` and `meta` trees.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Flush everything written so far (e.g. audit records) without blocking.
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Envelope, serial and time floor in one transaction, then flush.
+    fn write_bundle(&self, raw: &[u8], serial: u64, floor: UnixTime) -> Result<(), StoreError> {
+        let serial = serial.to_be_bytes();
+        let floor = floor.to_be_bytes();
+        // The closure may run more than once (conflict retries): it only
+        // stages writes, no side effects.
+        let r: TransactionResult<(), ()> = (&self.bundle, &self.meta).transaction(|(bt, mt)| {
+            bt.insert(KEY_ENVELOPE, raw)?;
+            bt.insert(KEY_SERIAL, &serial)?;
+            mt.insert(KEY_FLOOR, &floor)?;
+            Ok(())
+        });
+        match r {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(StoreError::Write(e)),
+            Err(TransactionError::Abort(())) => unreachable!("the closure never aborts"),
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave `State` half-written
+        // (it is replaced whole), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("device_id", &self.device_id)
+            .field("state", &*self.state())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,302 @@
+//! Opening the store: lock, open sled, check our keys, verify the stored
+//! bundle again, and move broken state aside instead of trusting or crashing.
+//!
+//! The rules (also in `Store::open`'s doc):
+//! - sled fails to open, or our keys are malformed / of an unknown format:
+//!   the sled directory is renamed to `<dir>/db.broken-<unix time>` (kept
+//!   for forensics, never deleted) and a fresh store is created;
+//! - the stored bundle fails verification or names another device: the
+//!   database stays, the bundle is not returned, its serial is not enforced;
+//! - the stored bundle is authentic but the caller's check refuses it: the
+//!   bundle is not returned, its serial is still enforced.
+//!
+//! The time floor is kept in every case where the database is kept: its only
+//! failure mode is failing closed (bundles and tickets look expired).
+
+use super::*;
+use edgegate_proto::bundle::BundleError;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What a successful sled open read back.
+struct Loaded {
+    db: sled::Db,
+    bundle: sled::Tree,
+    meta: sled::Tree,
+    floor: UnixTime,
+    serial: Option<u64>,
+    envelope: Option<sled::IVec>,
+}
+
+/// Why the sled directory could not be used.
+enum OpenFailure {
+    /// Unusable state: move it aside and start fresh.
+    Broken(String),
+    /// Not a property of the state (lock held elsewhere): give up.
+    Fatal(StoreError),
+}
+
+pub(super) fn open(
+    dir: &Path,
+    trust: &TrustPolicy,
+    device_id: &str,
+    check: &dyn Fn(&VerifiedBundle) -> Result<(), String>,
+) -> Result<Opened, StoreError> {
+    let io = |source| StoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let lock = lock_dir(dir)?;
+    let mut warnings = Vec::new();
+    let loaded = open_or_replace(dir, &mut warnings)?;
+    let (state, bundle) = load_bundle(&loaded, trust, device_id, check, &mut warnings);
+    let Loaded {
+        db,
+        bundle: bt,
+        meta,
+        ..
+    } = loaded;
+    let store = Store {
+        db,
+        bundle: bt,
+        meta,
+        trust: trust.clone(),
+        device_id: device_id.to_string(),
+        dir: dir.to_path_buf(),
+        state: Mutex::new(state),
+        _lock: lock,
+    };
+    Ok(Opened {
+        store,
+        bundle,
+        warnings,
+    })
+}
+
+/// One process per state directory. Our own lock (rather than sled's) tells
+/// "in use" apart from "corrupt" without parsing sled's error text, so a
+/// running daemon's store is never moved aside by a second instance.
+fn lock_dir(dir: &Path) -> Result<Flock<File>, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((_, Errno::EWOULDBLOCK)) => Err(StoreError::Locked(dir.to_path_buf())),
+        Err((_, errno)) => Err(StoreError::Io {
+            path,
+            source: errno.into(),
+        }),
+    }
+}
+
+fn open_or_replace(dir: &Path, warnings: &mut Vec<String>) -> Result<Loaded, StoreError> {
+    let path = dir.join(SLED_DIR);
+    let why = match try_open(&path) {
+        Ok(loaded) => return Ok(loaded),
+        Err(OpenFailure::Fatal(e)) => return Err(e),
+        Err(OpenFailure::Broken(why)) => why,
+    };
+    let moved = move_aside(dir)?;
+    warn(
+        warnings,
+        format!(
+            "store {}: {why}; moved aside to {}, starting with an empty store \
+             (no bundle, no serial, time floor 0)",
+            path.display(),
+            moved.display()
+        ),
+    );
+    match try_open(&path) {
+        Ok(loaded) => Ok(loaded),
+        Err(OpenFailure::Fatal(e)) => Err(e),
+        Err(OpenFailure::Broken(why)) => Err(StoreError::Fresh {
+            path,
+            source: sled::Error::Unsupported(why),
+        }),
+    }
+}
+
+fn sled_config(path: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(CACHE_BYTES)
+        // Routers have small flash; a bundle rewrite every few minutes and
+        // an audit append per decision need no write-optimised layout.
+        .mode(sled::Mode::LowSpace)
+        .flush_every_ms(Some(FLUSH_EVERY_MS))
+}
+
+fn try_open(path: &Path) -> Result<Loaded, OpenFailure> {
+    let broken = |what: &str, e: sled::Error| OpenFailure::Broken(format!("{what}: {e}"));
+    let db = sled_config(path).open().map_err(|e| match e {
+        sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+            OpenFailure::Fatal(StoreError::Locked(path.to_path_buf()))
+        }
+        e => broken("sled failed to open", e),
+    })?;
+    let bundle = db
+        .open_tree(TREE_BUNDLE)
+        .map_err(|e| broken("opening tree bundle", e))?;
+    let meta = db
+        .open_tree(TREE_META)
+        .map_err(|e| broken("opening tree meta", e))?;
+    let get = |t: &sled::Tree, k: &[u8]| {
+        t.get(k)
+            .map_err(|e| broken(&format!("reading {}", String::from_utf8_lossy(k)), e))
+    };
+    match get(&meta, KEY_FORMAT)? {
+        Some(f) if f == FORMAT => {}
+        Some(f) => {
+            return Err(OpenFailure::Broken(format!(
+                "unknown store format {:?}",
+                String::from_utf8_lossy(&f)
+            )))
+        }
+        None if bundle.is_empty() && meta.is_empty() => {
+            meta.insert(KEY_FORMAT, FORMAT)
+                .and_then(|_| db.flush())
+                .map_err(|e| broken("initialising a fresh store", e))?;
+        }
+        None => return Err(OpenFailure::Broken("format marker missing".into())),
+    }
+    let floor = read_u64(get(&meta, KEY_FLOOR)?, "time floor")?.unwrap_or(0);
+    let serial = read_u64(get(&bundle, KEY_SERIAL)?, "serial")?;
+    let envelope = get(&bundle, KEY_ENVELOPE)?;
+    Ok(Loaded {
+        db,
+        bundle,
+        meta,
+        floor,
+        serial,
+        envelope,
+    })
+}
+
+fn read_u64(v: Option<sled::IVec>, what: &str) -> Result<Option<u64>, OpenFailure> {
+    v.map(|v| {
+        <[u8; 8]>::try_from(&v[..])
+            .map(u64::from_be_bytes)
+            .map_err(|_| OpenFailure::Broken(format!("stored {what} is {} bytes, not 8", v.len())))
+    })
+    .transpose()
+}
+
+/// Rename `<dir>/db` to `<dir>/db.broken-<unix time>[.n]`. The caller has
+/// dropped every handle on it.
+fn move_aside(dir: &Path) -> Result<PathBuf, StoreError> {
+    let from = dir.join(SLED_DIR);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let base = format!("{SLED_DIR}.broken-{secs}");
+    let to = (0..)
+        .map(|n| match n {
+            0 => dir.join(&base),
+            n => dir.join(format!("{base}.{n}")),
+        })
+        .find(|p| !p.exists())
+        .expect("an unused name exists");
+    std::fs::rename(&from, &to).map_err(|source| StoreError::MoveAside { path: from, source })?;
+    Ok(to)
+}
+
+/// Decide what of the stored bundle is still trusted.
+fn load_bundle(
+    l: &Loaded,
+    trust: &TrustPolicy,
+    device_id: &str,
+    check: &dyn Fn(&VerifiedBundle) -> Result<(), String>,
+    warnings: &mut Vec<String>,
+) -> (State, Option<VerifiedBundle>) {
+    let untrusted = State {
+        serial: None,
+        digest: None,
+        floor: l.floor,
+    };
+    let Some(raw) = &l.envelope else {
+        return (
+            State {
+                serial: l.serial,
+                ..untrusted
+            },
+            None,
+        );
+    };
+    let stored = l.serial.map_or("?".to_string(), |s| s.to_string());
+    let vb = match VerifiedBundle::verify(raw, trust) {
+        Ok(vb) => vb,
+        Err(e) => {
+            warn(warnings, untrusted_line(&stored, &e));
+            return (untrusted, None);
+        }
+    };
+    let b = vb.bundle();
+    if b.device_id != device_id || b.device.id != device_id {
+        warn(
+            warnings,
+            format!(
+                "stored bundle serial {stored} is for device {:?}, this is {device_id:?}; \
+                 treated as absent (no bundle in force, its serial not enforced)",
+                b.device_id
+            ),
+        );
+        return (untrusted, None);
+    }
+    let authentic = State {
+        serial: Some(b.serial.max(l.serial.unwrap_or(0))),
+        ..untrusted
+    };
+    if l.serial != Some(b.serial) {
+        warn(
+            warnings,
+            format!(
+                "stored serial {stored} does not match the stored bundle's serial {}; \
+                 treated as absent (the higher serial is enforced)",
+                b.serial
+            ),
+        );
+        return (authentic, None);
+    }
+    if let Err(why) = check(&vb) {
+        warn(
+            warnings,
+            format!(
+                "stored bundle serial {} is refused by the policy check: {why}; \
+                 treated as absent (its serial is still enforced)",
+                b.serial
+            ),
+        );
+        return (authentic, None);
+    }
+    let state = State {
+        serial: Some(b.serial),
+        digest: Some(Sha256::digest(raw).into()),
+        floor: l.floor.max(b.issued_at),
+    };
+    (state, Some(vb))
+}
+
+fn untrusted_line(stored: &str, e: &BundleError) -> String {
+    format!(
+        "stored bundle serial {stored} fails verification under the current trust policy \
+         ({}: {e}); treated as absent (no bundle in force, its serial not enforced; \
+         the bytes stay on disk until a new bundle replaces them)",
+        e.code()
+    )
+}
+
+fn warn(warnings: &mut Vec<String>, line: String) {
+    tracing::warn!("store: {line}");
+    warnings.push(line);
+}

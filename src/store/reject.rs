@@ -1,0 +1,92 @@
+//! Why a bundle was refused: one enum for every rejection on the accept path
+//! (verification, policy compile, and the store's own checks), so the daemon,
+//! the control socket and the audit log report the same stable codes.
+
+use edgegate_proto::bundle::BundleError;
+use edgegate_proto::UnixTime;
+use std::fmt;
+
+/// Why a bundle was not accepted. The stored state is untouched in every case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The envelope or body failed verification (signatures, size, format).
+    Invalid(BundleError),
+    /// The bundle verified but does not compile into a policy (the caller's check).
+    InvalidPolicy(String),
+    /// The bundle is for another device.
+    WrongDevice {
+        /// This device's id.
+        expected: String,
+        /// The id the bundle names.
+        got: String,
+    },
+    /// The serial is not strictly greater than the stored one (an equal
+    /// serial with different bytes included).
+    Rollback {
+        /// The stored serial.
+        stored: u64,
+        /// The offered serial.
+        offered: u64,
+    },
+    /// `not_after` lies before the device's notion of now (wall clock, but
+    /// never below the time floor).
+    Expired {
+        /// The bundle's `not_after`.
+        not_after: UnixTime,
+        /// The instant it was checked against.
+        now: UnixTime,
+    },
+    /// The write or the flush failed; the sender must not assume durability.
+    Storage(String),
+}
+
+impl RejectReason {
+    /// Stable short name for audit records and wire answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::Invalid(e) => e.code(),
+            RejectReason::InvalidPolicy(_) => "invalid-policy",
+            RejectReason::WrongDevice { .. } => "wrong-device",
+            RejectReason::Rollback { .. } => "rollback",
+            RejectReason::Expired { .. } => "expired",
+            RejectReason::Storage(_) => "storage-error",
+        }
+    }
+}
+
+impl From<BundleError> for RejectReason {
+    fn from(e: BundleError) -> Self {
+        RejectReason::Invalid(e)
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self.code();
+        match self {
+            RejectReason::Invalid(e) => write!(f, "{code}: {e}"),
+            RejectReason::InvalidPolicy(m) => write!(f, "{code}: {}", one_line(m)),
+            RejectReason::WrongDevice { expected, got } => {
+                write!(
+                    f,
+                    "{code}: bundle is for device {got:?}, this is {expected:?}"
+                )
+            }
+            RejectReason::Rollback { stored, offered } => write!(
+                f,
+                "{code}: serial {offered} is not greater than stored serial {stored}"
+            ),
+            RejectReason::Expired { not_after, now } => {
+                write!(f, "{code}: not_after {not_after} is before now {now}")
+            }
+            RejectReason::Storage(m) => write!(f, "{code}: {}", one_line(m)),
+        }
+    }
+}
+
+impl std::error::Error for RejectReason {}
+
+/// Messages from elsewhere may carry newlines; a reason is always one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,437 @@
+use super::*;
+use ed25519_dalek::SigningKey;
+use edgegate_proto::bundle::{self, Bundle, Company, Device};
+use edgegate_proto::PublicKey;
+
+const DEV: &str = "dev-1";
+const T0: UnixTime = 1_700_000_000;
+const DAY: u64 = 86_400;
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+fn trust(keys: &[u8], threshold: usize) -> TrustPolicy {
+    let keys = keys
+        .iter()
+        .map(|&n| PublicKey::from(key(n).verifying_key()))
+        .collect();
+    TrustPolicy::new(keys, threshold).unwrap()
+}
+
+fn body(serial: u64, issued_at: UnixTime) -> Bundle {
+    Bundle {
+        device_id: DEV.into(),
+        serial,
+        issued_at,
+        not_after: issued_at + 30 * DAY,
+        company: Company {
+            id: "acme".into(),
+            name: "Acme".into(),
+        },
+        organizations: vec![],
+        categories: vec![],
+        groups: vec![],
+        roles: vec![],
+        users: vec![],
+        device: Device {
+            id: DEV.into(),
+            name: "Router".into(),
+            groups: vec![],
+            services: vec![],
+        },
+        revoked_tickets: vec![],
+    }
+}
+
+fn seal(b: &Bundle, signers: &[u8]) -> Vec<u8> {
+    let keys: Vec<SigningKey> = signers.iter().map(|&n| key(n)).collect();
+    let refs: Vec<&SigningKey> = keys.iter().collect();
+    bundle::seal(b, &refs)
+}
+
+fn verified(b: &Bundle) -> VerifiedBundle {
+    VerifiedBundle::verify(&seal(b, &[1]), &trust(&[1], 1)).unwrap()
+}
+
+fn open_with(dir: &Path, t: &TrustPolicy) -> Opened {
+    Store::open(dir, t, DEV, |_| Ok(())).unwrap()
+}
+
+fn open(dir: &Path) -> Opened {
+    open_with(dir, &trust(&[1], 1))
+}
+
+fn ok_store(dir: &Path) -> Store {
+    let o = open(dir);
+    assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+    o.store
+}
+
+#[test]
+fn fresh_store_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = open(dir.path());
+    assert!(o.bundle.is_none() && o.warnings.is_empty());
+    assert_eq!(o.store.serial(), None);
+    assert_eq!(o.store.time_floor(), 0);
+    assert!(o.store.current().is_none());
+}
+
+#[test]
+fn accepted_bundle_is_returned_verified_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = verified(&body(5, T0));
+    {
+        let s = ok_store(dir.path());
+        assert_eq!(s.apply(&b, T0), Ok(Applied::Accepted { serial: 5 }));
+        assert_eq!(s.current().unwrap().raw(), b.raw());
+        assert_eq!(s.serial(), Some(5));
+    }
+    let o = open(dir.path());
+    assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+    assert_eq!(o.bundle.unwrap().raw(), b.raw());
+    assert_eq!(o.store.serial(), Some(5));
+    assert_eq!(o.store.time_floor(), T0);
+}
+
+#[test]
+fn rollback_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    s.apply(&verified(&body(7, T0)), T0).unwrap();
+    let e = s.apply(&verified(&body(6, T0 + 10)), T0).unwrap_err();
+    assert_eq!(e.code(), "rollback");
+    assert_eq!(
+        e,
+        RejectReason::Rollback {
+            stored: 7,
+            offered: 6
+        }
+    );
+    assert_eq!(s.serial(), Some(7));
+}
+
+#[test]
+fn equal_serial_different_bytes_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    let a = verified(&body(7, T0));
+    s.apply(&a, T0).unwrap();
+    let e = s.apply(&verified(&body(7, T0 + 1)), T0).unwrap_err();
+    assert_eq!(e.code(), "rollback");
+    assert_eq!(s.current().unwrap().raw(), a.raw());
+}
+
+#[test]
+fn wrong_device_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    let mut b = body(1, T0);
+    b.device_id = "dev-2".into();
+    let e = s.apply(&verified(&b), T0).unwrap_err();
+    assert_eq!(e.code(), "wrong-device");
+    let mut b = body(1, T0);
+    b.device.id = "dev-2".into();
+    assert_eq!(
+        s.apply(&verified(&b), T0).unwrap_err().code(),
+        "wrong-device"
+    );
+    assert_eq!(s.serial(), None);
+}
+
+#[test]
+fn tampered_byte_rejected_at_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    let mut raw = seal(&body(1, T0), &[1]);
+    let at = raw.len() / 2;
+    raw[at] ^= 0x01;
+    let e = s.accept(&raw, T0, |_| Ok(())).unwrap_err();
+    assert!(matches!(e, RejectReason::Invalid(_)), "{e}");
+    assert_eq!(s.serial(), None);
+}
+
+#[test]
+fn below_threshold_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = trust(&[1, 2], 2);
+    let s = open_with(dir.path(), &t).store;
+    let e = s
+        .accept(&seal(&body(1, T0), &[1]), T0, |_| Ok(()))
+        .unwrap_err();
+    assert_eq!(e.code(), "bad-signature", "{e}");
+    // The same key twice is still one signer.
+    let e = s
+        .accept(&seal(&body(1, T0), &[1, 1]), T0, |_| Ok(()))
+        .unwrap_err();
+    assert_eq!(e.code(), "bad-signature", "{e}");
+    let (applied, _, ()) = s
+        .accept(&seal(&body(1, T0), &[1, 2]), T0, |_| Ok(()))
+        .unwrap();
+    assert_eq!(applied, Applied::Accepted { serial: 1 });
+}
+
+#[test]
+fn untrusted_signer_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    let e = s
+        .accept(&seal(&body(1, T0), &[9]), T0, |_| Ok(()))
+        .unwrap_err();
+    assert_eq!(e.code(), "bad-signature", "{e}");
+    assert_eq!(s.serial(), None);
+}
+
+#[test]
+fn invalid_policy_rejected_before_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    let e = s
+        .accept(&seal(&body(1, T0), &[1]), T0, |_| {
+            Err::<(), _>("role r1: unknown category c9\nsecond line".into())
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid-policy");
+    assert_eq!(
+        e.to_string(),
+        "invalid-policy: role r1: unknown category c9 second line"
+    );
+    assert_eq!(s.serial(), None);
+}
+
+#[test]
+fn expired_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    let b = body(1, T0);
+    let wall = b.not_after + 1;
+    let e = s.apply(&verified(&b), wall).unwrap_err();
+    assert_eq!(
+        e,
+        RejectReason::Expired {
+            not_after: b.not_after,
+            now: wall
+        }
+    );
+    // At exactly not_after it still counts.
+    assert!(s.apply(&verified(&b), b.not_after).is_ok());
+}
+
+#[test]
+fn expired_by_time_floor_even_with_1970_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    s.apply(&verified(&body(1, T0 + 100 * DAY)), 0).unwrap();
+    assert_eq!(s.time_floor(), T0 + 100 * DAY);
+    assert_eq!(s.now(0), T0 + 100 * DAY);
+    // Newer serial, but it ran out before the newest signed time we saw.
+    let old = body(2, T0);
+    let e = s.apply(&verified(&old), 0).unwrap_err();
+    assert_eq!(e.code(), "expired");
+    assert_eq!(s.serial(), Some(1));
+}
+
+#[test]
+fn same_bundle_twice_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = verified(&body(3, T0));
+    {
+        let s = ok_store(dir.path());
+        assert_eq!(s.apply(&b, T0), Ok(Applied::Accepted { serial: 3 }));
+        assert_eq!(s.apply(&b, T0), Ok(Applied::Unchanged { serial: 3 }));
+    }
+    let s = ok_store(dir.path());
+    assert_eq!(s.apply(&b, T0), Ok(Applied::Unchanged { serial: 3 }));
+    assert_eq!(s.serial(), Some(3));
+}
+
+#[test]
+fn time_floor_never_decreases_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = ok_store(dir.path());
+        s.apply(&verified(&body(1, T0 + 1000)), 0).unwrap();
+        assert_eq!(s.time_floor(), T0 + 1000);
+        // A later serial issued earlier does not pull the floor back.
+        s.apply(&verified(&body(2, T0 + 500)), 0).unwrap();
+        assert_eq!(s.time_floor(), T0 + 1000);
+        assert_eq!(s.raise_time_floor(T0).unwrap(), T0 + 1000);
+        assert_eq!(s.raise_time_floor(T0 + 2000).unwrap(), T0 + 2000);
+        assert_eq!(s.now(T0), T0 + 2000);
+        assert_eq!(s.now(T0 + 3000), T0 + 3000);
+    }
+    let s = ok_store(dir.path());
+    assert_eq!(s.time_floor(), T0 + 2000);
+    assert_eq!(s.serial(), Some(2));
+}
+
+#[test]
+fn reopen_under_other_trust_gives_no_bundle_and_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    ok_store(dir.path())
+        .apply(&verified(&body(9, T0)), T0)
+        .unwrap();
+    let rotated = trust(&[2], 1);
+    let o = open_with(dir.path(), &rotated);
+    assert!(o.bundle.is_none());
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert!(o.warnings[0].contains("bad-signature"), "{}", o.warnings[0]);
+    assert!(o.store.current().is_none());
+    // The untrusted serial is not enforced; the floor is kept.
+    assert_eq!(o.store.serial(), None);
+    assert_eq!(o.store.time_floor(), T0);
+    let fresh = VerifiedBundle::verify(&seal(&body(1, T0), &[2]), &rotated).unwrap();
+    assert_eq!(
+        o.store.apply(&fresh, T0),
+        Ok(Applied::Accepted { serial: 1 })
+    );
+}
+
+#[test]
+fn config_mistake_is_recoverable_by_reopening_with_the_right_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = verified(&body(9, T0));
+    ok_store(dir.path()).apply(&b, T0).unwrap();
+    let o = open_with(dir.path(), &trust(&[2], 1));
+    assert!(o.bundle.is_none());
+    drop(o);
+    let o = open(dir.path());
+    assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+    assert_eq!(o.bundle.unwrap().raw(), b.raw());
+}
+
+#[test]
+fn reopen_for_another_device_gives_no_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    ok_store(dir.path())
+        .apply(&verified(&body(9, T0)), T0)
+        .unwrap();
+    let o = Store::open(dir.path(), &trust(&[1], 1), "dev-2", |_| Ok(())).unwrap();
+    assert!(o.bundle.is_none());
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert!(o.warnings[0].contains("dev-2"));
+}
+
+#[test]
+fn reopen_refused_by_check_gives_no_bundle_but_keeps_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    ok_store(dir.path())
+        .apply(&verified(&body(9, T0)), T0)
+        .unwrap();
+    let o = Store::open(dir.path(), &trust(&[1], 1), DEV, |_| {
+        Err("group cycle g1".into())
+    })
+    .unwrap();
+    assert!(o.bundle.is_none());
+    assert_eq!(o.warnings.len(), 1);
+    assert!(o.warnings[0].contains("group cycle g1"));
+    assert_eq!(o.store.serial(), Some(9));
+    let same = verified(&body(9, T0));
+    assert_eq!(o.store.apply(&same, T0).unwrap_err().code(), "rollback");
+    assert!(o.store.apply(&verified(&body(10, T0)), T0).is_ok());
+}
+
+fn garble_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            n += garble_files(&path);
+        } else {
+            let len = std::fs::metadata(&path).unwrap().len().max(64) as usize;
+            let junk: Vec<u8> = (0..len).map(|i| (i * 131 % 251) as u8).collect();
+            std::fs::write(&path, junk).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+fn broken_dirs(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("db.broken-"))
+        .collect()
+}
+
+#[test]
+fn corrupted_sled_directory_opens_fresh_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    ok_store(dir.path())
+        .apply(&verified(&body(4, T0)), T0)
+        .unwrap();
+    assert!(garble_files(&dir.path().join(SLED_DIR)) > 0);
+    let o = open(dir.path());
+    assert!(o.bundle.is_none());
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert!(o.warnings[0].contains("moved aside"), "{}", o.warnings[0]);
+    assert_eq!(broken_dirs(dir.path()).len(), 1);
+    assert_eq!(o.store.serial(), None);
+    assert!(o.store.apply(&verified(&body(1, T0)), T0).is_ok());
+    drop(o);
+    assert!(open(dir.path()).warnings.is_empty());
+}
+
+#[test]
+fn unknown_format_marker_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = ok_store(dir.path());
+        s.meta
+            .insert(KEY_FORMAT, &b"edgegate-store/99"[..])
+            .unwrap();
+        s.db.flush().unwrap();
+    }
+    let o = open(dir.path());
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert!(o.warnings[0].contains("unknown store format"));
+    assert_eq!(broken_dirs(dir.path()).len(), 1);
+}
+
+#[test]
+fn second_open_is_refused_and_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    s.apply(&verified(&body(1, T0)), T0).unwrap();
+    let e = Store::open(dir.path(), &trust(&[1], 1), DEV, |_| Ok(())).unwrap_err();
+    assert!(matches!(e, StoreError::Locked(_)), "{e}");
+    assert!(broken_dirs(dir.path()).is_empty());
+    assert_eq!(s.serial(), Some(1));
+}
+
+#[test]
+fn reject_reasons_have_stable_codes_and_one_line() {
+    let reasons = [
+        RejectReason::WrongDevice {
+            expected: "a".into(),
+            got: "b".into(),
+        },
+        RejectReason::Rollback {
+            stored: 2,
+            offered: 1,
+        },
+        RejectReason::Expired {
+            not_after: 1,
+            now: 2,
+        },
+        RejectReason::InvalidPolicy("x\ny".into()),
+        RejectReason::Storage("disk\nfull".into()),
+    ];
+    let codes: Vec<_> = reasons.iter().map(|r| r.code()).collect();
+    assert_eq!(
+        codes,
+        [
+            "wrong-device",
+            "rollback",
+            "expired",
+            "invalid-policy",
+            "storage-error"
+        ]
+    );
+    for r in &reasons {
+        let s = r.to_string();
+        assert!(s.starts_with(r.code()) && !s.contains('\n'), "{s}");
+    }
+}
