@@ -95,6 +95,12 @@ pub enum Frame {
     },
     /// Daemon → client: the outcome of a `PushBundle`.
     PushResult(PushResult),
+    /// Daemon → client, instead of `Opened`: the stream was allowed but the
+    /// service's target could not be reached.
+    Failed {
+        /// One human-readable line.
+        message: String,
+    },
 }
 
 /// The daemon's answer to a valid `Hello`.

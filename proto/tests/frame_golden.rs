@@ -95,6 +95,12 @@ fn samples() -> Vec<(Frame, &'static str)> {
             }),
             "0000000d0a0208726f6c6c6261636b0178",
         ),
+        (
+            Frame::Failed {
+                message: "no".into(),
+            },
+            "000000040b026e6f",
+        ),
     ]
 }
 

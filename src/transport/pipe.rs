@@ -91,7 +91,28 @@ impl PipeReader {
     }
 }
 
+impl PipeReader {
+    /// Tell the sender to stop (QUIC `STOP_SENDING` with `code`); a TLS
+    /// connection is closed by its writer instead.
+    pub fn stop(&mut self, code: u32) {
+        if let PipeReader::Quic(recv) = self {
+            let _ = recv.stop(quinn::VarInt::from_u32(code));
+        }
+    }
+}
+
 impl PipeWriter {
+    /// Send one control frame (before the raw bytes start).
+    pub async fn write_frame(&mut self, f: &Frame) -> io::Result<()> {
+        match self {
+            PipeWriter::Quic(send) => {
+                let bytes = edgegate_proto::frame::encode(f);
+                send.write_all(&bytes).await.map_err(io_err)
+            }
+            PipeWriter::Framed(w) => write_frame(w, f).await,
+        }
+    }
+
     /// Send bytes.
     pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
@@ -181,15 +202,19 @@ where
     }
 }
 
-/// Copy a plain socket into a pipe until the socket ends, then finish the pipe.
-pub async fn socket_to_pipe<R>(
+/// Copy a plain socket into a pipe until the socket ends, then finish the
+/// pipe. `observe` sees every chunk before it is sent (a read-level filter
+/// framing the other direction needs the server's bytes).
+pub async fn socket_to_pipe<R, O>(
     from: &mut R,
     to: &mut PipeWriter,
     buf_size: usize,
     counter: &AtomicU64,
+    mut observe: O,
 ) -> io::Result<PumpEnd>
 where
     R: AsyncRead + Unpin,
+    O: FnMut(&[u8]),
 {
     let mut buf = vec![0u8; buf_size];
     loop {
@@ -199,6 +224,7 @@ where
             return Ok(PumpEnd::Finished);
         }
         counter.fetch_add(n as u64, Ordering::Relaxed);
+        observe(&buf[..n]);
         to.write(&buf[..n]).await?;
     }
 }
