@@ -4,6 +4,8 @@ pub use edgegate_proto::PublicKey;
 
 pub mod config;
 pub mod consent;
+pub mod policy;
 pub mod store;
+pub mod synth;
 pub mod tlsid;
 pub mod transport;

@@ -1,0 +1,119 @@
+//! The policy evaluator (DESIGN §2): compile a verified bundle into an
+//! immutable `PolicyIndex`, then decide, explain and schedule re-decisions.
+//!
+//! Owns: `PolicyIndex::compile`, `decide`, `explain`, `next_change`. It does
+//! not verify bytes (that is `edgegate_proto`), store bundles, compute limits
+//! or read a clock: `now`, consent and `limit_exceeded` are inputs.
+//!
+//! `decide` and `explain` run the same evaluation core (`eval`), generic over a
+//! tracer: a no-op one for `decide` (no allocation), a recording one for
+//! `explain`. There is one copy of each check.
+
+mod compile;
+mod eval;
+mod explain;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
+
+pub use compile::{CompileError, CompiledService, PolicyIndex};
+pub use explain::{Explanation, GrantTrace, SourceTrace, TraceEntry};
+
+use edgegate_proto::{DenyReason, Level, PublicKey, UnixTime, VerifiedTicket};
+use std::net::SocketAddr;
+
+/// Clock skew tolerated before a ticket's `issued_at`, in seconds.
+pub const SKEW: u64 = 300;
+
+/// The ticket as the handshake delivered it.
+#[derive(Debug, Clone, Copy)]
+pub enum TicketInput<'a> {
+    /// Signature checked against the trusted keys.
+    Verified(&'a VerifiedTicket),
+    /// Failed verification (bad signature, malformed): denied `bad-ticket`.
+    Invalid,
+}
+
+/// Everything one decision depends on besides the bundle.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The ticket.
+    pub ticket: TicketInput<'a>,
+    /// The client key proven in the TLS/QUIC handshake.
+    pub client_key: &'a PublicKey,
+    /// Service id the client asks for.
+    pub service: &'a str,
+    /// Destination inside the machine network (vpn only).
+    pub destination: Option<SocketAddr>,
+    /// The daemon's notion of now (never below its time floor).
+    pub now: UnixTime,
+    /// Whether an on-site consent is active on this device.
+    pub consent: bool,
+    /// Step 7, computed by the daemon: a per-user or global limit is exceeded.
+    pub limit_exceeded: bool,
+}
+
+/// The bundle side of a decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    /// The compiled current bundle, if any.
+    pub index: Option<&'a PolicyIndex>,
+    /// Seconds after `not_after` during which the bundle still counts.
+    pub expiry_grace: u64,
+}
+
+/// The answer: allow with a level, or deny with exactly one reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Allowed at this level.
+    Allow(Level),
+    /// Denied for this reason.
+    Deny(DenyReason),
+}
+
+impl Decision {
+    /// Whether access is allowed.
+    pub fn is_allow(self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+}
+
+/// Decide a request per DESIGN §2, in order. Does not allocate.
+pub fn decide(p: &Policy, r: &Request) -> Decision {
+    eval::evaluate(p, r, &mut eval::NoTrace)
+}
+
+/// The same evaluation as `decide`, with the trace of every check it made.
+pub fn explain(p: &Policy, r: &Request) -> Explanation {
+    let mut rec = explain::Recorder::default();
+    let decision = eval::evaluate(p, r, &mut rec);
+    rec.finish(decision)
+}
+
+/// The earliest instant after `r.now` at which the decision could change by
+/// time alone: the ticket's start (issued − skew) or expiry, the end of the
+/// logout period, the bundle's expiry plus grace. `None` if no such instant
+/// (no bundle, or an unverifiable ticket).
+pub fn next_change(p: &Policy, r: &Request) -> Option<UnixTime> {
+    let ix = p.index?;
+    let TicketInput::Verified(vt) = r.ticket else {
+        return None;
+    };
+    let t = vt.ticket();
+    let logout = ix
+        .user(&t.user)
+        .map(|(_, u)| t.auth_time.saturating_add(u.logout_period));
+    [
+        Some(ix.not_after().saturating_add(p.expiry_grace)),
+        Some(t.expires_at),
+        Some(t.issued_at.saturating_sub(SKEW)),
+        logout,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|&at| at > r.now)
+    .min()
+}
