@@ -4,6 +4,7 @@ pub use edgegate_proto::PublicKey;
 
 pub mod config;
 pub mod consent;
+pub mod filter;
 pub mod policy;
 pub mod store;
 pub mod synth;
