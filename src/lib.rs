@@ -2,10 +2,14 @@
 
 pub use edgegate_proto::PublicKey;
 
+pub mod cli;
 pub mod config;
 pub mod consent;
+pub mod duration;
 pub mod filter;
+pub mod keyfile;
 pub mod policy;
+pub mod policy_file;
 pub mod store;
 pub mod synth;
 pub mod tlsid;

@@ -1,0 +1,285 @@
+//! The `edgegate` command line (DESIGN §6): the clap tree and dispatch.
+//!
+//! This file owns the tree and the authoring commands' arguments; each
+//! command's work lives in a sibling module (`cli/keys.rs`, `cli/bundle.rs`,
+//! `cli/ticket.rs`, `cli/policy.rs`). Commands write their normal output to
+//! the writer they are given and return errors; `src/bin/edgegate.rs` turns
+//! an error into one `error: ...` line on stderr and exit status 1.
+
+mod bundle;
+mod evaluate;
+mod keys;
+mod policy;
+mod ticket;
+
+use crate::duration::parse_duration;
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// edgegate: access-enforcing gateway for industrial routers.
+#[derive(Debug, Parser)]
+#[command(name = "edgegate", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new ed25519 key file (mode 0600) and print its public key.
+    Keygen(KeygenArgs),
+    /// Build and inspect signed permission bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Issue tickets admitting a client key to a device.
+    #[command(subcommand)]
+    Ticket(TicketCommand),
+    /// Check policy files and explain decisions.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `edgegate keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key; an existing file is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `edgegate bundle ...`.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Compile a policy file for one device and sign it.
+    Build(BuildArgs),
+    /// Show a bundle's contents and signers (no trusted key needed).
+    Inspect(InspectArgs),
+}
+
+/// `edgegate bundle build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The policy file (TOML, DESIGN §7).
+    #[arg(value_name = "POLICY.toml")]
+    pub policy: PathBuf,
+    /// The device the bundle is for.
+    #[arg(long, value_name = "ID")]
+    pub device: String,
+    /// Serial number; the device accepts only a higher one than it has.
+    #[arg(long, value_name = "N")]
+    pub serial: u64,
+    /// How long the bundle stays valid after it is issued, e.g. 30d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub valid_for: u64,
+    /// Authority private key; repeat to add signatures for a threshold.
+    #[arg(long = "key", value_name = "AUTHORITY.key", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// Where to write the signed bundle.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Issue time (RFC 3339); default now.
+    #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time)]
+    pub issued_at: Option<u64>,
+}
+
+/// `edgegate bundle inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The signed bundle.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// A trusted authority key (ed25519:.. or a file); repeatable. With it,
+    /// reports whether the signatures meet the trust policy.
+    #[arg(long = "trust", value_name = "KEY")]
+    pub trust: Vec<String>,
+    /// Distinct trusted signers required (with --trust).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub threshold: usize,
+}
+
+/// `edgegate ticket ...`.
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// Sign a ticket for one user, device and client key.
+    Issue(IssueArgs),
+}
+
+/// `edgegate ticket issue`.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// User id.
+    #[arg(long, value_name = "ID")]
+    pub user: String,
+    /// Device id.
+    #[arg(long, value_name = "ID")]
+    pub device: String,
+    /// The client's public key: ed25519:.., or a file holding it or the private key.
+    #[arg(long, value_name = "PUB|FILE")]
+    pub client_key: String,
+    /// How long the ticket is valid, e.g. 8h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ttl: u64,
+    /// The user authenticated with a second factor.
+    #[arg(long)]
+    pub mfa: bool,
+    /// When the user authenticated (RFC 3339); default now.
+    #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time)]
+    pub auth_time: Option<u64>,
+    /// Issue time (RFC 3339); default now.
+    #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time)]
+    pub issued_at: Option<u64>,
+    /// Authority private key; repeatable.
+    #[arg(long = "key", value_name = "AUTHORITY.key", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// Where to write the signed ticket.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `edgegate policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file and run its [[test]] expectations.
+    Check(CheckArgs),
+    /// Show the decision for one question, and why.
+    Explain(ExplainArgs),
+}
+
+/// `edgegate policy check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The policy file.
+    #[arg(value_name = "POLICY.toml")]
+    pub policy: PathBuf,
+}
+
+/// `edgegate policy explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The signed bundle to ask.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    /// User id (as a ticket would name it).
+    #[arg(long, value_name = "ID")]
+    pub user: String,
+    /// Service id.
+    #[arg(long, value_name = "ID")]
+    pub service: String,
+    /// The ticket carries two-factor authentication.
+    #[arg(long)]
+    pub mfa: bool,
+    /// On-site consent is active on the device.
+    #[arg(long)]
+    pub consent: bool,
+    /// VPN destination inside the machine network.
+    #[arg(long, value_name = "IP:PORT")]
+    pub destination: Option<std::net::SocketAddr>,
+    /// When to ask (RFC 3339); default now.
+    #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time)]
+    pub at: Option<u64>,
+    /// When the user authenticated (RFC 3339); default the --at time.
+    #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time)]
+    pub auth_time: Option<u64>,
+    /// Trusted authority key (ed25519:.. or file), repeatable; default: the
+    /// bundle's own signers (signatures checked, authority not).
+    #[arg(long = "trust", value_name = "KEY")]
+    pub trust: Vec<String>,
+    /// Distinct trusted signers required (with --trust).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub threshold: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run a parsed command, writing normal output to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Keygen(a) => keys::keygen(&a, out),
+        Command::Bundle(BundleCommand::Build(a)) => bundle::build(&a, out),
+        Command::Bundle(BundleCommand::Inspect(a)) => bundle::inspect(&a, out),
+        Command::Ticket(TicketCommand::Issue(a)) => ticket::issue(&a, out),
+        Command::Policy(PolicyCommand::Check(a)) => policy::check(&a, out),
+        Command::Policy(PolicyCommand::Explain(a)) => policy::explain(&a, out),
+    }
+}
+
+/// Load each authority key file.
+fn load_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<ed25519_dalek::SigningKey>> {
+    paths
+        .iter()
+        .map(|p| crate::keyfile::load_signing_key(p).map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// A trust policy from `--trust` arguments.
+fn trust_policy(keys: &[String], threshold: usize) -> anyhow::Result<edgegate_proto::TrustPolicy> {
+    let keys = keys
+        .iter()
+        .map(|k| crate::keyfile::load_public_key(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(edgegate_proto::TrustPolicy::new(keys, threshold)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_design_flags() {
+        let cli = Cli::try_parse_from([
+            "edgegate",
+            "bundle",
+            "build",
+            "p.toml",
+            "--device",
+            "r1",
+            "--serial",
+            "3",
+            "--valid-for",
+            "30d",
+            "--key",
+            "a.key",
+            "--key",
+            "b.key",
+            "--out",
+            "b.bin",
+        ])
+        .unwrap();
+        let Command::Bundle(BundleCommand::Build(a)) = cli.command else {
+            panic!("build")
+        };
+        assert_eq!((a.serial, a.valid_for, a.keys.len()), (3, 30 * 86_400, 2));
+        let err = Cli::try_parse_from([
+            "edgegate",
+            "ticket",
+            "issue",
+            "--user",
+            "u",
+            "--device",
+            "d",
+            "--client-key",
+            "k",
+            "--ttl",
+            "8 hours",
+            "--key",
+            "a",
+            "--out",
+            "t",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("invalid duration"));
+    }
+}

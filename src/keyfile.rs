@@ -1,0 +1,208 @@
+//! Key files: creating, loading and naming ed25519 keys on disk.
+//!
+//! Private key file format (authority, device and client keys alike): a text
+//! file holding exactly one line,
+//!
+//! ```text
+//! edgegate-ed25519-secret:<standard base64 of the 32-byte ed25519 seed>
+//! ```
+//!
+//! followed by a newline, created with mode 0600. Surrounding whitespace is
+//! ignored when reading. Public keys are written `ed25519:<base64>` (see
+//! `edgegate_proto::PublicKey`); anywhere a public key is expected, a file
+//! containing one, or a private key file, is accepted too.
+//!
+//! This module never prints or logs a secret: errors name the path, not the
+//! contents.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ed25519_dalek::SigningKey;
+use edgegate_proto::PublicKey;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// The prefix of a private key file's single line.
+pub const SECRET_PREFIX: &str = "edgegate-ed25519-secret:";
+
+/// Why a key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file is not an edgegate private key file.
+    #[error(
+        "{path}: not an edgegate private key file (expected one line {SECRET_PREFIX}<base64>)"
+    )]
+    NotASecretKey {
+        /// The file.
+        path: String,
+    },
+    /// The argument is neither a public key, nor a file holding a public or private key.
+    #[error("{arg}: not a public key (ed25519:<base64>), nor a file holding one or a private key")]
+    NotAPublicKey {
+        /// The argument as given.
+        arg: String,
+    },
+    /// The argument looks like a public key but is malformed.
+    #[error("{arg}: {source}")]
+    BadPublicKey {
+        /// The argument as given (a public key, never a secret).
+        arg: String,
+        /// The cause.
+        source: edgegate_proto::keys::KeyParseError,
+    },
+}
+
+/// Create a new key at `path` (mode 0600) and return it. Refuses to replace
+/// an existing file (`io::ErrorKind::AlreadyExists`, with a message saying so).
+pub fn generate(path: &Path) -> io::Result<SigningKey> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    write_new(path, &key)?;
+    Ok(key)
+}
+
+/// Write `key` to a new file at `path` (mode 0600), refusing to overwrite.
+pub fn write_new(path: &Path, key: &SigningKey) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{}: already exists; refusing to overwrite a key file",
+                        path.display()
+                    ),
+                )
+            } else {
+                io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+            }
+        })?;
+    let line = format!("{SECRET_PREFIX}{}\n", STANDARD.encode(key.to_bytes()));
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// Load a private key file.
+pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_secret(&text).ok_or_else(|| KeyFileError::NotASecretKey {
+        path: path.display().to_string(),
+    })
+}
+
+fn parse_secret(text: &str) -> Option<SigningKey> {
+    let b64 = text.trim().strip_prefix(SECRET_PREFIX)?;
+    let raw = STANDARD.decode(b64).ok()?;
+    let seed: [u8; 32] = raw.as_slice().try_into().ok()?;
+    Some(SigningKey::from_bytes(&seed))
+}
+
+/// The public key of a signing key.
+pub fn public_key(key: &SigningKey) -> PublicKey {
+    PublicKey::from(key.verifying_key())
+}
+
+/// A public key from an `ed25519:<b64>` string, from a file containing one,
+/// or from a private key file (its public half).
+pub fn load_public_key(arg: &str) -> Result<PublicKey, KeyFileError> {
+    if arg.trim().starts_with("ed25519:") {
+        return arg.parse().map_err(|source| KeyFileError::BadPublicKey {
+            arg: arg.to_string(),
+            source,
+        });
+    }
+    let path = Path::new(arg);
+    if !path.exists() {
+        return Err(KeyFileError::NotAPublicKey {
+            arg: arg.to_string(),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+        path: arg.to_string(),
+        source,
+    })?;
+    let text = text.trim();
+    if text.starts_with("ed25519:") {
+        return text.parse().map_err(|source| KeyFileError::BadPublicKey {
+            arg: arg.to_string(),
+            source,
+        });
+    }
+    parse_secret(text)
+        .map(|k| public_key(&k))
+        .ok_or_else(|| KeyFileError::NotAPublicKey {
+            arg: arg.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn generate_load_and_refuse_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.key");
+        let key = generate(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(SECRET_PREFIX) && text.ends_with('\n'));
+        assert_eq!(load_signing_key(&path).unwrap().to_bytes(), key.to_bytes());
+
+        let err = generate(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert!(err.to_string().contains("refusing to overwrite"));
+        assert_eq!(load_signing_key(&path).unwrap().to_bytes(), key.to_bytes());
+    }
+
+    #[test]
+    fn public_key_from_string_file_or_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("c.key");
+        let key = generate(&secret).unwrap();
+        let pk = public_key(&key);
+        let text = pk.to_string();
+        assert_eq!(load_public_key(&text).unwrap(), pk);
+        let pub_file = dir.path().join("c.pub");
+        std::fs::write(&pub_file, format!("{text}\n")).unwrap();
+        assert_eq!(load_public_key(pub_file.to_str().unwrap()).unwrap(), pk);
+        assert_eq!(load_public_key(secret.to_str().unwrap()).unwrap(), pk);
+    }
+
+    #[test]
+    fn errors_are_clear_and_leak_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, "hello").unwrap();
+        let err = load_signing_key(&junk).unwrap_err().to_string();
+        assert!(err.contains("not an edgegate private key file"), "{err}");
+        assert!(load_public_key("nope-no-file").is_err());
+        assert!(load_public_key(junk.to_str().unwrap()).is_err());
+        assert!(load_public_key("ed25519:AAAA").is_err());
+
+        let secret = dir.path().join("s.key");
+        let key = generate(&secret).unwrap();
+        let b64 = STANDARD.encode(key.to_bytes());
+        let err = format!("{:?}", load_signing_key(&dir.path().join("missing")));
+        assert!(!err.contains(&b64));
+    }
+}
