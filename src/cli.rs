@@ -7,6 +7,7 @@
 //! an error into one `error: ...` line on stderr and exit status 1.
 
 mod bundle;
+pub mod connect;
 mod evaluate;
 mod keys;
 mod policy;

@@ -139,7 +139,9 @@ fn fill(buf: &mut Vec<u8>, want: usize, input: &mut &[u8]) -> bool {
 
 /// Consumes up to `*remaining` bytes of `input`, returning them.
 fn take<'a>(remaining: &mut u64, input: &mut &'a [u8]) -> &'a [u8] {
-    let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(input.len());
+    let n = usize::try_from(*remaining)
+        .unwrap_or(usize::MAX)
+        .min(input.len());
     let (head, rest) = input.split_at(n);
     *remaining -= n as u64;
     *input = rest;

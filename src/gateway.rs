@@ -184,4 +184,3 @@ impl Gateway {
         self.policy.send_replace(active);
     }
 }
-

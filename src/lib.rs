@@ -3,10 +3,12 @@
 pub use edgegate_proto::PublicKey;
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod consent;
 pub mod duration;
 pub mod filter;
+pub mod gateway;
 pub mod keyfile;
 pub mod policy;
 pub mod policy_file;

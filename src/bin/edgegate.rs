@@ -5,6 +5,10 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Temporary: the tunnel commands until they join the clap tree.
+    if let Some(code) = edgegate::cli::connect::dispatch_from_env() {
+        return code;
+    }
     let cli = edgegate::cli::Cli::parse();
     let mut out = std::io::stdout().lock();
     match edgegate::cli::run(cli, &mut out) {

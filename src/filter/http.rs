@@ -220,9 +220,15 @@ fn chunk_size(line: &[u8]) -> Result<u64, FilterViolation> {
         return Err(Malformed("invalid chunk size"));
     }
     let ext = &line[digits..];
-    let ext = &ext[ext.iter().take_while(|b| **b == b' ' || **b == b'\t').count()..];
+    let ext = &ext[ext
+        .iter()
+        .take_while(|b| **b == b' ' || **b == b'\t')
+        .count()..];
     let ext_ok = ext.is_empty()
-        || (ext[0] == b';' && ext.iter().all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t'));
+        || (ext[0] == b';'
+            && ext
+                .iter()
+                .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t'));
     if !ext_ok {
         return Err(Malformed("invalid chunk extension"));
     }

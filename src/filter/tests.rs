@@ -60,8 +60,7 @@ pub(crate) fn run_all_splits(mk: Mk, events: &[Ev]) -> Run {
             assert_eq!(one, whole, "event {i} cut at {a}");
             if total <= 300 {
                 for b in a + 1..len {
-                    let two =
-                        run_cut(mk, events, &|j, _| if j == i { vec![a, b] } else { vec![] });
+                    let two = run_cut(mk, events, &|j, _| if j == i { vec![a, b] } else { vec![] });
                     assert_eq!(two, whole, "event {i} cut at {a} and {b}");
                 }
             }

@@ -174,7 +174,11 @@ impl Client<'_> {
         let f = &*self.facts;
         let handshake = matches!(
             self.step,
-            Step::Version | Step::Security | Step::AuthResponse | Step::AwaitResult | Step::ClientInit
+            Step::Version
+                | Step::Security
+                | Step::AuthResponse
+                | Step::AwaitResult
+                | Step::ClientInit
         );
         if f.failed && handshake {
             return Err(Malformed("client data after a failed VNC handshake"));
@@ -307,11 +311,11 @@ impl Client<'_> {
 /// The step after a client message type byte.
 fn message(t: u8) -> Result<Step, FilterViolation> {
     Ok(match t {
-        0 => Step::Pass(20),  // SetPixelFormat
+        0 => Step::Pass(20), // SetPixelFormat
         2 => Step::EncodingsHead,
-        3 => Step::Pass(10),  // FramebufferUpdateRequest
-        4 => Step::Drop(7),   // KeyEvent
-        5 => Step::Drop(5),   // PointerEvent
+        3 => Step::Pass(10), // FramebufferUpdateRequest
+        4 => Step::Drop(7),  // KeyEvent
+        5 => Step::Drop(5),  // PointerEvent
         6 => Step::CutTextHead,
         _ => return Err(Unsupported("VNC client message type")),
     })
@@ -335,8 +339,9 @@ fn set_encodings(b: &[u8], out: &mut Vec<u8>) {
 /// A ProtocolVersion message: `RFB xxx.yyy\n`.
 fn parse_version(b: &[u8]) -> Result<(u16, u16), FilterViolation> {
     let num = |d: &[u8]| -> Option<u16> {
-        d.iter()
-            .try_fold(0u16, |n, c| c.is_ascii_digit().then(|| n * 10 + u16::from(c - b'0')))
+        d.iter().try_fold(0u16, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u16::from(c - b'0'))
+        })
     };
     match b {
         [b'R', b'F', b'B', b' ', maj @ .., b'\n'] if maj.len() == 7 && maj[3] == b'.' => {

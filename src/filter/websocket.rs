@@ -50,11 +50,19 @@ impl ByteFilter for WebSocketReadFilter {
 enum State {
     Handshake(HeadScanner),
     /// Collecting a frame header: `want` is its full length once known.
-    Header { buf: Vec<u8>, want: usize },
+    Header {
+        buf: Vec<u8>,
+        want: usize,
+    },
     /// Collecting a whole control frame (`buf` holds its header so far).
-    Control { buf: Vec<u8>, want: usize },
+    Control {
+        buf: Vec<u8>,
+        want: usize,
+    },
     /// Skipping a data frame's payload.
-    Drop { remaining: u64 },
+    Drop {
+        remaining: u64,
+    },
 }
 
 impl Default for State {

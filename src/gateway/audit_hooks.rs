@@ -63,7 +63,12 @@ impl Audit {
         }
     }
 
-    pub(crate) fn stream_closed(&self, session: &Session, stats: &StreamStats, reason: CloseReason) {
+    pub(crate) fn stream_closed(
+        &self,
+        session: &Session,
+        stats: &StreamStats,
+        reason: CloseReason,
+    ) {
         tracing::info!(
             session = session.id,
             user = %session.user,

@@ -42,7 +42,11 @@ impl Gateway {
         endpoint.close(quinn::VarInt::from_u32(CONN_SHUTDOWN), b"shutdown");
     }
 
-    async fn quic_connection(self: Arc<Self>, incoming: quinn::Incoming, permit: OwnedSemaphorePermit) {
+    async fn quic_connection(
+        self: Arc<Self>,
+        incoming: quinn::Incoming,
+        permit: OwnedSemaphorePermit,
+    ) {
         let limits = &self.config.limits;
         let remote = incoming.remote_address();
         let conn = match incoming.accept() {
@@ -68,7 +72,10 @@ impl Gateway {
         };
         let first = timeout(limits.first_frame_timeout, async {
             let (send, mut recv) = conn.accept_bi().await.ok()?;
-            let cap = limits.max_bundle_size.saturating_add(64).min(frame::MAX_PUSH_FRAME);
+            let cap = limits
+                .max_bundle_size
+                .saturating_add(64)
+                .min(frame::MAX_PUSH_FRAME);
             let f = read_frame(&mut recv, cap).await.ok()??;
             Some((send, f))
         })
@@ -98,7 +105,12 @@ impl Gateway {
         self.end_session(&session);
     }
 
-    async fn quic_session(self: &Arc<Self>, conn: &quinn::Connection, session: &Arc<Session>, mut control: quinn::SendStream) {
+    async fn quic_session(
+        self: &Arc<Self>,
+        conn: &quinn::Connection,
+        session: &Arc<Session>,
+        mut control: quinn::SendStream,
+    ) {
         let (notices, mut notices_rx) = mpsc::unbounded_channel::<Frame>();
         tokio::spawn(async move {
             while let Some(f) = notices_rx.recv().await {

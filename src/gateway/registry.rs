@@ -226,8 +226,7 @@ impl Registry {
     }
 
     pub(crate) fn snapshot(&self) -> Vec<SessionInfo> {
-        let mut all: Vec<SessionInfo> =
-            lock(&self.sessions).values().map(|s| s.info()).collect();
+        let mut all: Vec<SessionInfo> = lock(&self.sessions).values().map(|s| s.info()).collect();
         all.sort_by_key(|s| s.id);
         all
     }

@@ -92,9 +92,12 @@ impl Gateway {
     }
 
     /// Answer a `PushBundle` first frame.
-    pub(crate) async fn answer_push<W: AsyncWrite + Unpin>(self: &Arc<Self>, bundle: Vec<u8>, out: &mut W) {
+    pub(crate) async fn answer_push<W: AsyncWrite + Unpin>(
+        self: &Arc<Self>,
+        bundle: Vec<u8>,
+        out: &mut W,
+    ) {
         let result = self.push_bundle(bundle).await;
         let _ = write_frame(out, &Frame::PushResult(result)).await;
     }
 }
-

@@ -137,7 +137,8 @@ impl Gateway {
             (Decision::Allow(_), None) => Err(DenyReason::NoValidBundle),
             (Decision::Deny(r), _) => Err(r),
         };
-        self.audit.decision(session, open, decision.as_ref().map(|d| d.0));
+        self.audit
+            .decision(session, open, decision.as_ref().map(|d| d.0));
         let (level, filter, target) = match decision {
             Ok(d) => d,
             Err(reason) => {
@@ -190,14 +191,19 @@ impl Gateway {
                 Decision::Deny(r) => return GuardEnd::Denied(r),
                 // The filter was chosen at open; a lower level now is not
                 // the grant this stream was admitted under.
-                Decision::Allow(now) if now < level => return GuardEnd::Denied(DenyReason::NoGrant),
+                Decision::Allow(now) if now < level => {
+                    return GuardEnd::Denied(DenyReason::NoGrant)
+                }
                 Decision::Allow(_) => {}
             }
             let deadline = self.next_deadline(&session.cred, service, destination);
             let timer = async {
                 match deadline {
                     // At least one second: the deadline has second resolution.
-                    Some(at) => sleep_until(at.max(Instant::now() + std::time::Duration::from_secs(1))).await,
+                    Some(at) => {
+                        sleep_until(at.max(Instant::now() + std::time::Duration::from_secs(1)))
+                            .await
+                    }
                     None => std::future::pending().await,
                 }
             };

@@ -52,7 +52,12 @@ impl Gateway {
         }
     }
 
-    async fn tls_connection(self: Arc<Self>, tcp: TcpStream, acceptor: TlsAcceptor, permit: OwnedSemaphorePermit) {
+    async fn tls_connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        acceptor: TlsAcceptor,
+        permit: OwnedSemaphorePermit,
+    ) {
         let limits = &self.config.limits;
         let _ = tcp.set_nodelay(true);
         let mut tls = match timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
@@ -63,7 +68,10 @@ impl Gateway {
         let Some(peer) = AuthenticatedPeer::from_tls(tls.get_ref().1) else {
             return;
         };
-        let cap = limits.max_bundle_size.saturating_add(64).min(frame::MAX_PUSH_FRAME);
+        let cap = limits
+            .max_bundle_size
+            .saturating_add(64)
+            .min(frame::MAX_PUSH_FRAME);
         let ticket = match timeout(limits.first_frame_timeout, read_frame(&mut tls, cap)).await {
             Ok(Ok(Some(Frame::Hello { ticket }))) => ticket,
             Ok(Ok(Some(Frame::PushBundle { bundle }))) => {
@@ -80,7 +88,11 @@ impl Gateway {
             let _ = tls.shutdown().await;
             return;
         };
-        let next = timeout(limits.first_frame_timeout, read_frame(&mut tls, frame::MAX_FRAME)).await;
+        let next = timeout(
+            limits.first_frame_timeout,
+            read_frame(&mut tls, frame::MAX_FRAME),
+        )
+        .await;
         if let Ok(Ok(Some(Frame::Open {
             service,
             destination,

@@ -21,9 +21,15 @@ fn read_methods_pass_unchanged() {
 
 #[test]
 fn other_methods_are_refused_without_a_byte() {
-    for m in ["POST", "PUT", "DELETE", "PATCH", "CONNECT", "TRACE", "get", "PROPFIND"] {
+    for m in [
+        "POST", "PUT", "DELETE", "PATCH", "CONNECT", "TRACE", "get", "PROPFIND",
+    ] {
         let req = format!("{m} / HTTP/1.1\r\nHost: plc\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(client_only(MK, req.as_bytes()), (vec![], forbidden(m)), "{m}");
+        assert_eq!(
+            client_only(MK, req.as_bytes()),
+            (vec![], forbidden(m)),
+            "{m}"
+        );
     }
 }
 
@@ -48,7 +54,10 @@ fn keep_alive_requests_and_empty_lines_between_them() {
 #[test]
 fn get_with_a_body_is_bounded() {
     let ok = format!("GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
-    assert_eq!(client_only(MK, ok.as_bytes()), (ok.clone().into_bytes(), Ok(())));
+    assert_eq!(
+        client_only(MK, ok.as_bytes()),
+        (ok.clone().into_bytes(), Ok(()))
+    );
     let big = format!("GET / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
     assert_eq!(client_only(MK, big.as_bytes()), (vec![], Err(TooLarge)));
     // A body that looks like a request is data, not a request.
@@ -66,7 +75,10 @@ fn oversized_head_is_too_large() {
     let pad = "b".repeat(MAX_HEAD - line.len() - 4);
     let exact = format!("{line}{pad}\r\n\r\n");
     assert_eq!(exact.len(), MAX_HEAD);
-    assert_eq!(client_only(MK, exact.as_bytes()), (exact.clone().into_bytes(), Ok(())));
+    assert_eq!(
+        client_only(MK, exact.as_bytes()),
+        (exact.clone().into_bytes(), Ok(()))
+    );
     // Endless garbage without a line end is cut at the bound too.
     let mut f = HttpReadFilter::new();
     let mut out = Vec::new();
@@ -81,7 +93,10 @@ fn oversized_head_is_too_large() {
 fn smuggling_shapes_are_refused() {
     let cases: [(&[u8], FilterViolation); 10] = [
         (b"GET / HTTP/1.1\nHost: h\n\n", Malformed("bare LF")),
-        (b"GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", Malformed("bare CR")),
+        (
+            b"GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n",
+            Malformed("bare CR"),
+        ),
         (
             b"GET / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
             Malformed("both content-length and transfer-encoding"),
@@ -90,8 +105,14 @@ fn smuggling_shapes_are_refused() {
             b"GET / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
             Malformed("duplicate content-length"),
         ),
-        (b"GET / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n", Malformed("invalid content-length")),
-        (b"GET / HTTP/1.1\r\nContent-Length: +3\r\n\r\n", Malformed("invalid content-length")),
+        (
+            b"GET / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
+            Malformed("invalid content-length"),
+        ),
+        (
+            b"GET / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+            Malformed("invalid content-length"),
+        ),
         (
             b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             Unsupported("transfer-encoding other than chunked"),
@@ -100,11 +121,22 @@ fn smuggling_shapes_are_refused() {
             b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             Malformed("transfer-encoding in HTTP/1.0"),
         ),
-        (b"GET / HTTP/1.1\r\nHost : h\r\n\r\n", Malformed("invalid request head")),
-        (b"GET / HTTP/1.1\r\nX: a\r\n  folded\r\n\r\n", Malformed("invalid request head")),
+        (
+            b"GET / HTTP/1.1\r\nHost : h\r\n\r\n",
+            Malformed("invalid request head"),
+        ),
+        (
+            b"GET / HTTP/1.1\r\nX: a\r\n  folded\r\n\r\n",
+            Malformed("invalid request head"),
+        ),
     ];
     for (req, want) in cases {
-        assert_eq!(client_only(MK, req), (vec![], Err(want)), "{}", req.escape_ascii());
+        assert_eq!(
+            client_only(MK, req),
+            (vec![], Err(want)),
+            "{}",
+            req.escape_ascii()
+        );
     }
 }
 
@@ -137,20 +169,35 @@ fn chunked_bodies_are_followed_to_their_end() {
 fn malformed_chunked_bodies_are_refused() {
     let head = "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
     let cases: [(&str, &[u8], FilterViolation); 6] = [
-        ("5\r\nhelloXX", b"5\r\nhello", Malformed("chunk data not followed by CRLF")),
+        (
+            "5\r\nhelloXX",
+            b"5\r\nhello",
+            Malformed("chunk data not followed by CRLF"),
+        ),
         ("zz\r\n", b"", Malformed("invalid chunk size")),
         ("-1\r\n", b"", Malformed("invalid chunk size")),
         ("5 x\r\n", b"", Malformed("invalid chunk extension")),
         ("1000000000000000\r\n", b"", Malformed("invalid chunk size")),
-        ("0\r\nno colon\r\n\r\n", b"0\r\n", Malformed("invalid chunked trailer")),
+        (
+            "0\r\nno colon\r\n\r\n",
+            b"0\r\n",
+            Malformed("invalid chunked trailer"),
+        ),
     ];
     for (body, passed, want) in cases {
         let req = format!("{head}{body}");
         let out = [head.as_bytes(), passed].concat();
-        assert_eq!(client_only(MK, req.as_bytes()), (out, Err(want)), "{body:?}");
+        assert_eq!(
+            client_only(MK, req.as_bytes()),
+            (out, Err(want)),
+            "{body:?}"
+        );
     }
     let big = format!("{head}{:x}\r\n", MAX_BODY + 1);
-    assert_eq!(client_only(MK, big.as_bytes()), (head.as_bytes().to_vec(), Err(TooLarge)));
+    assert_eq!(
+        client_only(MK, big.as_bytes()),
+        (head.as_bytes().to_vec(), Err(TooLarge))
+    );
     let long_ext = format!("{head}1;{}\r\n", "e".repeat(MAX_CHUNK_LINE));
     assert_eq!(client_only(MK, long_ext.as_bytes()).1, Err(TooLarge));
 }
@@ -176,7 +223,11 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
                     r.extend_from_slice(c);
                     r.extend_from_slice(b"\r\n");
                 }
-                r.extend_from_slice(if ext { b"0\r\nT: v\r\n\r\n" } else { b"0\r\n\r\n" });
+                r.extend_from_slice(if ext {
+                    b"0\r\nT: v\r\n\r\n"
+                } else {
+                    b"0\r\n\r\n"
+                });
             }
         }
         r

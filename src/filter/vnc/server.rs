@@ -69,7 +69,9 @@ impl ServerSide {
             },
             Step::Types(n) => n,
             Step::AfterChoice => {
-                return Err(Malformed("server handshake before the client's security type"))
+                return Err(Malformed(
+                    "server handshake before the client's security type",
+                ))
             }
             Step::Challenge => 16,
             Step::Result => 4,
