@@ -11,6 +11,8 @@
 //! This module does not audit or decide; the gateway does both when it sees
 //! the change.
 
+use edgegate_proto::control::ConsentInfo;
+use edgegate_proto::UnixTime;
 use std::sync::Mutex;
 use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
@@ -123,6 +125,23 @@ impl Consent {
     /// (for a gateway's re-decision timer); `None` if nothing is pending.
     pub fn next_expiry(&self, now: Instant) -> Option<Instant> {
         self.expires_at().filter(|end| *end > now)
+    }
+
+    /// The state as the control socket shows it, with a timed grant's end
+    /// translated to wall-clock time from `wall_now`.
+    pub fn info(&self, wall_now: UnixTime) -> ConsentInfo {
+        match self.state().remaining(Instant::now()) {
+            None => ConsentInfo {
+                active: false,
+                until: None,
+                remaining_secs: None,
+            },
+            Some(left) => ConsentInfo {
+                active: true,
+                until: left.map(|secs| wall_now.saturating_add(secs)),
+                remaining_secs: left,
+            },
+        }
     }
 
     /// A receiver that sees every change (grant, revoke, expiry).

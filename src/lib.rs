@@ -2,10 +2,12 @@
 
 pub use edgegate_proto::PublicKey;
 
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod consent;
+pub mod control;
 pub mod duration;
 pub mod filter;
 pub mod gateway;

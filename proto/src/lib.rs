@@ -12,8 +12,10 @@
 //! (serial ordering, expiry against a time floor, device id) is the store's
 //! and the evaluator's business, not this crate's.
 
+pub mod audit;
 pub mod bundle;
 pub mod codec;
+pub mod control;
 pub mod envelope;
 pub mod frame;
 pub mod keys;

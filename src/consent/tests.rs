@@ -88,3 +88,17 @@ async fn shortening_a_grant_reschedules_expiry() {
     assert_eq!(Instant::now() - t0, Duration::from_secs(2));
     task.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn info_translates_to_wall_time() {
+    let c = Consent::new();
+    assert!(!c.info(1000).active);
+    c.grant(Some(90));
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let i = c.info(1000);
+    assert!(i.active);
+    assert_eq!((i.until, i.remaining_secs), (Some(1060), Some(60)));
+    c.grant(None);
+    let i = c.info(1000);
+    assert!(i.active && i.until.is_none() && i.remaining_secs.is_none());
+}

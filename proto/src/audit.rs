@@ -1,0 +1,316 @@
+//! Audit records: what the daemon stores in its hash-chained log and shows
+//! over the control socket.
+//!
+//! On disk each record is `AuditEntry::V1(AuditRecord)` in postcard. The
+//! hash of a record is SHA-256 over exactly those stored bytes, and each
+//! record carries the hash of the one before (`prev_hash`; all zeros for the
+//! very first record), so editing or deleting a record breaks the chain.
+//! Hashing and storage are the `edgegate` crate's; this module only defines
+//! the encoding. Enums here only ever grow at the end.
+
+use crate::codec::{self, DecodeError};
+use crate::keys::PublicKey;
+use crate::reason::{DenyReason, Level};
+use crate::UnixTime;
+use serde::{Deserialize, Serialize};
+
+/// Length of a record hash (SHA-256).
+pub const HASH_LEN: usize = 32;
+
+/// A record hash.
+pub type Hash = [u8; HASH_LEN];
+
+/// The versioned on-disk form of one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditEntry {
+    /// Format version 1.
+    V1(AuditRecord),
+}
+
+impl AuditEntry {
+    /// Encode for storage; these are the bytes that are hashed.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Decode stored bytes, rejecting trailing bytes and unknown versions.
+    pub fn decode(bytes: &[u8]) -> Result<AuditEntry, DecodeError> {
+        let version = codec::peek_version(bytes)?;
+        if version > 0 {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        codec::decode_exact(bytes)
+    }
+
+    /// The record inside.
+    pub fn record(&self) -> &AuditRecord {
+        match self {
+            AuditEntry::V1(r) => r,
+        }
+    }
+
+    /// Take the record out.
+    pub fn into_record(self) -> AuditRecord {
+        match self {
+            AuditEntry::V1(r) => r,
+        }
+    }
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Sequence number, strictly increasing by one, starting at 1.
+    pub seq: u64,
+    /// Wall-clock time of the event (the daemon's floored notion of now).
+    pub time: UnixTime,
+    /// Hash of the previous record's stored bytes; zeros for `seq == 1`.
+    pub prev_hash: Hash,
+    /// What happened.
+    pub event: AuditEvent,
+}
+
+/// How a session reached the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Transport {
+    /// QUIC over UDP.
+    Quic,
+    /// TLS 1.3 over TCP.
+    Tls,
+}
+
+impl Transport {
+    /// Stable name: `quic` or `tls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Quic => "quic",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// The result of one policy decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Allowed with this level.
+    Allow(Level),
+    /// Denied for this reason.
+    Deny(DenyReason),
+}
+
+/// Why a session or stream ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseReason {
+    /// One side closed it normally.
+    Normal,
+    /// A (re-)decision denied it.
+    Denied(DenyReason),
+    /// An operator killed it over the control socket.
+    Killed,
+    /// Nothing happened for longer than the idle timeout.
+    IdleTimeout,
+    /// The daemon is shutting down.
+    Shutdown,
+    /// A transport or backend error, described.
+    Error(String),
+}
+
+impl CloseReason {
+    /// Stable name: `normal`, a deny reason name, `killed`, `idle-timeout`,
+    /// `shutdown`, or `error: <text>`.
+    pub fn name(&self) -> String {
+        match self {
+            CloseReason::Normal => "normal".into(),
+            CloseReason::Denied(r) => r.as_str().into(),
+            CloseReason::Killed => "killed".into(),
+            CloseReason::IdleTimeout => "idle-timeout".into(),
+            CloseReason::Shutdown => "shutdown".into(),
+            CloseReason::Error(e) => format!("error: {e}"),
+        }
+    }
+}
+
+/// Something worth recording. Variants only ever grow at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditEvent {
+    /// A policy decision: a session admission (`service` is `None`) or a
+    /// stream open or re-decision.
+    Decision {
+        /// Session id, 0 if the session never got one.
+        session: u64,
+        /// User id from the ticket, if it could be read.
+        user: Option<String>,
+        /// Service id, `None` for the session-level check.
+        service: Option<String>,
+        /// VPN destination `host:port`, if any.
+        destination: Option<String>,
+        /// Allow with level or deny with reason.
+        outcome: Outcome,
+    },
+    /// A session was admitted.
+    SessionOpen {
+        /// Session id.
+        session: u64,
+        /// User id.
+        user: String,
+        /// The client's key from the handshake.
+        client_key: PublicKey,
+        /// QUIC or TLS.
+        transport: Transport,
+        /// Peer `ip:port`.
+        peer: String,
+    },
+    /// A session ended.
+    SessionClose {
+        /// Session id.
+        session: u64,
+        /// User id.
+        user: String,
+        /// Why.
+        reason: CloseReason,
+        /// How long it lasted.
+        duration_ms: u64,
+    },
+    /// A stream to a service was opened.
+    StreamOpen {
+        /// Session id.
+        session: u64,
+        /// User id.
+        user: String,
+        /// Service id.
+        service: String,
+        /// VPN destination or the service's target.
+        destination: Option<String>,
+        /// Granted level.
+        level: Level,
+    },
+    /// A stream ended, with byte counts.
+    StreamClose {
+        /// Session id.
+        session: u64,
+        /// User id.
+        user: String,
+        /// Service id.
+        service: String,
+        /// VPN destination or the service's target.
+        destination: Option<String>,
+        /// Bytes from client to service.
+        bytes_up: u64,
+        /// Bytes from service to client.
+        bytes_down: u64,
+        /// How long it lasted.
+        duration_ms: u64,
+        /// Why it ended.
+        reason: CloseReason,
+    },
+    /// A bundle was accepted and is now enforced.
+    BundleAccepted {
+        /// Its serial.
+        serial: u64,
+        /// When it was signed.
+        issued_at: UnixTime,
+        /// When it expires.
+        not_after: UnixTime,
+    },
+    /// A bundle was refused; the running policy is unchanged.
+    BundleRejected {
+        /// Stable reason code (e.g. `rollback`, `bad-signature`).
+        code: String,
+        /// One-line description.
+        message: String,
+        /// The bundle's serial, if it could be read.
+        serial: Option<u64>,
+    },
+    /// On-site consent was granted.
+    ConsentGranted {
+        /// Wall-clock end, `None` until revoked.
+        until: Option<UnixTime>,
+        /// Uid of the control-socket caller.
+        by_uid: u32,
+    },
+    /// On-site consent was revoked.
+    ConsentRevoked {
+        /// Uid of the control-socket caller.
+        by_uid: u32,
+    },
+    /// A timed consent ran out.
+    ConsentExpired,
+    /// The daemon started.
+    DaemonStart {
+        /// Its version string.
+        version: String,
+    },
+    /// The daemon stopped cleanly.
+    DaemonStop,
+}
+
+/// What `audit verify` found on a good chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Records checked.
+    pub records: u64,
+    /// First kept sequence number (`None` if the log is empty).
+    pub first_seq: Option<u64>,
+    /// Last sequence number (`None` if the log is empty).
+    pub last_seq: Option<u64>,
+}
+
+/// Where and why the chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("audit chain broken at record {seq}: {what}")]
+pub struct AuditVerifyError {
+    /// The first record found inconsistent.
+    pub seq: u64,
+    /// What is wrong with it.
+    pub what: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_bytes_are_pinned() {
+        let rec = AuditEntry::V1(AuditRecord {
+            seq: 1,
+            time: 1_700_000_000,
+            prev_hash: [0; 32],
+            event: AuditEvent::BundleAccepted {
+                serial: 7,
+                issued_at: 2,
+                not_after: 3,
+            },
+        });
+        let bytes = rec.encode();
+        let mut expected = vec![0, 1, 0x80, 0xe2, 0xcf, 0xaa, 0x06];
+        expected.extend([0; 32]);
+        expected.extend([5, 7, 2, 3]);
+        assert_eq!(bytes, expected);
+        assert_eq!(AuditEntry::decode(&bytes).unwrap(), rec);
+        assert_eq!(
+            codec::encode(&AuditEvent::DaemonStop),
+            vec![11],
+            "variant indices must not move"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_version_and_trailing_bytes() {
+        assert_eq!(
+            AuditEntry::decode(&[1, 0]),
+            Err(DecodeError::UnknownVersion(1))
+        );
+        let mut bytes = AuditEntry::V1(AuditRecord {
+            seq: 1,
+            time: 0,
+            prev_hash: [0; 32],
+            event: AuditEvent::DaemonStop,
+        })
+        .encode();
+        bytes.push(0);
+        assert_eq!(
+            AuditEntry::decode(&bytes),
+            Err(DecodeError::TrailingBytes(1))
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! The append-only, hash-chained audit log in sled.
+//!
+//! Tree `audit`: key = big-endian `u64` sequence number, value = the
+//! postcard bytes of `AuditEntry::V1(AuditRecord)`. A record's hash is
+//! SHA-256 over those bytes and the next record carries it as `prev_hash`.
+//! Tree `audit_meta` holds two marks (`seq ‖ hash`, 40 bytes):
+//! - `head`: the newest record, so a deleted or edited tail shows;
+//! - `anchor`: the newest record dropped by retention, so the chain can be
+//!   checked from the first kept record.
+//!
+//! Each append writes the record, the head and any retention removals in one
+//! sled transaction, under a mutex that serialises sequence numbers. It is
+//! not flushed: the caller decides when ([`AuditLog::flush_async`]).
+//! Every append is also emitted as a `tracing` info event (journald).
+//!
+//! This module does not decide what to audit; the gateway does.
+
+pub mod format;
+
+use edgegate_proto::audit::{AuditEntry, AuditEvent, AuditRecord, Hash};
+pub use edgegate_proto::audit::{AuditVerifyError, VerifyReport};
+use edgegate_proto::codec::DecodeError;
+use edgegate_proto::UnixTime;
+use sha2::{Digest, Sha256};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use std::sync::Mutex;
+
+const TREE: &str = "audit";
+const META: &str = "audit_meta";
+const HEAD: &[u8] = b"head";
+const ANCHOR: &[u8] = b"anchor";
+/// Most records one append (or one pruning step) removes, so a lowered
+/// retention is applied in bounded transactions.
+const PRUNE_CHUNK: u64 = 1024;
+
+/// Why the audit log could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// sled failed.
+    #[error("audit storage: {0}")]
+    Storage(#[from] sled::Error),
+    /// A stored record or mark could not be decoded.
+    #[error("audit record {seq} is corrupt: {err}")]
+    Corrupt {
+        /// Its key.
+        seq: u64,
+        /// Why.
+        err: DecodeError,
+    },
+}
+
+/// The hash of a record's stored bytes.
+pub fn record_hash(stored: &[u8]) -> Hash {
+    Sha256::digest(stored).into()
+}
+
+/// A position in the chain: a sequence number and that record's hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    seq: u64,
+    hash: Hash,
+}
+
+impl Mark {
+    fn encode(&self) -> [u8; 40] {
+        let mut out = [0; 40];
+        out[..8].copy_from_slice(&self.seq.to_be_bytes());
+        out[8..].copy_from_slice(&self.hash);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Mark> {
+        let bytes: &[u8; 40] = bytes.try_into().ok()?;
+        let seq = u64::from_be_bytes(bytes[..8].try_into().ok()?);
+        Some(Mark {
+            seq,
+            hash: bytes[8..].try_into().ok()?,
+        })
+    }
+}
+
+/// The audit log. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct AuditLog {
+    tree: sled::Tree,
+    meta: sled::Tree,
+    retention: u64,
+    /// The newest record (seq 0 and zero hash before the first append).
+    head: Mutex<Mark>,
+}
+
+impl AuditLog {
+    /// Open (or create) the log in `db`, keeping at most `retention` records.
+    pub fn open(db: &sled::Db, retention: usize) -> Result<AuditLog, AuditError> {
+        let tree = db.open_tree(TREE)?;
+        let meta = db.open_tree(META)?;
+        let head = Self::find_head(&tree, &meta)?;
+        let log = AuditLog {
+            tree,
+            meta,
+            retention: (retention as u64).max(1),
+            head: Mutex::new(head),
+        };
+        while log.prune_step()? {}
+        Ok(log)
+    }
+
+    /// Continue after the stored head mark, so a deleted tail stays visible
+    /// as a gap; fall back to the last record, then the anchor, then genesis.
+    fn find_head(tree: &sled::Tree, meta: &sled::Tree) -> Result<Mark, AuditError> {
+        let last = tree.last()?.map(|(k, v)| Mark {
+            seq: key_seq(&k),
+            hash: record_hash(&v),
+        });
+        let stored = read_mark(meta, HEAD)?;
+        if let (Some(s), Some(l)) = (stored, last) {
+            if s != l {
+                tracing::warn!(
+                    head_seq = s.seq,
+                    last_seq = l.seq,
+                    "audit head mark does not match the last record; `audit verify` will report it"
+                );
+            }
+        }
+        let anchor = read_mark(meta, ANCHOR)?;
+        Ok(stored.or(last).or(anchor).unwrap_or(Mark {
+            seq: 0,
+            hash: [0; 32],
+        }))
+    }
+
+    /// Append one event at wall-clock `time`; returns its sequence number.
+    pub fn append(&self, time: UnixTime, event: AuditEvent) -> Result<u64, AuditError> {
+        let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        let record = AuditRecord {
+            seq: head.seq + 1,
+            time,
+            prev_hash: head.hash,
+            event,
+        };
+        let entry = AuditEntry::V1(record);
+        let bytes = entry.encode();
+        let new_head = Mark {
+            seq: head.seq + 1,
+            hash: record_hash(&bytes),
+        };
+        let first = self.first_kept(new_head.seq)?;
+        let excess = (new_head.seq + 1 - first).saturating_sub(self.retention);
+        let drop_to = first + excess.min(PRUNE_CHUNK);
+        (&self.tree, &self.meta)
+            .transaction(|(t, m)| {
+                t.insert(&new_head.seq.to_be_bytes()[..], bytes.as_slice())?;
+                m.insert(HEAD, &new_head.encode()[..])?;
+                remove_range(t, m, first, drop_to)?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        *head = new_head;
+        drop(head);
+        format::trace(entry.record());
+        Ok(new_head.seq)
+    }
+
+    /// Sequence number of the oldest kept record (if the log were to hold
+    /// records up to `last`).
+    fn first_kept(&self, last: u64) -> Result<u64, AuditError> {
+        Ok(match self.tree.first()? {
+            Some((k, _)) => key_seq(&k),
+            None => last,
+        })
+    }
+
+    /// Remove up to one chunk of records beyond retention. True if more remain.
+    fn prune_step(&self) -> Result<bool, AuditError> {
+        let _head = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        let (Some((f, _)), Some((l, _))) = (self.tree.first()?, self.tree.last()?) else {
+            return Ok(false);
+        };
+        let (first, last) = (key_seq(&f), key_seq(&l));
+        let excess = (last + 1 - first).saturating_sub(self.retention);
+        if excess == 0 {
+            return Ok(false);
+        }
+        let drop_to = first + excess.min(PRUNE_CHUNK);
+        (&self.tree, &self.meta)
+            .transaction(|(t, m)| remove_range(t, m, first, drop_to))
+            .map_err(tx_err)?;
+        Ok(excess > PRUNE_CHUNK)
+    }
+
+    /// Records in sequence order: from `since` on, or the newest `limit` if
+    /// `since` is `None`.
+    pub fn list(&self, since: Option<u64>, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
+        let mut out = Vec::new();
+        match since {
+            Some(s) => {
+                for kv in self.tree.range(s.to_be_bytes()..).take(limit) {
+                    out.push(decode(kv?)?);
+                }
+            }
+            None => {
+                for kv in self.tree.iter().rev().take(limit) {
+                    out.push(decode(kv?)?);
+                }
+                out.reverse();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records currently kept.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether no record is kept.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Sequence number of the newest record (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.head.lock().unwrap_or_else(|p| p.into_inner()).seq
+    }
+
+    /// Make every append so far durable.
+    pub async fn flush_async(&self) -> Result<(), AuditError> {
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+
+    /// Make every append so far durable, blocking.
+    pub fn flush(&self) -> Result<(), AuditError> {
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// Check the chain from the first kept record to the head mark.
+    pub fn verify(&self) -> Result<VerifyReport, AuditVerifyError> {
+        verify::run(&self.tree, &self.meta)
+    }
+}
+
+mod verify;
+
+fn key_seq(k: &[u8]) -> u64 {
+    k.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX)
+}
+
+fn read_mark(meta: &sled::Tree, key: &[u8]) -> Result<Option<Mark>, AuditError> {
+    match meta.get(key)? {
+        None => Ok(None),
+        Some(v) => Mark::decode(&v).map(Some).ok_or(AuditError::Corrupt {
+            seq: 0,
+            err: DecodeError::Malformed(format!(
+                "audit_meta {} is not 40 bytes",
+                String::from_utf8_lossy(key)
+            )),
+        }),
+    }
+}
+
+fn decode((k, v): (sled::IVec, sled::IVec)) -> Result<AuditRecord, AuditError> {
+    AuditEntry::decode(&v)
+        .map(AuditEntry::into_record)
+        .map_err(|err| AuditError::Corrupt {
+            seq: key_seq(&k),
+            err,
+        })
+}
+
+/// Remove records `from..to`, moving the anchor to the last one removed.
+fn remove_range(
+    t: &sled::transaction::TransactionalTree,
+    m: &sled::transaction::TransactionalTree,
+    from: u64,
+    to: u64,
+) -> Result<(), ConflictableTransactionError<()>> {
+    let mut anchor = None;
+    for seq in from..to {
+        if let Some(old) = t.remove(&seq.to_be_bytes()[..])? {
+            anchor = Some(Mark {
+                seq,
+                hash: record_hash(&old),
+            });
+        }
+    }
+    if let Some(a) = anchor {
+        m.insert(ANCHOR, &a.encode()[..])?;
+    }
+    Ok(())
+}
+
+fn tx_err(e: TransactionError<()>) -> AuditError {
+    match e {
+        TransactionError::Storage(e) => AuditError::Storage(e),
+        TransactionError::Abort(()) => unreachable!("audit transactions never abort"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

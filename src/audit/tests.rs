@@ -1,0 +1,270 @@
+use super::*;
+use edgegate_proto::audit::{CloseReason, Outcome};
+use edgegate_proto::{DenyReason, Level};
+
+fn db(dir: &std::path::Path) -> sled::Db {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(4 << 20)
+        .open()
+        .unwrap()
+}
+
+fn ev(i: u64) -> AuditEvent {
+    match i % 3 {
+        0 => AuditEvent::Decision {
+            session: i,
+            user: Some("bert".into()),
+            service: Some("hmi-vnc".into()),
+            destination: None,
+            outcome: Outcome::Deny(DenyReason::NoGrant),
+        },
+        1 => AuditEvent::StreamClose {
+            session: i,
+            user: "anna".into(),
+            service: "lan".into(),
+            destination: Some("192.168.1.10:502".into()),
+            bytes_up: 10 * i,
+            bytes_down: 20 * i,
+            duration_ms: 5,
+            reason: CloseReason::Denied(DenyReason::UserInactive),
+        },
+        _ => AuditEvent::BundleAccepted {
+            serial: i,
+            issued_at: 100,
+            not_after: 200,
+        },
+    }
+}
+
+fn fill(log: &AuditLog, n: u64) {
+    for i in 0..n {
+        log.append(1_700_000_000 + i, ev(i)).unwrap();
+    }
+}
+
+#[test]
+fn chain_verifies_and_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(&db(dir.path()), 1000).unwrap();
+    assert_eq!(
+        log.verify().unwrap(),
+        VerifyReport {
+            records: 0,
+            first_seq: None,
+            last_seq: None
+        }
+    );
+    fill(&log, 10);
+    assert_eq!(
+        log.verify().unwrap(),
+        VerifyReport {
+            records: 10,
+            first_seq: Some(1),
+            last_seq: Some(10)
+        }
+    );
+    let all = log.list(Some(1), 100).unwrap();
+    assert_eq!(all.len(), 10);
+    assert_eq!(all[0].prev_hash, [0; 32]);
+    assert_eq!(all[3].seq, 4);
+    assert_eq!(log.list(Some(8), 100).unwrap().len(), 3);
+    let newest: Vec<u64> = log.list(None, 3).unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(newest, vec![8, 9, 10]);
+    assert_eq!(log.list(Some(2), 2).unwrap()[1].seq, 3);
+}
+
+#[test]
+fn edited_record_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    let log = AuditLog::open(&db, 1000).unwrap();
+    fill(&log, 6);
+    let tree = db.open_tree("audit").unwrap();
+    let key = 3u64.to_be_bytes();
+    let mut rec = AuditEntry::decode(&tree.get(key).unwrap().unwrap())
+        .unwrap()
+        .into_record();
+    rec.time += 1;
+    tree.insert(key, AuditEntry::V1(rec).encode()).unwrap();
+    let err = log.verify().unwrap_err();
+    assert_eq!(err.seq, 4, "{err}");
+    assert!(
+        err.to_string().contains("record 3 or 4 was altered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn edited_last_record_is_detected_by_the_head_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    let log = AuditLog::open(&db, 1000).unwrap();
+    fill(&log, 3);
+    let tree = db.open_tree("audit").unwrap();
+    let key = 3u64.to_be_bytes();
+    let mut rec = AuditEntry::decode(&tree.get(key).unwrap().unwrap())
+        .unwrap()
+        .into_record();
+    rec.event = AuditEvent::DaemonStop;
+    tree.insert(key, AuditEntry::V1(rec).encode()).unwrap();
+    let err = log.verify().unwrap_err();
+    assert_eq!(err.seq, 3, "{err}");
+}
+
+#[test]
+fn deleted_records_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    let log = AuditLog::open(&db, 1000).unwrap();
+    fill(&log, 8);
+    let tree = db.open_tree("audit").unwrap();
+    tree.remove(5u64.to_be_bytes()).unwrap();
+    let err = log.verify().unwrap_err();
+    assert_eq!(err.seq, 6);
+    assert!(err.what.contains("records 5..=5 are missing"), "{err}");
+
+    // Renumbering the rest to hide the gap breaks the hash chain instead.
+    for seq in 6..=8u64 {
+        let v = tree.remove(seq.to_be_bytes()).unwrap().unwrap();
+        let mut rec = AuditEntry::decode(&v).unwrap().into_record();
+        rec.seq -= 1;
+        tree.insert((seq - 1).to_be_bytes(), AuditEntry::V1(rec).encode())
+            .unwrap();
+    }
+    let err = log.verify().unwrap_err();
+    assert_eq!(err.seq, 5, "{err}");
+
+    // Deleting the first records without an anchor shows too.
+    let dir2 = tempfile::tempdir().unwrap();
+    let db2 = self::db(dir2.path());
+    let log2 = AuditLog::open(&db2, 1000).unwrap();
+    fill(&log2, 4);
+    db2.open_tree("audit")
+        .unwrap()
+        .remove(1u64.to_be_bytes())
+        .unwrap();
+    let err = log2.verify().unwrap_err();
+    assert!(err.what.contains("records 1..=1 are missing"), "{err}");
+}
+
+#[test]
+fn deleted_tail_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    let log = AuditLog::open(&db, 1000).unwrap();
+    fill(&log, 5);
+    let tree = db.open_tree("audit").unwrap();
+    tree.remove(5u64.to_be_bytes()).unwrap();
+    tree.remove(4u64.to_be_bytes()).unwrap();
+    let err = log.verify().unwrap_err();
+    assert_eq!(err.seq, 4);
+    assert!(
+        err.what.contains("records 4..=5 at the tail are missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn retention_keeps_verify_passing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    let log = AuditLog::open(&db, 16).unwrap();
+    fill(&log, 50);
+    assert_eq!(log.len(), 16);
+    assert_eq!(
+        log.verify().unwrap(),
+        VerifyReport {
+            records: 16,
+            first_seq: Some(35),
+            last_seq: Some(50)
+        }
+    );
+    // Deleting the first kept record is still caught against the anchor.
+    db.open_tree("audit")
+        .unwrap()
+        .remove(35u64.to_be_bytes())
+        .unwrap();
+    let err = log.verify().unwrap_err();
+    assert!(err.what.contains("records 35..=35 are missing"), "{err}");
+}
+
+#[test]
+fn lowering_retention_prunes_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    fill(&AuditLog::open(&db, 5000).unwrap(), 3000);
+    let log = AuditLog::open(&db, 20).unwrap();
+    assert_eq!(log.len(), 20);
+    let report = log.verify().unwrap();
+    assert_eq!(
+        (report.first_seq, report.last_seq),
+        (Some(2981), Some(3000))
+    );
+}
+
+#[test]
+fn reopen_continues_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = db(dir.path());
+        let log = AuditLog::open(&db, 100).unwrap();
+        fill(&log, 4);
+        log.flush().unwrap();
+    }
+    let db = db(dir.path());
+    let log = AuditLog::open(&db, 100).unwrap();
+    assert_eq!(log.last_seq(), 4);
+    assert_eq!(log.append(1, AuditEvent::DaemonStop).unwrap(), 5);
+    assert_eq!(log.verify().unwrap().records, 5);
+}
+
+#[test]
+fn appends_from_many_threads_stay_chained() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(AuditLog::open(&db(dir.path()), 10_000).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let log = log.clone();
+            std::thread::spawn(move || fill(&log, 50))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(log.verify().unwrap().records, 200);
+}
+
+#[tokio::test]
+async fn flush_async_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(&db(dir.path()), 100).unwrap();
+    fill(&log, 2);
+    log.flush_async().await.unwrap();
+}
+
+#[test]
+fn text_and_json_forms() {
+    let rec = AuditRecord {
+        seq: 7,
+        time: 0,
+        prev_hash: [0xab; 32],
+        event: AuditEvent::StreamOpen {
+            session: 3,
+            user: "anna".into(),
+            service: "hmi vnc".into(),
+            destination: None,
+            level: Level::Read,
+        },
+    };
+    assert_eq!(
+        format::line(&rec),
+        "     7 1970-01-01T00:00:00Z stream-open session=3 user=anna service=\"hmi vnc\" level=read"
+    );
+    let j = format::json(&rec);
+    assert_eq!(j["event"], "stream-open");
+    assert_eq!(j["session"], 3);
+    assert_eq!(j["service"], "hmi vnc");
+    assert!(j.get("destination").is_none());
+    assert_eq!(j["prev_hash"].as_str().unwrap().len(), 64);
+}
