@@ -14,6 +14,7 @@
 
 mod admit;
 mod audit_hooks;
+mod control;
 mod push;
 mod quic;
 mod registry;
@@ -22,7 +23,7 @@ mod stream;
 mod tls;
 
 pub use admit::Credentials;
-pub use registry::{SessionInfo, StreamSnapshot};
+pub use control::ControlView;
 
 use crate::config::Config;
 use crate::consent::Consent;
@@ -57,7 +58,8 @@ pub struct Gateway {
     push_lock: tokio::sync::Mutex<()>,
     audit: audit_hooks::Audit,
     shutdown: watch::Sender<bool>,
-    started: tokio::time::Instant,
+    /// The addresses actually bound (QUIC, TLS), once listening.
+    bound: std::sync::OnceLock<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// Why the gateway could not be assembled.
@@ -114,7 +116,7 @@ impl Gateway {
             policy: watch::channel(active).0,
             push_lock: tokio::sync::Mutex::new(()),
             shutdown: watch::channel(false).0,
-            started: tokio::time::Instant::now(),
+            bound: std::sync::OnceLock::new(),
             config,
             store,
             identity,
@@ -149,17 +151,13 @@ impl Gateway {
     }
 
     /// Live sessions.
-    pub fn sessions(&self) -> Vec<SessionInfo> {
+    pub fn sessions(&self) -> Vec<edgegate_proto::control::SessionInfo> {
         self.registry.snapshot()
     }
 
     /// Kill a session: every stream of it is closed at once.
     pub fn kill(&self, id: u64) -> bool {
-        let killed = self.registry.kill(id);
-        if killed {
-            self.audit.session_killed(id);
-        }
-        killed
+        self.registry.kill(id)
     }
 
     /// Ask every session to end and stop accepting new ones.
@@ -178,6 +176,23 @@ impl Gateway {
     /// How many sessions are live.
     pub fn session_count(&self) -> usize {
         self.registry.len()
+    }
+
+    /// Record the addresses the listeners are bound to (for `status`).
+    pub fn set_bound(&self, quic: std::net::SocketAddr, tls: std::net::SocketAddr) {
+        let _ = self.bound.set((quic, tls));
+    }
+
+    /// Append an audit event (daemon start/stop).
+    pub fn audit_event(&self, event: edgegate_proto::audit::AuditEvent) {
+        self.audit.append(event);
+    }
+
+    /// Flush the audit log and store (on shutdown).
+    pub fn flush(&self) {
+        if let Err(e) = self.audit.log().flush() {
+            tracing::warn!("flushing the audit log: {e}");
+        }
     }
 
     fn publish(&self, active: Option<Arc<Active>>) {

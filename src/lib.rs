@@ -8,6 +8,8 @@ pub mod client;
 pub mod config;
 pub mod consent;
 pub mod control;
+pub mod daemon;
+pub mod demo;
 pub mod duration;
 pub mod filter;
 pub mod gateway;

@@ -1,48 +1,39 @@
 //! Where the data path reports to the audit log: one method per event, so
 //! the tunnel code names what happened and this file alone knows how it is
-//! recorded (the hash-chained log in sled, and tracing).
+//! recorded (the hash-chained log in sled; the log also emits tracing).
+//! A failing append is logged and never stops traffic.
 
 use super::registry::{Session, StreamStats};
 use super::stream::OpenRequest;
-use super::GatewayError;
+use super::{wall_clock, GatewayError};
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::store::Store;
+use edgegate_proto::audit::{AuditEvent, CloseReason, Outcome};
 use edgegate_proto::{DenyReason, Level};
 use std::sync::atomic::Ordering;
-
-/// Why a stream ended, as audited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CloseReason {
-    /// Both sides finished.
-    Finished,
-    /// A re-decision denied it.
-    Denied(DenyReason),
-    /// The session was killed or the daemon stopped.
-    Killed,
-    /// A read-level filter refused the client's bytes.
-    ReadOnlyViolation,
-    /// A socket failed.
-    Error,
-}
-
-impl CloseReason {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::Finished => "finished",
-            CloseReason::Denied(r) => r.as_str(),
-            CloseReason::Killed => "killed",
-            CloseReason::ReadOnlyViolation => "read-only-violation",
-            CloseReason::Error => "error",
-        }
-    }
-}
+use std::sync::Arc;
 
 #[derive(Debug)]
-pub(crate) struct Audit {}
+pub(crate) struct Audit {
+    log: Arc<AuditLog>,
+}
 
 impl Audit {
-    pub(crate) fn open(_store: &Store, _config: &Config) -> Result<Audit, GatewayError> {
-        Ok(Audit {})
+    pub(crate) fn open(store: &Store, config: &Config) -> Result<Audit, GatewayError> {
+        let log = AuditLog::open(store.db(), config.limits.audit_retention)
+            .map_err(|e| GatewayError::Audit(e.to_string()))?;
+        Ok(Audit { log: Arc::new(log) })
+    }
+
+    pub(crate) fn log(&self) -> &Arc<AuditLog> {
+        &self.log
+    }
+
+    pub(crate) fn append(&self, event: AuditEvent) {
+        if let Err(e) = self.log.append(wall_clock(), event) {
+            tracing::error!("audit append failed: {e}");
+        }
     }
 
     pub(crate) fn decision(
@@ -51,16 +42,26 @@ impl Audit {
         open: &OpenRequest,
         decision: Result<Level, &DenyReason>,
     ) {
-        match decision {
-            Ok(level) => tracing::info!(
-                session = session.id, user = %session.user, service = %open.service,
-                destination = ?open.destination, %level, "stream allowed"
-            ),
-            Err(reason) => tracing::info!(
-                session = session.id, user = %session.user, service = %open.service,
-                destination = ?open.destination, %reason, "stream denied"
-            ),
-        }
+        self.append(AuditEvent::Decision {
+            session: session.id,
+            user: Some(session.user.clone()),
+            service: Some(open.service.clone()),
+            destination: open.destination.clone(),
+            outcome: match decision {
+                Ok(level) => Outcome::Allow(level),
+                Err(reason) => Outcome::Deny(*reason),
+            },
+        });
+    }
+
+    pub(crate) fn stream_opened(&self, session: &Session, stats: &StreamStats) {
+        self.append(AuditEvent::StreamOpen {
+            session: session.id,
+            user: session.user.clone(),
+            service: stats.service.clone(),
+            destination: stats.destination.clone(),
+            level: stats.level,
+        });
     }
 
     pub(crate) fn stream_closed(
@@ -69,42 +70,60 @@ impl Audit {
         stats: &StreamStats,
         reason: CloseReason,
     ) {
-        tracing::info!(
-            session = session.id,
-            user = %session.user,
-            service = %stats.service,
-            destination = ?stats.destination,
-            bytes_up = stats.up.load(Ordering::Relaxed),
-            bytes_down = stats.down.load(Ordering::Relaxed),
-            duration_ms = stats.started.elapsed().as_millis() as u64,
-            reason = reason.as_str(),
-            "stream closed"
-        );
+        self.append(AuditEvent::StreamClose {
+            session: session.id,
+            user: session.user.clone(),
+            service: stats.service.clone(),
+            destination: stats.destination.clone(),
+            bytes_up: stats.up.load(Ordering::Relaxed),
+            bytes_down: stats.down.load(Ordering::Relaxed),
+            duration_ms: stats.started.elapsed().as_millis() as u64,
+            reason,
+        });
     }
 
     pub(crate) fn session_opened(&self, session: &Session) {
-        tracing::info!(session = session.id, user = %session.user,
-            transport = session.transport.as_str(), "session opened");
+        self.append(AuditEvent::SessionOpen {
+            session: session.id,
+            user: session.user.clone(),
+            client_key: *session.cred.peer.key(),
+            transport: session.transport,
+            peer: session.remote.clone(),
+        });
     }
 
     pub(crate) fn session_refused(&self, user: Option<&str>, reason: DenyReason) {
-        tracing::info!(user = user.unwrap_or("?"), %reason, "session refused");
+        self.append(AuditEvent::Decision {
+            session: 0,
+            user: user.map(str::to_string),
+            service: None,
+            destination: None,
+            outcome: Outcome::Deny(reason),
+        });
     }
 
-    pub(crate) fn session_closed(&self, session: &Session) {
-        tracing::info!(session = session.id, user = %session.user,
-            duration_ms = session.started.elapsed().as_millis() as u64, "session closed");
+    pub(crate) fn session_closed(&self, session: &Session, reason: CloseReason) {
+        self.append(AuditEvent::SessionClose {
+            session: session.id,
+            user: session.user.clone(),
+            reason,
+            duration_ms: session.started.elapsed().as_millis() as u64,
+        });
     }
 
-    pub(crate) fn session_killed(&self, id: u64) {
-        tracing::info!(session = id, "session killed");
+    pub(crate) fn bundle_accepted(&self, serial: u64, issued_at: u64, not_after: u64) {
+        self.append(AuditEvent::BundleAccepted {
+            serial,
+            issued_at,
+            not_after,
+        });
     }
 
-    pub(crate) fn bundle_accepted(&self, serial: u64) {
-        tracing::info!(serial, "bundle accepted");
-    }
-
-    pub(crate) fn bundle_rejected(&self, code: &str, message: &str) {
-        tracing::warn!(code, message, "bundle rejected");
+    pub(crate) fn bundle_rejected(&self, code: &str, message: &str, serial: Option<u64>) {
+        self.append(AuditEvent::BundleRejected {
+            code: code.to_string(),
+            message: message.to_string(),
+            serial,
+        });
     }
 }

@@ -5,7 +5,7 @@
 use super::{wall_clock, Active, Gateway};
 use crate::policy::PolicyIndex;
 use crate::store::Applied;
-use edgegate_proto::frame::PushResult;
+use edgegate_proto::control::PushResult;
 use std::sync::Arc;
 
 impl Gateway {
@@ -32,8 +32,9 @@ impl Gateway {
         .await;
         match accepted {
             Ok(Ok((Applied::Accepted { serial }, bundle, index))) => {
+                let (issued, not_after) = (index.issued_at(), index.not_after());
                 self.publish(Some(Arc::new(Active { index, bundle })));
-                self.audit.bundle_accepted(serial);
+                self.audit.bundle_accepted(serial, issued, not_after);
                 PushResult::Accepted { serial }
             }
             Ok(Ok((Applied::Unchanged { serial }, _, _))) => PushResult::Unchanged { serial },
@@ -43,7 +44,7 @@ impl Gateway {
     }
 
     fn rejected(&self, code: &str, message: String) -> PushResult {
-        self.audit.bundle_rejected(code, &message);
+        self.audit.bundle_rejected(code, &message, None);
         PushResult::Rejected {
             code: code.to_string(),
             message,

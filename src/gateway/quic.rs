@@ -2,11 +2,12 @@
 //! stream is the control stream (`Hello`/`Welcome`, later `StreamClosed`
 //! notices); every further one carries one `Open` and then raw bytes.
 
-use super::registry::{Session, TransportKind};
+use super::registry::Session;
 use super::stream::OpenRequest;
 use super::Gateway;
 use crate::tlsid::AuthenticatedPeer;
 use crate::transport::{read_frame, write_frame, PipeReader, PipeWriter};
+use edgegate_proto::audit::Transport;
 use edgegate_proto::frame::{self, Frame, CONN_KILLED, CONN_PROTOCOL_ERROR, CONN_SHUTDOWN};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +95,7 @@ impl Gateway {
             _ => return close(&conn, CONN_PROTOCOL_ERROR, "unexpected first frame"),
         };
         let Some(session) = self
-            .open_session(peer, &ticket, TransportKind::Quic, &mut send)
+            .open_session(peer, &ticket, Transport::Quic, remote, &mut send)
             .await
         else {
             let _ = send.finish();

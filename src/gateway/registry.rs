@@ -7,31 +7,14 @@
 
 use super::admit::Credentials;
 use crate::config::Limits;
-use edgegate_proto::{DenyReason, PublicKey, UnixTime};
+use edgegate_proto::audit::Transport;
+use edgegate_proto::control::{SessionInfo, StreamInfo};
+use edgegate_proto::{DenyReason, Level, UnixTime};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// Which transport a session uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportKind {
-    /// QUIC over UDP.
-    Quic,
-    /// TLS 1.3 over TCP, one connection per stream.
-    Tls,
-}
-
-impl TransportKind {
-    /// `quic` or `tls`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransportKind::Quic => "quic",
-            TransportKind::Tls => "tls",
-        }
-    }
-}
 
 /// One live session.
 #[derive(Debug)]
@@ -39,7 +22,9 @@ pub(crate) struct Session {
     pub(crate) id: u64,
     pub(crate) user: String,
     pub(crate) cred: Credentials,
-    pub(crate) transport: TransportKind,
+    pub(crate) transport: Transport,
+    pub(crate) remote: String,
+    pub(crate) ends_at: UnixTime,
     pub(crate) started_wall: UnixTime,
     pub(crate) started: Instant,
     pub(crate) kill: watch::Sender<bool>,
@@ -53,43 +38,11 @@ pub(crate) struct Session {
 pub(crate) struct StreamStats {
     pub(crate) service: String,
     pub(crate) destination: Option<String>,
+    pub(crate) level: Level,
     pub(crate) up: AtomicU64,
     pub(crate) down: AtomicU64,
     pub(crate) started: Instant,
-}
-
-/// A stream as the control socket shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamSnapshot {
-    /// Stream id within the session.
-    pub id: u64,
-    /// Service id.
-    pub service: String,
-    /// Destination (vpn).
-    pub destination: Option<String>,
-    /// Bytes client → machine.
-    pub bytes_up: u64,
-    /// Bytes machine → client.
-    pub bytes_down: u64,
-    /// Seconds open.
-    pub age_secs: u64,
-}
-
-/// A session as the control socket shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// Session id.
-    pub id: u64,
-    /// User id.
-    pub user: String,
-    /// Client key.
-    pub client_key: PublicKey,
-    /// `quic` or `tls`.
-    pub transport: &'static str,
-    /// When it started (unix seconds).
-    pub started: UnixTime,
-    /// Open streams.
-    pub streams: Vec<StreamSnapshot>,
+    pub(crate) started_wall: UnixTime,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +62,7 @@ impl Session {
         id: u64,
         service: &str,
         destination: Option<String>,
+        level: Level,
         max: usize,
     ) -> Option<Arc<StreamStats>> {
         let mut streams = lock(&self.streams);
@@ -118,9 +72,11 @@ impl Session {
         let stats = Arc::new(StreamStats {
             service: service.to_string(),
             destination,
+            level,
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
             started: Instant::now(),
+            started_wall: super::wall_clock(),
         });
         streams.insert(id, stats.clone());
         Some(stats)
@@ -135,25 +91,30 @@ impl Session {
     }
 
     fn info(&self) -> SessionInfo {
-        let mut streams: Vec<StreamSnapshot> = lock(&self.streams)
+        let mut streams: Vec<(u64, StreamInfo)> = lock(&self.streams)
             .iter()
-            .map(|(id, s)| StreamSnapshot {
-                id: *id,
-                service: s.service.clone(),
-                destination: s.destination.clone(),
-                bytes_up: s.up.load(Ordering::Relaxed),
-                bytes_down: s.down.load(Ordering::Relaxed),
-                age_secs: s.started.elapsed().as_secs(),
+            .map(|(id, s)| {
+                let info = StreamInfo {
+                    service: s.service.clone(),
+                    destination: s.destination.clone(),
+                    level: s.level,
+                    bytes_up: s.up.load(Ordering::Relaxed),
+                    bytes_down: s.down.load(Ordering::Relaxed),
+                    started: s.started_wall,
+                };
+                (*id, info)
             })
             .collect();
-        streams.sort_by_key(|s| s.id);
+        streams.sort_by_key(|(id, _)| *id);
         SessionInfo {
             id: self.id,
             user: self.user.clone(),
             client_key: *self.cred.peer.key(),
-            transport: self.transport.as_str(),
+            transport: self.transport,
+            peer: self.remote.clone(),
             started: self.started_wall,
-            streams,
+            ends_at: Some(self.ends_at),
+            streams: streams.into_iter().map(|(_, s)| s).collect(),
         }
     }
 }
@@ -164,15 +125,16 @@ impl Registry {
     pub(crate) fn attach(
         &self,
         cred: &Credentials,
-        transport: TransportKind,
+        transport: Transport,
+        remote: String,
+        ends_at: UnixTime,
         limits: &Limits,
-        wall: UnixTime,
     ) -> Result<Arc<Session>, DenyReason> {
         let ticket = cred.ticket.as_ref().ok_or(DenyReason::BadTicket)?.ticket();
         let mut sessions = lock(&self.sessions);
-        if transport == TransportKind::Tls {
+        if transport == Transport::Tls {
             let joined = sessions.values().find(|s| {
-                s.transport == TransportKind::Tls
+                s.transport == Transport::Tls
                     && s.cred.peer == cred.peer
                     && s.cred.ticket.as_ref().map(|t| t.ticket().id) == Some(ticket.id)
             });
@@ -191,7 +153,9 @@ impl Registry {
             user: ticket.user.clone(),
             cred: cred.clone(),
             transport,
-            started_wall: wall,
+            remote,
+            ends_at,
+            started_wall: super::wall_clock(),
             started: Instant::now(),
             kill: watch::channel(false).0,
             streams: Mutex::new(HashMap::new()),

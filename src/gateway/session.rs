@@ -3,12 +3,14 @@
 //! or `PushBundle` → `PushResult`.
 
 use super::admit::Credentials;
-use super::registry::{Session, TransportKind};
-use super::{wall_clock, Gateway};
+use super::registry::Session;
+use super::Gateway;
 use crate::policy::Decision;
 use crate::tlsid::AuthenticatedPeer;
 use crate::transport::write_frame;
-use edgegate_proto::frame::{Frame, ServiceDecision, Verdict, Welcome};
+use edgegate_proto::audit::{CloseReason, Transport};
+use edgegate_proto::control::PushResult;
+use edgegate_proto::frame::{Frame, PushResult as WirePush, ServiceDecision, Verdict, Welcome};
 use edgegate_proto::VerifiedTicket;
 use std::sync::Arc;
 use tokio::io::AsyncWrite;
@@ -20,16 +22,23 @@ impl Gateway {
         &self,
         peer: AuthenticatedPeer,
         ticket: &[u8],
-        transport: TransportKind,
+        transport: Transport,
+        remote: std::net::SocketAddr,
         out: &mut W,
     ) -> Option<Arc<Session>> {
         let cred = Credentials {
             peer,
             ticket: VerifiedTicket::verify(ticket, &self.trust).ok(),
         };
+        let ends_at = self.session_end(&cred);
         let admitted = self.admit_session(&cred).and_then(|()| {
-            self.registry
-                .attach(&cred, transport, &self.config.limits, wall_clock())
+            self.registry.attach(
+                &cred,
+                transport,
+                remote.to_string(),
+                ends_at,
+                &self.config.limits,
+            )
         });
         let session = match admitted {
             Ok(s) => s,
@@ -51,7 +60,12 @@ impl Gateway {
     /// Detach one connection from its session, auditing the session's end.
     pub(crate) fn end_session(&self, session: &Session) {
         if self.registry.detach(session) {
-            self.audit.session_closed(session);
+            let reason = match (*session.kill.borrow(), *self.shutdown.borrow()) {
+                (true, true) => CloseReason::Shutdown,
+                (true, false) => CloseReason::Killed,
+                _ => CloseReason::Normal,
+            };
+            self.audit.session_closed(session, reason);
         }
     }
 
@@ -97,7 +111,11 @@ impl Gateway {
         bundle: Vec<u8>,
         out: &mut W,
     ) {
-        let result = self.push_bundle(bundle).await;
+        let result = match self.push_bundle(bundle).await {
+            PushResult::Accepted { serial } => WirePush::Accepted { serial },
+            PushResult::Unchanged { serial } => WirePush::Unchanged { serial },
+            PushResult::Rejected { code, message } => WirePush::Rejected { code, message },
+        };
         let _ = write_frame(out, &Frame::PushResult(result)).await;
     }
 }

@@ -2,12 +2,12 @@
 //! the `Open`, reach the target, proxy both ways (through the read-level
 //! filter when the level is `read`), and keep re-deciding until it ends.
 
-use super::audit_hooks::CloseReason;
 use super::registry::{Session, StreamStats};
 use super::Gateway;
 use crate::filter::{self, ByteFilter};
 use crate::policy::Decision;
 use crate::transport::{self, PipeReader, PipeWriter, PumpEnd};
+use edgegate_proto::audit::CloseReason;
 use edgegate_proto::bundle::Target;
 use edgegate_proto::frame::Frame;
 use edgegate_proto::{DenyReason, Level};
@@ -39,6 +39,16 @@ enum ProxyEnd {
     Error,
 }
 
+impl ProxyEnd {
+    fn reason(self) -> CloseReason {
+        match self {
+            ProxyEnd::Finished => CloseReason::Normal,
+            ProxyEnd::Violation => CloseReason::Error("read-only-violation".into()),
+            ProxyEnd::Error => CloseReason::Error("transport".into()),
+        }
+    }
+}
+
 impl Gateway {
     /// Serve one stream to its end. `on_cut` tells the client out of band
     /// (QUIC control stream) that a re-decision cut it.
@@ -62,9 +72,14 @@ impl Gateway {
             return;
         };
         let max = self.config.limits.max_streams_per_session;
-        let Some(stats) =
-            session.add_stream(open.stream_id, &open.service, open.destination.clone(), max)
-        else {
+        let added = session.add_stream(
+            open.stream_id,
+            &open.service,
+            open.destination.clone(),
+            level,
+            max,
+        );
+        let Some(stats) = added else {
             let _ = writer
                 .write_frame(&Frame::Denied {
                     reason: DenyReason::LimitExceeded,
@@ -77,25 +92,23 @@ impl Gateway {
             session.remove_stream(open.stream_id);
             return;
         }
+        self.audit.stream_opened(session, &stats);
         let mut backend = backend;
         let reason = tokio::select! {
-            end = proxy(&mut reader, &mut writer, &mut backend, filter, &stats, self.config.limits.stream_buffer) => match end {
-                ProxyEnd::Finished => CloseReason::Finished,
-                ProxyEnd::Violation => CloseReason::ReadOnlyViolation,
-                ProxyEnd::Error => CloseReason::Error,
-            },
+            end = proxy(&mut reader, &mut writer, &mut backend, filter, &stats, self.config.limits.stream_buffer) => end.reason(),
             end = self.guard(session, &open.service, destination, level) => match end {
                 GuardEnd::Denied(r) => CloseReason::Denied(r),
+                GuardEnd::Killed if *self.shutdown.borrow() => CloseReason::Shutdown,
                 GuardEnd::Killed => CloseReason::Killed,
             },
         };
-        match reason {
-            CloseReason::Denied(r) => {
+        match &reason {
+            &CloseReason::Denied(r) => {
                 writer.cut(r).await;
                 reader.stop(r.stream_code());
                 on_cut(r);
             }
-            CloseReason::Finished => {}
+            CloseReason::Normal => {}
             _ => {
                 writer.abort().await;
                 reader.stop(0);

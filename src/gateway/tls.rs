@@ -2,11 +2,11 @@
 //! either ends (the client only wanted the service list) or carries one
 //! `Open` and the stream's bytes as `Data`/`Close` frames.
 
-use super::registry::TransportKind;
 use super::stream::OpenRequest;
 use super::Gateway;
 use crate::tlsid::{self, AuthenticatedPeer};
 use crate::transport::{read_frame, PipeReader, PipeWriter};
+use edgegate_proto::audit::Transport;
 use edgegate_proto::frame::{self, Frame};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,13 +48,14 @@ impl Gateway {
                 continue;
             };
             let (gw, acceptor) = (self.clone(), acceptor.clone());
-            tokio::spawn(async move { gw.tls_connection(tcp, acceptor, permit).await });
+            tokio::spawn(async move { gw.tls_connection(tcp, remote, acceptor, permit).await });
         }
     }
 
     async fn tls_connection(
         self: Arc<Self>,
         tcp: TcpStream,
+        remote: std::net::SocketAddr,
         acceptor: TlsAcceptor,
         permit: OwnedSemaphorePermit,
     ) {
@@ -82,7 +83,7 @@ impl Gateway {
             _ => return,
         };
         let Some(session) = self
-            .open_session(peer, &ticket, TransportKind::Tls, &mut tls)
+            .open_session(peer, &ticket, Transport::Tls, remote, &mut tls)
             .await
         else {
             let _ = tls.shutdown().await;
