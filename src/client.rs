@@ -80,6 +80,9 @@ pub struct Session {
     streams: Arc<Mutex<HashMap<u64, String>>>,
     /// Streams whose cut was already reported (a QUIC cut is seen twice).
     reported: Arc<Mutex<HashSet<u64>>>,
+    /// Kept so the event channel stays open while the session lives (TLS
+    /// has no connection whose end would end the session).
+    _events: mpsc::UnboundedSender<SessionEvent>,
 }
 
 /// Events that end or mark a session, for the command's main loop.
@@ -185,6 +188,7 @@ pub async fn open_session(
             welcome,
             streams,
             reported,
+            _events: events,
         };
         return Ok((session, events_rx));
     }
@@ -202,6 +206,7 @@ pub async fn open_session(
         welcome,
         streams: streams.clone(),
         reported: reported.clone(),
+        _events: events.clone(),
     };
     tokio::spawn(watch_control(conn, send, recv, streams, reported, events));
     Ok((session, events_rx))

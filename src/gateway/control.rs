@@ -62,7 +62,8 @@ impl ControlHandler for ControlView {
                 }
                 Request::ConsentRevoke => {
                     gw.consent.revoke();
-                    gw.audit.append(AuditEvent::ConsentRevoked { by_uid: peer.uid });
+                    gw.audit
+                        .append(AuditEvent::ConsentRevoked { by_uid: peer.uid });
                     Response::Consent(gw.consent.info(wall_clock()))
                 }
                 Request::PushBundle { bytes } => Response::Push(gw.push_bundle(bytes).await),

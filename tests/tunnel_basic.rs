@@ -1,0 +1,149 @@
+//! End to end on loopback: real daemon, real `edgegate connect`, real HTTP
+//! and echo backends. Allowed and denied services over QUIC and TLS,
+//! session-level refusals, the read level.
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use harness::*;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+fn world() -> (Daemon, HttpBackend, std::net::SocketAddr) {
+    let d = start_daemon();
+    let http = http_backend();
+    let echo = echo_backend();
+    let b = bundle_bytes(
+        &policy_text(http.addr, echo, "active"),
+        DEVICE,
+        1,
+        &d.authority,
+    );
+    let f = d.write("bundle-1", &b);
+    let out = d.push(&f, false);
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "accepted serial 1"
+    );
+    (d, http, echo)
+}
+
+fn fetch_through(tls: bool) {
+    let (d, http, _) = world();
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=web")]);
+    c.ready();
+    assert_eq!(
+        c.stdout.seen,
+        [
+            "allow web manage",
+            "allow info read",
+            "allow hmi manage",
+            "allow lan manage",
+            "ready"
+        ]
+    );
+    let page = http_get(port, "/");
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.ends_with("hello from the plc\n"), "{page}");
+    // A second connection is a second stream of the same session.
+    assert!(http_get(port, "/again").contains("hello from the plc"));
+    assert_eq!(http.requests.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn http_fetch_over_quic() {
+    fetch_through(false);
+}
+
+#[test]
+fn http_fetch_over_tls() {
+    fetch_through(true);
+}
+
+#[test]
+fn denied_service_exits_before_listening() {
+    let (d, _, _) = world();
+    let (key, ticket) = d.client("bob", "bob");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=web")]);
+    let status = c.exit(Duration::from_secs(20)).expect("client exits");
+    assert!(!status.success());
+    let err = c.stderr.rest(Duration::from_millis(300));
+    assert!(
+        err.contains(&"denied: web: no-grant".to_string()),
+        "{err:?}"
+    );
+    assert!(!c
+        .stdout
+        .rest(Duration::from_millis(100))
+        .contains(&"ready".to_string()));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn ticket_bound_to_another_key_is_refused() {
+    let (d, _, _) = world();
+    let (key, _) = d.client("mallory", "alice");
+    let (_, alices_ticket) = d.client("alice", "alice");
+    for tls in [false, true] {
+        let mut c = d.connect(&key, &alices_ticket, tls, &[]);
+        let status = c.exit(Duration::from_secs(20)).expect("client exits");
+        assert!(!status.success());
+        let err = c.stderr.rest(Duration::from_millis(300));
+        assert_eq!(err, ["denied: key-mismatch"], "tls={tls}");
+    }
+}
+
+#[test]
+fn wrong_pinned_device_key_fails_the_handshake() {
+    let (mut d, _, _) = world();
+    let (key, ticket) = d.client("alice", "alice");
+    d.device_key = public(&harness::key(42));
+    let mut c = d.connect(&key, &ticket, false, &[]);
+    let status = c.exit(Duration::from_secs(20)).expect("client exits");
+    assert!(!status.success());
+    let err = c.stderr.rest(Duration::from_millis(300)).join("\n");
+    assert!(err.starts_with("error: connecting"), "{err}");
+}
+
+#[test]
+fn read_level_passes_get_and_blocks_post() {
+    let (d, http, _) = world();
+    let (key, ticket) = d.client("bob", "bob");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=info")]);
+    c.ready();
+    assert!(http_get(port, "/").contains("hello from the plc"));
+    let answer = http_request(port, "POST", "/setpoint");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    let seen = http.requests.lock().unwrap().clone();
+    assert!(seen.iter().all(|r| !r.starts_with("POST")), "{seen:?}");
+}
+
+#[test]
+fn vnc_stand_in_echoes_over_tls() {
+    let (d, _, _) = world();
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(
+        &key,
+        &ticket,
+        true,
+        &["-L".into(), format!("127.0.0.1:{port}=hmi")],
+    );
+    c.ready();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let payload = vec![7u8; 200_000];
+    s.write_all(&payload).unwrap();
+    let mut back = vec![0u8; payload.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, payload);
+}
