@@ -213,6 +213,9 @@ pub fn run_push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     match result {
         PushResult::Accepted { serial } => writeln!(out, "accepted serial {serial}")?,
         PushResult::Unchanged { serial } => writeln!(out, "unchanged serial {serial}")?,
+        PushResult::Rejected { code, message } if message.starts_with(&code) => {
+            bail!("rejected: {message}")
+        }
         PushResult::Rejected { code, message } => bail!("rejected: {code}: {message}"),
     }
     Ok(())
