@@ -10,7 +10,7 @@
 //! membership (G, R) where G is active and G is one of the device's groups or
 //! an ancestor of one (DESIGN §2 step 6; only G's own status counts).
 
-use edgegate_proto::bundle::{Bundle, Scope, ServiceKind, Status, Target};
+use edgegate_proto::bundle::{Bundle, Scope, ServiceKind, Status, Target, User};
 use edgegate_proto::ticket::TicketId;
 use edgegate_proto::{Level, UnixTime, VerifiedBundle};
 use std::collections::HashMap;
@@ -221,43 +221,7 @@ impl PolicyIndex {
 
     fn compile_users(&mut self, b: &Bundle, ids: &Ids) -> Result<(), CompileError> {
         for u in &b.users {
-            let src_start = self.sources.len() as u32;
-            for r in &u.roles {
-                let role = resolve(&ids.roles, r, "user", &u.id, "role")?;
-                if b.roles[role as usize].scope != Scope::Company {
-                    return Err(CompileError::GroupRoleAsCompanyRole {
-                        user: u.id.clone(),
-                        role: r.clone(),
-                    });
-                }
-                let group = None;
-                self.sources.push(Source {
-                    role,
-                    group,
-                    applies: true,
-                });
-            }
-            for m in &u.memberships {
-                let group = resolve(&ids.groups, &m.group, "user", &u.id, "membership group")?;
-                let role = resolve(&ids.roles, &m.role, "user", &u.id, "membership role")?;
-                if b.roles[role as usize].scope != Scope::Group {
-                    return Err(CompileError::CompanyRoleInMembership {
-                        user: u.id.clone(),
-                        group: m.group.clone(),
-                        role: m.role.clone(),
-                    });
-                }
-                let g = &self.groups[group as usize];
-                self.sources.push(Source {
-                    role,
-                    group: Some(group),
-                    applies: g.active && g.reach.is_some(),
-                });
-            }
-            let sources = Span {
-                start: src_start,
-                end: self.sources.len() as u32,
-            };
+            let sources = self.push_sources(b, ids, u)?;
             let cands = self.push_candidates(sources);
             self.users.push(CUser {
                 active: u.status == Status::Active,
@@ -268,6 +232,49 @@ impl PolicyIndex {
             });
         }
         Ok(())
+    }
+
+    /// Append a user's company roles and memberships, checking role scopes.
+    /// A membership applies when its group is active (its own status only)
+    /// and is a device group or an ancestor of one.
+    fn push_sources(&mut self, b: &Bundle, ids: &Ids, u: &User) -> Result<Span, CompileError> {
+        let start = self.sources.len() as u32;
+        for r in &u.roles {
+            let role = resolve(&ids.roles, r, "user", &u.id, "role")?;
+            if b.roles[role as usize].scope != Scope::Company {
+                return Err(CompileError::GroupRoleAsCompanyRole {
+                    user: u.id.clone(),
+                    role: r.clone(),
+                });
+            }
+            let (group, applies) = (None, true);
+            self.sources.push(Source {
+                role,
+                group,
+                applies,
+            });
+        }
+        for m in &u.memberships {
+            let group = resolve(&ids.groups, &m.group, "user", &u.id, "membership group")?;
+            let role = resolve(&ids.roles, &m.role, "user", &u.id, "membership role")?;
+            if b.roles[role as usize].scope != Scope::Group {
+                return Err(CompileError::CompanyRoleInMembership {
+                    user: u.id.clone(),
+                    group: m.group.clone(),
+                    role: m.role.clone(),
+                });
+            }
+            let g = &self.groups[group as usize];
+            let applies = g.active && g.reach.is_some();
+            let group = Some(group);
+            self.sources.push(Source {
+                role,
+                group,
+                applies,
+            });
+        }
+        let end = self.sources.len() as u32;
+        Ok(Span { start, end })
     }
 
     /// Append the candidates of the applying sources, sorted by category.

@@ -429,3 +429,80 @@ fn synthetic_bundles_compile_and_are_deterministic() {
         compile(&crate::synth::synth_bundle(50, 10, 6, 5, seed)).unwrap();
     }
 }
+
+#[test]
+fn every_deny_reason_is_reachable() {
+    let cases: Vec<(D, Case, bool)> = vec![
+        (D::NoValidBundle, Case::new("gina", "dash"), false),
+        (
+            D::BadTicket,
+            Case::new("gina", "dash").with(|c| c.ticket = None),
+            true,
+        ),
+        (
+            D::WrongDevice,
+            Case::new("gina", "dash").with(|c| c.t().device = "x".into()),
+            true,
+        ),
+        (
+            D::KeyMismatch,
+            Case::new("gina", "dash").with(|c| c.key = other_key()),
+            true,
+        ),
+        (
+            D::TicketExpired,
+            Case::new("gina", "dash").with(|c| c.now = T0 + 4000),
+            true,
+        ),
+        (
+            D::TicketRevoked,
+            Case::new("gina", "dash").with(|c| c.t().id = [0xee; 16]),
+            true,
+        ),
+        (D::UnknownUser, Case::new("zed", "dash"), true),
+        (D::UserInactive, Case::new("ivan", "dash"), true),
+        (
+            D::SessionExpired,
+            Case::new("gina", "dash").with(|c| c.t().auth_time = 0),
+            true,
+        ),
+        (D::MfaRequired, Case::new("judy", "dash"), true),
+        (D::UnknownService, Case::new("gina", "nope"), true),
+        (D::DestinationNotAllowed, Case::new("bob", "vpn"), true),
+        (D::SiteConsentRequired, Case::new("hank", "ws"), true),
+        (D::NoGrant, Case::new("gina", "vnc"), true),
+        (
+            D::LimitExceeded,
+            Case::new("gina", "dash").with(|c| c.limit = true),
+            true,
+        ),
+    ];
+    let covered: Vec<D> = cases.iter().map(|c| c.0).collect();
+    assert_eq!(covered, D::ALL);
+    for (reason, case, with_index) in cases {
+        let e = case.explain(with_index.then(ix));
+        assert_eq!(e.decision, deny(reason));
+        assert_eq!(serde_json::to_value(&e).unwrap()["reason"], reason.as_str());
+        assert!(!e.trace.last().unwrap().passed);
+    }
+}
+
+#[test]
+fn allowed_explanation_renders_as_text() {
+    let text = Case::new("frank", "dash").explain(Some(ix())).to_string();
+    assert!(text.starts_with("allow (manage)\n"), "{text}");
+    assert!(text.contains("company role viewer"), "{text}");
+    assert!(
+        text.contains(
+            "membership cust-a as info-manager: group active, reaches this device via cust-a"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("info-access (read): match"), "{text}");
+}
+
+#[test]
+fn index_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<PolicyIndex>();
+}
