@@ -23,6 +23,7 @@ mod open;
 mod reject;
 #[cfg(test)]
 mod tests;
+mod watermark;
 
 pub use reject::RejectReason;
 
@@ -232,6 +233,7 @@ impl Store {
             digest: Some(digest),
             floor,
         };
+        self.mark(&st);
         Ok(Applied::Accepted {
             serial: body.serial,
         })
@@ -272,6 +274,7 @@ impl Store {
         self.meta.insert(KEY_FLOOR, &t.to_be_bytes())?;
         self.db.flush()?;
         st.floor = t;
+        self.mark(&st);
         Ok(t)
     }
 
@@ -351,6 +354,19 @@ impl Store {
         }
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Record the acknowledged state in the watermark. Its failure is only
+    /// logged: sled holds the data; a lagging watermark weakens detection of
+    /// a silent sled rollback but never causes a false alarm.
+    fn mark(&self, st: &State) {
+        let w = watermark::Watermark {
+            serial: st.serial,
+            floor: st.floor,
+        };
+        if let Err(e) = watermark::write(&self.dir, &w) {
+            tracing::warn!(dir = %self.dir.display(), "store: writing the watermark failed: {e}");
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -13,6 +13,7 @@
 //! The time floor is kept in every case where the database is kept: its only
 //! failure mode is failing closed (bundles and tickets look expired).
 
+use super::watermark;
 use super::*;
 use edgegate_proto::bundle::BundleError;
 use nix::errno::Errno;
@@ -50,7 +51,8 @@ pub(super) fn open(
     std::fs::create_dir_all(dir).map_err(io)?;
     let lock = lock_dir(dir)?;
     let mut warnings = Vec::new();
-    let loaded = open_or_replace(dir, &mut warnings)?;
+    let mut loaded = open_or_replace(dir, &mut warnings)?;
+    reconcile(dir, &mut loaded, &mut warnings);
     let (state, bundle) = load_bundle(&loaded, trust, device_id, check, &mut warnings);
     let Loaded {
         db,
@@ -110,8 +112,7 @@ fn open_or_replace(dir: &Path, warnings: &mut Vec<String>) -> Result<Loaded, Sto
     warn(
         warnings,
         format!(
-            "store {}: {why}; moved aside to {}, starting with an empty store \
-             (no bundle, no serial, time floor 0)",
+            "store {}: {why}; moved aside to {}, starting with an empty store",
             path.display(),
             moved.display()
         ),
@@ -209,6 +210,67 @@ fn move_aside(dir: &Path) -> Result<PathBuf, StoreError> {
         .expect("an unused name exists");
     std::fs::rename(&from, &to).map_err(|source| StoreError::MoveAside { path: from, source })?;
     Ok(to)
+}
+
+/// Compare sled with the watermark of the last acknowledged write; if sled
+/// came back older (see `watermark.rs`), raise its serial and floor back and
+/// drop the older bundle, persisting the repair.
+fn reconcile(dir: &Path, l: &mut Loaded, warnings: &mut Vec<String>) {
+    let w = match watermark::read(dir) {
+        Ok(Some(w)) => w,
+        Ok(None) => return,
+        Err(e) => {
+            warn(
+                warnings,
+                format!("watermark {}: {e}; ignored", watermark::FILE),
+            );
+            return;
+        }
+    };
+    if !w.ahead_of(l.serial, l.floor) {
+        return;
+    }
+    let show = |s: Option<u64>| s.map_or("none".to_string(), |s| s.to_string());
+    let serial = l.serial.max(w.serial);
+    let drop_bundle = l.serial < w.serial && l.envelope.is_some();
+    warn(
+        warnings,
+        format!(
+            "sled recovered an older state than last acknowledged (serial {} < {} or time floor {} < {}); \
+             serial and time floor raised back{}",
+            show(l.serial),
+            show(w.serial),
+            l.floor,
+            w.floor,
+            if drop_bundle { ", the older bundle is treated as absent" } else { "" }
+        ),
+    );
+    l.floor = l.floor.max(w.floor);
+    l.serial = serial;
+    if drop_bundle {
+        l.envelope = None;
+    }
+    let floor = l.floor.to_be_bytes();
+    let serial = serial.map(u64::to_be_bytes);
+    let r: TransactionResult<(), ()> = (&l.bundle, &l.meta).transaction(|(bt, mt)| {
+        if drop_bundle {
+            bt.remove(KEY_ENVELOPE)?;
+        }
+        if let Some(s) = &serial {
+            bt.insert(KEY_SERIAL, s)?;
+        }
+        mt.insert(KEY_FLOOR, &floor)?;
+        Ok(())
+    });
+    if let Err(e) = r
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|()| l.db.flush().map(drop).map_err(|e| e.to_string()))
+    {
+        warn(
+            warnings,
+            format!("persisting the repair failed: {e}; enforced in memory only"),
+        );
+    }
 }
 
 /// Decide what of the stored bundle is still trusted.

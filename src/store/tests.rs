@@ -365,13 +365,90 @@ fn corrupted_sled_directory_opens_fresh_with_a_warning() {
     assert!(garble_files(&dir.path().join(SLED_DIR)) > 0);
     let o = open(dir.path());
     assert!(o.bundle.is_none());
-    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert_eq!(o.warnings.len(), 2, "{:?}", o.warnings);
     assert!(o.warnings[0].contains("moved aside"), "{}", o.warnings[0]);
     assert_eq!(broken_dirs(dir.path()).len(), 1);
-    assert_eq!(o.store.serial(), None);
-    assert!(o.store.apply(&verified(&body(1, T0)), T0).is_ok());
+    // The watermark carries the acknowledged serial and floor over.
+    assert!(o.warnings[1].contains("older state"), "{}", o.warnings[1]);
+    assert_eq!(o.store.serial(), Some(4));
+    assert_eq!(o.store.time_floor(), T0);
+    assert!(o.store.apply(&verified(&body(5, T0)), T0).is_ok());
     drop(o);
     assert!(open(dir.path()).warnings.is_empty());
+}
+
+#[test]
+fn corrupted_sled_directory_without_watermark_opens_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    ok_store(dir.path())
+        .apply(&verified(&body(4, T0)), T0)
+        .unwrap();
+    std::fs::remove_file(dir.path().join(watermark::FILE)).unwrap();
+    garble_files(&dir.path().join(SLED_DIR));
+    let o = open(dir.path());
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert_eq!(o.store.serial(), None);
+    assert_eq!(o.store.time_floor(), 0);
+}
+
+#[test]
+fn silent_sled_rollback_is_detected_by_the_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = ok_store(dir.path());
+        s.apply(&verified(&body(1, T0)), T0).unwrap();
+        let w = std::fs::read(dir.path().join(watermark::FILE)).unwrap();
+        s.apply(&verified(&body(2, T0 + 10)), T0).unwrap();
+        s.raise_time_floor(T0 + 20).unwrap();
+        // Put sled back to serial 1 behind the store's back, as a truncated
+        // log would, keeping the newer watermark.
+        let old = verified(&body(1, T0));
+        s.bundle.insert(KEY_ENVELOPE, old.raw()).unwrap();
+        s.bundle.insert(KEY_SERIAL, &1u64.to_be_bytes()).unwrap();
+        s.meta.insert(KEY_FLOOR, &T0.to_be_bytes()).unwrap();
+        s.db.flush().unwrap();
+        assert_ne!(std::fs::read(dir.path().join(watermark::FILE)).unwrap(), w);
+    }
+    let o = open(dir.path());
+    assert!(o.bundle.is_none(), "an older bundle is a rollback");
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert!(o.warnings[0].contains("serial 1 < 2"), "{}", o.warnings[0]);
+    assert_eq!(o.store.serial(), Some(2));
+    assert_eq!(o.store.time_floor(), T0 + 20);
+    drop(o);
+    // The repair was persisted: the next open is quiet.
+    let o = open(dir.path());
+    assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+    assert_eq!(o.store.serial(), Some(2));
+}
+
+#[test]
+fn floor_only_lag_keeps_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = verified(&body(1, T0));
+    {
+        let s = ok_store(dir.path());
+        s.apply(&b, T0).unwrap();
+        s.raise_time_floor(T0 + 50).unwrap();
+        s.meta.insert(KEY_FLOOR, &T0.to_be_bytes()).unwrap();
+        s.db.flush().unwrap();
+    }
+    let o = open(dir.path());
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert_eq!(o.bundle.unwrap().raw(), b.raw());
+    assert_eq!(o.store.time_floor(), T0 + 50);
+}
+
+#[test]
+fn malformed_watermark_is_ignored_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    ok_store(dir.path())
+        .apply(&verified(&body(1, T0)), T0)
+        .unwrap();
+    std::fs::write(dir.path().join(watermark::FILE), "junk").unwrap();
+    let o = open(dir.path());
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert!(o.bundle.is_some());
 }
 
 #[test]
