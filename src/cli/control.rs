@@ -1,0 +1,299 @@
+//! The operator's commands over the local control socket: `edgegate status
+//! | sessions | sessions kill ID | audit [--json] | audit verify | consent
+//! grant [--for 2h] | consent revoke | bundle push FILE`.
+//!
+//! Argument types and `run`; the lead plugs [`ControlCommand`] into the
+//! top-level clap tree with `#[command(flatten)]`, and routes `bundle push
+//! FILE` without `--gateway` to [`push_bundle`]. Output is for humans
+//! (aligned `key: value` lines, ages like `3m ago`) or, with `--json`, one
+//! JSON object per line. Errors are one line on stderr and exit 1.
+
+#[path = "control/render.rs"]
+mod render;
+
+use crate::config::duration::parse_duration;
+use crate::control::{Client, PushResult, Request, Response};
+use edgegate_proto::control::MAX_AUDIT_BATCH;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Where the daemon listens unless `--socket` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/edgegate/control.sock";
+
+/// `--socket PATH`, shared by every control command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocketArg {
+    /// The daemon's control socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+/// The control-socket subcommands, to flatten into the top-level command enum.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ControlCommand {
+    /// Show the daemon's device id, bundle, time floor, consent and sessions.
+    Status(StatusArgs),
+    /// List live sessions and their streams, or kill one.
+    Sessions(SessionsArgs),
+    /// Show the audit log, or verify its hash chain.
+    Audit(AuditArgs),
+    /// Grant or revoke on-site consent for remote access.
+    Consent(ConsentArgs),
+}
+
+/// `edgegate status`
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `edgegate sessions [kill ID]`
+#[derive(Debug, Clone, clap::Args)]
+pub struct SessionsArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// One JSON object per session instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// `kill ID`.
+    #[command(subcommand)]
+    pub command: Option<SessionsCommand>,
+}
+
+/// What to do with sessions.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SessionsCommand {
+    /// Close a session now (its streams are audited as `killed`).
+    Kill {
+        /// Session id, as `edgegate sessions` shows it.
+        id: u64,
+    },
+}
+
+/// `edgegate audit [--json] [--since SEQ] [--limit N] | audit verify`
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// One JSON object per record instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Start at this sequence number (default: the newest `--limit` records).
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
+    /// Most records to show.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_AUDIT_BATCH)))]
+    pub limit: u32,
+    /// `verify`.
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+}
+
+/// Audit subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; exits non-zero on an edited or deleted record.
+    Verify,
+}
+
+/// `edgegate consent grant [--for 2h] | consent revoke`
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsentArgs {
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// `grant` or `revoke`.
+    #[command(subcommand)]
+    pub command: ConsentCommand,
+}
+
+/// Consent subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ConsentCommand {
+    /// Allow roles that need on-site consent, for a while or until revoked.
+    Grant {
+        /// How long, e.g. `2h`, `30m` (default: until revoked).
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        for_secs: Option<u64>,
+    },
+    /// Withdraw consent; streams that depended on it are closed at once.
+    Revoke,
+}
+
+/// Run one control command; prints its result and returns the exit code.
+pub fn run(cmd: ControlCommand) -> ExitCode {
+    block_on(async move {
+        match cmd {
+            ControlCommand::Status(a) => status(a).await,
+            ControlCommand::Sessions(a) => sessions(a).await,
+            ControlCommand::Audit(a) => audit(a).await,
+            ControlCommand::Consent(a) => consent(a).await,
+        }
+    })
+}
+
+/// `edgegate bundle push FILE` over the control socket.
+pub fn push_bundle(socket: &Path, file: &Path) -> ExitCode {
+    block_on(push(socket.to_path_buf(), file.to_path_buf()))
+}
+
+/// What a command ends with: `Ok` (exit 0) or one line for stderr (exit 1).
+type Outcome = Result<(), String>;
+
+fn block_on(fut: impl std::future::Future<Output = Outcome>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(line) => fail(line),
+    }
+}
+
+fn fail(line: String) -> ExitCode {
+    eprintln!("error: {}", line.replace('\n', " "));
+    ExitCode::FAILURE
+}
+
+async fn call(socket: &Path, req: Request) -> Result<Response, String> {
+    let mut client = Client::connect(socket).await.map_err(|e| e.to_string())?;
+    match client.call(&req).await {
+        Ok(Response::Error(msg)) => Err(msg),
+        Ok(resp) => Ok(resp),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn unexpected(resp: &Response) -> String {
+    format!("unexpected answer from the daemon: {resp:?}")
+}
+
+async fn status(a: StatusArgs) -> Outcome {
+    match call(&a.socket.socket, Request::Status).await? {
+        Response::Status(info) if a.json => render::print_json(&render::status_json(&info)),
+        Response::Status(info) => print!("{}", render::status_text(&info)),
+        other => return Err(unexpected(&other)),
+    }
+    Ok(())
+}
+
+async fn sessions(a: SessionsArgs) -> Outcome {
+    let socket = &a.socket.socket;
+    if let Some(SessionsCommand::Kill { id }) = a.command {
+        return match call(socket, Request::Kill { id }).await? {
+            Response::Killed(true) => {
+                println!("killed session {id}");
+                Ok(())
+            }
+            Response::Killed(false) => Err(format!("no session {id}")),
+            other => Err(unexpected(&other)),
+        };
+    }
+    let list = match call(socket, Request::Sessions).await? {
+        Response::Sessions(list) => list,
+        other => return Err(unexpected(&other)),
+    };
+    let now = render::wall_now();
+    if a.json {
+        list.iter()
+            .for_each(|s| render::print_json(&render::session_json(s)));
+    } else if list.is_empty() {
+        println!("no sessions");
+    } else {
+        print!("{}", render::sessions_text(&list, now));
+    }
+    Ok(())
+}
+
+async fn audit(a: AuditArgs) -> Outcome {
+    let socket = &a.socket.socket;
+    if let Some(AuditCommand::Verify) = a.command {
+        return match call(socket, Request::AuditVerify).await? {
+            Response::AuditVerify(Ok(r)) => {
+                match (r.first_seq, r.last_seq) {
+                    (Some(f), Some(l)) => {
+                        println!("audit log intact: {} records, seq {f}..={l}", r.records)
+                    }
+                    _ => println!("audit log intact: empty"),
+                }
+                Ok(())
+            }
+            Response::AuditVerify(Err(e)) => Err(format!("audit verify failed: {e}")),
+            other => Err(unexpected(&other)),
+        };
+    }
+    let req = Request::Audit {
+        since: a.since,
+        limit: a.limit,
+    };
+    match call(socket, req).await? {
+        Response::Audit(records) => {
+            for r in &records {
+                if a.json {
+                    render::print_json(&crate::audit::format::json(r));
+                } else {
+                    println!("{}", crate::audit::format::line(r));
+                }
+            }
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+async fn consent(a: ConsentArgs) -> Outcome {
+    let (req, verb) = match a.command {
+        ConsentCommand::Grant { for_secs } => (Request::ConsentGrant { secs: for_secs }, "granted"),
+        ConsentCommand::Revoke => (Request::ConsentRevoke, "revoked"),
+    };
+    match call(&a.socket.socket, req).await? {
+        Response::Consent(info) => {
+            println!(
+                "consent {verb}: {}",
+                render::consent_text(&info, render::wall_now())
+            );
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+async fn push(socket: PathBuf, file: PathBuf) -> Outcome {
+    let max = edgegate_proto::envelope::Purpose::Bundle.max_size();
+    let size = std::fs::metadata(&file)
+        .map_err(|e| format!("{}: {e}", file.display()))?
+        .len();
+    if size > max as u64 {
+        return Err(format!(
+            "{}: {size} bytes, a bundle is at most {max}",
+            file.display()
+        ));
+    }
+    let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    match call(&socket, Request::PushBundle { bytes }).await? {
+        Response::Push(PushResult::Accepted { serial }) => {
+            println!("accepted: serial {serial}");
+            Ok(())
+        }
+        Response::Push(PushResult::Unchanged { serial }) => {
+            println!("unchanged: serial {serial} is already enforced");
+            Ok(())
+        }
+        Response::Push(PushResult::Rejected { code, message }) => {
+            Err(format!("rejected: {code}: {message}"))
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+#[cfg(test)]
+#[path = "control/tests.rs"]
+mod tests;

@@ -1,0 +1,179 @@
+//! Text and JSON renderings of control-socket answers.
+
+use crate::control::{ConsentInfo, SessionInfo, StatusInfo};
+use edgegate_proto::UnixTime;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(super) fn wall_now() -> UnixTime {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub(super) fn print_json(v: &Value) {
+    println!("{v}");
+}
+
+/// RFC 3339, seconds, UTC.
+pub(super) fn timestamp(t: UnixTime) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+}
+
+/// A short span: `45s`, `3m`, `2h 5m`, `3d 4h`.
+pub(super) fn span(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3_599 => format!("{m}m"),
+        3_600..=86_399 if m == 0 => format!("{h}h"),
+        3_600..=86_399 => format!("{h}h {m}m"),
+        _ if h == 0 => format!("{d}d"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// `TIME (3m ago)` or `TIME (in 2h)`.
+pub(super) fn when(t: UnixTime, now: UnixTime) -> String {
+    let rel = if t <= now {
+        format!("{} ago", span(now - t))
+    } else {
+        format!("in {}", span(t - now))
+    };
+    format!("{} ({rel})", timestamp(t))
+}
+
+pub(super) fn consent_text(c: &ConsentInfo, now: UnixTime) -> String {
+    match (c.active, c.until) {
+        (false, _) => "inactive".into(),
+        (true, None) => "active until revoked".into(),
+        (true, Some(t)) => format!("active until {}", when(t, now)),
+    }
+}
+
+fn aligned(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (k, v) in rows {
+        let _ = writeln!(out, "{:<width$} {v}", format!("{k}:"));
+    }
+    out
+}
+
+pub(super) fn status_text(s: &StatusInfo) -> String {
+    let now = s.now;
+    let mut rows = vec![
+        ("device", s.device_id.clone()),
+        ("version", s.version.clone()),
+    ];
+    match &s.bundle {
+        None => rows.push((
+            "bundle",
+            "none (every request is denied: no-valid-bundle)".into(),
+        )),
+        Some(b) => {
+            rows.push(("bundle serial", b.serial.to_string()));
+            rows.push(("bundle issued", when(b.issued_at, now)));
+            let expiry = if b.not_after <= now {
+                format!(
+                    "{} (expired {} ago)",
+                    timestamp(b.not_after),
+                    span(now - b.not_after)
+                )
+            } else {
+                when(b.not_after, now)
+            };
+            rows.push(("bundle expires", expiry));
+            rows.push(("bundle age", span(now.saturating_sub(b.issued_at))));
+        }
+    }
+    rows.push(("time floor", when(s.time_floor, now)));
+    rows.push(("consent", consent_text(&s.consent, now)));
+    rows.push(("sessions", s.sessions.to_string()));
+    rows.push(("listen quic", s.listen_quic.clone()));
+    rows.push(("listen tls", s.listen_tls.clone()));
+    aligned(&rows)
+}
+
+pub(super) fn status_json(s: &StatusInfo) -> Value {
+    json!({
+        "device_id": s.device_id,
+        "version": s.version,
+        "now": s.now,
+        "time_floor": s.time_floor,
+        "bundle": s.bundle.as_ref().map(|b| json!({
+            "serial": b.serial,
+            "issued_at": b.issued_at,
+            "not_after": b.not_after,
+            "age_secs": s.now.saturating_sub(b.issued_at),
+            "expired": b.not_after <= s.now,
+        })),
+        "consent": consent_json(&s.consent),
+        "sessions": s.sessions,
+        "listen_quic": s.listen_quic,
+        "listen_tls": s.listen_tls,
+    })
+}
+
+fn consent_json(c: &ConsentInfo) -> Value {
+    json!({ "active": c.active, "until": c.until, "remaining_secs": c.remaining_secs })
+}
+
+pub(super) fn sessions_text(list: &[SessionInfo], now: UnixTime) -> String {
+    let mut out = String::new();
+    for s in list {
+        let ends = s
+            .ends_at
+            .map(|t| format!(", ends {}", when(t, now)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{} {} {} {} started {}{ends}, {} stream(s), key {}",
+            s.id,
+            s.user,
+            s.transport.as_str(),
+            s.peer,
+            when(s.started, now),
+            s.streams.len(),
+            s.client_key
+        );
+        for st in &s.streams {
+            let dest = st
+                .destination
+                .as_deref()
+                .map(|d| format!(" -> {d}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    {}{dest} {} up {} down {} since {}",
+                st.service,
+                st.level,
+                st.bytes_up,
+                st.bytes_down,
+                span(now.saturating_sub(st.started))
+            );
+        }
+    }
+    out
+}
+
+pub(super) fn session_json(s: &SessionInfo) -> Value {
+    json!({
+        "id": s.id,
+        "user": s.user,
+        "client_key": s.client_key.to_string(),
+        "transport": s.transport.as_str(),
+        "peer": s.peer,
+        "started": s.started,
+        "ends_at": s.ends_at,
+        "streams": s.streams.iter().map(|st| json!({
+            "service": st.service,
+            "destination": st.destination,
+            "level": st.level.as_str(),
+            "bytes_up": st.bytes_up,
+            "bytes_down": st.bytes_down,
+            "started": st.started,
+        })).collect::<Vec<_>>(),
+    })
+}
