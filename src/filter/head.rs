@@ -144,7 +144,7 @@ pub(super) fn parse_request(head: &[u8]) -> Result<RequestHead, FilterViolation>
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if chunked.replace(trim(f.value)).is_some() {
-                return Err(Unsupported("transfer-encoding other than chunked"));
+                return Err(Malformed("duplicate transfer-encoding"));
             }
         } else if name.eq_ignore_ascii_case("upgrade") {
             out.upgrade = true;

@@ -9,9 +9,15 @@
 //! are, so the filter never loses its place in the stream. Any `Upgrade`
 //! request is refused: after a protocol switch the bytes are no longer HTTP
 //! (WebSocket services have their own filter).
+//!
+//! Residual risk of request bodies: a backend that ignores the framing of a
+//! GET body (or does not implement chunked requests) reads the body as the
+//! next request, which this filter never checked. Browsers never send such
+//! bodies; [`HttpReadFilter::without_bodies`] refuses them for deployments
+//! that cannot vouch for their backends' parsers.
 
 use super::head::{self, Framing, HeadScanner, MAX_HEAD};
-use super::FilterViolation::{self, Malformed, TooLarge};
+use super::FilterViolation::{self, Malformed, TooLarge, Unsupported};
 use super::{latch, take, ByteFilter};
 
 /// Largest request body accepted on a read-level request.
@@ -25,19 +31,29 @@ const READ_METHODS: [&str; 3] = ["GET", "HEAD", "OPTIONS"];
 #[derive(Default)]
 pub struct HttpReadFilter {
     state: State,
+    no_bodies: bool,
     failed: Option<FilterViolation>,
 }
 
 impl HttpReadFilter {
-    /// A filter at the start of a connection.
+    /// A filter at the start of a connection; bodies up to [`MAX_BODY`].
     pub fn new() -> HttpReadFilter {
         HttpReadFilter::default()
+    }
+
+    /// A filter that also refuses any request body (`Unsupported`).
+    pub fn without_bodies() -> HttpReadFilter {
+        HttpReadFilter {
+            no_bodies: true,
+            ..HttpReadFilter::default()
+        }
     }
 }
 
 impl ByteFilter for HttpReadFilter {
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterViolation> {
-        latch(&mut self.failed, || self.state.feed(input, out))
+        let (state, no_bodies) = (&mut self.state, self.no_bodies);
+        latch(&mut self.failed, || state.feed(no_bodies, input, out))
     }
 }
 
@@ -55,14 +71,19 @@ impl Default for State {
 }
 
 impl State {
-    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterViolation> {
+    fn feed(
+        &mut self,
+        no_bodies: bool,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FilterViolation> {
         while !input.is_empty() {
             let next = match self {
                 State::Head(scan) => {
                     if !scan.push(&mut input)? {
                         return Ok(());
                     }
-                    let framing = check_request(scan.bytes())?;
+                    let framing = check_request(scan.bytes(), no_bodies)?;
                     out.extend_from_slice(scan.bytes());
                     scan.reset();
                     body_state(framing)
@@ -97,7 +118,7 @@ fn body_state(framing: Framing) -> Option<State> {
 }
 
 /// The read-level verdict on one complete request head.
-fn check_request(bytes: &[u8]) -> Result<Framing, FilterViolation> {
+fn check_request(bytes: &[u8], no_bodies: bool) -> Result<Framing, FilterViolation> {
     let req = head::parse_request(bytes)?;
     if !READ_METHODS.contains(&req.method.as_str()) {
         return Err(FilterViolation::forbidden(&req.method));
@@ -106,6 +127,9 @@ fn check_request(bytes: &[u8]) -> Result<Framing, FilterViolation> {
         return Err(FilterViolation::forbidden("upgrade"));
     }
     match req.framing {
+        Framing::Length(_) | Framing::Chunked if no_bodies => {
+            Err(Unsupported("request body at read level"))
+        }
         Framing::Length(n) if n > MAX_BODY => Err(TooLarge),
         f => Ok(f),
     }

@@ -53,11 +53,8 @@ fn keep_alive_requests_and_empty_lines_between_them() {
 
 #[test]
 fn get_with_a_body_is_bounded() {
-    let ok = format!("GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
-    assert_eq!(
-        client_only(MK, ok.as_bytes()),
-        (ok.clone().into_bytes(), Ok(()))
-    );
+    let ok = b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+    assert_eq!(client_only(MK, ok), (ok.to_vec(), Ok(())));
     let big = format!("GET / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
     assert_eq!(client_only(MK, big.as_bytes()), (vec![], Err(TooLarge)));
     // A body that looks like a request is data, not a request.
@@ -91,7 +88,11 @@ fn oversized_head_is_too_large() {
 
 #[test]
 fn smuggling_shapes_are_refused() {
-    let cases: [(&[u8], FilterViolation); 10] = [
+    let cases: [(&[u8], FilterViolation); 11] = [
+        (
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Malformed("duplicate transfer-encoding"),
+        ),
         (b"GET / HTTP/1.1\nHost: h\n\n", Malformed("bare LF")),
         (
             b"GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n",
@@ -200,6 +201,22 @@ fn malformed_chunked_bodies_are_refused() {
     );
     let long_ext = format!("{head}1;{}\r\n", "e".repeat(MAX_CHUNK_LINE));
     assert_eq!(client_only(MK, long_ext.as_bytes()).1, Err(TooLarge));
+}
+
+#[test]
+fn without_bodies_refuses_any_body() {
+    const STRICT: Mk = || Box::new(HttpReadFilter::without_bodies());
+    let get = b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    let body = b"GET / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx";
+    let chunked = b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let refused = Err(Unsupported("request body at read level"));
+    for tail in [&body[..], chunked] {
+        let stream = [&get[..], tail].concat();
+        assert_eq!(
+            client_only(STRICT, &stream),
+            (get.to_vec(), refused.clone())
+        );
+    }
 }
 
 /// One allowed request: method, optional body framing.
