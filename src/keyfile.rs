@@ -31,12 +31,12 @@ pub const SECRET_PREFIX: &str = "edgegate-ed25519-secret:";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// The cause.
-        source: io::Error,
+        /// The cause (in the message, not chained, so it prints once).
+        error: io::Error,
     },
     /// The file is not an edgegate private key file.
     #[error(
@@ -53,12 +53,12 @@ pub enum KeyFileError {
         arg: String,
     },
     /// The argument looks like a public key but is malformed.
-    #[error("{arg}: {source}")]
+    #[error("{arg}: {error}")]
     BadPublicKey {
         /// The argument as given (a public key, never a secret).
         arg: String,
-        /// The cause.
-        source: edgegate_proto::keys::KeyParseError,
+        /// The cause (in the message, not chained).
+        error: edgegate_proto::keys::KeyParseError,
     },
 }
 
@@ -98,11 +98,13 @@ pub fn write_new(path: &Path, key: &SigningKey) -> io::Result<()> {
 
 /// Load a private key file.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| KeyFileError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
-    parse_secret(&text).ok_or_else(|| KeyFileError::NotASecretKey {
+    let key = parse_secret(&text);
+    wipe(text.into_bytes());
+    key.ok_or_else(|| KeyFileError::NotASecretKey {
         path: path.display().to_string(),
     })
 }
@@ -110,8 +112,18 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
 fn parse_secret(text: &str) -> Option<SigningKey> {
     let b64 = text.trim().strip_prefix(SECRET_PREFIX)?;
     let raw = STANDARD.decode(b64).ok()?;
-    let seed: [u8; 32] = raw.as_slice().try_into().ok()?;
-    Some(SigningKey::from_bytes(&seed))
+    let key = <[u8; 32]>::try_from(raw.as_slice())
+        .ok()
+        .map(|seed| SigningKey::from_bytes(&seed));
+    wipe(raw);
+    key
+}
+
+/// Best-effort overwrite of a buffer that held secret material before it is
+/// freed (`SigningKey` itself zeroizes on drop).
+fn wipe(mut buf: Vec<u8>) {
+    buf.fill(0);
+    std::hint::black_box(&buf);
 }
 
 /// The public key of a signing key.
@@ -123,9 +135,9 @@ pub fn public_key(key: &SigningKey) -> PublicKey {
 /// or from a private key file (its public half).
 pub fn load_public_key(arg: &str) -> Result<PublicKey, KeyFileError> {
     if arg.trim().starts_with("ed25519:") {
-        return arg.parse().map_err(|source| KeyFileError::BadPublicKey {
+        return arg.parse().map_err(|error| KeyFileError::BadPublicKey {
             arg: arg.to_string(),
-            source,
+            error,
         });
     }
     let path = Path::new(arg);
@@ -134,22 +146,21 @@ pub fn load_public_key(arg: &str) -> Result<PublicKey, KeyFileError> {
             arg: arg.to_string(),
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| KeyFileError::Io {
         path: arg.to_string(),
-        source,
+        error,
     })?;
-    let text = text.trim();
-    if text.starts_with("ed25519:") {
-        return text.parse().map_err(|source| KeyFileError::BadPublicKey {
+    if text.trim().starts_with("ed25519:") {
+        return text.parse().map_err(|error| KeyFileError::BadPublicKey {
             arg: arg.to_string(),
-            source,
+            error,
         });
     }
-    parse_secret(text)
-        .map(|k| public_key(&k))
-        .ok_or_else(|| KeyFileError::NotAPublicKey {
-            arg: arg.to_string(),
-        })
+    let key = parse_secret(&text).map(|k| public_key(&k));
+    wipe(text.into_bytes());
+    key.ok_or_else(|| KeyFileError::NotAPublicKey {
+        arg: arg.to_string(),
+    })
 }
 
 #[cfg(test)]

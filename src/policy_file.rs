@@ -13,7 +13,9 @@
 //! user `mfa`, role `site_consent` = false. Organizations named by users but
 //! not declared in `[[organization]]` exist implicitly, named after their id.
 
+mod questions;
 mod raw;
+mod services;
 mod validate;
 
 use edgegate_proto::bundle::{Bundle, Category, Company, Device, Group, Organization, Role, User};

@@ -28,7 +28,10 @@ pub(super) fn build(a: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     // Check what we are about to hand out the way a device will.
     let signers: Vec<PublicKey> = keys.iter().map(crate::keyfile::public_key).collect();
     let trust = TrustPolicy::new(signers.clone(), signers.len())?;
-    VerifiedBundle::verify(&bytes, &trust).context("the built bundle does not verify")?;
+    let verified =
+        VerifiedBundle::verify(&bytes, &trust).context("the built bundle does not verify")?;
+    // ...and compile it as the device will, so it is never refused as invalid-policy.
+    super::evaluate::compile_verified(&verified)?;
     std::fs::write(&a.out, &bytes).map_err(|e| anyhow!("{}: {e}", a.out.display()))?;
     writeln!(
         out,

@@ -405,3 +405,84 @@ fn expect_round_trips() {
     assert!(Expect::Deny(DenyReason::NoGrant).matches(Err(DenyReason::NoGrant)));
     assert!(!Expect::Deny(DenyReason::NoGrant).matches(Ok(Level::Read)));
 }
+
+fn fixture(n: u8) -> PolicyFile {
+    let path = format!("{}/examples/usecase-{n}.toml", env!("CARGO_MANIFEST_DIR"));
+    PolicyFile::load(Path::new(&path)).unwrap()
+}
+
+#[test]
+fn fixtures_cover_every_user_service_and_device() {
+    for n in 1..=3 {
+        let p = fixture(n);
+        assert!(p.devices.len() >= 2, "usecase-{n}: at least two devices");
+        let kinds: std::collections::HashSet<_> = p
+            .devices
+            .iter()
+            .flat_map(|d| d.services.iter().map(|s| s.kind))
+            .collect();
+        assert_eq!(kinds.len(), 4, "usecase-{n}: vpn, vnc, http and websocket");
+        for u in &p.users {
+            for d in &p.devices {
+                for s in &d.services {
+                    let covered = p
+                        .tests
+                        .iter()
+                        .any(|t| t.user == u.id && t.device == d.id && t.service == s.id);
+                    assert!(
+                        covered,
+                        "usecase-{n}: no test for {}/{}/{}",
+                        u.id, d.id, s.id
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fixture_targets_are_loopback() {
+    for n in 1..=3 {
+        for d in &fixture(n).devices {
+            for s in &d.services {
+                match &s.target {
+                    Target::Endpoint { host, .. } => {
+                        assert!(host.starts_with("127.0.0."), "{}/{}", d.id, s.id)
+                    }
+                    Target::Networks { networks, .. } => {
+                        assert!(networks.iter().all(|n| n.addr.is_loopback()), "{}", d.id)
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any edit of a real file is either accepted or refused with one line;
+    /// the parser never panics.
+    #[test]
+    fn mangled_files_never_panic(pos in 0usize..10_000, len in 0usize..40, junk in ".{0,12}") {
+        let text = std::fs::read_to_string(format!(
+            "{}/examples/usecase-2.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let mut start = pos % text.len();
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = (start + len).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mangled = format!("{}{junk}{}", &text[..start], &text[end..]);
+        if let Err(e) = PolicyFile::parse(&mangled, "m.toml") {
+            let line = e.to_string();
+            proptest::prop_assert!(!line.contains('\n'), "{}", line);
+            proptest::prop_assert!(line.starts_with("m.toml:"), "{}", line);
+        }
+    }
+}

@@ -4,20 +4,21 @@
 //! can report the first problem in file order and count the rest. Messages
 //! name the item (`user "bert": ...`); the caller adds `FILE:LINE:`.
 
-use super::raw::{RawDevice, RawFile, RawGroup, RawRole, RawService, RawTest, RawUser, S};
-use super::{Expect, PolicyFile, PolicyTest, TestTime, DEFAULT_LOGOUT_PERIOD};
+use super::raw::{RawFile, RawGroup, RawRole, RawUser, S};
+use super::{PolicyFile, DEFAULT_LOGOUT_PERIOD};
 use crate::duration::parse_duration;
 use edgegate_proto::bundle::{
-    Category, Company, Device, Grant, Group, Membership, Network, Organization, PortRange, Role,
-    Scope, Service, ServiceKind, Status, Target, User,
+    Category, Company, Grant, Group, Membership, Organization, Role, Scope, Status, User,
 };
 use edgegate_proto::ticket::TicketId;
-use edgegate_proto::{DenyReason, Level};
+use edgegate_proto::Level;
 use std::collections::{HashMap, HashSet};
 
-type Errors = Vec<(usize, String)>;
+/// Problems found: byte offset of the offending value, and the message.
+pub(super) type Errors = Vec<(usize, String)>;
 
-struct Checker {
+/// Collects problems while converting; see the module doc.
+pub(super) struct Checker {
     errs: Errors,
 }
 
@@ -32,25 +33,9 @@ pub(super) fn validate(raw: RawFile, text: &str, path: &str) -> Result<PolicyFil
         .iter()
         .filter_map(|t| c.ticket_id(t))
         .collect();
-    let mut organizations: Vec<Organization> = raw
-        .organization
-        .iter()
-        .map(|o| Organization {
-            id: c.id("organization", &o.id),
-            name: name_or_id(&o.name, &o.id),
-        })
-        .collect();
-    c.unique("organization", raw.organization.iter().map(|o| &o.id));
-    let categories: Vec<Category> = raw
-        .category
-        .iter()
-        .map(|x| Category {
-            id: c.id("category", &x.id),
-            name: name_or_id(&x.name, &x.id),
-        })
-        .collect();
-    c.unique("category", raw.category.iter().map(|x| &x.id));
-    let category_ids: HashSet<&str> = categories.iter().map(|x| x.id.as_str()).collect();
+    let declared_orgs = c.named("organization", &raw.organization, |o| (&o.id, &o.name));
+    let categories = c.named("category", &raw.category, |x| (&x.id, &x.name));
+    let category_ids: HashSet<&str> = categories.iter().map(|x| x.0.as_str()).collect();
 
     let groups: Vec<Group> = raw.group.iter().map(|g| c.group(g)).collect();
     c.unique("group", raw.group.iter().map(|g| &g.id));
@@ -67,27 +52,12 @@ pub(super) fn validate(raw: RawFile, text: &str, path: &str) -> Result<PolicyFil
         .map(|u| c.user(u, &company.id, &group_ids, &scopes))
         .collect();
     c.unique("user", raw.user.iter().map(|u| &u.id));
-    for u in &users {
-        if !organizations.iter().any(|o| o.id == u.org) {
-            let name = if u.org == company.id {
-                company.name.clone()
-            } else {
-                u.org.clone()
-            };
-            organizations.push(Organization {
-                id: u.org.clone(),
-                name,
-            });
-        }
-    }
-
-    let devices: Vec<Device> = raw
+    let devices: Vec<_> = raw
         .device
         .iter()
         .map(|d| c.device(d, &group_ids, &category_ids))
         .collect();
     c.unique("device", raw.device.iter().map(|d| &d.id));
-
     let tests = raw
         .test
         .iter()
@@ -98,9 +68,12 @@ pub(super) fn validate(raw: RawFile, text: &str, path: &str) -> Result<PolicyFil
     }
     Ok(PolicyFile {
         path: path.to_string(),
+        organizations: organizations(declared_orgs, &company, &users),
+        categories: categories
+            .into_iter()
+            .map(|(id, name)| Category { id, name })
+            .collect(),
         company,
-        organizations,
-        categories,
         groups,
         roles,
         users,
@@ -110,7 +83,33 @@ pub(super) fn validate(raw: RawFile, text: &str, path: &str) -> Result<PolicyFil
     })
 }
 
-fn name_or_id(name: &Option<String>, id: &S<String>) -> String {
+/// Declared organizations, then the ones users name without declaring, in
+/// order of first use; the company's own is named after the company.
+fn organizations(
+    declared: Vec<(String, String)>,
+    company: &Company,
+    users: &[User],
+) -> Vec<Organization> {
+    let mut orgs: Vec<Organization> = declared
+        .into_iter()
+        .map(|(id, name)| Organization { id, name })
+        .collect();
+    for u in users {
+        if !orgs.iter().any(|o| o.id == u.org) {
+            let name = match u.org == company.id {
+                true => company.name.clone(),
+                false => u.org.clone(),
+            };
+            orgs.push(Organization {
+                id: u.org.clone(),
+                name,
+            });
+        }
+    }
+    orgs
+}
+
+pub(super) fn name_or_id(name: &Option<String>, id: &S<String>) -> String {
     name.clone().unwrap_or_else(|| id.get_ref().clone())
 }
 
@@ -123,12 +122,12 @@ fn status(text: &str) -> Option<Status> {
 }
 
 impl Checker {
-    fn err(&mut self, at: &S<impl Sized>, msg: String) {
+    pub(super) fn err(&mut self, at: &S<impl Sized>, msg: String) {
         self.errs.push((at.span().start, msg));
     }
 
     /// An id: 1..=256 characters of letters, digits and `._@+-`.
-    fn id(&mut self, kind: &str, id: &S<String>) -> String {
+    pub(super) fn id(&mut self, kind: &str, id: &S<String>) -> String {
         let s = id.get_ref();
         let ok = !s.is_empty()
             && s.len() <= edgegate_proto::bundle::limits::MAX_STRING
@@ -143,13 +142,31 @@ impl Checker {
         s.clone()
     }
 
-    fn unique<'a>(&mut self, kind: &str, ids: impl Iterator<Item = &'a S<String>>) {
+    pub(super) fn unique<'a>(&mut self, kind: &str, ids: impl Iterator<Item = &'a S<String>>) {
         let mut seen = HashSet::new();
         for id in ids {
             if !seen.insert(id.get_ref().as_str()) {
                 self.err(id, format!("duplicate {kind} id {:?}", id.get_ref()));
             }
         }
+    }
+
+    /// Items that are just an id and an optional name, checked and unique.
+    fn named<T>(
+        &mut self,
+        kind: &str,
+        items: &[T],
+        parts: impl Fn(&T) -> (&S<String>, &Option<String>),
+    ) -> Vec<(String, String)> {
+        let out = items
+            .iter()
+            .map(|x| {
+                let (id, name) = parts(x);
+                (self.id(kind, id), name_or_id(name, id))
+            })
+            .collect();
+        self.unique(kind, items.iter().map(|x| parts(x).0));
+        out
     }
 
     fn status(&mut self, what: &str, s: &Option<S<String>>) -> Status {
@@ -376,256 +393,9 @@ impl Checker {
         }
     }
 
-    fn duration(&mut self, what: &str, key: &str, d: &S<String>) -> Option<u64> {
+    pub(super) fn duration(&mut self, what: &str, key: &str, d: &S<String>) -> Option<u64> {
         parse_duration(d.get_ref())
             .map_err(|e| self.err(d, format!("{what}: {key}: {e}")))
             .ok()
-    }
-
-    fn device(
-        &mut self,
-        d: &RawDevice,
-        groups: &HashSet<&str>,
-        categories: &HashSet<&str>,
-    ) -> Device {
-        let id = self.id("device", &d.id);
-        let what = format!("device {id:?}");
-        for g in &d.groups {
-            if !groups.contains(g.get_ref().as_str()) {
-                self.err(g, format!("{what}: group {:?} is not defined", g.get_ref()));
-            }
-        }
-        self.unique(
-            &format!("{what}: service"),
-            d.services.iter().map(|s| &s.id),
-        );
-        Device {
-            name: name_or_id(&d.name, &d.id),
-            groups: d.groups.iter().map(|g| g.get_ref().clone()).collect(),
-            services: d
-                .services
-                .iter()
-                .filter_map(|s| self.service(&what, s, categories))
-                .collect(),
-            id,
-        }
-    }
-
-    fn service(
-        &mut self,
-        device: &str,
-        s: &RawService,
-        categories: &HashSet<&str>,
-    ) -> Option<Service> {
-        let id = self.id("service", &s.id);
-        let what = format!("{device}: service {id:?}");
-        if !categories.contains(s.category.get_ref().as_str()) {
-            self.err(
-                &s.category,
-                format!("{what}: category {:?} is not defined", s.category.get_ref()),
-            );
-        }
-        let kind = match s.kind.get_ref().as_str() {
-            "vpn" => ServiceKind::Vpn,
-            "vnc" => ServiceKind::Vnc,
-            "http" => ServiceKind::Http,
-            "websocket" => ServiceKind::Websocket,
-            other => {
-                self.err(
-                    &s.kind,
-                    format!("{what}: kind {other:?} must be vpn, vnc, http or websocket"),
-                );
-                return None;
-            }
-        };
-        let target = if kind == ServiceKind::Vpn {
-            self.vpn_target(&what, s)?
-        } else {
-            self.endpoint_target(&what, s)?
-        };
-        Some(Service {
-            name: name_or_id(&s.name, &s.id),
-            kind,
-            target,
-            category: s.category.get_ref().clone(),
-            id,
-        })
-    }
-
-    fn endpoint_target(&mut self, what: &str, s: &RawService) -> Option<Target> {
-        if let Some(n) = s.networks.as_ref().and_then(|n| n.first()) {
-            self.err(n, format!("{what}: networks are only for vpn services"));
-        }
-        if let Some(p) = &s.ports {
-            self.err(p, format!("{what}: ports are only for vpn services"));
-        }
-        let Some(t) = &s.target else {
-            self.err(&s.id, format!("{what}: needs target = \"host:port\""));
-            return None;
-        };
-        let parsed = t.get_ref().rsplit_once(':').and_then(|(host, port)| {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-            (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host, port))
-        });
-        match parsed {
-            Some((host, port)) => Some(Target::Endpoint {
-                host: host.to_string(),
-                port,
-            }),
-            None => {
-                self.err(
-                    t,
-                    format!("{what}: target {:?} must be host:port", t.get_ref()),
-                );
-                None
-            }
-        }
-    }
-
-    fn vpn_target(&mut self, what: &str, s: &RawService) -> Option<Target> {
-        if let Some(t) = &s.target {
-            self.err(
-                t,
-                format!("{what}: a vpn service has networks, not a target"),
-            );
-        }
-        let Some(nets) = s.networks.as_ref().filter(|n| !n.is_empty()) else {
-            self.err(
-                &s.id,
-                format!("{what}: a vpn service needs networks = [\"CIDR\", ...]"),
-            );
-            return None;
-        };
-        let mut networks = Vec::new();
-        for n in nets {
-            let text = n.get_ref();
-            let parsed = text
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-            match parsed {
-                Ok(net) => networks.push(Network {
-                    addr: net.network(),
-                    prefix: net.prefix_len(),
-                }),
-                Err(_) => self.err(
-                    n,
-                    format!("{what}: network {text:?} is not an address or CIDR"),
-                ),
-            }
-        }
-        let ports = match &s.ports {
-            None => Vec::new(),
-            Some(p) => self.ports(what, p)?,
-        };
-        Some(Target::Networks { networks, ports })
-    }
-
-    fn ports(&mut self, what: &str, p: &S<Vec<toml::Value>>) -> Option<Vec<PortRange>> {
-        let one = |v: &toml::Value| -> Option<PortRange> {
-            let num = |s: &str| s.trim().parse::<u16>().ok().filter(|p| *p != 0);
-            match v {
-                toml::Value::Integer(n) => {
-                    let p = u16::try_from(*n).ok().filter(|p| *p != 0)?;
-                    Some(PortRange { start: p, end: p })
-                }
-                toml::Value::String(s) => {
-                    let (a, b) = s.split_once('-').unwrap_or((s, s));
-                    let (start, end) = (num(a)?, num(b)?);
-                    (start <= end).then_some(PortRange { start, end })
-                }
-                _ => None,
-            }
-        };
-        let ranges: Option<Vec<PortRange>> = p.get_ref().iter().map(one).collect();
-        if ranges.is_none() {
-            self.err(
-                p,
-                format!("{what}: ports must be numbers 1-65535 or \"FIRST-LAST\" ranges"),
-            );
-        }
-        ranges
-    }
-
-    fn test(
-        &mut self,
-        t: &RawTest,
-        text: &str,
-        users: &[User],
-        devices: &[Device],
-    ) -> Option<PolicyTest> {
-        let what = format!(
-            "test {}/{}/{}",
-            t.user.get_ref(),
-            t.device.get_ref(),
-            t.service.get_ref()
-        );
-        let expect = Expect::parse(t.expect.get_ref())
-            .map_err(|e| self.err(&t.expect, format!("{what}: {e}")))
-            .ok();
-        let Some(device) = devices.iter().find(|d| &d.id == t.device.get_ref()) else {
-            self.err(
-                &t.device,
-                format!("{what}: device {:?} is not defined", t.device.get_ref()),
-            );
-            return None;
-        };
-        if expect != Some(Expect::Deny(DenyReason::UnknownUser))
-            && !users.iter().any(|u| &u.id == t.user.get_ref())
-        {
-            self.err(
-                &t.user,
-                format!(
-                    "{what}: user {:?} is not defined (expect deny:unknown-user if meant)",
-                    t.user.get_ref()
-                ),
-            );
-        }
-        if expect != Some(Expect::Deny(DenyReason::UnknownService))
-            && !device.services.iter().any(|s| &s.id == t.service.get_ref())
-        {
-            self.err(&t.service, format!("{what}: device {:?} has no service {:?} (expect deny:unknown-service if meant)", device.id, t.service.get_ref()));
-        }
-        let when = self.test_time(&what, t)?;
-        let destination = match &t.destination {
-            None => None,
-            Some(d) => Some(
-                d.get_ref()
-                    .parse()
-                    .map_err(|_| {
-                        self.err(
-                            d,
-                            format!("{what}: destination {:?} must be IP:PORT", d.get_ref()),
-                        )
-                    })
-                    .ok()?,
-            ),
-        };
-        Some(PolicyTest {
-            line: super::line_of(text, t.user.span().start),
-            user: t.user.get_ref().clone(),
-            device: t.device.get_ref().clone(),
-            service: t.service.get_ref().clone(),
-            expect: expect?,
-            mfa: t.mfa,
-            consent: t.consent,
-            destination,
-            when,
-        })
-    }
-
-    fn test_time(&mut self, what: &str, t: &RawTest) -> Option<TestTime> {
-        match (&t.at, &t.after) {
-            (Some(at), Some(_)) => {
-                self.err(at, format!("{what}: give at or after, not both"));
-                None
-            }
-            (Some(at), None) => crate::duration::parse_time(at.get_ref())
-                .map(TestTime::At)
-                .map_err(|e| self.err(at, format!("{what}: at: {e}")))
-                .ok(),
-            (None, Some(after)) => self.duration(what, "after", after).map(TestTime::AfterAuth),
-            (None, None) => Some(TestTime::AfterAuth(super::DEFAULT_TEST_AFTER)),
-        }
     }
 }
