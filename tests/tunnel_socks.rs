@@ -18,7 +18,9 @@ fn socks_connect(proxy: u16, dest: SocketAddr) -> (u8, TcpStream) {
     let mut greet = [0u8; 2];
     s.read_exact(&mut greet).unwrap();
     assert_eq!(greet, [5, 0]);
-    let SocketAddr::V4(v4) = dest else { panic!("v4 only") };
+    let SocketAddr::V4(v4) = dest else {
+        panic!("v4 only")
+    };
     let mut req = vec![5, 1, 0, 1];
     req.extend_from_slice(&v4.ip().octets());
     req.extend_from_slice(&v4.port().to_be_bytes());
@@ -32,11 +34,24 @@ fn socks_roundtrip(tls: bool) {
     let d = start_daemon();
     let http = http_backend();
     let echo = echo_backend();
-    let b = d.write("b", &bundle_bytes(&policy_text(http.addr, echo, "active"), DEVICE, 1, &d.authority));
+    let b = d.write(
+        "b",
+        &bundle_bytes(
+            &policy_text(http.addr, echo, "active"),
+            DEVICE,
+            1,
+            &d.authority,
+        ),
+    );
     assert!(d.push(&b, false).status.success());
     let (key, ticket) = d.client("alice", "alice");
     let proxy = free_port();
-    let mut c = d.connect(&key, &ticket, tls, &["--socks".into(), format!("127.0.0.1:{proxy}")]);
+    let mut c = d.connect(
+        &key,
+        &ticket,
+        tls,
+        &["--socks".into(), format!("127.0.0.1:{proxy}")],
+    );
     c.ready();
 
     // Inside the networks and on the allowed port (the echo backend).

@@ -94,13 +94,17 @@ impl Gateway {
         }
         self.audit.stream_opened(session, &stats);
         let mut backend = backend;
+        let buf = self.config.limits.stream_buffer;
         let reason = tokio::select! {
-            end = proxy(&mut reader, &mut writer, &mut backend, filter, &stats, self.config.limits.stream_buffer) => end.reason(),
+            // The guard first: when a kill or deny also breaks the
+            // transport, the audited reason is the decision, not the error.
+            biased;
             end = self.guard(session, &open.service, destination, level) => match end {
                 GuardEnd::Denied(r) => CloseReason::Denied(r),
                 GuardEnd::Killed if *self.shutdown.borrow() => CloseReason::Shutdown,
                 GuardEnd::Killed => CloseReason::Killed,
             },
+            end = proxy(&mut reader, &mut writer, &mut backend, filter, &stats, buf) => end.reason(),
         };
         match &reason {
             &CloseReason::Denied(r) => {

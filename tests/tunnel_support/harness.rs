@@ -173,6 +173,24 @@ id = "bob"
 name = "Bob"
 roles = ["viewer"]
 
+[[role]]
+id = "technician"
+name = "Service technician"
+scope = "group"
+grants = ["vnc"]
+site_consent = true
+
+[[user]]
+id = "sven"
+name = "Sven"
+memberships = [{{ group = "site", role = "technician" }}]
+
+[[user]]
+id = "dora"
+name = "Dora"
+roles = ["engineer"]
+logout_period = "22h"
+
 [[device]]
 id = "{DEVICE}"
 name = "Router"
@@ -202,8 +220,19 @@ pub fn ticket_bytes(
     client: &PublicKey,
     authority: &SigningKey,
 ) -> Vec<u8> {
+    ticket_with(user, device, client, authority, |_| {})
+}
+
+/// A ticket, adjusted by `edit` before sealing.
+pub fn ticket_with(
+    user: &str,
+    device: &str,
+    client: &PublicKey,
+    authority: &SigningKey,
+    edit: impl FnOnce(&mut Ticket),
+) -> Vec<u8> {
     let now = now();
-    let t = Ticket {
+    let mut t = Ticket {
         id: rand::random(),
         user: user.into(),
         device: device.into(),
@@ -213,6 +242,7 @@ pub fn ticket_bytes(
         auth_time: now - 10,
         mfa: false,
     };
+    edit(&mut t);
     ticket::seal(&t, &[authority])
 }
 
@@ -366,6 +396,54 @@ impl Daemon {
         (key_path, ticket_path)
     }
 
+    /// A client key file and a ticket adjusted by `edit`.
+    pub fn client_with(
+        &self,
+        name: &str,
+        user: &str,
+        edit: impl FnOnce(&mut Ticket),
+    ) -> (PathBuf, PathBuf) {
+        let k = SigningKey::generate(&mut rand::rngs::OsRng);
+        let key_path = self.path(&format!("{name}.key"));
+        edgegate::keyfile::write_new(&key_path, &k).unwrap();
+        let t = ticket_with(user, DEVICE, &public(&k), &self.authority, edit);
+        let ticket_path = self.write(&format!("{name}.ticket"), &t);
+        (key_path, ticket_path)
+    }
+
+    /// One request on the control socket.
+    pub fn control(&self, req: edgegate::control::Request) -> edgegate::control::Response {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut c = edgegate::control::Client::connect(&self.control)
+                .await
+                .unwrap();
+            c.call(&req).await.unwrap()
+        })
+    }
+
+    /// Install the test policy (alice active) as serial 1.
+    pub fn install(&self, http: SocketAddr, echo: SocketAddr) {
+        let b = self.write(
+            "b1",
+            &bundle_bytes(
+                &policy_text(http, echo, "active"),
+                DEVICE,
+                1,
+                &self.authority,
+            ),
+        );
+        let out = self.push(&b, false);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `edgegate bundle push FILE` through the tunnel port.
     pub fn push(&self, file: &Path, tls: bool) -> std::process::Output {
         let gw = if tls { self.tls } else { self.quic };
@@ -452,6 +530,37 @@ impl Client {
             thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+}
+
+/// Connect to a local echo forward and check it echoes.
+pub fn echo_through(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"hello").unwrap();
+    let mut back = [0u8; 5];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello");
+    s
+}
+
+/// Wait until the peer closes `s`; how long it took.
+pub fn wait_closed(mut s: TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return None
+            }
+            Err(_) => return Some(start.elapsed()),
+        }
     }
 }
 
