@@ -14,7 +14,7 @@ pub use socks::socks5;
 use crate::tlsid::{self, Identity};
 use crate::transport::{self, expect_frame, read_frame, write_frame, PipeReader, PipeWriter};
 use crate::PublicKey;
-use edgegate_proto::frame::{Frame, Welcome, CONN_KILLED, MAX_FRAME};
+use edgegate_proto::frame::{Frame, Welcome, CONN_IDLE, CONN_KILLED, CONN_SHUTDOWN, MAX_FRAME};
 use edgegate_proto::DenyReason;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -230,14 +230,12 @@ async fn watch_control(
         }
     }
     let why = match conn.closed().await {
-        quinn::ConnectionError::ApplicationClosed(c)
-            if c.error_code.into_inner() == u64::from(CONN_KILLED) =>
-        {
-            "session killed".to_string()
-        }
-        quinn::ConnectionError::ApplicationClosed(c) => {
-            String::from_utf8_lossy(&c.reason).into_owned()
-        }
+        quinn::ConnectionError::ApplicationClosed(c) => match c.error_code.into_inner() {
+            code if code == u64::from(CONN_KILLED) => "session killed".to_string(),
+            code if code == u64::from(CONN_IDLE) => "idle timeout".to_string(),
+            code if code == u64::from(CONN_SHUTDOWN) => "gateway shutting down".to_string(),
+            _ => String::from_utf8_lossy(&c.reason).into_owned(),
+        },
         e => e.to_string(),
     };
     let _ = events.send(SessionEvent::Ended(why));

@@ -39,6 +39,10 @@ pub const CONN_PROTOCOL_ERROR: u32 = 0x2;
 /// shutting down.
 pub const CONN_SHUTDOWN: u32 = 0x3;
 
+/// Application error code of a QUIC connection closed because the session
+/// had no open stream for the configured idle timeout.
+pub const CONN_IDLE: u32 = 0x4;
+
 /// One tunnel message. Variants are only ever added at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {

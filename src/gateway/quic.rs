@@ -8,7 +8,9 @@ use super::Gateway;
 use crate::tlsid::AuthenticatedPeer;
 use crate::transport::{read_frame, write_frame, PipeReader, PipeWriter};
 use edgegate_proto::audit::Transport;
-use edgegate_proto::frame::{self, Frame, CONN_KILLED, CONN_PROTOCOL_ERROR, CONN_SHUTDOWN};
+use edgegate_proto::frame::{
+    self, Frame, CONN_IDLE, CONN_KILLED, CONN_PROTOCOL_ERROR, CONN_SHUTDOWN,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -121,8 +123,24 @@ impl Gateway {
             }
         });
         let mut kill = session.kill.subscribe();
+        let idle = self.config.limits.idle_timeout;
         loop {
+            // Re-checked at least every idle period: streams opening and
+            // closing move the deadline.
+            let deadline = session
+                .idle_deadline(idle)
+                .unwrap_or_else(|| tokio::time::Instant::now() + idle);
             tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    let still_idle = session
+                        .idle_deadline(idle)
+                        .is_some_and(|d| d <= tokio::time::Instant::now());
+                    if still_idle {
+                        session.idled_out.store(true, std::sync::atomic::Ordering::Relaxed);
+                        close(conn, CONN_IDLE, "idle timeout");
+                        break;
+                    }
+                }
                 bi = conn.accept_bi() => match bi {
                     Ok((send, recv)) => {
                         let (gw, session, notices) = (self.clone(), session.clone(), notices.clone());

@@ -31,6 +31,10 @@ pub(crate) struct Session {
     streams: Mutex<HashMap<u64, Arc<StreamStats>>>,
     /// TLS connections currently attached (1 for QUIC).
     attached: AtomicUsize,
+    /// When a stream last opened or closed (idle timeout).
+    last_activity: Mutex<Instant>,
+    /// Set when the session was closed for being idle (audit reason).
+    pub(crate) idled_out: std::sync::atomic::AtomicBool,
 }
 
 /// Counters of one live stream, shared with its pumps.
@@ -79,11 +83,23 @@ impl Session {
             started_wall: super::wall_clock(),
         });
         streams.insert(id, stats.clone());
+        *lock(&self.last_activity) = Instant::now();
         Some(stats)
     }
 
     pub(crate) fn remove_stream(&self, id: u64) {
         lock(&self.streams).remove(&id);
+        *lock(&self.last_activity) = Instant::now();
+    }
+
+    /// When the session becomes idle if nothing happens: `None` while a
+    /// stream is open.
+    pub(crate) fn idle_deadline(&self, idle: std::time::Duration) -> Option<Instant> {
+        let streams = lock(&self.streams);
+        if !streams.is_empty() {
+            return None;
+        }
+        Some(*lock(&self.last_activity) + idle)
     }
 
     pub(crate) fn stream_count(&self) -> usize {
@@ -160,6 +176,8 @@ impl Registry {
             kill: watch::channel(false).0,
             streams: Mutex::new(HashMap::new()),
             attached: AtomicUsize::new(1),
+            last_activity: Mutex::new(Instant::now()),
+            idled_out: std::sync::atomic::AtomicBool::new(false),
         });
         sessions.insert(id, session.clone());
         Ok(session)

@@ -60,9 +60,11 @@ impl Gateway {
     /// Detach one connection from its session, auditing the session's end.
     pub(crate) fn end_session(&self, session: &Session) {
         if self.registry.detach(session) {
+            let idle = session.idled_out.load(std::sync::atomic::Ordering::Relaxed);
             let reason = match (*session.kill.borrow(), *self.shutdown.borrow()) {
                 (true, true) => CloseReason::Shutdown,
                 (true, false) => CloseReason::Killed,
+                _ if idle => CloseReason::IdleTimeout,
                 _ => CloseReason::Normal,
             };
             self.audit.session_closed(session, reason);

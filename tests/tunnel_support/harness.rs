@@ -317,6 +317,11 @@ impl Drop for Daemon {
 }
 
 pub fn start_daemon() -> Daemon {
+    start_daemon_with("")
+}
+
+/// Start a daemon whose config ends with `extra` (e.g. a `[limits]` table).
+pub fn start_daemon_with(extra: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let authority = key(1);
     let device = SigningKey::generate(&mut rand::rngs::OsRng);
@@ -332,6 +337,7 @@ listen_quic = "127.0.0.1:0"
 listen_tls = "127.0.0.1:0"
 control_socket = "{ctl}"
 expiry_grace = "0s"
+{extra}
 "#,
         dev = device_path.display(),
         state = dir.path().join("state").display(),
@@ -340,9 +346,23 @@ expiry_grace = "0s"
     );
     let config_path = dir.path().join("edgegated.toml");
     std::fs::write(&config_path, config).unwrap();
+    let (child, quic, tls, stderr) = spawn_daemon(&config_path);
+    Daemon {
+        control: dir.path().join("control.sock"),
+        dir,
+        child,
+        authority,
+        device_key: public(&device),
+        quic,
+        tls,
+        stderr,
+    }
+}
+
+fn spawn_daemon(config_path: &Path) -> (Child, SocketAddr, SocketAddr, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgegated"))
         .arg("--config")
-        .arg(&config_path)
+        .arg(config_path)
         .env("EDGEGATE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -363,19 +383,37 @@ expiry_grace = "0s"
             .wait_for(within, |l| l.starts_with("listening tls"))
             .expect("tls address"),
     );
-    Daemon {
-        control: dir.path().join("control.sock"),
-        dir,
-        child,
-        authority,
-        device_key: public(&device),
-        quic,
-        tls,
-        stderr,
-    }
+    (child, quic, tls, stderr)
 }
 
 impl Daemon {
+    /// SIGTERM; the exit status once it stopped (within `within`).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Stop with SIGTERM and start again on the same config and state.
+    pub fn restart(&mut self) {
+        assert!(
+            self.terminate(Duration::from_secs(15)).is_some(),
+            "daemon stops"
+        );
+        let (child, quic, tls, stderr) = spawn_daemon(&self.path("edgegated.toml"));
+        self.child = child;
+        self.quic = quic;
+        self.tls = tls;
+        self.stderr = stderr;
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -1,0 +1,89 @@
+//! The daemon's life: restart keeps the bundle and the audit chain; SIGTERM
+//! ends live sessions and exits cleanly; an idle session is closed.
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use edgegate::control::{Request, Response};
+use harness::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn restart_keeps_bundle_and_audit() {
+    let mut d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    let Response::Status(before) = d.control(Request::Status) else {
+        panic!()
+    };
+    assert_eq!(before.bundle.as_ref().map(|b| b.serial), Some(1));
+
+    d.restart();
+    let Response::Status(after) = d.control(Request::Status) else {
+        panic!()
+    };
+    assert_eq!(after.bundle.map(|b| b.serial), Some(1));
+    assert_eq!(after.listen_quic, d.quic.to_string());
+    let Response::AuditVerify(Ok(report)) = d.control(Request::AuditVerify) else {
+        panic!("audit verifies")
+    };
+    assert!(report.records >= 4, "{report:?}");
+
+    // Sessions work on the restored bundle, without a new push.
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=web")]);
+    c.ready();
+    assert!(http_get(port, "/").contains("hello from the plc"));
+}
+
+#[test]
+fn sigterm_ends_sessions_and_exits_cleanly() {
+    let mut d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=hmi")]);
+    c.ready();
+    let s = echo_through(port);
+    let started = Instant::now();
+    let status = d.terminate(Duration::from_secs(15)).expect("daemon exits");
+    println!("daemon drained and exited in {:?}", started.elapsed());
+    assert!(status.success(), "{status:?}");
+    assert!(wait_closed(s, Duration::from_secs(5)).is_some());
+    assert!(c.exit(Duration::from_secs(5)).is_some());
+    let err = c.stderr.rest(Duration::from_millis(200));
+    assert!(
+        err.iter().any(|l| l.starts_with("closed: session")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn idle_session_is_closed() {
+    let d = start_daemon_with("[limits]\nidle_timeout = \"2s\"\n");
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=web")]);
+    c.ready();
+    // Traffic keeps it alive past the timeout...
+    thread_sleep(1200);
+    assert!(http_get(port, "/").contains("hello"));
+    thread_sleep(1200);
+    assert!(
+        c.exit(Duration::from_millis(10)).is_none(),
+        "closed too early"
+    );
+    // ...silence ends it.
+    let status = c.exit(Duration::from_secs(6)).expect("idle session closed");
+    assert!(!status.success());
+    let err = c.stderr.rest(Duration::from_millis(200));
+    assert_eq!(err, ["closed: session: idle timeout"]);
+}
+
+fn thread_sleep(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
