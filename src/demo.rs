@@ -4,7 +4,7 @@
 //! daemon on ephemeral 127.0.0.1 ports, tickets for an allowed and a
 //! restricted user, and prints ready-to-paste commands. Runs until Ctrl-C.
 
-mod backends;
+pub mod backends;
 
 use crate::config::Config;
 use crate::daemon;
@@ -108,10 +108,11 @@ pub async fn run() -> anyhow::Result<()> {
 async fn demo(dir: &Path) -> anyhow::Result<()> {
     let now = crate::gateway::wall_clock();
     let authority = keyfile::generate(&dir.join("authority.key"))?;
+    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
     let b = Backends {
-        http: backends::http().await?,
-        ws: backends::websocket().await?,
-        vnc: backends::echo().await?,
+        http: backends::http(any).await?,
+        ws: backends::websocket(any).await?,
+        vnc: backends::echo(any).await?,
     };
     let config = Config::from_toml_str(&format!(
         r#"device_id = "{DEVICE}"

@@ -1,6 +1,6 @@
 //! The demo's machine network on loopback: a small HTTP page, a WebSocket
 //! echo (hand-written RFC 6455, enough for a browser or `websocat`), and a
-//! TCP echo standing in for a VNC server.
+//! TCP echo standing in for a VNC server. The loopback tests use them too.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -13,13 +13,13 @@ const PAGE: &str = "<!doctype html><title>PLC</title><h1>Filling line PLC</h1>\
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// Bind on 127.0.0.1 and serve with `handler` for each connection.
-async fn serve<F, Fut>(handler: F) -> std::io::Result<SocketAddr>
+/// Bind `addr` and serve with `handler` for each connection.
+async fn serve<F, Fut>(addr: SocketAddr, handler: F) -> std::io::Result<SocketAddr>
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
@@ -52,11 +52,14 @@ async fn read_head(
     Ok(Some((line.trim_end().to_string(), headers)))
 }
 
-/// The PLC page: answers every request, keep-alive.
-pub(super) async fn http() -> std::io::Result<SocketAddr> {
-    serve(|tcp| async move {
+/// The PLC page on `addr`: answers every request, keep-alive.
+pub async fn http(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    serve(addr, |tcp| async move {
         let mut r = BufReader::new(tcp);
-        while let Some((line, _)) = read_head(&mut r).await? {
+        while let Some((line, headers)) = read_head(&mut r).await? {
+            let close = headers
+                .iter()
+                .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
             let method = line.split(' ').next().unwrap_or("");
             let (status, body) = match method {
                 "GET" | "HEAD" => ("200 OK", PAGE.to_string()),
@@ -73,15 +76,18 @@ pub(super) async fn http() -> std::io::Result<SocketAddr> {
             if method != "HEAD" {
                 r.get_mut().write_all(body.as_bytes()).await?;
             }
+            if close {
+                break;
+            }
         }
         Ok(())
     })
     .await
 }
 
-/// A TCP echo (the VNC stand-in).
-pub(super) async fn echo() -> std::io::Result<SocketAddr> {
-    serve(|mut tcp| async move {
+/// A TCP echo on `addr` (the VNC stand-in).
+pub async fn echo(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    serve(addr, |mut tcp| async move {
         let (mut r, mut w) = tcp.split();
         tokio::io::copy(&mut r, &mut w).await?;
         Ok(())
@@ -89,9 +95,10 @@ pub(super) async fn echo() -> std::io::Result<SocketAddr> {
     .await
 }
 
-/// A WebSocket echo: text and binary frames come back, ping gets pong.
-pub(super) async fn websocket() -> std::io::Result<SocketAddr> {
-    serve(|tcp| async move {
+/// A WebSocket echo on `addr`: text and binary frames come back, ping
+/// gets pong.
+pub async fn websocket(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    serve(addr, |tcp| async move {
         let mut r = BufReader::new(tcp);
         let Some((_, headers)) = read_head(&mut r).await? else {
             return Ok(());

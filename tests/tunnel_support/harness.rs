@@ -299,6 +299,7 @@ impl Lines {
 
 /// A running `edgegated` with its state directory and keys.
 pub struct Daemon {
+    pub device: String,
     pub dir: tempfile::TempDir,
     pub child: Child,
     pub authority: SigningKey,
@@ -322,13 +323,18 @@ pub fn start_daemon() -> Daemon {
 
 /// Start a daemon whose config ends with `extra` (e.g. a `[limits]` table).
 pub fn start_daemon_with(extra: &str) -> Daemon {
+    start_daemon_for(DEVICE, extra)
+}
+
+/// Start a daemon for `device`.
+pub fn start_daemon_for(device_id: &str, extra: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let authority = key(1);
     let device = SigningKey::generate(&mut rand::rngs::OsRng);
     let device_path = dir.path().join("device.key");
     edgegate::keyfile::write_new(&device_path, &device).unwrap();
     let config = format!(
-        r#"device_id = "{DEVICE}"
+        r#"device_id = "{device_id}"
 device_key = "{dev}"
 state_dir = "{state}"
 trusted_keys = ["{auth}"]
@@ -348,6 +354,7 @@ expiry_grace = "0s"
     std::fs::write(&config_path, config).unwrap();
     let (child, quic, tls, stderr) = spawn_daemon(&config_path);
     Daemon {
+        device: device_id.to_string(),
         control: dir.path().join("control.sock"),
         dir,
         child,
@@ -429,7 +436,7 @@ impl Daemon {
         let k = SigningKey::generate(&mut rand::rngs::OsRng);
         let key_path = self.path(&format!("{name}.key"));
         edgegate::keyfile::write_new(&key_path, &k).unwrap();
-        let t = ticket_bytes(user, DEVICE, &public(&k), &self.authority);
+        let t = ticket_bytes(user, &self.device, &public(&k), &self.authority);
         let ticket_path = self.write(&format!("{name}.ticket"), &t);
         (key_path, ticket_path)
     }
@@ -444,7 +451,7 @@ impl Daemon {
         let k = SigningKey::generate(&mut rand::rngs::OsRng);
         let key_path = self.path(&format!("{name}.key"));
         edgegate::keyfile::write_new(&key_path, &k).unwrap();
-        let t = ticket_with(user, DEVICE, &public(&k), &self.authority, edit);
+        let t = ticket_with(user, &self.device, &public(&k), &self.authority, edit);
         let ticket_path = self.write(&format!("{name}.ticket"), &t);
         (key_path, ticket_path)
     }
