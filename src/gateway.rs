@@ -15,6 +15,7 @@
 mod admit;
 mod audit_hooks;
 mod control;
+mod pending;
 mod push;
 mod quic;
 mod registry;

@@ -78,3 +78,59 @@ fn garbage_on_both_ports_is_harmless() {
 fn d_alive(d: &Daemon) -> bool {
     TcpStream::connect(d.tls).is_ok()
 }
+
+#[test]
+fn flood_of_half_open_connections_does_not_lock_out_a_real_session() {
+    let d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    // Far more idle TCP connections than max_handshakes (64): they never
+    // send a byte, so each would hold a handshake slot for 10 s.
+    let flood: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(d.tls).ok())
+        .collect();
+    assert!(flood.len() > 200);
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let started = Instant::now();
+    let mut c = d.connect(&key, &ticket, true, &["-L".into(), format!("{port}=web")]);
+    c.ready();
+    let page = http_get(port, "/");
+    let took = started.elapsed();
+    println!(
+        "TLS session and first fetch amid {} half-open connections: {took:?}",
+        flood.len()
+    );
+    assert!(page.contains("hello from the plc"));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[test]
+fn oversized_frame_closes_the_connection() {
+    use edgegate::tlsid::{self, Identity};
+    use std::sync::Arc;
+    let d = start_daemon();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let device_key = d.device_key;
+    let tls_addr = d.tls;
+    let closed = rt.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let id = Identity::new(&key(5)).unwrap();
+        let config = tlsid::client_config(&id, device_key).unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+        let mut tls = connector.connect(tlsid::server_name(), tcp).await.unwrap();
+        // 4 GiB announced: refused before anything is allocated.
+        tls.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        let mut buf = [0u8; 16];
+        tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await
+    });
+    match closed {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        other => panic!("connection not closed: {other:?}"),
+    }
+    assert!(d_alive(&d));
+}

@@ -2,6 +2,7 @@
 //! stream is the control stream (`Hello`/`Welcome`, later `StreamClosed`
 //! notices); every further one carries one `Open` and then raw bytes.
 
+use super::pending::{Pending, Phase};
 use super::registry::Session;
 use super::stream::OpenRequest;
 use super::Gateway;
@@ -13,7 +14,7 @@ use edgegate_proto::frame::{
 };
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// How long the daemon lingers after its last answer for the client to
@@ -27,29 +28,20 @@ fn close(conn: &quinn::Connection, code: u32, why: &str) {
 impl Gateway {
     /// Accept QUIC connections until shutdown.
     pub async fn serve_quic(self: Arc<Self>, endpoint: quinn::Endpoint) {
-        let handshakes = Arc::new(Semaphore::new(self.config.limits.max_handshakes));
+        let mut pending = Pending::new(self.config.limits.max_handshakes);
         let mut shutdown = self.shutdown_signal();
         loop {
             let incoming = tokio::select! {
                 i = endpoint.accept() => match i { Some(i) => i, None => break },
                 _ = shutdown.changed() => break,
             };
-            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                tracing::warn!("quic: too many handshakes in progress; refusing");
-                incoming.refuse();
-                continue;
-            };
             let gw = self.clone();
-            tokio::spawn(async move { gw.quic_connection(incoming, permit).await });
+            pending.spawn(move |phase| gw.quic_connection(incoming, phase));
         }
         endpoint.close(quinn::VarInt::from_u32(CONN_SHUTDOWN), b"shutdown");
     }
 
-    async fn quic_connection(
-        self: Arc<Self>,
-        incoming: quinn::Incoming,
-        permit: OwnedSemaphorePermit,
-    ) {
+    async fn quic_connection(self: Arc<Self>, incoming: quinn::Incoming, phase: Phase) {
         let limits = &self.config.limits;
         let remote = incoming.remote_address();
         let conn = match incoming.accept() {
@@ -69,7 +61,6 @@ impl Gateway {
                 return;
             }
         };
-        drop(permit);
         let Some(peer) = AuthenticatedPeer::from_quic(&conn) else {
             return close(&conn, CONN_PROTOCOL_ERROR, "no client key");
         };
@@ -86,6 +77,11 @@ impl Gateway {
         let Ok(Some((mut send, first))) = first else {
             return close(&conn, CONN_PROTOCOL_ERROR, "no valid first frame");
         };
+        // Handshake and first frame are the unauthenticated phase the
+        // `Phase` bounds; a push or a session goes on without it.
+        if !phase.finish() {
+            return;
+        }
         let ticket = match first {
             Frame::Hello { ticket } => ticket,
             Frame::PushBundle { bundle } => {

@@ -2,6 +2,7 @@
 //! either ends (the client only wanted the service list) or carries one
 //! `Open` and the stream's bytes as `Data`/`Close` frames.
 
+use super::pending::{Pending, Phase};
 use super::stream::OpenRequest;
 use super::Gateway;
 use crate::tlsid::{self, AuthenticatedPeer};
@@ -12,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
@@ -29,7 +29,7 @@ impl Gateway {
             }
         };
         let acceptor = TlsAcceptor::from(config);
-        let handshakes = Arc::new(Semaphore::new(self.config.limits.max_handshakes));
+        let mut pending = Pending::new(self.config.limits.max_handshakes);
         let mut shutdown = self.shutdown_signal();
         loop {
             let (tcp, remote) = tokio::select! {
@@ -43,12 +43,8 @@ impl Gateway {
                 },
                 _ = shutdown.changed() => break,
             };
-            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                tracing::warn!(%remote, "tls: too many handshakes in progress; refusing");
-                continue;
-            };
             let (gw, acceptor) = (self.clone(), acceptor.clone());
-            tokio::spawn(async move { gw.tls_connection(tcp, remote, acceptor, permit).await });
+            pending.spawn(move |phase| gw.tls_connection(tcp, remote, acceptor, phase));
         }
     }
 
@@ -57,7 +53,7 @@ impl Gateway {
         tcp: TcpStream,
         remote: std::net::SocketAddr,
         acceptor: TlsAcceptor,
-        permit: OwnedSemaphorePermit,
+        phase: Phase,
     ) {
         let limits = &self.config.limits;
         let _ = tcp.set_nodelay(true);
@@ -65,7 +61,6 @@ impl Gateway {
             Ok(Ok(tls)) => tls,
             _ => return,
         };
-        drop(permit);
         let Some(peer) = AuthenticatedPeer::from_tls(tls.get_ref().1) else {
             return;
         };
@@ -73,7 +68,13 @@ impl Gateway {
             .max_bundle_size
             .saturating_add(64)
             .min(frame::MAX_PUSH_FRAME);
-        let ticket = match timeout(limits.first_frame_timeout, read_frame(&mut tls, cap)).await {
+        let first = timeout(limits.first_frame_timeout, read_frame(&mut tls, cap)).await;
+        // Handshake and first frame are the unauthenticated phase the
+        // `Phase` bounds.
+        if !phase.finish() {
+            return;
+        }
+        let ticket = match first {
             Ok(Ok(Some(Frame::Hello { ticket }))) => ticket,
             Ok(Ok(Some(Frame::PushBundle { bundle }))) => {
                 self.answer_push(bundle, &mut tls).await;
