@@ -147,3 +147,83 @@ fn vnc_stand_in_echoes_over_tls() {
     s.read_exact(&mut back).unwrap();
     assert_eq!(back, payload);
 }
+
+#[test]
+fn session_level_refusals_name_their_reason() {
+    let d = start_daemon();
+    // Before any bundle: fail closed.
+    let (key, ticket) = d.client("early", "alice");
+    let mut c = d.connect(&key, &ticket, false, &[]);
+    assert!(c.exit(Duration::from_secs(20)).is_some());
+    assert_eq!(
+        c.stderr.rest(Duration::from_millis(200)),
+        ["denied: no-valid-bundle"]
+    );
+
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    let cases: Vec<(&str, (std::path::PathBuf, std::path::PathBuf), &str)> = vec![
+        (
+            "wrong-device",
+            d.client_with("wd", "alice", |t| t.device = "router-9".into()),
+            "denied: wrong-device",
+        ),
+        (
+            "expired",
+            d.client_with("ex", "alice", |t| t.expires_at = now() - 5),
+            "denied: ticket-expired",
+        ),
+        (
+            "future",
+            d.client_with("fu", "alice", |t| t.issued_at = now() + 3600),
+            "denied: ticket-expired",
+        ),
+        (
+            "unknown user",
+            d.client("nobody", "zed"),
+            "denied: unknown-user",
+        ),
+        (
+            "logout over",
+            d.client_with("lo", "dora", |t| t.auth_time = now() - 23 * 3600),
+            "denied: session-expired",
+        ),
+        (
+            "revoked",
+            d.client_with("rv", "alice", |t| {
+                t.id = 0x00112233445566778899aabbccddeeffu128.to_be_bytes()
+            }),
+            "denied: ticket-revoked",
+        ),
+        ("no 2fa", d.client("mira", "mira"), "denied: mfa-required"),
+    ];
+    for (what, (key, ticket), expect) in cases {
+        for tls in [false, true] {
+            let mut c = d.connect(&key, &ticket, tls, &[]);
+            let status = c.exit(Duration::from_secs(20)).expect("client exits");
+            assert!(!status.success(), "{what}");
+            assert_eq!(
+                c.stderr.rest(Duration::from_millis(200)),
+                [expect],
+                "{what} tls={tls}"
+            );
+        }
+    }
+    // A ticket signed by an untrusted key.
+    let k = harness::key(60);
+    let kp = d.path("untrusted.key");
+    edgegate::keyfile::write_new(&kp, &k).unwrap();
+    let forged = ticket_bytes("alice", DEVICE, &public(&k), &harness::key(61));
+    let tp = d.write("untrusted.ticket", &forged);
+    let mut c = d.connect(&kp, &tp, false, &[]);
+    assert!(c.exit(Duration::from_secs(20)).is_some());
+    assert_eq!(
+        c.stderr.rest(Duration::from_millis(200)),
+        ["denied: bad-ticket"]
+    );
+    // With 2FA, Mira is in; the daemon is still serving after every refusal.
+    let (key, ticket) = d.client_with("mira2", "mira", |t| t.mfa = true);
+    let mut c = d.connect(&key, &ticket, false, &[]);
+    c.ready();
+    assert_eq!(c.stdout.seen[0], "allow web manage");
+}

@@ -125,6 +125,8 @@ pub fn echo_backend() -> SocketAddr {
 pub fn policy_text(http: SocketAddr, echo: SocketAddr, alice_status: &str) -> String {
     format!(
         r#"
+revoked_tickets = ["00112233445566778899aabbccddeeff"]
+
 [company]
 id = "acme"
 name = "ACME"
@@ -190,6 +192,12 @@ id = "dora"
 name = "Dora"
 roles = ["engineer"]
 logout_period = "22h"
+
+[[user]]
+id = "mira"
+name = "Mira"
+roles = ["engineer"]
+mfa = true
 
 [[device]]
 id = "{DEVICE}"
