@@ -87,3 +87,49 @@ fn idle_session_is_closed() {
 fn thread_sleep(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
+
+#[test]
+fn session_and_stream_limits_say_limit_exceeded() {
+    let d = start_daemon_with("[limits]\nmax_sessions_per_user = 1\nmax_streams_per_session = 1\n");
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    for tls in [false, true] {
+        // One user per transport: a killed client's QUIC session holds its
+        // slot until the dead-peer timeout.
+        let user = if tls { "dora" } else { "alice" };
+        let (key, ticket) = d.client(&format!("{user}-{tls}"), user);
+        let port = free_port();
+        let mut first = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=hmi")]);
+        first.ready();
+        let held = echo_through(port);
+        if !tls {
+            // A second session of the same user.
+            let mut second = d.connect(&key, &ticket, tls, &[]);
+            assert!(second.exit(Duration::from_secs(20)).is_some());
+            assert_eq!(
+                second.stderr.rest(Duration::from_millis(200)),
+                ["denied: limit-exceeded"]
+            );
+        }
+        // A second stream in the same session.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1];
+        assert!(matches!(
+            std::io::Read::read(&mut s, &mut buf),
+            Ok(0) | Err(_)
+        ));
+        assert!(
+            first
+                .stderr
+                .wait_for(Duration::from_secs(5), |l| l
+                    == "denied: hmi: limit-exceeded")
+                .is_some(),
+            "tls={tls} {:?}",
+            first.stderr.seen
+        );
+        drop(held);
+        drop(first);
+        thread_sleep(300);
+    }
+}

@@ -37,12 +37,13 @@ fn revoke_mid_stream(tls: bool) {
     let d = start_daemon();
     let http = http_backend();
     let echo = echo_backend();
-    let policy = policy_text(http.addr, echo, "active");
+    let ws = ws_backend();
+    let policy = policy_text_ws(http.addr, echo, Some(ws), "active");
     let b1 = d.write("b1", &bundle_bytes(&policy, DEVICE, 1, &d.authority));
     assert!(d.push(&b1, false).status.success());
 
     let (key, ticket) = d.client("alice", "alice");
-    let (web, hmi) = (free_port(), free_port());
+    let (web, hmi, live) = (free_port(), free_port(), free_port());
     let mut c = d.connect(
         &key,
         &ticket,
@@ -52,6 +53,8 @@ fn revoke_mid_stream(tls: bool) {
             format!("{web}=web"),
             "-L".into(),
             format!("{hmi}=hmi"),
+            "-L".into(),
+            format!("{live}=live"),
         ],
     );
     c.ready();
@@ -64,11 +67,13 @@ fn revoke_mid_stream(tls: bool) {
     vnc.write_all(b"RFB 003.008\n").unwrap();
     let mut hello = [0u8; 12];
     vnc.read_exact(&mut hello).unwrap();
+    let websocket = ws_open(live);
+    let ws_closed = watch_until_closed(websocket);
     let download_closed = watch_until_closed(download);
     let vnc_closed = watch_until_closed(vnc);
     thread::sleep(Duration::from_millis(300)); // the download is in flight
 
-    let inactive = policy_text(http.addr, echo, "inactive");
+    let inactive = policy_text_ws(http.addr, echo, Some(ws), "inactive");
     let b2 = bundle_bytes(&inactive, DEVICE, 2, &d.authority);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let target = Target {
@@ -88,11 +93,15 @@ fn revoke_mid_stream(tls: bool) {
     let (vnc_at, _) = vnc_closed
         .recv_timeout(Duration::from_secs(5))
         .expect("vnc closed");
+    let (ws_at, _) = ws_closed
+        .recv_timeout(Duration::from_secs(5))
+        .expect("websocket closed");
     let latency = |t: Instant| t.saturating_duration_since(acked);
     let transport = if tls { "tls" } else { "quic" };
     println!(
-        "revocation latency ({transport}): push acknowledged -> download closed {:?}, -> vnc closed {:?} ({bytes} bytes downloaded before)",
+        "revocation latency ({transport}): push acknowledged -> download closed {:?}, -> websocket closed {:?}, -> vnc closed {:?} ({bytes} bytes downloaded before)",
         latency(closed_at),
+        latency(ws_at),
         latency(vnc_at)
     );
     println!(
@@ -103,15 +112,13 @@ fn revoke_mid_stream(tls: bool) {
     assert!(bytes > 1024, "the download was in flight");
     assert!(latency(closed_at) < Duration::from_millis(50));
     assert!(latency(vnc_at) < Duration::from_millis(50));
+    assert!(latency(ws_at) < Duration::from_millis(50));
 
-    let err = c.stderr.wait_for(Duration::from_secs(5), |l| {
-        l == "closed: web: user-inactive"
-    });
-    assert!(err.is_some(), "stderr: {:?}", c.stderr.seen);
-    let err = c.stderr.wait_for(Duration::from_secs(5), |l| {
-        l == "closed: hmi: user-inactive"
-    });
-    assert!(err.is_some(), "stderr: {:?}", c.stderr.seen);
+    for svc in ["web", "hmi", "live"] {
+        let line = format!("closed: {svc}: user-inactive");
+        let err = c.stderr.wait_for(Duration::from_secs(5), |l| l == line);
+        assert!(err.is_some(), "stderr: {:?}", c.stderr.seen);
+    }
     // Each cut is reported once.
     let lines = c.stderr.rest(Duration::from_millis(200));
     assert_eq!(

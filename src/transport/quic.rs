@@ -46,14 +46,16 @@ fn transport(max_streams: u32, keep_alive: bool) -> quinn::TransportConfig {
 }
 
 /// The daemon's endpoint. `max_streams` bounds the data streams of one
-/// session (the control stream is one more).
+/// session; the QUIC credit is two more: the control stream, and one stream
+/// over the limit so the client hears `limit-exceeded` instead of waiting
+/// for credit.
 pub fn server(
     addr: SocketAddr,
     id: &Identity,
     max_streams: usize,
 ) -> Result<quinn::Endpoint, EndpointError> {
     let mut config = tlsid::quic_server_config(id)?;
-    let streams = u32::try_from(max_streams.saturating_add(1)).unwrap_or(u32::MAX);
+    let streams = u32::try_from(max_streams.saturating_add(2)).unwrap_or(u32::MAX);
     config.transport_config(Arc::new(transport(streams, false)));
     quinn::Endpoint::server(config, addr).map_err(|source| EndpointError::Bind { addr, source })
 }

@@ -123,6 +123,23 @@ pub fn echo_backend() -> SocketAddr {
 /// The test policy, with backend ports filled in. `alice_status` lets a
 /// later bundle make her inactive.
 pub fn policy_text(http: SocketAddr, echo: SocketAddr, alice_status: &str) -> String {
+    policy_text_ws(http, echo, None, alice_status)
+}
+
+/// The test policy with, if `ws` is given, a WebSocket service `live`.
+pub fn policy_text_ws(
+    http: SocketAddr,
+    echo: SocketAddr,
+    ws: Option<SocketAddr>,
+    alice_status: &str,
+) -> String {
+    let live = ws
+        .map(|ws| {
+            format!(
+                r#"  {{ id = "live", name = "Live", kind = "websocket", target = "{ws}", category = "http" }},"#
+            )
+        })
+        .unwrap_or_default();
     format!(
         r#"
 revoked_tickets = ["00112233445566778899aabbccddeeff"]
@@ -208,6 +225,7 @@ services = [
   {{ id = "info", name = "Info", kind = "http", target = "{http}", category = "info" }},
   {{ id = "hmi", name = "HMI", kind = "vnc", target = "{echo}", category = "vnc" }},
   {{ id = "lan", name = "LAN", kind = "vpn", networks = ["127.0.0.0/8"], ports = [{port}], category = "vpn" }},
+{live}
 ]
 "#,
         port = echo.port()
@@ -615,6 +633,40 @@ pub fn wait_closed(mut s: TcpStream, within: Duration) -> Option<Duration> {
             Err(_) => return Some(start.elapsed()),
         }
     }
+}
+
+/// A WebSocket echo backend (the demo's), on 127.0.0.1.
+pub fn ws_backend() -> SocketAddr {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = RT.get_or_init(|| tokio::runtime::Runtime::new().unwrap());
+    rt.block_on(edgegate::demo::backends::websocket(
+        ([127, 0, 0, 1], 0).into(),
+    ))
+    .unwrap()
+}
+
+/// Open a WebSocket through a local forward: upgrade, then one echoed frame.
+pub fn ws_open(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /live HTTP/1.1\r\nHost: hmi\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
+        .unwrap();
+    let mut frame = [0u8; 4];
+    s.read_exact(&mut frame).unwrap();
+    assert_eq!(frame, [0x81, 2, b'h', b'i']);
+    s
 }
 
 /// One HTTP/1.0-style GET through a local port; returns the whole response.
