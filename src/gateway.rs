@@ -111,6 +111,7 @@ impl Gateway {
         let audit = audit_hooks::Audit::open(&store, &config)?;
         let consent = Arc::new(Consent::new());
         tokio::spawn(consent.clone().run_expiry());
+        audit.watch_consent_expiry(&consent);
         Ok(Arc::new(Gateway {
             trust: config.trust(),
             registry: Registry::default(),

@@ -55,7 +55,7 @@ fn sigterm_ends_sessions_and_exits_cleanly() {
     assert!(c.exit(Duration::from_secs(5)).is_some());
     let err = c.stderr.rest(Duration::from_millis(200));
     assert!(
-        err.iter().any(|l| l.starts_with("closed: session")),
+        err.contains(&"closed: session: gateway shutting down".to_string()),
         "{err:?}"
     );
 }

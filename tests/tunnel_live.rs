@@ -162,3 +162,33 @@ fn killing_a_session_ends_it() {
         .iter()
         .any(|(_, r, _, _)| *r == CloseReason::Killed));
 }
+
+#[test]
+fn consent_running_out_cuts_the_stream_and_is_audited() {
+    let d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    d.control(Request::ConsentGrant { secs: Some(2) });
+    let (key, ticket) = d.client("sven", "sven");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, true, &["-L".into(), format!("{port}=hmi")]);
+    c.ready();
+    let s = echo_through(port);
+    let took = wait_closed(s, Duration::from_secs(10)).expect("closed at consent expiry");
+    println!("consent window ended -> stream closed after {took:?}");
+    assert!(c
+        .stderr
+        .wait_for(Duration::from_secs(5), |l| l
+            == "closed: hmi: site-consent-required")
+        .is_some());
+    std::thread::sleep(Duration::from_millis(200));
+    let Response::Audit(records) = d.control(Request::Audit {
+        since: None,
+        limit: 1000,
+    }) else {
+        panic!()
+    };
+    assert!(records
+        .iter()
+        .any(|r| r.event == AuditEvent::ConsentExpired));
+}

@@ -80,3 +80,44 @@ fn rejected_pushes_leave_the_policy_unchanged() {
     assert_eq!(stdout(&status), "unchanged serial 5");
     assert!(c.exit(Duration::from_millis(100)).is_none());
 }
+
+#[test]
+fn control_socket_push_uses_the_same_accept_path() {
+    use edgegate::control::{Request, Response};
+    use edgegate_proto::audit::AuditEvent;
+    use edgegate_proto::control::PushResult;
+    let d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    let policy = policy_text(http.addr, echo, "active");
+    let bytes = bundle_bytes(&policy, DEVICE, 3, &d.authority);
+    assert_eq!(
+        d.control(Request::PushBundle {
+            bytes: bytes.clone()
+        }),
+        Response::Push(PushResult::Accepted { serial: 3 })
+    );
+    assert_eq!(
+        d.control(Request::PushBundle { bytes }),
+        Response::Push(PushResult::Unchanged { serial: 3 })
+    );
+    let older = bundle_bytes(&policy, DEVICE, 2, &d.authority);
+    let Response::Push(PushResult::Rejected { code, .. }) =
+        d.control(Request::PushBundle { bytes: older })
+    else {
+        panic!("older serial accepted")
+    };
+    assert_eq!(code, "rollback");
+    let Response::Audit(records) = d.control(Request::Audit {
+        since: None,
+        limit: 100,
+    }) else {
+        panic!()
+    };
+    let events: Vec<&AuditEvent> = records.iter().map(|r| &r.event).collect();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, AuditEvent::BundleAccepted { serial: 3, .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, AuditEvent::BundleRejected { code, .. } if code == "rollback")));
+}

@@ -8,11 +8,13 @@ use super::stream::OpenRequest;
 use super::{wall_clock, GatewayError};
 use crate::audit::AuditLog;
 use crate::config::Config;
+use crate::consent::{Consent, ConsentState};
 use crate::store::Store;
 use edgegate_proto::audit::{AuditEvent, CloseReason, Outcome};
 use edgegate_proto::{DenyReason, Level};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::time::Instant;
 
 #[derive(Debug)]
 pub(crate) struct Audit {
@@ -28,6 +30,26 @@ impl Audit {
 
     pub(crate) fn log(&self) -> &Arc<AuditLog> {
         &self.log
+    }
+
+    /// Audit consent windows that run out (grants and revokes are audited
+    /// where the operator's request is answered).
+    pub(crate) fn watch_consent_expiry(&self, consent: &Consent) {
+        let log = self.log.clone();
+        let mut rx = consent.subscribe();
+        tokio::spawn(async move {
+            let mut before = *rx.borrow_and_update();
+            while rx.changed().await.is_ok() {
+                let now = *rx.borrow_and_update();
+                let expired = matches!(before, ConsentState::Until(end) if end <= Instant::now());
+                if now == ConsentState::Inactive && expired {
+                    if let Err(e) = log.append(wall_clock(), AuditEvent::ConsentExpired) {
+                        tracing::error!("audit append failed: {e}");
+                    }
+                }
+                before = now;
+            }
+        });
     }
 
     pub(crate) fn append(&self, event: AuditEvent) {

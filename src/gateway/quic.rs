@@ -145,7 +145,11 @@ impl Gateway {
                     Err(_) => break,
                 },
                 _ = kill.changed() => {
-                    close(conn, CONN_KILLED, "session killed");
+                    if *self.shutdown.borrow() {
+                        close(conn, CONN_SHUTDOWN, "gateway shutting down");
+                    } else {
+                        close(conn, CONN_KILLED, "session killed");
+                    }
                     break;
                 }
             }
