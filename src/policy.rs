@@ -6,8 +6,16 @@
 //! or read a clock: `now`, consent and `limit_exceeded` are inputs.
 //!
 //! `decide` and `explain` run the same evaluation core (`eval`), generic over a
-//! tracer: a no-op one for `decide` (no allocation), a recording one for
-//! `explain`. There is one copy of each check.
+//! tracer: a no-op one for `decide` (no allocation, proven by
+//! `tests/policy_noalloc.rs`), a recording one for `explain`. There is one
+//! copy of each check. When no grant matches, the reason is the closest miss:
+//! a grant missing only its role's 2FA demand (`mfa-required`), else one
+//! missing only site consent (`site-consent-required`), else one missing both
+//! (`mfa-required`: consent alone would not admit the user), else `no-grant`.
+//!
+//! Authoring tools that want an index for a bundle they built themselves seal
+//! it with a throw-away key and verify it against that key: there is
+//! deliberately no way to compile an unverified bundle.
 
 mod compile;
 mod eval;
@@ -81,6 +89,16 @@ impl Decision {
     }
 }
 
+impl std::fmt::Display for Decision {
+    /// `allow (read)`, `allow (manage)` or `deny: <reason>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Allow(level) => write!(f, "allow ({level})"),
+            Decision::Deny(reason) => write!(f, "deny: {reason}"),
+        }
+    }
+}
+
 /// Decide a request per DESIGN §2, in order. Does not allocate.
 pub fn decide(p: &Policy, r: &Request) -> Decision {
     eval::evaluate(p, r, &mut eval::NoTrace)
@@ -94,26 +112,31 @@ pub fn explain(p: &Policy, r: &Request) -> Explanation {
 }
 
 /// The earliest instant after `r.now` at which the decision could change by
-/// time alone: the ticket's start (issued − skew) or expiry, the end of the
-/// logout period, the bundle's expiry plus grace. `None` if no such instant
-/// (no bundle, or an unverifiable ticket).
+/// time alone: the bundle's expiry plus grace, and for a verified ticket its
+/// start (issued − skew), its expiry and the end of the user's logout period.
+/// `None` if there is no bundle (nothing changes with time then). The decision
+/// is the same at every instant in `[r.now, next_change)`.
 pub fn next_change(p: &Policy, r: &Request) -> Option<UnixTime> {
     let ix = p.index?;
-    let TicketInput::Verified(vt) = r.ticket else {
-        return None;
+    let bundle_end = ix.not_after().saturating_add(p.expiry_grace);
+    let ticket = match r.ticket {
+        TicketInput::Verified(vt) => {
+            let t = vt.ticket();
+            let logout = ix
+                .user(&t.user)
+                .map(|(_, u)| t.auth_time.saturating_add(u.logout_period));
+            [
+                Some(t.issued_at.saturating_sub(SKEW)),
+                Some(t.expires_at),
+                logout,
+            ]
+        }
+        TicketInput::Invalid => [None; 3],
     };
-    let t = vt.ticket();
-    let logout = ix
-        .user(&t.user)
-        .map(|(_, u)| t.auth_time.saturating_add(u.logout_period));
-    [
-        Some(ix.not_after().saturating_add(p.expiry_grace)),
-        Some(t.expires_at),
-        Some(t.issued_at.saturating_sub(SKEW)),
-        logout,
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|&at| at > r.now)
-    .min()
+    ticket
+        .into_iter()
+        .flatten()
+        .chain([bundle_end])
+        .filter(|&at| at > r.now)
+        .min()
 }

@@ -20,6 +20,8 @@ pub use error::CompileError;
 
 mod error;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 /// A service of this device, as the gateway and the evaluator use it.

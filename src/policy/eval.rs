@@ -10,6 +10,7 @@ use edgegate_proto::bundle::Target;
 use edgegate_proto::{DenyReason, Level, Ticket};
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Observes the checks of one evaluation.
 pub(super) trait Tracer {
@@ -139,8 +140,13 @@ fn bundle<'a, T: Tracer>(
         r.now < until,
         DenyReason::NoValidBundle,
         format_args!(
-        "bundle serial {} for device {}: valid until {until} (not_after {} + grace {} s), now {}",
-        ix.serial(), ix.device_id(), ix.not_after(), p.expiry_grace, r.now),
+            "bundle serial {} for device {}: valid until {} (not_after + grace {} s), now {}",
+            ix.serial(),
+            ix.device_id(),
+            At(until),
+            p.expiry_grace,
+            At(r.now)
+        ),
     )?;
     Ok(ix)
 }
@@ -194,6 +200,17 @@ fn ticket<'r, T: Tracer>(
             tk.client_key, r.client_key
         ),
     )?;
+    ticket_validity(ix, tk, r, t)?;
+    Ok(tk)
+}
+
+/// Step 2, continued: validity window (with skew) and revocation.
+fn ticket_validity<T: Tracer>(
+    ix: &PolicyIndex,
+    tk: &Ticket,
+    r: &Request,
+    t: &mut T,
+) -> Result<(), DenyReason> {
     let from = tk.issued_at.saturating_sub(SKEW);
     check(
         t,
@@ -202,8 +219,11 @@ fn ticket<'r, T: Tracer>(
         from <= r.now && r.now < tk.expires_at,
         DenyReason::TicketExpired,
         format_args!(
-            "valid [{from}, {}) (issued {} - skew {SKEW} s), now {}",
-            tk.expires_at, tk.issued_at, r.now
+            "valid from {} (issued {} - skew {SKEW} s) until {}, now {}",
+            At(from),
+            At(tk.issued_at),
+            At(tk.expires_at),
+            At(r.now)
         ),
     )?;
     let revoked = ix.is_revoked(&tk.id);
@@ -222,8 +242,7 @@ fn ticket<'r, T: Tracer>(
                 "is not revoked"
             }
         ),
-    )?;
-    Ok(tk)
+    )
 }
 
 /// Step 3: the user exists and is active.
@@ -271,8 +290,11 @@ fn session<T: Tracer>(u: &CUser, tk: &Ticket, r: &Request, t: &mut T) -> Result<
         r.now < end,
         DenyReason::SessionExpired,
         format_args!(
-            "authenticated at {}, logout period {} s: session ends at {end}, now {}",
-            tk.auth_time, u.logout_period, r.now
+            "authenticated at {}, logout period {} s: session ends at {}, now {}",
+            At(tk.auth_time),
+            u.logout_period,
+            At(end),
+            At(r.now)
         ),
     )?;
     check(
@@ -402,6 +424,18 @@ impl fmt::Display for OptAddr {
         match self.0 {
             Some(a) => write!(f, "{a}"),
             None => f.write_str("(none)"),
+        }
+    }
+}
+
+/// A timestamp as RFC 3339 UTC, formatted only when a tracer keeps it.
+struct At(u64);
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match UNIX_EPOCH.checked_add(Duration::from_secs(self.0)) {
+            Some(t) => write!(f, "{}", humantime::format_rfc3339_seconds(t)),
+            None => write!(f, "@{}", self.0),
         }
     }
 }

@@ -14,6 +14,9 @@ use edgegate_proto::{DenyReason, Level};
 use serde::{Serialize, Serializer};
 use std::fmt;
 
+#[cfg(test)]
+mod tests;
+
 /// A decision with the trace of the checks that led to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explanation {
@@ -231,10 +234,7 @@ fn source_trace(ix: &PolicyIndex, s: &Source, category: u32) -> SourceTrace {
 impl fmt::Display for Explanation {
     /// The text form printed by `edgegate policy explain`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.decision {
-            Decision::Allow(l) => writeln!(f, "allow ({l})")?,
-            Decision::Deny(r) => writeln!(f, "deny: {r}")?,
-        }
+        writeln!(f, "{}", self.decision)?;
         for e in &self.trace {
             let mark = if e.passed { "ok  " } else { "FAIL" };
             writeln!(f, "  {} {:<16} {mark} {}", e.step, e.check, e.detail)?;

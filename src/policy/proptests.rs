@@ -4,7 +4,7 @@
 //! the same decision as `decide`.
 
 use super::testutil::{client_key, compile, other_key, verify_ticket};
-use super::{decide, explain, Decision, Policy, Request, TicketInput, SKEW};
+use super::{decide, explain, next_change, Decision, Policy, Request, TicketInput, SKEW};
 use edgegate_proto::bundle::{
     Bundle, Category, Company, Device, Grant, Group, Membership, Network, PortRange, Role, Scope,
     Service, ServiceKind, Status, Target, User,
@@ -483,6 +483,17 @@ proptest! {
             let d = decide(&p, &r);
             prop_assert_eq!(d, reference(&bundle, &q), "request {:?}", rs);
             prop_assert_eq!(explain(&p, &r).decision, d);
+            // The decision holds until next_change, and may change there.
+            let next = next_change(&p, &r);
+            let later = |now| decide(&p, &Request { now, ..r });
+            match next {
+                Some(at) => {
+                    prop_assert!(at > q.now);
+                    prop_assert_eq!(later(at - 1), d);
+                    prop_assert_eq!(later(q.now + (at - q.now) / 2), d);
+                }
+                None => prop_assert_eq!(later(q.now + 1_000_000), d),
+            }
         }
     }
 }

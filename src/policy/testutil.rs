@@ -333,3 +333,9 @@ impl Case {
         self.run(ix, super::next_change)
     }
 }
+
+/// The fixture, compiled once per test binary.
+pub(super) fn fixture_index() -> &'static PolicyIndex {
+    static IX: std::sync::OnceLock<PolicyIndex> = std::sync::OnceLock::new();
+    IX.get_or_init(|| compile(&fixture()).unwrap())
+}

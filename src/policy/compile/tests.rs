@@ -1,13 +1,6 @@
 //! Compile tests: every `CompileError` variant, with its one-line message.
 
-use crate::policy::testutil::{compile, fixture, DEVICE, NOT_AFTER};
-use crate::policy::PolicyIndex;
-use std::sync::OnceLock;
-
-fn ix() -> &'static PolicyIndex {
-    static IX: OnceLock<PolicyIndex> = OnceLock::new();
-    IX.get_or_init(|| compile(&fixture()).unwrap())
-}
+use crate::policy::testutil::{compile, fixture, fixture_index as ix, DEVICE, NOT_AFTER};
 
 fn compile_err(f: impl FnOnce(&mut edgegate_proto::Bundle)) -> String {
     let mut b = fixture();
