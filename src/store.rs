@@ -166,7 +166,12 @@ impl Store {
     /// - sled fails to open, or the store's own keys are malformed or of an
     ///   unknown format: the whole sled directory is renamed to
     ///   `<dir>/db.broken-<unix time>` and a fresh, empty store is created
-    ///   (no bundle, no serial, time floor 0);
+    ///   (no bundle; serial and time floor carried over from the watermark
+    ///   file `<dir>/store.watermark` if there is one, else none and 0);
+    /// - sled opens but holds an older state than the last acknowledged write
+    ///   (its log was truncated at a corrupt spot; detected by the
+    ///   watermark): serial and time floor are raised back to the watermark
+    ///   and an older bundle is not returned;
     /// - the stored bundle fails verification or is for another device (trust
     ///   keys rotated, threshold raised, config mistake): the database is
     ///   kept (audit log, time floor), no bundle is returned and its serial
@@ -176,8 +181,12 @@ impl Store {
     /// - the stored bundle is authentic but `check` refuses it: no bundle is
     ///   returned, its serial is still enforced (no rollback).
     ///
+    /// Expiry is not checked here: an expired stored bundle is returned and
+    /// the evaluator fails closed (`no-valid-bundle`) after its grace period.
+    ///
     /// Errors only when the directory is locked by another process, or when
-    /// even a fresh store cannot be created.
+    /// even a fresh store cannot be created. To reset a device completely,
+    /// remove the whole state directory, not just `<dir>/db`.
     pub fn open(
         dir: &Path,
         trust: &TrustPolicy,

@@ -5,6 +5,9 @@
 //! - sled fails to open, or our keys are malformed / of an unknown format:
 //!   the sled directory is renamed to `<dir>/db.broken-<unix time>` (kept
 //!   for forensics, never deleted) and a fresh store is created;
+//! - sled opened an older state than the watermark of the last acknowledged
+//!   write (see `watermark.rs`): serial and floor are raised back, an older
+//!   bundle is dropped, and the repair is persisted;
 //! - the stored bundle fails verification or names another device: the
 //!   database stays, the bundle is not returned, its serial is not enforced;
 //! - the stored bundle is authentic but the caller's check refuses it: the
