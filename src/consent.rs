@@ -153,13 +153,20 @@ impl Consent {
     /// woken by expiry exactly like by a revoke. Runs until the task is
     /// aborted (it holds the `Arc`); spawn it once per daemon.
     pub async fn run_expiry(self: std::sync::Arc<Self>) {
+        self.run_expiry_with(|| {}).await
+    }
+
+    /// [`Consent::run_expiry`], calling `on_expire` each time a timed grant
+    /// runs out (e.g. to audit `ConsentExpired`; revokes are not reported
+    /// here, their caller knows).
+    pub async fn run_expiry_with(self: std::sync::Arc<Self>, mut on_expire: impl FnMut() + Send) {
         let mut rx = self.subscribe();
         loop {
             let state = *rx.borrow_and_update();
             match state {
                 ConsentState::Until(end) => {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(end) => self.expire(end),
+                        _ = tokio::time::sleep_until(end) => if self.expire(end) { on_expire() },
                         changed = rx.changed() => if changed.is_err() { return },
                     }
                 }
@@ -172,7 +179,8 @@ impl Consent {
         }
     }
 
-    fn expire(&self, end: Instant) {
+    /// True if the grant being timed was still in force and is now expired.
+    fn expire(&self, end: Instant) -> bool {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         // Only the grant that was being timed may be expired here: a newer
         // grant published meanwhile stays.
@@ -183,7 +191,7 @@ impl Consent {
             } else {
                 false
             }
-        });
+        })
     }
 }
 

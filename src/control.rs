@@ -34,7 +34,17 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// Called only for peers that passed the permission check, once per
 /// request, concurrently across connections. Every request gets exactly one
-/// response; failures are `Response::Error(one line)`.
+/// response; failures are `Response::Error(one line)`. Expected answers:
+///
+/// - `Status` → `Status(StatusInfo)`; `now` is the floored wall clock, and
+///   `consent` can come from [`Consent::info`](crate::consent::Consent::info).
+/// - `Sessions` → `Sessions(..)`; `Kill{id}` → `Killed(existed)`, closing
+///   the session's streams with `CloseReason::Killed` (audited).
+/// - `Audit{..}` / `AuditVerify` → [`audit_response`] / [`audit_verify_response`].
+/// - `ConsentGrant{secs}` / `ConsentRevoke` → `Consent(info after)`, audited
+///   as `ConsentGranted{until, by_uid: peer.uid}` / `ConsentRevoked`.
+/// - `PushBundle{bytes}` → `Push(..)`: the same accept path as a push over
+///   the tunnel port (verify, compile, store, swap), audited either way.
 pub trait ControlHandler: Send + Sync + 'static {
     /// Answer one request from `peer`.
     fn handle(&self, req: Request, peer: PeerCred) -> BoxFuture<'_, Response>;

@@ -102,3 +102,22 @@ async fn info_translates_to_wall_time() {
     let i = c.info(1000);
     assert!(i.active && i.until.is_none() && i.remaining_secs.is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn expiry_callback_fires_only_for_expiry() {
+    let c = Arc::new(Consent::new());
+    let fired = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let f = fired.clone();
+    let task = tokio::spawn(c.clone().run_expiry_with(move || {
+        f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    c.grant(Some(10));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    c.revoke();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(fired.load(std::sync::atomic::Ordering::SeqCst), 0);
+    c.grant(Some(10));
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(fired.load(std::sync::atomic::Ordering::SeqCst), 1);
+    task.abort();
+}

@@ -56,13 +56,6 @@ impl ControlServer {
         &self.path
     }
 
-    /// For tests: pretend the daemon runs as `uid`, so that the caller's
-    /// own uid is not automatically allowed.
-    #[doc(hidden)]
-    pub fn set_daemon_uid_for_tests(&mut self, uid: u32) {
-        Arc::make_mut(&mut self.access).daemon_uid = uid;
-    }
-
     /// Accept and serve connections until the task is aborted.
     pub async fn serve(self, handler: Arc<dyn ControlHandler>) {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));

@@ -168,3 +168,13 @@ async fn client_reports_a_missing_socket_in_one_line() {
     );
     assert!(!text.contains('\n'));
 }
+
+proptest::proptest! {
+    /// Whatever a local peer sends, decoding answers with a value or an error.
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+        let _ = edgegate_proto::control::decode_body::<Request>(&bytes);
+        let _ = edgegate_proto::control::decode_body::<Response>(&bytes);
+        let _ = edgegate_proto::audit::AuditEntry::decode(&bytes);
+    }
+}
