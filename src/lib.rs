@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod keyfile;
 pub mod policy;
 pub mod policy_file;
+pub mod sdnotify;
 pub mod store;
 pub mod synth;
 pub mod tlsid;
