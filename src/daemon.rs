@@ -10,6 +10,7 @@ use crate::control::ControlServer;
 use crate::gateway::{ControlView, Gateway};
 use crate::keyfile;
 use crate::policy::PolicyIndex;
+use crate::sdnotify;
 use crate::store::Store;
 use crate::tlsid::Identity;
 use anyhow::{anyhow, Context};
@@ -135,10 +136,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("listening quic {}", running.quic);
     println!("listening tls {}", running.tls);
     println!("control {}", running.control.display());
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    sdnotify::ready();
+    sdnotify::status(&format!(
+        "listening quic {} tls {}",
+        running.quic, running.tls
+    ));
+    // Healthy while the listeners run and the shared state answers (its
+    // locks are not wedged).
+    let gw = running.gateway.clone();
+    let listeners: Vec<_> = running.tasks.iter().map(|t| t.abort_handle()).collect();
+    let watchdog = sdnotify::spawn_watchdog(move || {
+        let gw = gw.clone();
+        let alive = listeners.iter().all(|t| !t.is_finished());
+        async move { alive && !gw.status().device_id.is_empty() }
+    });
     terminated().await;
     tracing::info!("shutting down");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    sdnotify::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     running.shutdown().await;
     Ok(())
 }
