@@ -201,3 +201,6 @@ impl Gateway {
         self.policy.send_replace(active);
     }
 }
+
+#[cfg(test)]
+mod tests;

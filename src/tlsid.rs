@@ -119,6 +119,12 @@ impl AuthenticatedPeer {
         Self::from_chain(&chain)
     }
 
+    /// A peer for unit tests that do not run a handshake.
+    #[cfg(test)]
+    pub(crate) fn for_tests(key: PublicKey) -> AuthenticatedPeer {
+        AuthenticatedPeer(key)
+    }
+
     fn from_chain(chain: &[CertificateDer<'_>]) -> Option<AuthenticatedPeer> {
         ed25519_key_of(chain.first()?).map(AuthenticatedPeer)
     }

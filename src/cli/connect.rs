@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-/// `edgegate connect`: open a session and forward until interrupted.
+/// Open a session to a gateway and forward local ports until interrupted.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
     /// The gateway's tunnel address, HOST:PORT (QUIC on UDP, or TCP with --tls).
@@ -40,7 +40,7 @@ pub struct ConnectArgs {
     pub tls: bool,
 }
 
-/// `edgegate bundle push` over the tunnel port.
+/// Push a signed bundle to a gateway over its tunnel port.
 #[derive(Debug, Args)]
 pub struct PushArgs {
     /// The signed bundle file.
@@ -224,14 +224,16 @@ pub fn run_push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 /// Temporary dispatch until the lead wires these commands into the clap
 /// tree of `src/cli.rs`: handles `connect` and `bundle push`, else `None`.
 pub fn dispatch_from_env() -> Option<ExitCode> {
+    /// Open a session to a gateway and forward local ports until interrupted.
     #[derive(Parser)]
-    #[command(name = "edgegate connect")]
+    #[command(name = "connect", bin_name = "edgegate connect")]
     struct C {
         #[command(flatten)]
         a: ConnectArgs,
     }
+    /// Push a signed bundle to a gateway over its tunnel port.
     #[derive(Parser)]
-    #[command(name = "edgegate bundle push")]
+    #[command(name = "push", bin_name = "edgegate bundle push")]
     struct P {
         #[command(flatten)]
         a: PushArgs,
