@@ -102,6 +102,11 @@ impl Session {
         Some(*lock(&self.last_activity) + idle)
     }
 
+    /// Connections attached (TLS: one per stream; QUIC: 1).
+    pub(crate) fn connections(&self) -> usize {
+        self.attached.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn stream_count(&self) -> usize {
         lock(&self.streams).len()
     }

@@ -48,7 +48,10 @@ impl Gateway {
                 return None;
             }
         };
-        self.audit.session_opened(&session);
+        // A TLS connection joining a live session is not a new session.
+        if session.connections() == 1 {
+            self.audit.session_opened(&session);
+        }
         let welcome = self.welcome(&session);
         if write_frame(out, &Frame::Welcome(welcome)).await.is_err() {
             self.end_session(&session);
