@@ -320,6 +320,12 @@ impl Session {
         }
     }
 
+    /// Drop the bookkeeping of a finished stream.
+    pub(crate) fn forget(&self, stream: u64) {
+        lock(&self.streams).remove(&stream);
+        lock(&self.reported).remove(&stream);
+    }
+
     /// Close the session politely.
     pub fn close(&self) {
         if let Link::Quic { conn, .. } = &self.link {

@@ -246,6 +246,23 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic_and_round_trip_when_accepted() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..64);
+            let mut body: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            // Bias towards valid variant indices so decoding goes deep.
+            if let Some(first) = body.first_mut() {
+                *first %= 14;
+            }
+            if let Ok(frame) = decode(&body) {
+                assert_eq!(encode(&frame)[4..], body[..], "{frame:?}");
+            }
+        }
+    }
+
+    #[test]
     fn length_prefix_and_cap() {
         let bytes = encode(&Frame::Opened { level: Level::Read });
         assert_eq!(bytes, [0, 0, 0, 2, 4, 0]);

@@ -89,6 +89,9 @@ pub(crate) async fn splice(
     if let Some(reason) = cut {
         session.report_cut(stream_id, service, reason);
     }
+    // A notice still in flight for this stream finds nothing and is
+    // dropped: the cut was reported above, from the stream's own reset.
+    session.forget(stream_id);
     // Dropping the local socket closes it; an unfinished tunnel stream is
     // reset by quinn when its handles drop.
 }
