@@ -165,9 +165,7 @@ impl Gateway {
     /// Ask every session to end and stop accepting new ones.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
-        for s in self.registry.snapshot() {
-            self.registry.kill(s.id);
-        }
+        self.registry.end_all();
     }
 
     /// Whether shutdown was asked for, as a receiver to wait on.

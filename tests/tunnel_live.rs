@@ -158,6 +158,13 @@ fn killing_a_session_ends_it() {
         panic!()
     };
     assert!(sessions.is_empty());
+    // The killed session's ticket does not get back in.
+    let mut again = d.connect(&key, &ticket, true, &[]);
+    assert!(again.exit(Duration::from_secs(20)).is_some());
+    assert_eq!(
+        again.stderr.rest(Duration::from_millis(200)),
+        ["denied: ticket-revoked"]
+    );
     assert!(closes(&d)
         .iter()
         .any(|(_, r, _, _)| *r == CloseReason::Killed));

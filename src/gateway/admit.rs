@@ -76,10 +76,16 @@ impl Gateway {
 
     /// Whether the session as a whole is admitted: the decision for a
     /// service id no device has stops at step 5 unless steps 1–4 deny.
+    /// A ticket whose session an operator killed is refused as revoked.
     pub(crate) fn admit_session(&self, cred: &Credentials) -> Result<(), DenyReason> {
         match self.admit(cred, "", None, false) {
             Decision::Deny(r) if session_level(r) => Err(r),
-            _ => Ok(()),
+            _ => match &cred.ticket {
+                Some(t) if self.registry.is_killed(&t.ticket().id) => {
+                    Err(DenyReason::TicketRevoked)
+                }
+                _ => Ok(()),
+            },
         }
     }
 

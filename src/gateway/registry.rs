@@ -9,6 +9,7 @@ use super::admit::Credentials;
 use crate::config::Limits;
 use edgegate_proto::audit::Transport;
 use edgegate_proto::control::{SessionInfo, StreamInfo};
+use edgegate_proto::ticket::TicketId;
 use edgegate_proto::{DenyReason, Level, UnixTime};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -53,7 +54,13 @@ pub(crate) struct StreamStats {
 pub(crate) struct Registry {
     sessions: Mutex<HashMap<u64, Arc<Session>>>,
     next_id: AtomicU64,
+    /// Tickets of killed sessions, refused from then on (oldest forgotten
+    /// first past `MAX_KILLED`; by then they have long expired).
+    killed: Mutex<std::collections::VecDeque<TicketId>>,
 }
+
+/// How many killed tickets are remembered.
+const MAX_KILLED: usize = 4096;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -198,13 +205,32 @@ impl Registry {
         false
     }
 
+    /// Kill a session; its ticket cannot open a session again (the
+    /// engineer needs a fresh ticket, which the cloud decides anew).
     pub(crate) fn kill(&self, id: u64) -> bool {
-        match lock(&self.sessions).get(&id) {
-            Some(s) => {
-                s.kill.send_replace(true);
-                true
+        let Some(s) = lock(&self.sessions).get(&id).cloned() else {
+            return false;
+        };
+        if let Some(t) = &s.cred.ticket {
+            let mut killed = lock(&self.killed);
+            if killed.len() >= MAX_KILLED {
+                killed.pop_front();
             }
-            None => false,
+            killed.push_back(t.ticket().id);
+        }
+        s.kill.send_replace(true);
+        true
+    }
+
+    /// Whether this ticket belonged to a killed session.
+    pub(crate) fn is_killed(&self, ticket: &TicketId) -> bool {
+        lock(&self.killed).contains(ticket)
+    }
+
+    /// Ask every session to end (shutdown), without barring their tickets.
+    pub(crate) fn end_all(&self) {
+        for s in lock(&self.sessions).values() {
+            s.kill.send_replace(true);
         }
     }
 
