@@ -133,3 +133,15 @@ fn session_and_stream_limits_say_limit_exceeded() {
         thread_sleep(300);
     }
 }
+
+#[test]
+fn device_key_command_prints_the_pinned_key() {
+    let d = start_daemon();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgegate"))
+        .args(["device-key", "--config"])
+        .arg(d.path("edgegated.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), d.device_key.to_string());
+}

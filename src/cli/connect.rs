@@ -60,6 +60,23 @@ pub struct PushArgs {
     pub tls: bool,
 }
 
+/// `edgegate device-key`: print the device's public key, creating the key
+/// if absent (what the cloud and the engineer's client pin).
+#[derive(Debug, Args)]
+pub struct DeviceKeyArgs {
+    /// The daemon's config file (its `device_key` path is used).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Run `edgegate device-key`.
+pub fn run_device_key(args: DeviceKeyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let config = crate::config::Config::load(&args.config).map_err(|e| anyhow!("{e}"))?;
+    let key = crate::daemon::device_key(&config.device_key)?;
+    writeln!(out, "{}", crate::PublicKey::from(key.verifying_key()))?;
+    Ok(())
+}
+
 /// Parse `[ADDR:]PORT=SERVICE`.
 pub fn parse_forward(spec: &str) -> anyhow::Result<client::Forward> {
     let (addr, service) = spec
@@ -222,7 +239,8 @@ pub fn run_push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 /// Temporary dispatch until the lead wires these commands into the clap
-/// tree of `src/cli.rs`: handles `connect` and `bundle push`, else `None`.
+/// tree of `src/cli.rs`: handles `connect`, `bundle push` and
+/// `device-key`, else `None`.
 pub fn dispatch_from_env() -> Option<ExitCode> {
     /// Open a session to a gateway and forward local ports until interrupted.
     #[derive(Parser)]
@@ -238,6 +256,13 @@ pub fn dispatch_from_env() -> Option<ExitCode> {
         #[command(flatten)]
         a: PushArgs,
     }
+    /// Print the device's public key, creating the key if absent.
+    #[derive(Parser)]
+    #[command(name = "device-key", bin_name = "edgegate device-key")]
+    struct K {
+        #[command(flatten)]
+        a: DeviceKeyArgs,
+    }
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("connect") => run_connect(C::parse_from(&args[1..]).a),
@@ -245,6 +270,8 @@ pub fn dispatch_from_env() -> Option<ExitCode> {
             let a = P::parse_from(&args[2..]).a;
             run_push(a, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
         }
+        Some("device-key") => run_device_key(K::parse_from(&args[1..]).a, &mut std::io::stdout())
+            .map(|()| ExitCode::SUCCESS),
         _ => return None,
     };
     Some(match result {
