@@ -115,14 +115,28 @@ fn wrong_pinned_device_key_fails_the_handshake() {
 
 #[test]
 fn read_level_passes_get_and_blocks_post() {
+    for tls in [false, true] {
+        read_level(tls);
+    }
+}
+
+fn read_level(tls: bool) {
     let (d, http, _) = world();
     let (key, ticket) = d.client("bob", "bob");
     let port = free_port();
-    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=info")]);
+    let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=info")]);
     c.ready();
     assert!(http_get(port, "/").contains("hello from the plc"));
     let answer = http_request(port, "POST", "/setpoint");
     assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(
+        c.stderr
+            .wait_for(Duration::from_secs(5), |l| l
+                == "closed: info: read-only-violation")
+            .is_some(),
+        "{:?}",
+        c.stderr.seen
+    );
     let seen = http.requests.lock().unwrap().clone();
     assert!(seen.iter().all(|r| !r.starts_with("POST")), "{seen:?}");
 }

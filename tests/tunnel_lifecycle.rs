@@ -143,5 +143,8 @@ fn device_key_command_prints_the_pinned_key() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), d.device_key.to_string());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        d.device_key.to_string()
+    );
 }

@@ -43,6 +43,10 @@ pub const CONN_SHUTDOWN: u32 = 0x3;
 /// had no open stream for the configured idle timeout.
 pub const CONN_IDLE: u32 = 0x4;
 
+/// Application error code of a QUIC stream closed because the client sent
+/// something its `read` level does not allow (e.g. an HTTP POST).
+pub const STREAM_READ_ONLY: u32 = 0xff;
+
 /// One tunnel message. Variants are only ever added at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
@@ -105,6 +109,10 @@ pub enum Frame {
         /// One human-readable line.
         message: String,
     },
+    /// Daemon → client on a TLS stream: closed because the client sent
+    /// something its `read` level does not allow (QUIC uses the stream error
+    /// code `STREAM_READ_ONLY`).
+    ReadOnlyViolation,
 }
 
 /// The daemon's answer to a valid `Hello`.

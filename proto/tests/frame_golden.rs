@@ -101,6 +101,7 @@ fn samples() -> Vec<(Frame, &'static str)> {
             },
             "000000040b026e6f",
         ),
+        (Frame::ReadOnlyViolation, "000000010c"),
     ]
 }
 

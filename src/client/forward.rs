@@ -81,6 +81,10 @@ pub(crate) async fn splice(
             },
             end = &mut down, if !down_done => match end {
                 Ok(PumpEnd::Cut(reason)) => { cut = Some(reason); break; }
+                Ok(PumpEnd::Refused) => {
+                    eprintln!("closed: {service}: read-only-violation");
+                    break;
+                }
                 Ok(_) => down_done = true,
                 Err(_) => break,
             },

@@ -9,12 +9,15 @@ use crate::policy::Decision;
 use crate::transport::{self, PipeReader, PipeWriter, PumpEnd};
 use edgegate_proto::audit::CloseReason;
 use edgegate_proto::bundle::Target;
-use edgegate_proto::frame::Frame;
+use edgegate_proto::frame::{Frame, STREAM_READ_ONLY};
 use edgegate_proto::{DenyReason, Level};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
+
+/// The audited close reason of a read-level violation.
+const READ_ONLY: &str = "read-only-violation";
 
 /// What the client asked for in its `Open` frame.
 #[derive(Debug, Clone)]
@@ -43,7 +46,7 @@ impl ProxyEnd {
     fn reason(self) -> CloseReason {
         match self {
             ProxyEnd::Finished => CloseReason::Normal,
-            ProxyEnd::Violation => CloseReason::Error("read-only-violation".into()),
+            ProxyEnd::Violation => CloseReason::Error(READ_ONLY.into()),
             ProxyEnd::Error => CloseReason::Error("transport".into()),
         }
     }
@@ -113,6 +116,10 @@ impl Gateway {
                 on_cut(r);
             }
             CloseReason::Normal => {}
+            CloseReason::Error(e) if e == READ_ONLY => {
+                writer.refuse().await;
+                reader.stop(STREAM_READ_ONLY);
+            }
             _ => {
                 writer.abort().await;
                 reader.stop(0);

@@ -5,7 +5,7 @@
 //! mid-copy still reports what it carried.
 
 use super::{read_frame, write_frame, TransportError};
-use edgegate_proto::frame::{Frame, MAX_FRAME};
+use edgegate_proto::frame::{Frame, MAX_FRAME, STREAM_READ_ONLY};
 use edgegate_proto::DenyReason;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +39,8 @@ pub enum Chunk {
     End,
     /// The daemon cut the stream for this reason.
     Cut(DenyReason),
+    /// The daemon closed the stream: the client's bytes broke its read level.
+    ReadOnly,
 }
 
 /// How a pump ended.
@@ -48,7 +50,8 @@ pub enum PumpEnd {
     Finished,
     /// The daemon cut the stream (seen by the client).
     Cut(DenyReason),
-    /// The transform refused the bytes (read-level violation).
+    /// The transform refused the bytes (read-level violation), or (client
+    /// side) the daemon reported that it did.
     Refused,
 }
 
@@ -64,8 +67,10 @@ impl PipeReader {
                 Ok(Some(n)) => Ok(Chunk::Data(n)),
                 Ok(None) => Ok(Chunk::End),
                 Err(quinn::ReadError::Reset(code)) => {
-                    match DenyReason::from_stream_code(code.into_inner()) {
+                    let code = code.into_inner();
+                    match DenyReason::from_stream_code(code) {
                         Some(reason) => Ok(Chunk::Cut(reason)),
+                        None if code == u64::from(STREAM_READ_ONLY) => Ok(Chunk::ReadOnly),
                         None => Err(io::Error::from(io::ErrorKind::ConnectionReset)),
                     }
                 }
@@ -83,6 +88,7 @@ impl PipeReader {
                 Ok(Some(Frame::Close {
                     reason: Some(reason),
                 })) => Ok(Chunk::Cut(reason)),
+                Ok(Some(Frame::ReadOnlyViolation)) => Ok(Chunk::ReadOnly),
                 Ok(Some(_)) => Err(io_err(TransportError::Unexpected)),
                 Err(TransportError::Io(e)) => Err(e),
                 Err(e) => Err(io_err(e)),
@@ -154,7 +160,20 @@ impl PipeWriter {
         }
     }
 
-    /// Abort the stream without a reason (protocol error, violation).
+    /// Close the stream because the client broke its read level.
+    pub async fn refuse(&mut self) {
+        match self {
+            PipeWriter::Quic(send) => {
+                let _ = send.reset(quinn::VarInt::from_u32(STREAM_READ_ONLY));
+            }
+            PipeWriter::Framed(w) => {
+                let _ = write_frame(w, &Frame::ReadOnlyViolation).await;
+                let _ = w.shutdown().await;
+            }
+        }
+    }
+
+    /// Abort the stream without a reason (protocol error).
     pub async fn abort(&mut self) {
         match self {
             PipeWriter::Quic(send) => {
@@ -168,7 +187,8 @@ impl PipeWriter {
 }
 
 /// Copy a pipe into a plain socket until the pipe ends, passing each chunk
-/// through `transform` (the read-level filter; `false` refuses the bytes).
+/// through `transform` (the read-level filter; `false` refuses the bytes,
+/// after what it let through before the offending message is written).
 /// On a normal end the socket's write side is shut down (half close).
 pub async fn pipe_to_socket<W, F>(
     from: &mut PipeReader,
@@ -188,16 +208,18 @@ where
             Chunk::Data(n) => {
                 counter.fetch_add(n as u64, Ordering::Relaxed);
                 out.clear();
-                if !transform(&buf[..n], &mut out) {
+                let ok = transform(&buf[..n], &mut out);
+                to.write_all(&out).await?;
+                if !ok {
                     return Ok(PumpEnd::Refused);
                 }
-                to.write_all(&out).await?;
             }
             Chunk::End => {
                 let _ = to.shutdown().await;
                 return Ok(PumpEnd::Finished);
             }
             Chunk::Cut(reason) => return Ok(PumpEnd::Cut(reason)),
+            Chunk::ReadOnly => return Ok(PumpEnd::Refused),
         }
     }
 }
