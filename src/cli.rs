@@ -7,6 +7,7 @@
 //! an error into one `error: ...` line on stderr and exit status 1.
 
 mod bundle;
+pub mod connect;
 pub mod control;
 mod evaluate;
 mod keys;
@@ -44,6 +45,10 @@ pub enum Command {
     /// Commands to the local daemon over its control socket.
     #[command(flatten)]
     Control(control::ControlCommand),
+    /// Open a session to a gateway and forward local ports until interrupted.
+    Connect(connect::ConnectArgs),
+    /// Print the device's public key, creating the key if absent.
+    DeviceKey(connect::DeviceKeyArgs),
 }
 
 /// `edgegate keygen`.
@@ -61,7 +66,8 @@ pub enum BundleCommand {
     Build(BuildArgs),
     /// Show a bundle's contents and signers (no trusted key needed).
     Inspect(InspectArgs),
-    /// Push a bundle to the local daemon over its control socket.
+    /// Push a bundle to the local daemon (control socket) or to a gateway
+    /// (`--gateway`, over its tunnel port).
     Push(PushArgs),
 }
 
@@ -73,6 +79,19 @@ pub struct PushArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub socket: control::SocketArg,
+    /// Push to this gateway's tunnel port (HOST:PORT) instead of the local socket.
+    #[arg(long, value_name = "HOST:PORT", requires = "gateway_key")]
+    pub gateway: Option<String>,
+    /// The gateway's public key (`ed25519:...` or a file holding it).
+    #[arg(long, value_name = "PUB", requires = "gateway")]
+    pub gateway_key: Option<String>,
+    /// Key to connect to the gateway with; a fresh ephemeral key if absent
+    /// (the bundle's signatures decide, not the pusher).
+    #[arg(long, value_name = "KEY", requires = "gateway")]
+    pub identity: Option<PathBuf>,
+    /// With --gateway: use TLS over TCP instead of QUIC.
+    #[arg(long, requires = "gateway")]
+    pub tls: bool,
 }
 
 /// An error whose one line has already been written to stderr: the binary
@@ -244,10 +263,22 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Ticket(TicketCommand::Issue(a)) => ticket::issue(&a, out),
         Command::Policy(PolicyCommand::Check(a)) => policy::check(&a, out),
         Command::Policy(PolicyCommand::Explain(a)) => policy::explain(&a, out),
-        Command::Bundle(BundleCommand::Push(a)) => {
-            exit_code(control::push_bundle(&a.socket.socket, &a.file))
-        }
+        Command::Bundle(BundleCommand::Push(a)) => match (a.gateway, a.gateway_key) {
+            (Some(gateway), Some(gateway_key)) => connect::run_push(
+                connect::PushArgs {
+                    file: a.file,
+                    gateway,
+                    gateway_key,
+                    identity: a.identity,
+                    tls: a.tls,
+                },
+                out,
+            ),
+            _ => exit_code(control::push_bundle(&a.socket.socket, &a.file)),
+        },
         Command::Control(c) => exit_code(control::run(c)),
+        Command::Connect(a) => exit_code(connect::run_connect(a)?),
+        Command::DeviceKey(a) => connect::run_device_key(a, out),
     }
 }
 

@@ -1,15 +1,23 @@
 //! edgegate: the policy evaluator, the store, the daemon and the command line.
 
+pub use edgegate_proto::PublicKey;
+
 pub mod audit;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod consent;
 pub mod control;
+pub mod daemon;
+pub mod demo;
 pub mod duration;
 pub mod filter;
+pub mod gateway;
 pub mod keyfile;
 pub mod policy;
 pub mod policy_file;
 pub mod sdnotify;
 pub mod store;
 pub mod synth;
+pub mod tlsid;
+pub mod transport;

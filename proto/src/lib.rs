@@ -17,12 +17,14 @@ pub mod bundle;
 pub mod codec;
 pub mod control;
 pub mod envelope;
+pub mod frame;
 pub mod keys;
 pub mod reason;
 pub mod ticket;
 
 pub use bundle::{Bundle, VerifiedBundle};
 pub use envelope::{EnvelopeError, Purpose, TrustPolicy};
+pub use frame::Frame;
 pub use keys::PublicKey;
 pub use reason::{DenyReason, Level};
 pub use ticket::{Ticket, VerifiedTicket};

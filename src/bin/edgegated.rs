@@ -1,1 +1,65 @@
-fn main() {}
+//! `edgegated`: the daemon systemd runs (`--config FILE`), or a
+//! self-contained loopback demo (`--demo`).
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// edgegate daemon: enforces the cloud's signed access policy on tunnels.
+#[derive(Debug, Parser)]
+#[command(name = "edgegated", version, about)]
+struct Args {
+    /// The daemon's TOML config file.
+    #[arg(long, value_name = "FILE", required_unless_present = "demo")]
+    config: Option<PathBuf>,
+    /// Run a self-contained demo on 127.0.0.1 with built-in policy and keys.
+    #[arg(long, conflicts_with = "config")]
+    demo: bool,
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match &args.config {
+        Some(path) => match edgegate::config::Config::load(path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    init_tracing(config.as_ref().map_or("info", |c| c.log_level.as_str()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match config {
+            Some(config) => edgegate::daemon::run(config).await,
+            None => edgegate::demo::run().await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

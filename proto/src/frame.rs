@@ -1,0 +1,285 @@
+//! Tunnel frames: every message the client and the daemon exchange inside a
+//! QUIC stream or a TLS connection, and their length-prefixed encoding.
+//!
+//! A frame on the wire is a `u32` big-endian length followed by that many
+//! bytes of postcard-encoded [`Frame`]. This module encodes and decodes; it
+//! reads no socket (the daemon's transport does, with [`MAX_FRAME`] and
+//! [`MAX_PUSH_FRAME`] as caps checked before allocating). The protocol
+//! version is carried by the ALPN (`edgegate/1`); inside it [`Frame`] only
+//! ever grows new variants at the end, so postcard variant indices are stable.
+
+use crate::bundle::ServiceKind;
+use crate::codec::{self, DecodeError};
+use crate::reason::{DenyReason, Level};
+use crate::UnixTime;
+use serde::{Deserialize, Serialize};
+
+/// The ALPN protocol id of this tunnel protocol.
+pub const ALPN: &[u8] = b"edgegate/1";
+
+/// Largest frame body (after the 4-byte length) in ordinary traffic.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+/// Largest frame body of a `PushBundle`: the bundle cap plus framing slack.
+pub const MAX_PUSH_FRAME: usize = (32 << 20) + 64;
+
+/// Application error code of a QUIC stream closed by a re-decision is
+/// `STREAM_DENIED_BASE + wire index of the DenyReason`.
+pub const STREAM_DENIED_BASE: u32 = 0x100;
+
+/// Application error code of a QUIC connection closed because an operator
+/// killed the session.
+pub const CONN_KILLED: u32 = 0x1;
+
+/// Application error code of a QUIC connection closed by a protocol error
+/// (bad frame, timeout, limit).
+pub const CONN_PROTOCOL_ERROR: u32 = 0x2;
+
+/// Application error code of a QUIC connection closed because the daemon is
+/// shutting down.
+pub const CONN_SHUTDOWN: u32 = 0x3;
+
+/// Application error code of a QUIC connection closed because the session
+/// had no open stream for the configured idle timeout.
+pub const CONN_IDLE: u32 = 0x4;
+
+/// Application error code of a QUIC stream closed because the client sent
+/// something its `read` level does not allow (e.g. an HTTP POST).
+pub const STREAM_READ_ONLY: u32 = 0xff;
+
+/// One tunnel message. Variants are only ever added at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// Client → daemon, first frame of a session (QUIC control stream, or
+    /// every TLS connection): the signed ticket envelope.
+    Hello {
+        /// Ticket envelope bytes, as issued.
+        ticket: Vec<u8>,
+    },
+    /// Daemon → client: the session is open.
+    Welcome(Welcome),
+    /// Daemon → client: the session is refused as a whole.
+    Refused {
+        /// Why (a session-level reason: DESIGN §2 steps 1–4, or a limit).
+        reason: DenyReason,
+    },
+    /// Client → daemon, first frame of a data stream: which service.
+    Open {
+        /// Service id.
+        service: String,
+        /// For `vpn` services, `host:port` to reach; `None` otherwise.
+        destination: Option<String>,
+    },
+    /// Daemon → client: the stream is allowed; raw bytes follow.
+    Opened {
+        /// The level the stream runs at.
+        level: Level,
+    },
+    /// Daemon → client: the stream is denied.
+    Denied {
+        /// Why.
+        reason: DenyReason,
+    },
+    /// Daemon → client on the QUIC control stream: a live stream was cut
+    /// by a re-decision.
+    StreamClosed {
+        /// The QUIC stream id of the data stream.
+        stream: u64,
+        /// Why.
+        reason: DenyReason,
+    },
+    /// Payload bytes of a stream (TLS transport only; QUIC carries raw bytes).
+    Data(Vec<u8>),
+    /// End of a stream direction (TLS transport only). `None`: the sender
+    /// has no more bytes (half close). `Some`: the daemon cut the stream.
+    Close {
+        /// The re-decision's reason, if the stream was cut.
+        reason: Option<DenyReason>,
+    },
+    /// Client → daemon, instead of `Hello`: a signed bundle to install.
+    PushBundle {
+        /// Bundle envelope bytes.
+        bundle: Vec<u8>,
+    },
+    /// Daemon → client: the outcome of a `PushBundle`.
+    PushResult(PushResult),
+    /// Daemon → client, instead of `Opened`: the stream was allowed but the
+    /// service's target could not be reached.
+    Failed {
+        /// One human-readable line.
+        message: String,
+    },
+    /// Daemon → client on a TLS stream: closed because the client sent
+    /// something its `read` level does not allow (QUIC uses the stream error
+    /// code `STREAM_READ_ONLY`).
+    ReadOnlyViolation,
+}
+
+/// The daemon's answer to a valid `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Session id, as `edgegate sessions` lists it.
+    pub session_id: u64,
+    /// User id from the ticket.
+    pub user: String,
+    /// User's display name from the bundle.
+    pub user_name: String,
+    /// When the session ends at the latest (ticket expiry or logout period).
+    pub session_end: UnixTime,
+    /// One decision per service of the device, in bundle order.
+    pub services: Vec<ServiceDecision>,
+}
+
+/// The decision for one service at session start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDecision {
+    /// Service id.
+    pub id: String,
+    /// Service kind.
+    pub kind: ServiceKind,
+    /// Allow with a level, or deny with a reason.
+    pub decision: Verdict,
+}
+
+/// A decision as it travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Allowed at this level.
+    Allow(Level),
+    /// Denied for this reason.
+    Deny(DenyReason),
+}
+
+/// The outcome of a bundle push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PushResult {
+    /// Installed; now the running policy.
+    Accepted {
+        /// The new serial.
+        serial: u64,
+    },
+    /// The same bytes as the installed bundle: nothing to do.
+    Unchanged {
+        /// The installed serial.
+        serial: u64,
+    },
+    /// Refused; the running policy is untouched.
+    Rejected {
+        /// Stable short reason (`rollback`, `wrong-device`, `bad-signature`…).
+        code: String,
+        /// One human-readable line.
+        message: String,
+    },
+}
+
+/// Why a frame could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix exceeds the cap for this position in the protocol.
+    #[error("frame of {len} bytes exceeds the cap of {cap}")]
+    TooLarge {
+        /// Announced length.
+        len: usize,
+        /// Cap in force.
+        cap: usize,
+    },
+    /// The body is not a valid frame.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl DenyReason {
+    /// The QUIC application error code of a stream closed for this reason.
+    pub fn stream_code(self) -> u32 {
+        let index = DenyReason::ALL
+            .iter()
+            .position(|r| *r == self)
+            .expect("every reason is in ALL");
+        STREAM_DENIED_BASE + index as u32
+    }
+
+    /// The reason behind a QUIC stream application error code, if any.
+    pub fn from_stream_code(code: u64) -> Option<DenyReason> {
+        let index = code.checked_sub(u64::from(STREAM_DENIED_BASE))?;
+        DenyReason::ALL.get(usize::try_from(index).ok()?).copied()
+    }
+}
+
+/// Encode a frame with its 4-byte big-endian length prefix.
+pub fn encode(frame: &Frame) -> Vec<u8> {
+    let body = codec::encode(frame);
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Check an announced length against `cap`; call before allocating.
+pub fn check_len(prefix: [u8; 4], cap: usize) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > cap {
+        return Err(FrameError::TooLarge { len, cap });
+    }
+    Ok(len)
+}
+
+/// Decode one frame body (without its length prefix), rejecting trailing bytes.
+pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
+    Ok(codec::decode_exact(body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_cap_follows_bundle_cap() {
+        assert_eq!(
+            MAX_PUSH_FRAME,
+            crate::envelope::Purpose::Bundle.max_size() + 64
+        );
+    }
+
+    #[test]
+    fn stream_codes_round_trip() {
+        for r in DenyReason::ALL {
+            assert_eq!(
+                DenyReason::from_stream_code(r.stream_code().into()),
+                Some(r)
+            );
+        }
+        assert_eq!(DenyReason::UserInactive.stream_code(), 0x107);
+        assert_eq!(DenyReason::from_stream_code(0x99), None);
+        assert_eq!(DenyReason::from_stream_code(0x100 + 15), None);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_round_trip_when_accepted() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..64);
+            let mut body: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            // Bias towards valid variant indices so decoding goes deep.
+            if let Some(first) = body.first_mut() {
+                *first %= 14;
+            }
+            if let Ok(frame) = decode(&body) {
+                assert_eq!(encode(&frame)[4..], body[..], "{frame:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn length_prefix_and_cap() {
+        let bytes = encode(&Frame::Opened { level: Level::Read });
+        assert_eq!(bytes, [0, 0, 0, 2, 4, 0]);
+        assert_eq!(check_len([0, 0, 0, 2], MAX_FRAME), Ok(2));
+        assert!(check_len([0, 1, 0, 1], MAX_FRAME).is_err());
+        assert_eq!(
+            decode(&bytes[4..]),
+            Ok(Frame::Opened { level: Level::Read })
+        );
+        assert!(decode(&[4, 0, 0]).is_err());
+    }
+}

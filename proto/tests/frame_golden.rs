@@ -1,0 +1,122 @@
+//! Golden bytes of one frame of each variant, length prefix included. A
+//! client written in another language can use these vectors as its tests;
+//! `TUNNEL.md` explains the layout.
+
+use edgegate_proto::bundle::ServiceKind;
+use edgegate_proto::frame::{self, Frame, PushResult, ServiceDecision, Verdict, Welcome};
+use edgegate_proto::{DenyReason, Level};
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn samples() -> Vec<(Frame, &'static str)> {
+    vec![
+        (
+            Frame::Hello {
+                ticket: vec![1, 2, 3],
+            },
+            "000000050003010203",
+        ),
+        (
+            Frame::Welcome(Welcome {
+                session_id: 300,
+                user: "bert".into(),
+                user_name: "Bert".into(),
+                session_end: 1_700_000_000,
+                services: vec![
+                    ServiceDecision {
+                        id: "hmi".into(),
+                        kind: ServiceKind::Vnc,
+                        decision: Verdict::Allow(Level::Read),
+                    },
+                    ServiceDecision {
+                        id: "lan".into(),
+                        kind: ServiceKind::Vpn,
+                        decision: Verdict::Deny(DenyReason::NoGrant),
+                    },
+                ],
+            }),
+            "0000002101ac020462657274044265727480e2cfaa060203686d69010000036c616e00010d",
+        ),
+        (
+            Frame::Refused {
+                reason: DenyReason::UserInactive,
+            },
+            "000000020207",
+        ),
+        (
+            Frame::Open {
+                service: "lan".into(),
+                destination: Some("10.0.0.1:80".into()),
+            },
+            "0000001203036c616e010b31302e302e302e313a3830",
+        ),
+        (
+            Frame::Opened {
+                level: Level::Manage,
+            },
+            "000000020401",
+        ),
+        (
+            Frame::Denied {
+                reason: DenyReason::NoGrant,
+            },
+            "00000002050d",
+        ),
+        (
+            Frame::StreamClosed {
+                stream: 4,
+                reason: DenyReason::UserInactive,
+            },
+            "00000003060407",
+        ),
+        (Frame::Data(vec![0xaa, 0xbb]), "000000040702aabb"),
+        (Frame::Close { reason: None }, "000000020800"),
+        (
+            Frame::Close {
+                reason: Some(DenyReason::SessionExpired),
+            },
+            "00000003080108",
+        ),
+        (Frame::PushBundle { bundle: vec![9] }, "00000003090109"),
+        (
+            Frame::PushResult(PushResult::Accepted { serial: 8 }),
+            "000000030a0008",
+        ),
+        (
+            Frame::PushResult(PushResult::Unchanged { serial: 8 }),
+            "000000030a0108",
+        ),
+        (
+            Frame::PushResult(PushResult::Rejected {
+                code: "rollback".into(),
+                message: "x".into(),
+            }),
+            "0000000d0a0208726f6c6c6261636b0178",
+        ),
+        (
+            Frame::Failed {
+                message: "no".into(),
+            },
+            "000000040b026e6f",
+        ),
+        (Frame::ReadOnlyViolation, "000000010c"),
+    ]
+}
+
+#[test]
+fn frames_encode_to_golden_bytes() {
+    let mut failures = Vec::new();
+    for (frame, golden) in samples() {
+        let bytes = frame::encode(&frame);
+        if hex(&bytes) != golden {
+            failures.push(format!(
+                "{frame:?}\n  got    {}\n  golden {golden}",
+                hex(&bytes)
+            ));
+        }
+        assert_eq!(frame::decode(&bytes[4..]).unwrap(), frame);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,239 @@
+//! `edgegate connect` and `edgegate bundle push` (DESIGN §6): argument
+//! parsing and the stdout/stderr contract. The work is in `crate::client`.
+
+use crate::client::{self, ClientError, SessionEvent, Target};
+use crate::keyfile;
+use crate::tlsid::Identity;
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use edgegate_proto::frame::{PushResult, Verdict};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Open a session to a gateway and forward local ports until interrupted.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The gateway's tunnel address, HOST:PORT (QUIC on UDP, or TCP with --tls).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub gateway: String,
+    /// The device's public key (`ed25519:...` or a file holding it).
+    #[arg(long, value_name = "PUB")]
+    pub gateway_key: String,
+    /// This client's private key file.
+    #[arg(long, value_name = "KEY")]
+    pub identity: PathBuf,
+    /// The ticket file issued for this client key.
+    #[arg(long, value_name = "FILE")]
+    pub ticket: PathBuf,
+    /// Forward a local port to a service: `[ADDR:]PORT=SERVICE` (ADDR defaults to 127.0.0.1).
+    #[arg(short = 'L', value_name = "[ADDR:]PORT=SERVICE")]
+    pub forward: Vec<String>,
+    /// Run a SOCKS5 proxy for vpn services on `[ADDR:]PORT`.
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub socks: Option<String>,
+    /// Use TLS over TCP instead of QUIC.
+    #[arg(long)]
+    pub tls: bool,
+}
+
+/// Push a signed bundle to a gateway over its tunnel port.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The signed bundle file.
+    pub file: PathBuf,
+    /// The gateway's tunnel address, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub gateway: String,
+    /// The device's public key (`ed25519:...` or a file holding it).
+    #[arg(long, value_name = "PUB")]
+    pub gateway_key: String,
+    /// Key to connect with; a fresh ephemeral key if absent (the bundle's
+    /// signatures decide, not the pusher).
+    #[arg(long, value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+    /// Use TLS over TCP instead of QUIC.
+    #[arg(long)]
+    pub tls: bool,
+}
+
+/// `edgegate device-key`: print the device's public key, creating the key
+/// if absent (what the cloud and the engineer's client pin).
+#[derive(Debug, Args)]
+pub struct DeviceKeyArgs {
+    /// The daemon's config file (its `device_key` path is used).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Run `edgegate device-key`.
+pub fn run_device_key(args: DeviceKeyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let config = crate::config::Config::load(&args.config).map_err(|e| anyhow!("{e}"))?;
+    let key = crate::daemon::device_key(&config.device_key)?;
+    writeln!(out, "{}", crate::PublicKey::from(key.verifying_key()))?;
+    Ok(())
+}
+
+/// Parse `[ADDR:]PORT=SERVICE`.
+pub fn parse_forward(spec: &str) -> anyhow::Result<client::Forward> {
+    let (addr, service) = spec
+        .rsplit_once('=')
+        .ok_or_else(|| anyhow!("-L {spec}: expected [ADDR:]PORT=SERVICE"))?;
+    if service.is_empty() {
+        bail!("-L {spec}: empty service");
+    }
+    Ok(client::Forward {
+        listen: parse_listen(addr).with_context(|| format!("-L {spec}"))?,
+        service: service.to_string(),
+    })
+}
+
+/// Parse `[ADDR:]PORT`, defaulting to 127.0.0.1.
+pub fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| anyhow!("{s}: expected [ADDR:]PORT"))
+}
+
+async fn target(gateway: &str, key: &str, identity: Identity, tls: bool) -> anyhow::Result<Target> {
+    let device_key = keyfile::load_public_key(key).map_err(|e| anyhow!("--gateway-key: {e}"))?;
+    let gateway = tokio::net::lookup_host(gateway)
+        .await
+        .with_context(|| format!("--gateway {gateway}"))?
+        .next()
+        .ok_or_else(|| anyhow!("--gateway {gateway}: no address"))?;
+    Ok(Target {
+        gateway,
+        device_key,
+        identity,
+        tls,
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Run `edgegate connect`. Errors are one line; policy refusals print
+/// `denied: ...` themselves and return a failure code.
+pub fn run_connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    let forwards = args
+        .forward
+        .iter()
+        .map(|s| parse_forward(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let socks = args.socks.as_deref().map(parse_listen).transpose()?;
+    let key = keyfile::load_signing_key(&args.identity)
+        .map_err(|e| anyhow!("--identity {}: {e}", args.identity.display()))?;
+    let ticket = std::fs::read(&args.ticket)
+        .with_context(|| format!("--ticket {}", args.ticket.display()))?;
+    let identity = Identity::new(&key)?;
+    runtime()?.block_on(async move {
+        let target = target(&args.gateway, &args.gateway_key, identity, args.tls).await?;
+        connect(&target, ticket, forwards, socks).await
+    })
+}
+
+async fn connect(
+    target: &Target,
+    ticket: Vec<u8>,
+    forwards: Vec<client::Forward>,
+    socks: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let (session, mut events) = match client::open_session(target, ticket).await {
+        Ok(s) => s,
+        Err(ClientError::Denied(reason)) => {
+            eprintln!("denied: {reason}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => bail!("connecting to {}: {e}", target.gateway),
+    };
+    let mut out = std::io::stdout().lock();
+    for s in &session.welcome.services {
+        match s.decision {
+            Verdict::Allow(level) => writeln!(out, "allow {} {level}", s.id)?,
+            Verdict::Deny(reason) => writeln!(out, "deny {} {reason}", s.id)?,
+        }
+    }
+    out.flush()?;
+    for f in &forwards {
+        let verdict = session.welcome.services.iter().find(|s| s.id == f.service);
+        match verdict.map(|s| s.decision) {
+            Some(Verdict::Allow(_)) => {}
+            Some(Verdict::Deny(reason)) => {
+                eprintln!("denied: {}: {reason}", f.service);
+                session.close();
+                return Ok(ExitCode::FAILURE);
+            }
+            None => {
+                eprintln!("denied: {}: unknown-service", f.service);
+                session.close();
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    let session = Arc::new(session);
+    for f in forwards {
+        let listener = TcpListener::bind(f.listen)
+            .await
+            .with_context(|| format!("-L {}: binding {}", f.service, f.listen))?;
+        tokio::spawn(client::forward(session.clone(), listener, f.service));
+    }
+    if let Some(addr) = socks {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--socks: binding {addr}"))?;
+        tokio::spawn(client::socks5(session.clone(), listener));
+    }
+    writeln!(out, "ready")?;
+    out.flush()?;
+    drop(out);
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            session.close();
+            Ok(ExitCode::SUCCESS)
+        }
+        ev = events.recv() => {
+            let why = match ev {
+                Some(SessionEvent::Ended(why)) => why,
+                None => "session ended".to_string(),
+            };
+            eprintln!("closed: session: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Run `edgegate bundle push`; prints `accepted serial N`,
+/// `unchanged serial N`, or fails with `rejected: CODE: MESSAGE`.
+pub fn run_push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let bundle = std::fs::read(&args.file).with_context(|| format!("{}", args.file.display()))?;
+    let key = match &args.identity {
+        Some(path) => keyfile::load_signing_key(path)
+            .map_err(|e| anyhow!("--identity {}: {e}", path.display()))?,
+        None => ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng),
+    };
+    let identity = Identity::new(&key)?;
+    let result = runtime()?.block_on(async move {
+        let target = target(&args.gateway, &args.gateway_key, identity, args.tls).await?;
+        client::push_bundle(&target, bundle)
+            .await
+            .map_err(|e| anyhow!("pushing to {}: {e}", target.gateway))
+    })?;
+    match result {
+        PushResult::Accepted { serial } => writeln!(out, "accepted serial {serial}")?,
+        PushResult::Unchanged { serial } => writeln!(out, "unchanged serial {serial}")?,
+        PushResult::Rejected { code, message } if message.starts_with(&code) => {
+            bail!("rejected: {message}")
+        }
+        PushResult::Rejected { code, message } => bail!("rejected: {code}: {message}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! The engineer's side of a tunnel: open a session (QUIC, or TLS over TCP
+//! with `--tls`), read the daemon's per-service decisions, and open one
+//! stream per forwarded connection. Local listeners (`-L`, SOCKS5) live in
+//! `client/forward.rs` and `client/socks.rs`; bundle push in `client/push.rs`.
+
+mod forward;
+mod push;
+mod socks;
+
+pub use forward::{forward, Forward};
+pub use push::push_bundle;
+pub use socks::socks5;
+
+use crate::tlsid::{self, Identity};
+use crate::transport::{self, expect_frame, read_frame, write_frame, PipeReader, PipeWriter};
+use crate::PublicKey;
+use edgegate_proto::frame::{Frame, Welcome, CONN_IDLE, CONN_KILLED, CONN_SHUTDOWN, MAX_FRAME};
+use edgegate_proto::DenyReason;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// How long connecting and each handshake step may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and how to connect.
+pub struct Target {
+    /// The daemon's address.
+    pub gateway: SocketAddr,
+    /// The pinned device key.
+    pub device_key: PublicKey,
+    /// This client's identity.
+    pub identity: Identity,
+    /// Use TLS over TCP instead of QUIC.
+    pub tls: bool,
+}
+
+/// Why a session or stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The daemon refused (session or stream) with a policy reason.
+    #[error("{0}")]
+    Denied(DenyReason),
+    /// The stream was allowed but the daemon could not reach the target.
+    #[error("{0}")]
+    Failed(String),
+    /// Network, TLS or protocol failure.
+    #[error("{0}")]
+    Link(String),
+}
+
+fn link(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Link(e.to_string())
+}
+
+enum Link {
+    Quic {
+        conn: quinn::Connection,
+        _endpoint: quinn::Endpoint,
+    },
+    Tls {
+        connector: TlsConnector,
+        gateway: SocketAddr,
+        ticket: Vec<u8>,
+    },
+}
+
+/// An open session.
+pub struct Session {
+    link: Link,
+    /// What the daemon answered to `Hello`.
+    pub welcome: Welcome,
+    /// Stream id → service, for `StreamClosed` notices.
+    streams: Arc<Mutex<HashMap<u64, String>>>,
+    /// Streams whose cut was already reported (a QUIC cut is seen twice).
+    reported: Arc<Mutex<HashSet<u64>>>,
+    /// Kept so the event channel stays open while the session lives (TLS
+    /// has no connection whose end would end the session).
+    _events: mpsc::UnboundedSender<SessionEvent>,
+}
+
+/// Events that end or mark a session, for the command's main loop.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// The daemon closed the session; the text says why.
+    Ended(String),
+}
+
+impl Target {
+    /// Connect with TLS and send `first`; returns the stream.
+    async fn tls_connect(&self) -> Result<TlsStream<TcpStream>, ClientError> {
+        let config = tlsid::client_config(&self.identity, self.device_key).map_err(link)?;
+        let connector = TlsConnector::from(Arc::new(config));
+        tls_dial(&connector, self.gateway).await
+    }
+
+    async fn quic_connect(&self) -> Result<(quinn::Endpoint, quinn::Connection), ClientError> {
+        let endpoint =
+            transport::quic::client(self.gateway, &self.identity, self.device_key).map_err(link)?;
+        let connecting = endpoint
+            .connect(self.gateway, tlsid::SERVER_NAME)
+            .map_err(link)?;
+        let conn = timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| ClientError::Link("timed out connecting".into()))?
+            .map_err(link)?;
+        Ok((endpoint, conn))
+    }
+
+    /// Send one first frame on a fresh connection and read one answer
+    /// (bundle push).
+    pub(crate) async fn exchange(&self, first: Frame, cap: usize) -> Result<Frame, ClientError> {
+        if self.tls {
+            let mut tls = self.tls_connect().await?;
+            write_frame(&mut tls, &first).await.map_err(link)?;
+            expect_frame(&mut tls, cap).await.map_err(link)
+        } else {
+            let (_endpoint, conn) = self.quic_connect().await?;
+            let (mut send, mut recv) = conn.open_bi().await.map_err(link)?;
+            write_frame(&mut send, &first).await.map_err(link)?;
+            let answer = expect_frame(&mut recv, cap).await.map_err(link);
+            conn.close(0u32.into(), b"done");
+            answer
+        }
+    }
+}
+
+async fn tls_dial(
+    connector: &TlsConnector,
+    gateway: SocketAddr,
+) -> Result<TlsStream<TcpStream>, ClientError> {
+    let dial = async {
+        let tcp = TcpStream::connect(gateway).await.map_err(link)?;
+        let _ = tcp.set_nodelay(true);
+        connector
+            .connect(tlsid::server_name(), tcp)
+            .await
+            .map_err(link)
+    };
+    timeout(CONNECT_TIMEOUT, dial)
+        .await
+        .map_err(|_| ClientError::Link("timed out connecting".into()))?
+}
+
+fn welcome_of(frame: Frame) -> Result<Welcome, ClientError> {
+    match frame {
+        Frame::Welcome(w) => Ok(w),
+        Frame::Refused { reason } => Err(ClientError::Denied(reason)),
+        _ => Err(ClientError::Link("unexpected answer to Hello".into())),
+    }
+}
+
+/// Open a session: `Hello` with the ticket, `Welcome` or `Refused` back.
+/// Session-ending events arrive on the returned receiver.
+pub async fn open_session(
+    target: &Target,
+    ticket: Vec<u8>,
+) -> Result<(Session, mpsc::UnboundedReceiver<SessionEvent>), ClientError> {
+    let (events, events_rx) = mpsc::unbounded_channel();
+    let streams = Arc::new(Mutex::new(HashMap::new()));
+    let reported = Arc::new(Mutex::new(HashSet::new()));
+    if target.tls {
+        let config = tlsid::client_config(&target.identity, target.device_key).map_err(link)?;
+        let connector = TlsConnector::from(Arc::new(config));
+        let mut tls = tls_dial(&connector, target.gateway).await?;
+        write_frame(
+            &mut tls,
+            &Frame::Hello {
+                ticket: ticket.clone(),
+            },
+        )
+        .await
+        .map_err(link)?;
+        let welcome = welcome_of(expect_frame(&mut tls, MAX_FRAME).await.map_err(link)?)?;
+        let link = Link::Tls {
+            connector,
+            gateway: target.gateway,
+            ticket,
+        };
+        let session = Session {
+            link,
+            welcome,
+            streams,
+            reported,
+            _events: events,
+        };
+        return Ok((session, events_rx));
+    }
+    let (endpoint, conn) = target.quic_connect().await?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(link)?;
+    write_frame(&mut send, &Frame::Hello { ticket })
+        .await
+        .map_err(link)?;
+    let welcome = welcome_of(expect_frame(&mut recv, MAX_FRAME).await.map_err(link)?)?;
+    let session = Session {
+        link: Link::Quic {
+            conn: conn.clone(),
+            _endpoint: endpoint,
+        },
+        welcome,
+        streams: streams.clone(),
+        reported: reported.clone(),
+        _events: events.clone(),
+    };
+    tokio::spawn(watch_control(conn, send, recv, streams, reported, events));
+    Ok((session, events_rx))
+}
+
+/// Read `StreamClosed` notices until the connection ends.
+async fn watch_control(
+    conn: quinn::Connection,
+    _send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    streams: Arc<Mutex<HashMap<u64, String>>>,
+    reported: Arc<Mutex<HashSet<u64>>>,
+    events: mpsc::UnboundedSender<SessionEvent>,
+) {
+    while let Ok(Some(Frame::StreamClosed { stream, reason })) =
+        read_frame(&mut recv, MAX_FRAME).await
+    {
+        let service = lock(&streams).get(&stream).cloned();
+        if let Some(service) = service {
+            report_cut(&reported, stream, &service, reason);
+        }
+    }
+    let why = match conn.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) => match c.error_code.into_inner() {
+            code if code == u64::from(CONN_KILLED) => "session killed".to_string(),
+            code if code == u64::from(CONN_IDLE) => "idle timeout".to_string(),
+            code if code == u64::from(CONN_SHUTDOWN) => "gateway shutting down".to_string(),
+            _ => String::from_utf8_lossy(&c.reason).into_owned(),
+        },
+        e => e.to_string(),
+    };
+    let _ = events.send(SessionEvent::Ended(why));
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn report_cut(reported: &Mutex<HashSet<u64>>, stream: u64, service: &str, reason: DenyReason) {
+    if lock(reported).insert(stream) {
+        eprintln!("closed: {service}: {reason}");
+    }
+}
+
+/// One opened tunnel stream.
+pub struct Stream {
+    /// Id used in `StreamClosed` notices.
+    pub id: u64,
+    /// Bytes from the daemon.
+    pub reader: PipeReader,
+    /// Bytes to the daemon.
+    pub writer: PipeWriter,
+}
+
+impl Session {
+    /// Open a stream to `service` (`destination` for vpn).
+    pub async fn open(
+        &self,
+        service: &str,
+        destination: Option<String>,
+    ) -> Result<Stream, ClientError> {
+        let open = Frame::Open {
+            service: service.to_string(),
+            destination,
+        };
+        let (id, reader, writer, answer) = match &self.link {
+            Link::Quic { conn, .. } => {
+                let (mut send, mut recv) = conn.open_bi().await.map_err(link)?;
+                let id = u64::from(send.id());
+                lock(&self.streams).insert(id, service.to_string());
+                write_frame(&mut send, &open).await.map_err(link)?;
+                let answer = expect_frame(&mut recv, MAX_FRAME).await;
+                (id, PipeReader::Quic(recv), PipeWriter::Quic(send), answer)
+            }
+            Link::Tls {
+                connector,
+                gateway,
+                ticket,
+            } => {
+                let mut tls = tls_dial(connector, *gateway).await?;
+                let hello = Frame::Hello {
+                    ticket: ticket.clone(),
+                };
+                write_frame(&mut tls, &hello).await.map_err(link)?;
+                write_frame(&mut tls, &open).await.map_err(link)?;
+                welcome_of(expect_frame(&mut tls, MAX_FRAME).await.map_err(link)?)?;
+                let answer = expect_frame(&mut tls, MAX_FRAME).await;
+                let (r, w) = tokio::io::split(tls);
+                (
+                    0,
+                    PipeReader::Framed(Box::new(r)),
+                    PipeWriter::Framed(Box::new(w)),
+                    answer,
+                )
+            }
+        };
+        match answer.map_err(link)? {
+            Frame::Opened { .. } => Ok(Stream { id, reader, writer }),
+            Frame::Denied { reason } => Err(ClientError::Denied(reason)),
+            Frame::Failed { message } => Err(ClientError::Failed(message)),
+            _ => Err(ClientError::Link("unexpected answer to Open".into())),
+        }
+    }
+
+    /// Report a cut seen on the stream itself (TLS `Close`, QUIC reset).
+    pub(crate) fn report_cut(&self, stream: u64, service: &str, reason: DenyReason) {
+        if let Link::Tls { .. } = self.link {
+            eprintln!("closed: {service}: {reason}");
+        } else {
+            report_cut(&self.reported, stream, service, reason);
+        }
+    }
+
+    /// Drop the bookkeeping of a finished stream.
+    pub(crate) fn forget(&self, stream: u64) {
+        lock(&self.streams).remove(&stream);
+        lock(&self.reported).remove(&stream);
+    }
+
+    /// Close the session politely.
+    pub fn close(&self) {
+        if let Link::Quic { conn, .. } = &self.link {
+            conn.close(0u32.into(), b"bye");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Assembling and running `edgegated`: device key, store, compiled bundle,
+//! gateway, QUIC and TLS listeners, control socket; then serve until
+//! SIGTERM/SIGINT and drain.
+//!
+//! The config is validated (by `Config::load`) before anything here binds.
+//! This module owns the order of start-up and shutdown, nothing else.
+
+use crate::config::Config;
+use crate::control::ControlServer;
+use crate::gateway::{ControlView, Gateway};
+use crate::keyfile;
+use crate::policy::PolicyIndex;
+use crate::sdnotify;
+use crate::store::Store;
+use crate::tlsid::Identity;
+use anyhow::{anyhow, Context};
+use ed25519_dalek::SigningKey;
+use edgegate_proto::audit::AuditEvent;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// How long shutdown waits for sessions to end after asking them to.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// A started daemon.
+pub struct Running {
+    /// The shared state.
+    pub gateway: Arc<Gateway>,
+    /// Where QUIC listens (UDP).
+    pub quic: SocketAddr,
+    /// Where TLS listens (TCP).
+    pub tls: SocketAddr,
+    /// The control socket.
+    pub control: PathBuf,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Load the device key, creating it (mode 0600) if absent.
+pub fn device_key(path: &Path) -> anyhow::Result<SigningKey> {
+    if path.exists() {
+        return keyfile::load_signing_key(path).map_err(|e| anyhow!("device_key: {e}"));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let key = keyfile::generate(path).with_context(|| "creating device_key")?;
+    tracing::info!(path = %path.display(), "created device key");
+    Ok(key)
+}
+
+/// Start everything; listeners are bound when this returns.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let key = device_key(&config.device_key)?;
+    let identity = Identity::new(&key)?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("state_dir {}", config.state_dir.display()))?;
+    let trust = config.trust();
+    let opened = Store::open(&config.state_dir, &trust, &config.device_id, |vb| {
+        PolicyIndex::compile(vb)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })?;
+    for w in &opened.warnings {
+        tracing::warn!("store: {w}");
+    }
+    let endpoint = crate::transport::quic::server(
+        config.listen_quic,
+        &identity,
+        config.limits.max_streams_per_session,
+    )?;
+    let tls = TcpListener::bind(config.listen_tls)
+        .await
+        .with_context(|| format!("binding listen_tls {}", config.listen_tls))?;
+    let control = ControlServer::bind(&config.control_socket, config.control_group.as_deref())
+        .with_context(|| format!("binding control_socket {}", config.control_socket.display()))?;
+    let control_path = config.control_socket.clone();
+    let gateway = Gateway::new(config, opened.store, opened.bundle, identity)?;
+    let (quic_addr, tls_addr) = (endpoint.local_addr()?, tls.local_addr()?);
+    gateway.set_bound(quic_addr, tls_addr);
+    gateway.audit_event(AuditEvent::DaemonStart {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    });
+    let tasks = vec![
+        tokio::spawn(gateway.clone().serve_quic(endpoint)),
+        tokio::spawn(gateway.clone().serve_tls(tls)),
+        tokio::spawn(control.serve(Arc::new(ControlView(gateway.clone())))),
+    ];
+    tracing::info!(quic = %quic_addr, tls = %tls_addr, device = %gateway.identity().public(), "edgegated listening");
+    Ok(Running {
+        gateway,
+        quic: quic_addr,
+        tls: tls_addr,
+        control: control_path,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Ask sessions to end, wait for them (bounded), flush and stop.
+    pub async fn shutdown(self) {
+        self.gateway.begin_shutdown();
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while self.gateway.session_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.gateway.audit_event(AuditEvent::DaemonStop);
+        self.gateway.flush();
+        for t in self.tasks {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.control);
+    }
+}
+
+/// Wait for SIGTERM or SIGINT.
+pub async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Run the daemon for `config` until a signal; print where it listens.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    println!("device key {}", running.gateway.identity().public());
+    println!("listening quic {}", running.quic);
+    println!("listening tls {}", running.tls);
+    println!("control {}", running.control.display());
+    sdnotify::ready();
+    sdnotify::status(&format!(
+        "listening quic {} tls {}",
+        running.quic, running.tls
+    ));
+    // Healthy while the listeners run and the shared state answers (its
+    // locks are not wedged).
+    let gw = running.gateway.clone();
+    let listeners: Vec<_> = running.tasks.iter().map(|t| t.abort_handle()).collect();
+    let watchdog = sdnotify::spawn_watchdog(move || {
+        let gw = gw.clone();
+        let alive = listeners.iter().all(|t| !t.is_finished());
+        async move { alive && !gw.status().device_id.is_empty() }
+    });
+    terminated().await;
+    tracing::info!("shutting down");
+    sdnotify::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The daemon's core: the state every tunnel shares and the paths that
+//! change it.
+//!
+//! Owns the store, the published policy (a `watch` channel carrying the
+//! compiled [`PolicyIndex`] of the bundle in force), site consent, the
+//! session registry and the audit hooks. Every live stream waits on the
+//! policy and consent channels, its session's kill switch and its own time
+//! deadline, and re-runs [`Gateway::admit`] — the very function that
+//! admitted it — whenever one fires (`admit.rs`, `stream.rs`).
+//!
+//! Sockets are accepted in `quic.rs` and `tls.rs`; the bundle accept path
+//! is `push.rs`; the control socket's view is `control.rs`. Deciding is the
+//! policy module's business: this module only gathers the inputs.
+
+mod admit;
+mod audit_hooks;
+mod control;
+mod pending;
+mod push;
+mod quic;
+mod registry;
+mod session;
+mod stream;
+mod tls;
+
+pub use admit::Credentials;
+pub use control::ControlView;
+
+use crate::config::Config;
+use crate::consent::Consent;
+use crate::policy::PolicyIndex;
+use crate::store::Store;
+use crate::tlsid::Identity;
+use edgegate_proto::{TrustPolicy, UnixTime, VerifiedBundle};
+use registry::Registry;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::watch;
+
+/// The bundle in force, compiled.
+#[derive(Debug)]
+pub struct Active {
+    /// The compiled index every decision uses.
+    pub index: PolicyIndex,
+    /// The verified bundle it was compiled from (names, logout periods).
+    pub bundle: VerifiedBundle,
+}
+
+/// Shared daemon state. Build it once, share it behind an `Arc`.
+pub struct Gateway {
+    config: Config,
+    store: Store,
+    trust: TrustPolicy,
+    identity: Identity,
+    consent: Arc<Consent>,
+    policy: watch::Sender<Option<Arc<Active>>>,
+    registry: Registry,
+    /// Serialises bundle installs so publish order follows store order.
+    push_lock: tokio::sync::Mutex<()>,
+    audit: audit_hooks::Audit,
+    shutdown: watch::Sender<bool>,
+    /// The addresses actually bound (QUIC, TLS), once listening.
+    bound: std::sync::OnceLock<(std::net::SocketAddr, std::net::SocketAddr)>,
+}
+
+/// Why the gateway could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The stored bundle verified but does not compile.
+    #[error("stored bundle does not compile: {0}")]
+    Compile(String),
+    /// The audit log could not be opened.
+    #[error("audit log: {0}")]
+    Audit(String),
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("device", &self.config.device_id)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the epoch on the wall clock (0 if the clock is before 1970).
+pub fn wall_clock() -> UnixTime {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Gateway {
+    /// Assemble the gateway from a validated config, the opened store and
+    /// the stored bundle (already verified and checked by the store).
+    pub fn new(
+        config: Config,
+        store: Store,
+        stored: Option<VerifiedBundle>,
+        identity: Identity,
+    ) -> Result<Arc<Gateway>, GatewayError> {
+        let active = match stored {
+            Some(bundle) => {
+                let index = PolicyIndex::compile(&bundle)
+                    .map_err(|e| GatewayError::Compile(e.to_string()))?;
+                Some(Arc::new(Active { index, bundle }))
+            }
+            None => None,
+        };
+        let audit = audit_hooks::Audit::open(&store, &config)?;
+        let consent = Arc::new(Consent::new());
+        tokio::spawn(consent.clone().run_expiry());
+        audit.watch_consent_expiry(&consent);
+        Ok(Arc::new(Gateway {
+            trust: config.trust(),
+            registry: Registry::default(),
+            policy: watch::channel(active).0,
+            push_lock: tokio::sync::Mutex::new(()),
+            shutdown: watch::channel(false).0,
+            bound: std::sync::OnceLock::new(),
+            config,
+            store,
+            identity,
+            consent,
+            audit,
+        }))
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The device's TLS identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The bundle in force, if any.
+    pub fn active(&self) -> Option<Arc<Active>> {
+        self.policy.borrow().clone()
+    }
+
+    /// The daemon's notion of now: the wall clock, never below the time floor.
+    pub fn now(&self) -> UnixTime {
+        self.store.now(wall_clock())
+    }
+
+    /// Site consent.
+    pub fn consent(&self) -> &Consent {
+        &self.consent
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> Vec<edgegate_proto::control::SessionInfo> {
+        self.registry.snapshot()
+    }
+
+    /// Kill a session: every stream of it is closed at once.
+    pub fn kill(&self, id: u64) -> bool {
+        self.registry.kill(id)
+    }
+
+    /// Ask every session to end and stop accepting new ones.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+        self.registry.end_all();
+    }
+
+    /// Whether shutdown was asked for, as a receiver to wait on.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// How many sessions are live.
+    pub fn session_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Record the addresses the listeners are bound to (for `status`).
+    pub fn set_bound(&self, quic: std::net::SocketAddr, tls: std::net::SocketAddr) {
+        let _ = self.bound.set((quic, tls));
+    }
+
+    /// Append an audit event (daemon start/stop).
+    pub fn audit_event(&self, event: edgegate_proto::audit::AuditEvent) {
+        self.audit.append(event);
+    }
+
+    /// Flush the audit log and store (on shutdown).
+    pub fn flush(&self) {
+        if let Err(e) = self.audit.log().flush() {
+            tracing::warn!("flushing the audit log: {e}");
+        }
+    }
+
+    fn publish(&self, active: Option<Arc<Active>>) {
+        self.policy.send_replace(active);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+//! Where the data path reports to the audit log: one method per event, so
+//! the tunnel code names what happened and this file alone knows how it is
+//! recorded (the hash-chained log in sled; the log also emits tracing).
+//! A failing append is logged and never stops traffic.
+
+use super::registry::{Session, StreamStats};
+use super::stream::OpenRequest;
+use super::{wall_clock, GatewayError};
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::consent::{Consent, ConsentState};
+use crate::store::Store;
+use edgegate_proto::audit::{AuditEvent, CloseReason, Outcome};
+use edgegate_proto::{DenyReason, Level};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub(crate) struct Audit {
+    log: Arc<AuditLog>,
+}
+
+impl Audit {
+    pub(crate) fn open(store: &Store, config: &Config) -> Result<Audit, GatewayError> {
+        let log = AuditLog::open(store.db(), config.limits.audit_retention)
+            .map_err(|e| GatewayError::Audit(e.to_string()))?;
+        Ok(Audit { log: Arc::new(log) })
+    }
+
+    pub(crate) fn log(&self) -> &Arc<AuditLog> {
+        &self.log
+    }
+
+    /// Audit consent windows that run out (grants and revokes are audited
+    /// where the operator's request is answered).
+    pub(crate) fn watch_consent_expiry(&self, consent: &Consent) {
+        let log = self.log.clone();
+        let mut rx = consent.subscribe();
+        tokio::spawn(async move {
+            let mut before = *rx.borrow_and_update();
+            while rx.changed().await.is_ok() {
+                let now = *rx.borrow_and_update();
+                let expired = matches!(before, ConsentState::Until(end) if end <= Instant::now());
+                if now == ConsentState::Inactive && expired {
+                    if let Err(e) = log.append(wall_clock(), AuditEvent::ConsentExpired) {
+                        tracing::error!("audit append failed: {e}");
+                    }
+                }
+                before = now;
+            }
+        });
+    }
+
+    pub(crate) fn append(&self, event: AuditEvent) {
+        if let Err(e) = self.log.append(wall_clock(), event) {
+            tracing::error!("audit append failed: {e}");
+        }
+    }
+
+    pub(crate) fn decision(
+        &self,
+        session: &Session,
+        open: &OpenRequest,
+        decision: Result<Level, &DenyReason>,
+    ) {
+        self.append(AuditEvent::Decision {
+            session: session.id,
+            user: Some(session.user.clone()),
+            service: Some(open.service.clone()),
+            destination: open.destination.clone(),
+            outcome: match decision {
+                Ok(level) => Outcome::Allow(level),
+                Err(reason) => Outcome::Deny(*reason),
+            },
+        });
+    }
+
+    pub(crate) fn stream_opened(&self, session: &Session, stats: &StreamStats) {
+        self.append(AuditEvent::StreamOpen {
+            session: session.id,
+            user: session.user.clone(),
+            service: stats.service.clone(),
+            destination: stats.destination.clone(),
+            level: stats.level,
+        });
+    }
+
+    pub(crate) fn stream_closed(
+        &self,
+        session: &Session,
+        stats: &StreamStats,
+        reason: CloseReason,
+    ) {
+        self.append(AuditEvent::StreamClose {
+            session: session.id,
+            user: session.user.clone(),
+            service: stats.service.clone(),
+            destination: stats.destination.clone(),
+            bytes_up: stats.up.load(Ordering::Relaxed),
+            bytes_down: stats.down.load(Ordering::Relaxed),
+            duration_ms: stats.started.elapsed().as_millis() as u64,
+            reason,
+        });
+    }
+
+    pub(crate) fn session_opened(&self, session: &Session) {
+        self.append(AuditEvent::SessionOpen {
+            session: session.id,
+            user: session.user.clone(),
+            client_key: *session.cred.peer.key(),
+            transport: session.transport,
+            peer: session.remote.clone(),
+        });
+    }
+
+    pub(crate) fn session_refused(&self, user: Option<&str>, reason: DenyReason) {
+        self.append(AuditEvent::Decision {
+            session: 0,
+            user: user.map(str::to_string),
+            service: None,
+            destination: None,
+            outcome: Outcome::Deny(reason),
+        });
+    }
+
+    pub(crate) fn session_closed(&self, session: &Session, reason: CloseReason) {
+        self.append(AuditEvent::SessionClose {
+            session: session.id,
+            user: session.user.clone(),
+            reason,
+            duration_ms: session.started.elapsed().as_millis() as u64,
+        });
+    }
+
+    pub(crate) fn bundle_accepted(&self, serial: u64, issued_at: u64, not_after: u64) {
+        self.append(AuditEvent::BundleAccepted {
+            serial,
+            issued_at,
+            not_after,
+        });
+    }
+
+    pub(crate) fn bundle_rejected(&self, code: &str, message: &str, serial: Option<u64>) {
+        self.append(AuditEvent::BundleRejected {
+            code: code.to_string(),
+            message: message.to_string(),
+            serial,
+        });
+    }
+}

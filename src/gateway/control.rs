@@ -1,0 +1,73 @@
+//! The gateway as the control socket sees it: status, sessions, kill,
+//! consent, audit and bundle push, answered from the live state.
+
+use super::{wall_clock, Gateway};
+use crate::control::{
+    audit_response, audit_verify_response, BoxFuture, BundleStatus, ControlHandler, PeerCred,
+    Request, Response, StatusInfo,
+};
+use edgegate_proto::audit::AuditEvent;
+use std::sync::Arc;
+
+/// The control socket's handler: a handle on the gateway.
+#[derive(Debug, Clone)]
+pub struct ControlView(pub Arc<Gateway>);
+
+impl Gateway {
+    /// What `edgegate status` shows.
+    pub fn status(&self) -> StatusInfo {
+        let (quic, tls) = self
+            .bound
+            .get()
+            .map(|(q, t)| (q.to_string(), t.to_string()))
+            .unwrap_or_default();
+        StatusInfo {
+            device_id: self.config.device_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            now: self.now(),
+            time_floor: self.store.time_floor(),
+            bundle: self.active().map(|a| BundleStatus {
+                serial: a.index.serial(),
+                issued_at: a.index.issued_at(),
+                not_after: a.index.not_after(),
+            }),
+            consent: self.consent.info(wall_clock()),
+            sessions: u32::try_from(self.registry.len()).unwrap_or(u32::MAX),
+            listen_quic: quic,
+            listen_tls: tls,
+        }
+    }
+}
+
+impl ControlHandler for ControlView {
+    fn handle(&self, req: Request, peer: PeerCred) -> BoxFuture<'_, Response> {
+        let gw = self.0.clone();
+        Box::pin(async move {
+            match req {
+                Request::Status => Response::Status(gw.status()),
+                Request::Sessions => Response::Sessions(gw.sessions()),
+                Request::Kill { id } => Response::Killed(gw.kill(id)),
+                Request::Audit { since, limit } => {
+                    audit_response(gw.audit.log().clone(), since, limit).await
+                }
+                Request::AuditVerify => audit_verify_response(gw.audit.log().clone()).await,
+                Request::ConsentGrant { secs } => {
+                    gw.consent.grant(secs);
+                    let info = gw.consent.info(wall_clock());
+                    gw.audit.append(AuditEvent::ConsentGranted {
+                        until: info.until,
+                        by_uid: peer.uid,
+                    });
+                    Response::Consent(info)
+                }
+                Request::ConsentRevoke => {
+                    gw.consent.revoke();
+                    gw.audit
+                        .append(AuditEvent::ConsentRevoked { by_uid: peer.uid });
+                    Response::Consent(gw.consent.info(wall_clock()))
+                }
+                Request::PushBundle { bytes } => Response::Push(gw.push_bundle(bytes).await),
+            }
+        })
+    }
+}

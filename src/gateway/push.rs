@@ -1,0 +1,53 @@
+//! The bundle accept path, shared by the tunnel port and the control
+//! socket: verify → compile (`invalid-policy`) → store (flushed) → publish
+//! the new index → every live stream re-decides.
+
+use super::{wall_clock, Active, Gateway};
+use crate::policy::PolicyIndex;
+use crate::store::Applied;
+use edgegate_proto::control::PushResult;
+use std::sync::Arc;
+
+impl Gateway {
+    /// Install a pushed bundle if DESIGN §3 allows it. Whatever the outcome,
+    /// the answer is ready to send; on rejection nothing changed.
+    pub async fn push_bundle(self: &Arc<Self>, bytes: Vec<u8>) -> PushResult {
+        if bytes.len() > self.config.limits.max_bundle_size {
+            let message = format!(
+                "bundle of {} bytes exceeds max_bundle_size {}",
+                bytes.len(),
+                self.config.limits.max_bundle_size
+            );
+            return self.rejected("too-large", message);
+        }
+        // One install at a time, so the index published last is the one
+        // stored last.
+        let _one = self.push_lock.lock().await;
+        let gw = self.clone();
+        let accepted = tokio::task::spawn_blocking(move || {
+            gw.store.accept(&bytes, wall_clock(), |vb| {
+                PolicyIndex::compile(vb).map_err(|e| e.to_string())
+            })
+        })
+        .await;
+        match accepted {
+            Ok(Ok((Applied::Accepted { serial }, bundle, index))) => {
+                let (issued, not_after) = (index.issued_at(), index.not_after());
+                self.publish(Some(Arc::new(Active { index, bundle })));
+                self.audit.bundle_accepted(serial, issued, not_after);
+                PushResult::Accepted { serial }
+            }
+            Ok(Ok((Applied::Unchanged { serial }, _, _))) => PushResult::Unchanged { serial },
+            Ok(Err(reason)) => self.rejected(reason.code(), reason.to_string()),
+            Err(e) => self.rejected("internal", format!("install task failed: {e}")),
+        }
+    }
+
+    fn rejected(&self, code: &str, message: String) -> PushResult {
+        self.audit.bundle_rejected(code, &message, None);
+        PushResult::Rejected {
+            code: code.to_string(),
+            message,
+        }
+    }
+}

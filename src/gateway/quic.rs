@@ -1,0 +1,196 @@
+//! The QUIC side: one connection is one session. The first bidirectional
+//! stream is the control stream (`Hello`/`Welcome`, later `StreamClosed`
+//! notices); every further one carries one `Open` and then raw bytes.
+
+use super::pending::{Pending, Phase};
+use super::registry::Session;
+use super::stream::OpenRequest;
+use super::Gateway;
+use crate::tlsid::AuthenticatedPeer;
+use crate::transport::{read_frame, write_frame, PipeReader, PipeWriter};
+use edgegate_proto::audit::Transport;
+use edgegate_proto::frame::{
+    self, Frame, CONN_IDLE, CONN_KILLED, CONN_PROTOCOL_ERROR, CONN_SHUTDOWN,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// How long the daemon lingers after its last answer for the client to
+/// read it and close.
+const LINGER: Duration = Duration::from_secs(5);
+
+fn close(conn: &quinn::Connection, code: u32, why: &str) {
+    conn.close(quinn::VarInt::from_u32(code), why.as_bytes());
+}
+
+impl Gateway {
+    /// Accept QUIC connections until shutdown.
+    pub async fn serve_quic(self: Arc<Self>, endpoint: quinn::Endpoint) {
+        let mut pending = Pending::new(self.config.limits.max_handshakes);
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            let incoming = tokio::select! {
+                i = endpoint.accept() => match i { Some(i) => i, None => break },
+                _ = shutdown.changed() => break,
+            };
+            let gw = self.clone();
+            pending.spawn(move |phase| gw.quic_connection(incoming, phase));
+        }
+        endpoint.close(quinn::VarInt::from_u32(CONN_SHUTDOWN), b"shutdown");
+    }
+
+    async fn quic_connection(self: Arc<Self>, incoming: quinn::Incoming, phase: Phase) {
+        let limits = &self.config.limits;
+        let remote = incoming.remote_address();
+        let conn = match incoming.accept() {
+            Ok(connecting) => match timeout(limits.handshake_timeout, connecting).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, "quic handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "quic handshake timed out");
+                    return;
+                }
+            },
+            Err(e) => {
+                tracing::debug!(%remote, "quic accept failed: {e}");
+                return;
+            }
+        };
+        let Some(peer) = AuthenticatedPeer::from_quic(&conn) else {
+            return close(&conn, CONN_PROTOCOL_ERROR, "no client key");
+        };
+        let first = timeout(limits.first_frame_timeout, async {
+            let (send, mut recv) = conn.accept_bi().await.ok()?;
+            let cap = limits
+                .max_bundle_size
+                .saturating_add(64)
+                .min(frame::MAX_PUSH_FRAME);
+            let f = read_frame(&mut recv, cap).await.ok()??;
+            Some((send, f))
+        })
+        .await;
+        let Ok(Some((mut send, first))) = first else {
+            return close(&conn, CONN_PROTOCOL_ERROR, "no valid first frame");
+        };
+        // Handshake and first frame are the unauthenticated phase the
+        // `Phase` bounds; a push or a session goes on without it.
+        if !phase.finish() {
+            return;
+        }
+        let ticket = match first {
+            Frame::Hello { ticket } => ticket,
+            Frame::PushBundle { bundle } => {
+                self.answer_push(bundle, &mut send).await;
+                let _ = send.finish();
+                let _ = timeout(LINGER, conn.closed()).await;
+                return;
+            }
+            _ => return close(&conn, CONN_PROTOCOL_ERROR, "unexpected first frame"),
+        };
+        let Some(session) = self
+            .open_session(peer, &ticket, Transport::Quic, remote, &mut send)
+            .await
+        else {
+            let _ = send.finish();
+            let _ = timeout(LINGER, conn.closed()).await;
+            return;
+        };
+        self.quic_session(&conn, &session, send).await;
+        self.end_session(&session);
+    }
+
+    async fn quic_session(
+        self: &Arc<Self>,
+        conn: &quinn::Connection,
+        session: &Arc<Session>,
+        mut control: quinn::SendStream,
+    ) {
+        let (notices, mut notices_rx) = mpsc::unbounded_channel::<Frame>();
+        tokio::spawn(async move {
+            while let Some(f) = notices_rx.recv().await {
+                if write_frame(&mut control, &f).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut kill = session.kill.subscribe();
+        let idle = self.config.limits.idle_timeout;
+        loop {
+            // Re-checked at least every idle period: streams opening and
+            // closing move the deadline.
+            let deadline = session
+                .idle_deadline(idle)
+                .unwrap_or_else(|| tokio::time::Instant::now() + idle);
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    let still_idle = session
+                        .idle_deadline(idle)
+                        .is_some_and(|d| d <= tokio::time::Instant::now());
+                    if still_idle {
+                        session.idled_out.store(true, std::sync::atomic::Ordering::Relaxed);
+                        close(conn, CONN_IDLE, "idle timeout");
+                        break;
+                    }
+                }
+                bi = conn.accept_bi() => match bi {
+                    Ok((send, recv)) => {
+                        let (gw, session, notices) = (self.clone(), session.clone(), notices.clone());
+                        tokio::spawn(async move { gw.quic_stream(&session, send, recv, notices).await });
+                    }
+                    Err(_) => break,
+                },
+                _ = kill.changed() => {
+                    if *self.shutdown.borrow() {
+                        close(conn, CONN_SHUTDOWN, "gateway shutting down");
+                    } else {
+                        close(conn, CONN_KILLED, "session killed");
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn quic_stream(
+        &self,
+        session: &Arc<Session>,
+        send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+        notices: mpsc::UnboundedSender<Frame>,
+    ) {
+        let stream = u64::from(send.id());
+        let open = timeout(
+            self.config.limits.first_frame_timeout,
+            read_frame(&mut recv, frame::MAX_FRAME),
+        )
+        .await;
+        let Ok(Ok(Some(Frame::Open {
+            service,
+            destination,
+        }))) = open
+        else {
+            let _ = recv.stop(quinn::VarInt::from_u32(CONN_PROTOCOL_ERROR));
+            return;
+        };
+        let open = OpenRequest {
+            stream_id: stream,
+            service,
+            destination,
+        };
+        self.serve_stream(
+            session,
+            open,
+            PipeReader::Quic(recv),
+            PipeWriter::Quic(send),
+            move |reason| {
+                let _ = notices.send(Frame::StreamClosed { stream, reason });
+            },
+        )
+        .await;
+    }
+}

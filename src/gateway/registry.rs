@@ -1,0 +1,246 @@
+//! Live sessions and their streams: who, over what, since when, how many
+//! bytes; the session limits; the per-session kill switch.
+//!
+//! A QUIC connection is one session. Over TLS every stream is its own
+//! connection, so connections presenting the same client key and ticket
+//! join one registry entry, which lives while any of them does.
+
+use super::admit::Credentials;
+use crate::config::Limits;
+use edgegate_proto::audit::Transport;
+use edgegate_proto::control::{SessionInfo, StreamInfo};
+use edgegate_proto::ticket::TicketId;
+use edgegate_proto::{DenyReason, Level, UnixTime};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// One live session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) id: u64,
+    pub(crate) user: String,
+    pub(crate) cred: Credentials,
+    pub(crate) transport: Transport,
+    pub(crate) remote: String,
+    pub(crate) ends_at: UnixTime,
+    pub(crate) started_wall: UnixTime,
+    pub(crate) started: Instant,
+    pub(crate) kill: watch::Sender<bool>,
+    streams: Mutex<HashMap<u64, Arc<StreamStats>>>,
+    /// TLS connections currently attached (1 for QUIC).
+    attached: AtomicUsize,
+    /// When a stream last opened or closed (idle timeout).
+    last_activity: Mutex<Instant>,
+    /// Set when the session was closed for being idle (audit reason).
+    pub(crate) idled_out: std::sync::atomic::AtomicBool,
+}
+
+/// Counters of one live stream, shared with its pumps.
+#[derive(Debug)]
+pub(crate) struct StreamStats {
+    pub(crate) service: String,
+    pub(crate) destination: Option<String>,
+    pub(crate) level: Level,
+    pub(crate) up: AtomicU64,
+    pub(crate) down: AtomicU64,
+    pub(crate) started: Instant,
+    pub(crate) started_wall: UnixTime,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    next_id: AtomicU64,
+    /// Tickets of killed sessions, refused from then on (oldest forgotten
+    /// first past `MAX_KILLED`; by then they have long expired).
+    killed: Mutex<std::collections::VecDeque<TicketId>>,
+}
+
+/// How many killed tickets are remembered.
+const MAX_KILLED: usize = 4096;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Session {
+    /// Add a stream unless the session is at its stream limit.
+    pub(crate) fn add_stream(
+        &self,
+        id: u64,
+        service: &str,
+        destination: Option<String>,
+        level: Level,
+        max: usize,
+    ) -> Option<Arc<StreamStats>> {
+        let mut streams = lock(&self.streams);
+        if streams.len() >= max {
+            return None;
+        }
+        let stats = Arc::new(StreamStats {
+            service: service.to_string(),
+            destination,
+            level,
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            started: Instant::now(),
+            started_wall: super::wall_clock(),
+        });
+        streams.insert(id, stats.clone());
+        *lock(&self.last_activity) = Instant::now();
+        Some(stats)
+    }
+
+    pub(crate) fn remove_stream(&self, id: u64) {
+        lock(&self.streams).remove(&id);
+        *lock(&self.last_activity) = Instant::now();
+    }
+
+    /// When the session becomes idle if nothing happens: `None` while a
+    /// stream is open.
+    pub(crate) fn idle_deadline(&self, idle: std::time::Duration) -> Option<Instant> {
+        let streams = lock(&self.streams);
+        if !streams.is_empty() {
+            return None;
+        }
+        Some(*lock(&self.last_activity) + idle)
+    }
+
+    /// Connections attached (TLS: one per stream; QUIC: 1).
+    pub(crate) fn connections(&self) -> usize {
+        self.attached.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn stream_count(&self) -> usize {
+        lock(&self.streams).len()
+    }
+
+    fn info(&self) -> SessionInfo {
+        let mut streams: Vec<(u64, StreamInfo)> = lock(&self.streams)
+            .iter()
+            .map(|(id, s)| {
+                let info = StreamInfo {
+                    service: s.service.clone(),
+                    destination: s.destination.clone(),
+                    level: s.level,
+                    bytes_up: s.up.load(Ordering::Relaxed),
+                    bytes_down: s.down.load(Ordering::Relaxed),
+                    started: s.started_wall,
+                };
+                (*id, info)
+            })
+            .collect();
+        streams.sort_by_key(|(id, _)| *id);
+        SessionInfo {
+            id: self.id,
+            user: self.user.clone(),
+            client_key: *self.cred.peer.key(),
+            transport: self.transport,
+            peer: self.remote.clone(),
+            started: self.started_wall,
+            ends_at: Some(self.ends_at),
+            streams: streams.into_iter().map(|(_, s)| s).collect(),
+        }
+    }
+}
+
+impl Registry {
+    /// Register a session, or join the live TLS session of the same client
+    /// key and ticket. `Err(limit-exceeded)` when a new one would pass a limit.
+    pub(crate) fn attach(
+        &self,
+        cred: &Credentials,
+        transport: Transport,
+        remote: String,
+        ends_at: UnixTime,
+        limits: &Limits,
+    ) -> Result<Arc<Session>, DenyReason> {
+        let ticket = cred.ticket.as_ref().ok_or(DenyReason::BadTicket)?.ticket();
+        let mut sessions = lock(&self.sessions);
+        if transport == Transport::Tls {
+            let joined = sessions.values().find(|s| {
+                s.transport == Transport::Tls
+                    && s.cred.peer == cred.peer
+                    && s.cred.ticket.as_ref().map(|t| t.ticket().id) == Some(ticket.id)
+            });
+            if let Some(s) = joined {
+                s.attached.fetch_add(1, Ordering::Relaxed);
+                return Ok(s.clone());
+            }
+        }
+        let of_user = sessions.values().filter(|s| s.user == ticket.user).count();
+        if sessions.len() >= limits.max_sessions || of_user >= limits.max_sessions_per_user {
+            return Err(DenyReason::LimitExceeded);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let session = Arc::new(Session {
+            id,
+            user: ticket.user.clone(),
+            cred: cred.clone(),
+            transport,
+            remote,
+            ends_at,
+            started_wall: super::wall_clock(),
+            started: Instant::now(),
+            kill: watch::channel(false).0,
+            streams: Mutex::new(HashMap::new()),
+            attached: AtomicUsize::new(1),
+            last_activity: Mutex::new(Instant::now()),
+            idled_out: std::sync::atomic::AtomicBool::new(false),
+        });
+        sessions.insert(id, session.clone());
+        Ok(session)
+    }
+
+    /// Detach one connection; returns true when that ended the session.
+    pub(crate) fn detach(&self, session: &Session) -> bool {
+        let mut sessions = lock(&self.sessions);
+        if session.attached.fetch_sub(1, Ordering::Relaxed) == 1 {
+            sessions.remove(&session.id);
+            return true;
+        }
+        false
+    }
+
+    /// Kill a session; its ticket cannot open a session again (the
+    /// engineer needs a fresh ticket, which the cloud decides anew).
+    pub(crate) fn kill(&self, id: u64) -> bool {
+        let Some(s) = lock(&self.sessions).get(&id).cloned() else {
+            return false;
+        };
+        if let Some(t) = &s.cred.ticket {
+            let mut killed = lock(&self.killed);
+            if killed.len() >= MAX_KILLED {
+                killed.pop_front();
+            }
+            killed.push_back(t.ticket().id);
+        }
+        s.kill.send_replace(true);
+        true
+    }
+
+    /// Whether this ticket belonged to a killed session.
+    pub(crate) fn is_killed(&self, ticket: &TicketId) -> bool {
+        lock(&self.killed).contains(ticket)
+    }
+
+    /// Ask every session to end (shutdown), without barring their tickets.
+    pub(crate) fn end_all(&self) {
+        for s in lock(&self.sessions).values() {
+            s.kill.send_replace(true);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<SessionInfo> {
+        let mut all: Vec<SessionInfo> = lock(&self.sessions).values().map(|s| s.info()).collect();
+        all.sort_by_key(|s| s.id);
+        all
+    }
+}

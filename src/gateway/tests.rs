@@ -1,0 +1,232 @@
+//! Unit tests of the gateway's own logic on an in-process gateway: the
+//! session-level classification, session end, the time deadline, limits.
+//! The data path is covered end to end in `tests/tunnel_*.rs`.
+
+use super::admit::Credentials;
+use super::Gateway;
+use crate::config::Config;
+use crate::policy::Decision;
+use crate::store::Store;
+use crate::tlsid::{AuthenticatedPeer, Identity};
+use ed25519_dalek::SigningKey;
+use edgegate_proto::audit::Transport;
+use edgegate_proto::bundle::*;
+use edgegate_proto::control::PushResult;
+use edgegate_proto::ticket::{self, Ticket};
+use edgegate_proto::{DenyReason, Level, PublicKey, VerifiedTicket};
+use std::sync::Arc;
+
+fn authority() -> SigningKey {
+    SigningKey::from_bytes(&[1; 32])
+}
+
+fn now() -> u64 {
+    super::wall_clock()
+}
+
+fn bundle(serial: u64, bob_active: bool) -> Vec<u8> {
+    let t = now();
+    let b = Bundle {
+        device_id: "r1".into(),
+        serial,
+        issued_at: t - 60,
+        not_after: t + 86_400,
+        company: Company {
+            id: "c".into(),
+            name: "C".into(),
+        },
+        organizations: vec![Organization {
+            id: "c".into(),
+            name: "C".into(),
+        }],
+        categories: vec![Category {
+            id: "web".into(),
+            name: "Web".into(),
+        }],
+        groups: vec![],
+        roles: vec![Role {
+            id: "eng".into(),
+            name: "Eng".into(),
+            scope: Scope::Company,
+            grants: vec![Grant {
+                category: "web".into(),
+                level: Level::Manage,
+            }],
+            mfa: false,
+            site_consent: false,
+        }],
+        users: vec![User {
+            id: "bob".into(),
+            name: "Bob B.".into(),
+            org: "c".into(),
+            status: if bob_active {
+                Status::Active
+            } else {
+                Status::Inactive
+            },
+            roles: vec!["eng".into()],
+            memberships: vec![],
+            mfa: false,
+            logout_period: 3600,
+        }],
+        device: Device {
+            id: "r1".into(),
+            name: "R1".into(),
+            groups: vec![],
+            services: vec![Service {
+                id: "plc".into(),
+                name: "PLC".into(),
+                kind: ServiceKind::Http,
+                target: Target::Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 9,
+                },
+                category: "web".into(),
+            }],
+        },
+        revoked_tickets: vec![],
+    };
+    seal(&b, &[&authority()])
+}
+
+async fn gateway(dir: &std::path::Path, limits: &str) -> Arc<Gateway> {
+    let config = Config::from_toml_str(&format!(
+        r#"device_id = "r1"
+device_key = "{d}/device.key"
+state_dir = "{d}"
+trusted_keys = ["{k}"]
+listen_quic = "127.0.0.1:0"
+listen_tls = "127.0.0.1:0"
+control_socket = "{d}/control.sock"
+{limits}
+"#,
+        d = dir.display(),
+        k = PublicKey::from(authority().verifying_key()),
+    ))
+    .unwrap();
+    let opened = Store::open(dir, &config.trust(), "r1", |_| Ok(())).unwrap();
+    let id = Identity::new(&SigningKey::from_bytes(&[2; 32])).unwrap();
+    Gateway::new(config, opened.store, opened.bundle, id).unwrap()
+}
+
+fn credentials(user: &str, client: u8, edit: impl FnOnce(&mut Ticket)) -> Credentials {
+    let key = PublicKey::from(SigningKey::from_bytes(&[client; 32]).verifying_key());
+    let t = now();
+    let mut ticket = Ticket {
+        id: [client; 16],
+        user: user.into(),
+        device: "r1".into(),
+        client_key: key,
+        issued_at: t - 10,
+        expires_at: t + 7200,
+        auth_time: t - 10,
+        mfa: false,
+    };
+    edit(&mut ticket);
+    let bytes = ticket::seal(&ticket, &[&authority()]);
+    let trust =
+        edgegate_proto::TrustPolicy::new(vec![PublicKey::from(authority().verifying_key())], 1)
+            .unwrap();
+    Credentials {
+        peer: AuthenticatedPeer::for_tests(key),
+        ticket: VerifiedTicket::verify(&bytes, &trust).ok(),
+    }
+}
+
+#[tokio::test]
+async fn session_level_reasons_refuse_the_session_service_ones_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "").await;
+    let bob = credentials("bob", 3, |_| {});
+    assert_eq!(gw.admit_session(&bob), Err(DenyReason::NoValidBundle));
+    assert!(matches!(
+        gw.push_bundle(bundle(1, true)).await,
+        PushResult::Accepted { serial: 1 }
+    ));
+    assert_eq!(gw.admit_session(&bob), Ok(()));
+    assert_eq!(
+        gw.admit(&bob, "plc", None, false),
+        Decision::Allow(Level::Manage)
+    );
+    assert_eq!(
+        gw.admit(&bob, "nope", None, false),
+        Decision::Deny(DenyReason::UnknownService)
+    );
+    assert_eq!(
+        gw.admit(&bob, "plc", None, true),
+        Decision::Deny(DenyReason::LimitExceeded)
+    );
+    let forged = Credentials {
+        ticket: None,
+        ..bob.clone()
+    };
+    assert_eq!(gw.admit_session(&forged), Err(DenyReason::BadTicket));
+    let stranger = credentials("zed", 4, |_| {});
+    assert_eq!(gw.admit_session(&stranger), Err(DenyReason::UnknownUser));
+    assert!(matches!(
+        gw.push_bundle(bundle(2, false)).await,
+        PushResult::Accepted { serial: 2 }
+    ));
+    assert_eq!(gw.admit_session(&bob), Err(DenyReason::UserInactive));
+    assert_eq!(
+        gw.admit(&bob, "plc", None, false),
+        Decision::Deny(DenyReason::UserInactive)
+    );
+}
+
+#[tokio::test]
+async fn session_end_and_deadline_follow_logout_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "").await;
+    gw.push_bundle(bundle(1, true)).await;
+    // Logout period (1h from auth) ends before the ticket (2h).
+    let bob = credentials("bob", 3, |_| {});
+    let t = bob.ticket.as_ref().unwrap().ticket().clone();
+    assert_eq!(gw.session_end(&bob), t.auth_time + 3600);
+    let deadline = gw.next_deadline(&bob, "plc", None).expect("a deadline");
+    let wait = deadline - tokio::time::Instant::now();
+    let expect = (t.auth_time + 3600 - now()) as f64;
+    assert!(
+        (wait.as_secs_f64() - expect).abs() < 2.0,
+        "{wait:?} vs {expect}"
+    );
+    // A ticket expiring sooner ends the session sooner.
+    let short = credentials("bob", 5, |t| t.expires_at = now() + 60);
+    assert_eq!(
+        gw.session_end(&short),
+        short.ticket.as_ref().unwrap().ticket().expires_at
+    );
+    let wait = gw.next_deadline(&short, "plc", None).unwrap() - tokio::time::Instant::now();
+    assert!(wait.as_secs() <= 60 && wait.as_secs() >= 58, "{wait:?}");
+}
+
+#[tokio::test]
+async fn registry_limits_and_tls_joining() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(
+        dir.path(),
+        "[limits]\nmax_sessions = 3\nmax_sessions_per_user = 2\n",
+    )
+    .await;
+    gw.push_bundle(bundle(1, true)).await;
+    let limits = &gw.config.limits;
+    let a = credentials("bob", 3, |_| {});
+    let b = credentials("bob", 4, |_| {});
+    let attach = |c: &Credentials, t| gw.registry.attach(c, t, "peer".into(), 0, limits);
+    let s1 = attach(&a, Transport::Quic).unwrap();
+    let s2 = attach(&a, Transport::Tls).unwrap();
+    // Same key and ticket over TLS joins the live TLS session.
+    let s2b = attach(&a, Transport::Tls).unwrap();
+    assert_eq!(s2.id, s2b.id);
+    assert_eq!(
+        attach(&b, Transport::Quic).unwrap_err(),
+        DenyReason::LimitExceeded
+    );
+    assert_eq!(gw.session_count(), 2);
+    assert!(!gw.registry.detach(&s2b));
+    assert!(gw.registry.detach(&s2));
+    assert!(attach(&b, Transport::Quic).is_ok());
+    assert!(gw.kill(s1.id));
+    assert!(*s1.kill.borrow());
+    assert!(!gw.kill(999));
+}

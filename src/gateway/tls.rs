@@ -1,0 +1,122 @@
+//! The TLS-over-TCP fallback: every connection starts with `Hello`; it then
+//! either ends (the client only wanted the service list) or carries one
+//! `Open` and the stream's bytes as `Data`/`Close` frames.
+
+use super::pending::{Pending, Phase};
+use super::stream::OpenRequest;
+use super::Gateway;
+use crate::tlsid::{self, AuthenticatedPeer};
+use crate::transport::{read_frame, PipeReader, PipeWriter};
+use edgegate_proto::audit::Transport;
+use edgegate_proto::frame::{self, Frame};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+
+static STREAM_IDS: AtomicU64 = AtomicU64::new(1);
+
+impl Gateway {
+    /// Accept TLS connections until shutdown.
+    pub async fn serve_tls(self: Arc<Self>, listener: TcpListener) {
+        let config = match tlsid::server_config(&self.identity) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!("tls: {e}");
+                return;
+            }
+        };
+        let acceptor = TlsAcceptor::from(config);
+        let mut pending = Pending::new(self.config.limits.max_handshakes);
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            let (tcp, remote) = tokio::select! {
+                a = listener.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("tls accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            };
+            let (gw, acceptor) = (self.clone(), acceptor.clone());
+            pending.spawn(move |phase| gw.tls_connection(tcp, remote, acceptor, phase));
+        }
+    }
+
+    async fn tls_connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        remote: std::net::SocketAddr,
+        acceptor: TlsAcceptor,
+        phase: Phase,
+    ) {
+        let limits = &self.config.limits;
+        let _ = tcp.set_nodelay(true);
+        let mut tls = match timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            _ => return,
+        };
+        let Some(peer) = AuthenticatedPeer::from_tls(tls.get_ref().1) else {
+            return;
+        };
+        let cap = limits
+            .max_bundle_size
+            .saturating_add(64)
+            .min(frame::MAX_PUSH_FRAME);
+        let first = timeout(limits.first_frame_timeout, read_frame(&mut tls, cap)).await;
+        // Handshake and first frame are the unauthenticated phase the
+        // `Phase` bounds.
+        if !phase.finish() {
+            return;
+        }
+        let ticket = match first {
+            Ok(Ok(Some(Frame::Hello { ticket }))) => ticket,
+            Ok(Ok(Some(Frame::PushBundle { bundle }))) => {
+                self.answer_push(bundle, &mut tls).await;
+                let _ = tls.shutdown().await;
+                return;
+            }
+            _ => return,
+        };
+        let Some(session) = self
+            .open_session(peer, &ticket, Transport::Tls, remote, &mut tls)
+            .await
+        else {
+            let _ = tls.shutdown().await;
+            return;
+        };
+        let next = timeout(
+            limits.first_frame_timeout,
+            read_frame(&mut tls, frame::MAX_FRAME),
+        )
+        .await;
+        if let Ok(Ok(Some(Frame::Open {
+            service,
+            destination,
+        }))) = next
+        {
+            let open = OpenRequest {
+                stream_id: STREAM_IDS.fetch_add(1, Ordering::Relaxed),
+                service,
+                destination,
+            };
+            let (r, w) = tokio::io::split(tls);
+            self.serve_stream(
+                &session,
+                open,
+                PipeReader::Framed(Box::new(r)),
+                PipeWriter::Framed(Box::new(w)),
+                |_| {},
+            )
+            .await;
+        } else {
+            let _ = tls.shutdown().await;
+        }
+        self.end_session(&session);
+    }
+}

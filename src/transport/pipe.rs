@@ -1,0 +1,258 @@
+//! The tunnel side of a proxied stream, in its two shapes: raw bytes on a
+//! QUIC stream, or `Data`/`Close` frames on a TLS connection (which has no
+//! per-stream reset to carry a reason). The pumps copy between a pipe and a
+//! plain socket with byte counts kept in shared counters, so a stream cut
+//! mid-copy still reports what it carried.
+
+use super::{read_frame, write_frame, TransportError};
+use edgegate_proto::frame::{Frame, MAX_FRAME, STREAM_READ_ONLY};
+use edgegate_proto::DenyReason;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Reading end of a tunnel stream.
+pub enum PipeReader {
+    /// A QUIC receive stream carrying raw bytes.
+    Quic(quinn::RecvStream),
+    /// A TLS read half carrying `Data`/`Close` frames.
+    Framed(BoxRead),
+}
+
+/// Writing end of a tunnel stream.
+pub enum PipeWriter {
+    /// A QUIC send stream carrying raw bytes.
+    Quic(quinn::SendStream),
+    /// A TLS write half carrying `Data`/`Close` frames.
+    Framed(BoxWrite),
+}
+
+/// One read from a pipe.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk {
+    /// `n` bytes were placed at the start of the buffer.
+    Data(usize),
+    /// The sender finished its direction.
+    End,
+    /// The daemon cut the stream for this reason.
+    Cut(DenyReason),
+    /// The daemon closed the stream: the client's bytes broke its read level.
+    ReadOnly,
+}
+
+/// How a pump ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PumpEnd {
+    /// The source finished and the end was passed on.
+    Finished,
+    /// The daemon cut the stream (seen by the client).
+    Cut(DenyReason),
+    /// The transform refused the bytes (read-level violation), or (client
+    /// side) the daemon reported that it did.
+    Refused,
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl PipeReader {
+    /// Read the next chunk into `buf` (whose length is the read size).
+    pub async fn read_chunk(&mut self, buf: &mut Vec<u8>) -> io::Result<Chunk> {
+        match self {
+            PipeReader::Quic(recv) => match recv.read(buf).await {
+                Ok(Some(n)) => Ok(Chunk::Data(n)),
+                Ok(None) => Ok(Chunk::End),
+                Err(quinn::ReadError::Reset(code)) => {
+                    let code = code.into_inner();
+                    match DenyReason::from_stream_code(code) {
+                        Some(reason) => Ok(Chunk::Cut(reason)),
+                        None if code == u64::from(STREAM_READ_ONLY) => Ok(Chunk::ReadOnly),
+                        None => Err(io::Error::from(io::ErrorKind::ConnectionReset)),
+                    }
+                }
+                Err(e) => Err(io_err(e)),
+            },
+            PipeReader::Framed(r) => match read_frame(r, MAX_FRAME).await {
+                Ok(Some(Frame::Data(bytes))) => {
+                    if buf.len() < bytes.len() {
+                        buf.resize(bytes.len(), 0);
+                    }
+                    buf[..bytes.len()].copy_from_slice(&bytes);
+                    Ok(Chunk::Data(bytes.len()))
+                }
+                Ok(Some(Frame::Close { reason: None })) | Ok(None) => Ok(Chunk::End),
+                Ok(Some(Frame::Close {
+                    reason: Some(reason),
+                })) => Ok(Chunk::Cut(reason)),
+                Ok(Some(Frame::ReadOnlyViolation)) => Ok(Chunk::ReadOnly),
+                Ok(Some(_)) => Err(io_err(TransportError::Unexpected)),
+                Err(TransportError::Io(e)) => Err(e),
+                Err(e) => Err(io_err(e)),
+            },
+        }
+    }
+}
+
+impl PipeReader {
+    /// Tell the sender to stop (QUIC `STOP_SENDING` with `code`); a TLS
+    /// connection is closed by its writer instead.
+    pub fn stop(&mut self, code: u32) {
+        if let PipeReader::Quic(recv) = self {
+            let _ = recv.stop(quinn::VarInt::from_u32(code));
+        }
+    }
+}
+
+impl PipeWriter {
+    /// Send one control frame (before the raw bytes start).
+    pub async fn write_frame(&mut self, f: &Frame) -> io::Result<()> {
+        match self {
+            PipeWriter::Quic(send) => {
+                let bytes = edgegate_proto::frame::encode(f);
+                send.write_all(&bytes).await.map_err(io_err)
+            }
+            PipeWriter::Framed(w) => write_frame(w, f).await,
+        }
+    }
+
+    /// Send bytes.
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            PipeWriter::Quic(send) => send.write_all(data).await.map_err(io_err),
+            PipeWriter::Framed(w) => {
+                for piece in data.chunks(MAX_FRAME - 16) {
+                    write_frame(w, &Frame::Data(piece.to_vec())).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Finish this direction normally.
+    pub async fn finish(&mut self) -> io::Result<()> {
+        match self {
+            PipeWriter::Quic(send) => send.finish().map_err(io_err),
+            PipeWriter::Framed(w) => write_frame(w, &Frame::Close { reason: None }).await,
+        }
+    }
+
+    /// Cut the stream for `reason` (daemon side of a re-decision).
+    pub async fn cut(&mut self, reason: DenyReason) {
+        match self {
+            PipeWriter::Quic(send) => {
+                let _ = send.reset(quinn::VarInt::from_u32(reason.stream_code()));
+            }
+            PipeWriter::Framed(w) => {
+                // Best effort: the peer may already be gone.
+                let _ = write_frame(
+                    w,
+                    &Frame::Close {
+                        reason: Some(reason),
+                    },
+                )
+                .await;
+                let _ = w.shutdown().await;
+            }
+        }
+    }
+
+    /// Close the stream because the client broke its read level.
+    pub async fn refuse(&mut self) {
+        match self {
+            PipeWriter::Quic(send) => {
+                let _ = send.reset(quinn::VarInt::from_u32(STREAM_READ_ONLY));
+            }
+            PipeWriter::Framed(w) => {
+                let _ = write_frame(w, &Frame::ReadOnlyViolation).await;
+                let _ = w.shutdown().await;
+            }
+        }
+    }
+
+    /// Abort the stream without a reason (protocol error).
+    pub async fn abort(&mut self) {
+        match self {
+            PipeWriter::Quic(send) => {
+                let _ = send.reset(quinn::VarInt::from_u32(0));
+            }
+            PipeWriter::Framed(w) => {
+                let _ = w.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Copy a pipe into a plain socket until the pipe ends, passing each chunk
+/// through `transform` (the read-level filter; `false` refuses the bytes,
+/// after what it let through before the offending message is written).
+/// On a normal end the socket's write side is shut down (half close).
+pub async fn pipe_to_socket<W, F>(
+    from: &mut PipeReader,
+    to: &mut W,
+    buf_size: usize,
+    counter: &AtomicU64,
+    mut transform: F,
+) -> io::Result<PumpEnd>
+where
+    W: AsyncWrite + Unpin,
+    F: FnMut(&[u8], &mut Vec<u8>) -> bool,
+{
+    let mut buf = vec![0u8; buf_size];
+    let mut out = Vec::new();
+    loop {
+        match from.read_chunk(&mut buf).await? {
+            Chunk::Data(n) => {
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+                out.clear();
+                let ok = transform(&buf[..n], &mut out);
+                to.write_all(&out).await?;
+                if !ok {
+                    return Ok(PumpEnd::Refused);
+                }
+            }
+            Chunk::End => {
+                let _ = to.shutdown().await;
+                return Ok(PumpEnd::Finished);
+            }
+            Chunk::Cut(reason) => return Ok(PumpEnd::Cut(reason)),
+            Chunk::ReadOnly => return Ok(PumpEnd::Refused),
+        }
+    }
+}
+
+/// Copy a plain socket into a pipe until the socket ends, then finish the
+/// pipe. `observe` sees every chunk before it is sent (a read-level filter
+/// framing the other direction needs the server's bytes).
+pub async fn socket_to_pipe<R, O>(
+    from: &mut R,
+    to: &mut PipeWriter,
+    buf_size: usize,
+    counter: &AtomicU64,
+    mut observe: O,
+) -> io::Result<PumpEnd>
+where
+    R: AsyncRead + Unpin,
+    O: FnMut(&[u8]),
+{
+    let mut buf = vec![0u8; buf_size];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            to.finish().await?;
+            return Ok(PumpEnd::Finished);
+        }
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        observe(&buf[..n]);
+        to.write(&buf[..n]).await?;
+    }
+}
+
+/// The identity transform: every byte passes.
+pub fn pass_through(input: &[u8], out: &mut Vec<u8>) -> bool {
+    out.extend_from_slice(input);
+    true
+}

@@ -1,0 +1,243 @@
+//! End to end on loopback: real daemon, real `edgegate connect`, real HTTP
+//! and echo backends. Allowed and denied services over QUIC and TLS,
+//! session-level refusals, the read level.
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use harness::*;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+fn world() -> (Daemon, HttpBackend, std::net::SocketAddr) {
+    let d = start_daemon();
+    let http = http_backend();
+    let echo = echo_backend();
+    let b = bundle_bytes(
+        &policy_text(http.addr, echo, "active"),
+        DEVICE,
+        1,
+        &d.authority,
+    );
+    let f = d.write("bundle-1", &b);
+    let out = d.push(&f, false);
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "accepted serial 1"
+    );
+    (d, http, echo)
+}
+
+fn fetch_through(tls: bool) {
+    let (d, http, _) = world();
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=web")]);
+    c.ready();
+    assert_eq!(
+        c.stdout.seen,
+        [
+            "allow web manage",
+            "allow info read",
+            "allow hmi manage",
+            "allow lan manage",
+            "ready"
+        ]
+    );
+    let page = http_get(port, "/");
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.ends_with("hello from the plc\n"), "{page}");
+    // A second connection is a second stream of the same session.
+    assert!(http_get(port, "/again").contains("hello from the plc"));
+    assert_eq!(http.requests.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn http_fetch_over_quic() {
+    fetch_through(false);
+}
+
+#[test]
+fn http_fetch_over_tls() {
+    fetch_through(true);
+}
+
+#[test]
+fn denied_service_exits_before_listening() {
+    let (d, _, _) = world();
+    let (key, ticket) = d.client("bob", "bob");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=web")]);
+    let status = c.exit(Duration::from_secs(20)).expect("client exits");
+    assert!(!status.success());
+    let err = c.stderr.rest(Duration::from_millis(300));
+    assert!(
+        err.contains(&"denied: web: no-grant".to_string()),
+        "{err:?}"
+    );
+    assert!(!c
+        .stdout
+        .rest(Duration::from_millis(100))
+        .contains(&"ready".to_string()));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn ticket_bound_to_another_key_is_refused() {
+    let (d, _, _) = world();
+    let (key, _) = d.client("mallory", "alice");
+    let (_, alices_ticket) = d.client("alice", "alice");
+    for tls in [false, true] {
+        let mut c = d.connect(&key, &alices_ticket, tls, &[]);
+        let status = c.exit(Duration::from_secs(20)).expect("client exits");
+        assert!(!status.success());
+        let err = c.stderr.rest(Duration::from_millis(300));
+        assert_eq!(err, ["denied: key-mismatch"], "tls={tls}");
+    }
+}
+
+#[test]
+fn wrong_pinned_device_key_fails_the_handshake() {
+    let (mut d, _, _) = world();
+    let (key, ticket) = d.client("alice", "alice");
+    d.device_key = public(&harness::key(42));
+    let mut c = d.connect(&key, &ticket, false, &[]);
+    let status = c.exit(Duration::from_secs(20)).expect("client exits");
+    assert!(!status.success());
+    let err = c.stderr.rest(Duration::from_millis(300)).join("\n");
+    assert!(err.starts_with("error: connecting"), "{err}");
+}
+
+#[test]
+fn read_level_passes_get_and_blocks_post() {
+    for tls in [false, true] {
+        read_level(tls);
+    }
+}
+
+fn read_level(tls: bool) {
+    let (d, http, _) = world();
+    let (key, ticket) = d.client("bob", "bob");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=info")]);
+    c.ready();
+    assert!(http_get(port, "/").contains("hello from the plc"));
+    let answer = http_request(port, "POST", "/setpoint");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(
+        c.stderr
+            .wait_for(Duration::from_secs(5), |l| l
+                == "closed: info: read-only-violation")
+            .is_some(),
+        "{:?}",
+        c.stderr.seen
+    );
+    let seen = http.requests.lock().unwrap().clone();
+    assert!(seen.iter().all(|r| !r.starts_with("POST")), "{seen:?}");
+}
+
+#[test]
+fn vnc_stand_in_echoes_over_tls() {
+    let (d, _, _) = world();
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(
+        &key,
+        &ticket,
+        true,
+        &["-L".into(), format!("127.0.0.1:{port}=hmi")],
+    );
+    c.ready();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let payload = vec![7u8; 200_000];
+    s.write_all(&payload).unwrap();
+    let mut back = vec![0u8; payload.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, payload);
+}
+
+#[test]
+fn session_level_refusals_name_their_reason() {
+    let d = start_daemon();
+    // Before any bundle: fail closed.
+    let (key, ticket) = d.client("early", "alice");
+    let mut c = d.connect(&key, &ticket, false, &[]);
+    assert!(c.exit(Duration::from_secs(20)).is_some());
+    assert_eq!(
+        c.stderr.rest(Duration::from_millis(200)),
+        ["denied: no-valid-bundle"]
+    );
+
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    let cases: Vec<(&str, (std::path::PathBuf, std::path::PathBuf), &str)> = vec![
+        (
+            "wrong-device",
+            d.client_with("wd", "alice", |t| t.device = "router-9".into()),
+            "denied: wrong-device",
+        ),
+        (
+            "expired",
+            d.client_with("ex", "alice", |t| t.expires_at = now() - 5),
+            "denied: ticket-expired",
+        ),
+        (
+            "future",
+            d.client_with("fu", "alice", |t| t.issued_at = now() + 3600),
+            "denied: ticket-expired",
+        ),
+        (
+            "unknown user",
+            d.client("nobody", "zed"),
+            "denied: unknown-user",
+        ),
+        (
+            "logout over",
+            d.client_with("lo", "dora", |t| t.auth_time = now() - 23 * 3600),
+            "denied: session-expired",
+        ),
+        (
+            "revoked",
+            d.client_with("rv", "alice", |t| {
+                t.id = 0x00112233445566778899aabbccddeeffu128.to_be_bytes()
+            }),
+            "denied: ticket-revoked",
+        ),
+        ("no 2fa", d.client("mira", "mira"), "denied: mfa-required"),
+    ];
+    for (what, (key, ticket), expect) in cases {
+        for tls in [false, true] {
+            let mut c = d.connect(&key, &ticket, tls, &[]);
+            let status = c.exit(Duration::from_secs(20)).expect("client exits");
+            assert!(!status.success(), "{what}");
+            assert_eq!(
+                c.stderr.rest(Duration::from_millis(200)),
+                [expect],
+                "{what} tls={tls}"
+            );
+        }
+    }
+    // A ticket signed by an untrusted key.
+    let k = harness::key(60);
+    let kp = d.path("untrusted.key");
+    edgegate::keyfile::write_new(&kp, &k).unwrap();
+    let forged = ticket_bytes("alice", DEVICE, &public(&k), &harness::key(61));
+    let tp = d.write("untrusted.ticket", &forged);
+    let mut c = d.connect(&kp, &tp, false, &[]);
+    assert!(c.exit(Duration::from_secs(20)).is_some());
+    assert_eq!(
+        c.stderr.rest(Duration::from_millis(200)),
+        ["denied: bad-ticket"]
+    );
+    // With 2FA, Mira is in; the daemon is still serving after every refusal.
+    let (key, ticket) = d.client_with("mira2", "mira", |t| t.mfa = true);
+    let mut c = d.connect(&key, &ticket, false, &[]);
+    c.ready();
+    assert_eq!(c.stdout.seen[0], "allow web manage");
+}

@@ -1,0 +1,136 @@
+//! Bad input on both tunnel ports: garbage bytes, a client that stops
+//! mid-handshake, oversized frames and a burst of half-open connections do
+//! not crash the daemon, and a legitimate session still opens promptly.
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use harness::*;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+#[test]
+fn garbage_on_both_ports_is_harmless() {
+    let d = start_daemon();
+    let http = http_backend();
+    let echo = echo_backend();
+    let b = d.write(
+        "b",
+        &bundle_bytes(
+            &policy_text(http.addr, echo, "active"),
+            DEVICE,
+            1,
+            &d.authority,
+        ),
+    );
+    assert!(d.push(&b, false).status.success());
+
+    // UDP garbage, including something shaped like a QUIC long header.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut seed = 0x1234_5678u32;
+    for i in 0..200usize {
+        let mut pkt = vec![0u8; 1 + (i * 37) % 1300];
+        for b in &mut pkt {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *b = (seed >> 24) as u8;
+        }
+        if i % 3 == 0 {
+            pkt[0] = 0xc0;
+        }
+        udp.send_to(&pkt, d.quic).unwrap();
+    }
+
+    // TCP: random bytes, a truncated TLS ClientHello, and idle half-open sockets.
+    let mut held = Vec::new();
+    for i in 0..40usize {
+        let mut s = TcpStream::connect(d.tls).unwrap();
+        let junk: Vec<u8> = (0..(i * 97 % 3000)).map(|j| (j * 31 + i) as u8).collect();
+        let _ = s.write_all(&junk);
+        if i % 2 == 0 {
+            let _ = s.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0x01]);
+        }
+        held.push(s);
+    }
+
+    // A legitimate session still opens quickly, over both transports.
+    let (key, ticket) = d.client("alice", "alice");
+    for tls in [false, true] {
+        let port = free_port();
+        let started = Instant::now();
+        let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=web")]);
+        c.ready();
+        let took = started.elapsed();
+        println!("session opened amid garbage (tls={tls}) in {took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert!(http_get(port, "/").contains("hello from the plc"));
+    }
+
+    // The garbage connections were closed by the daemon, not left open forever.
+    for mut s in held.drain(..10) {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf);
+    }
+    assert!(d_alive(&d));
+}
+
+fn d_alive(d: &Daemon) -> bool {
+    TcpStream::connect(d.tls).is_ok()
+}
+
+#[test]
+fn flood_of_half_open_connections_does_not_lock_out_a_real_session() {
+    let d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    // Far more idle TCP connections than max_handshakes (64): they never
+    // send a byte, so each would hold a handshake slot for 10 s.
+    let flood: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(d.tls).ok())
+        .collect();
+    assert!(flood.len() > 200);
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let started = Instant::now();
+    let mut c = d.connect(&key, &ticket, true, &["-L".into(), format!("{port}=web")]);
+    c.ready();
+    let page = http_get(port, "/");
+    let took = started.elapsed();
+    println!(
+        "TLS session and first fetch amid {} half-open connections: {took:?}",
+        flood.len()
+    );
+    assert!(page.contains("hello from the plc"));
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[test]
+fn oversized_frame_closes_the_connection() {
+    use edgegate::tlsid::{self, Identity};
+    use std::sync::Arc;
+    let d = start_daemon();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let device_key = d.device_key;
+    let tls_addr = d.tls;
+    let closed = rt.block_on(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let id = Identity::new(&key(5)).unwrap();
+        let config = tlsid::client_config(&id, device_key).unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+        let mut tls = connector.connect(tlsid::server_name(), tcp).await.unwrap();
+        // 4 GiB announced: refused before anything is allocated.
+        tls.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        let mut buf = [0u8; 16];
+        tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await
+    });
+    match closed {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        other => panic!("connection not closed: {other:?}"),
+    }
+    assert!(d_alive(&d));
+}

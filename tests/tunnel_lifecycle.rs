@@ -1,0 +1,150 @@
+//! The daemon's life: restart keeps the bundle and the audit chain; SIGTERM
+//! ends live sessions and exits cleanly; an idle session is closed.
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use edgegate::control::{Request, Response};
+use harness::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn restart_keeps_bundle_and_audit() {
+    let mut d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    let Response::Status(before) = d.control(Request::Status) else {
+        panic!()
+    };
+    assert_eq!(before.bundle.as_ref().map(|b| b.serial), Some(1));
+
+    d.restart();
+    let Response::Status(after) = d.control(Request::Status) else {
+        panic!()
+    };
+    assert_eq!(after.bundle.map(|b| b.serial), Some(1));
+    assert_eq!(after.listen_quic, d.quic.to_string());
+    let Response::AuditVerify(Ok(report)) = d.control(Request::AuditVerify) else {
+        panic!("audit verifies")
+    };
+    assert!(report.records >= 4, "{report:?}");
+
+    // Sessions work on the restored bundle, without a new push.
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=web")]);
+    c.ready();
+    assert!(http_get(port, "/").contains("hello from the plc"));
+}
+
+#[test]
+fn sigterm_ends_sessions_and_exits_cleanly() {
+    let mut d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=hmi")]);
+    c.ready();
+    let s = echo_through(port);
+    let started = Instant::now();
+    let status = d.terminate(Duration::from_secs(15)).expect("daemon exits");
+    println!("daemon drained and exited in {:?}", started.elapsed());
+    assert!(status.success(), "{status:?}");
+    assert!(wait_closed(s, Duration::from_secs(5)).is_some());
+    assert!(c.exit(Duration::from_secs(5)).is_some());
+    let err = c.stderr.rest(Duration::from_millis(200));
+    assert!(
+        err.contains(&"closed: session: gateway shutting down".to_string()),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn idle_session_is_closed() {
+    let d = start_daemon_with("[limits]\nidle_timeout = \"2s\"\n");
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=web")]);
+    c.ready();
+    // Traffic keeps it alive past the timeout...
+    thread_sleep(1200);
+    assert!(http_get(port, "/").contains("hello"));
+    thread_sleep(1200);
+    assert!(
+        c.exit(Duration::from_millis(10)).is_none(),
+        "closed too early"
+    );
+    // ...silence ends it.
+    let status = c.exit(Duration::from_secs(6)).expect("idle session closed");
+    assert!(!status.success());
+    let err = c.stderr.rest(Duration::from_millis(200));
+    assert_eq!(err, ["closed: session: idle timeout"]);
+}
+
+fn thread_sleep(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn session_and_stream_limits_say_limit_exceeded() {
+    let d = start_daemon_with("[limits]\nmax_sessions_per_user = 1\nmax_streams_per_session = 1\n");
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    for tls in [false, true] {
+        // One user per transport: a killed client's QUIC session holds its
+        // slot until the dead-peer timeout.
+        let user = if tls { "dora" } else { "alice" };
+        let (key, ticket) = d.client(&format!("{user}-{tls}"), user);
+        let port = free_port();
+        let mut first = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=hmi")]);
+        first.ready();
+        let held = echo_through(port);
+        if !tls {
+            // A second session of the same user.
+            let mut second = d.connect(&key, &ticket, tls, &[]);
+            assert!(second.exit(Duration::from_secs(20)).is_some());
+            assert_eq!(
+                second.stderr.rest(Duration::from_millis(200)),
+                ["denied: limit-exceeded"]
+            );
+        }
+        // A second stream in the same session.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1];
+        assert!(matches!(
+            std::io::Read::read(&mut s, &mut buf),
+            Ok(0) | Err(_)
+        ));
+        assert!(
+            first
+                .stderr
+                .wait_for(Duration::from_secs(5), |l| l
+                    == "denied: hmi: limit-exceeded")
+                .is_some(),
+            "tls={tls} {:?}",
+            first.stderr.seen
+        );
+        drop(held);
+        drop(first);
+        thread_sleep(300);
+    }
+}
+
+#[test]
+fn device_key_command_prints_the_pinned_key() {
+    let d = start_daemon();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgegate"))
+        .args(["device-key", "--config"])
+        .arg(d.path("edgegated.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        d.device_key.to_string()
+    );
+}

@@ -1,0 +1,123 @@
+//! Bundle push over the tunnel port: every rejection names its reason and
+//! leaves the running policy unchanged; the same bytes again are a no-op.
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use harness::*;
+use std::time::Duration;
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+#[test]
+fn rejected_pushes_leave_the_policy_unchanged() {
+    let d = start_daemon();
+    let http = http_backend();
+    let echo = echo_backend();
+    let policy = policy_text(http.addr, echo, "active");
+    let b5 = d.write("b5", &bundle_bytes(&policy, DEVICE, 5, &d.authority));
+    let out = d.push(&b5, true);
+    assert_eq!(stdout(&out), "accepted serial 5", "{}", stderr(&out));
+    let out = d.push(&b5, false);
+    assert_eq!(stdout(&out), "unchanged serial 5", "{}", stderr(&out));
+
+    let inactive = policy_text(http.addr, echo, "inactive");
+    let older = d.write("older", &bundle_bytes(&inactive, DEVICE, 4, &d.authority));
+    let mut tampered_bytes = bundle_bytes(&inactive, DEVICE, 6, &d.authority);
+    let at = tampered_bytes.len() / 2;
+    tampered_bytes[at] ^= 1;
+    let tampered = d.write("tampered", &tampered_bytes);
+    let other_policy = inactive.replace(DEVICE, "router-2");
+    let other = d.write(
+        "other",
+        &bundle_bytes(&other_policy, "router-2", 7, &d.authority),
+    );
+    let untrusted = d.write("untrusted", &bundle_bytes(&inactive, DEVICE, 8, &key(77)));
+    let garbage = d.write("garbage", b"not a bundle at all");
+    for (file, code) in [
+        (&older, "rollback"),
+        (&tampered, ""),
+        (&other, "wrong-device"),
+        (&untrusted, ""),
+        (&garbage, ""),
+    ] {
+        for tls in [false, true] {
+            let out = d.push(file, tls);
+            assert!(!out.status.success(), "{} accepted", file.display());
+            let err = stderr(&out);
+            assert!(err.starts_with("error: rejected: "), "{err}");
+            assert!(err.contains(code), "{err} should name {code}");
+            println!(
+                "{} (tls={tls}): {err}",
+                file.file_name().unwrap().to_string_lossy()
+            );
+        }
+    }
+
+    // Alice is still active: the running policy is serial 5.
+    let (k, t) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(&k, &t, false, &["-L".into(), format!("{port}=web")]);
+    c.ready();
+    assert!(http_get(port, "/").contains("hello from the plc"));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_edgegate"))
+        .args(["bundle", "push"])
+        .arg(&b5)
+        .args([
+            "--gateway",
+            &d.quic.to_string(),
+            "--gateway-key",
+            &d.device_key.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&status), "unchanged serial 5");
+    assert!(c.exit(Duration::from_millis(100)).is_none());
+}
+
+#[test]
+fn control_socket_push_uses_the_same_accept_path() {
+    use edgegate::control::{Request, Response};
+    use edgegate_proto::audit::AuditEvent;
+    use edgegate_proto::control::PushResult;
+    let d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    let policy = policy_text(http.addr, echo, "active");
+    let bytes = bundle_bytes(&policy, DEVICE, 3, &d.authority);
+    assert_eq!(
+        d.control(Request::PushBundle {
+            bytes: bytes.clone()
+        }),
+        Response::Push(PushResult::Accepted { serial: 3 })
+    );
+    assert_eq!(
+        d.control(Request::PushBundle { bytes }),
+        Response::Push(PushResult::Unchanged { serial: 3 })
+    );
+    let older = bundle_bytes(&policy, DEVICE, 2, &d.authority);
+    let Response::Push(PushResult::Rejected { code, .. }) =
+        d.control(Request::PushBundle { bytes: older })
+    else {
+        panic!("older serial accepted")
+    };
+    assert_eq!(code, "rollback");
+    let Response::Audit(records) = d.control(Request::Audit {
+        since: None,
+        limit: 100,
+    }) else {
+        panic!()
+    };
+    let events: Vec<&AuditEvent> = records.iter().map(|r| &r.event).collect();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, AuditEvent::BundleAccepted { serial: 3, .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, AuditEvent::BundleRejected { code, .. } if code == "rollback")));
+}

@@ -1,0 +1,155 @@
+//! Live re-decision: a bundle that makes the user inactive, pushed while an
+//! HTTP download and a VNC (echo) stream are in flight, closes both with
+//! `user-inactive`; the latency from push acknowledged to stream closed is
+//! printed and must stay under 50 ms.
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use edgegate::client::{push_bundle, Target};
+use edgegate::tlsid::Identity;
+use edgegate_proto::frame::PushResult as WirePush;
+use harness::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Read until the connection ends; report when.
+fn watch_until_closed(mut s: TcpStream) -> mpsc::Receiver<(Instant, usize)> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        let _ = tx.send((Instant::now(), total));
+    });
+    rx
+}
+
+fn revoke_mid_stream(tls: bool) {
+    let d = start_daemon();
+    let http = http_backend();
+    let echo = echo_backend();
+    let ws = ws_backend();
+    let policy = policy_text_ws(http.addr, echo, Some(ws), "active");
+    let b1 = d.write("b1", &bundle_bytes(&policy, DEVICE, 1, &d.authority));
+    assert!(d.push(&b1, false).status.success());
+
+    let (key, ticket) = d.client("alice", "alice");
+    let (web, hmi, live) = (free_port(), free_port(), free_port());
+    let mut c = d.connect(
+        &key,
+        &ticket,
+        tls,
+        &[
+            "-L".into(),
+            format!("{web}=web"),
+            "-L".into(),
+            format!("{hmi}=hmi"),
+            "-L".into(),
+            format!("{live}=live"),
+        ],
+    );
+    c.ready();
+
+    let mut download = TcpStream::connect(("127.0.0.1", web)).unwrap();
+    download
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: plc\r\n\r\n")
+        .unwrap();
+    let mut vnc = TcpStream::connect(("127.0.0.1", hmi)).unwrap();
+    vnc.write_all(b"RFB 003.008\n").unwrap();
+    let mut hello = [0u8; 12];
+    vnc.read_exact(&mut hello).unwrap();
+    let websocket = ws_open(live);
+    let ws_closed = watch_until_closed(websocket);
+    let download_closed = watch_until_closed(download);
+    let vnc_closed = watch_until_closed(vnc);
+    thread::sleep(Duration::from_millis(300)); // the download is in flight
+
+    let inactive = policy_text_ws(http.addr, echo, Some(ws), "inactive");
+    let b2 = bundle_bytes(&inactive, DEVICE, 2, &d.authority);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = Target {
+        gateway: if tls { d.tls } else { d.quic },
+        device_key: d.device_key,
+        identity: Identity::new(&harness::key(9)).unwrap(),
+        tls,
+    };
+    let sent = Instant::now();
+    let result = rt.block_on(push_bundle(&target, b2)).unwrap();
+    let acked = Instant::now();
+    assert_eq!(result, WirePush::Accepted { serial: 2 });
+
+    let (closed_at, bytes) = download_closed
+        .recv_timeout(Duration::from_secs(5))
+        .expect("download closed");
+    let (vnc_at, _) = vnc_closed
+        .recv_timeout(Duration::from_secs(5))
+        .expect("vnc closed");
+    let (ws_at, _) = ws_closed
+        .recv_timeout(Duration::from_secs(5))
+        .expect("websocket closed");
+    let latency = |t: Instant| t.saturating_duration_since(acked);
+    let transport = if tls { "tls" } else { "quic" };
+    println!(
+        "revocation latency ({transport}): push acknowledged -> download closed {:?}, -> websocket closed {:?}, -> vnc closed {:?} ({bytes} bytes downloaded before)",
+        latency(closed_at),
+        latency(ws_at),
+        latency(vnc_at)
+    );
+    println!(
+        "revocation ({transport}): push sent -> acknowledged {:?}, push sent -> download closed {:?}",
+        acked - sent,
+        closed_at.saturating_duration_since(sent)
+    );
+    assert!(bytes > 1024, "the download was in flight");
+    assert!(latency(closed_at) < Duration::from_millis(50));
+    assert!(latency(vnc_at) < Duration::from_millis(50));
+    assert!(latency(ws_at) < Duration::from_millis(50));
+
+    for svc in ["web", "hmi", "live"] {
+        let line = format!("closed: {svc}: user-inactive");
+        let err = c.stderr.wait_for(Duration::from_secs(5), |l| l == line);
+        assert!(err.is_some(), "stderr: {:?}", c.stderr.seen);
+    }
+    // Each cut is reported once.
+    let lines = c.stderr.rest(Duration::from_millis(200));
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("closed: web"))
+            .count(),
+        1,
+        "{lines:?}"
+    );
+
+    // New streams are refused with the same reason.
+    let after = http_get(web, "/");
+    assert!(after.is_empty(), "{after}");
+    assert!(
+        c.stderr
+            .wait_for(Duration::from_secs(5), |l| l
+                .starts_with("denied: web: user-inactive")
+                || l.starts_with("closed: session"))
+            .is_some(),
+        "stderr: {:?}",
+        c.stderr.seen
+    );
+}
+
+#[test]
+fn revocation_closes_live_streams_quic() {
+    revoke_mid_stream(false);
+}
+
+#[test]
+fn revocation_closes_live_streams_tls() {
+    revoke_mid_stream(true);
+}

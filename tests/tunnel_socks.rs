@@ -1,0 +1,100 @@
+//! `connect --socks`: a SOCKS5 CONNECT reaches a destination inside the vpn
+//! service's networks and ports; one outside gets "connection not allowed
+//! by ruleset" (reply 2) and the client names the reason.
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use harness::*;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Greet, CONNECT to `dest`, return the reply code and the stream.
+fn socks_connect(proxy: u16, dest: SocketAddr) -> (u8, TcpStream) {
+    let mut s = TcpStream::connect(("127.0.0.1", proxy)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[5, 1, 0]).unwrap();
+    let mut greet = [0u8; 2];
+    s.read_exact(&mut greet).unwrap();
+    assert_eq!(greet, [5, 0]);
+    let SocketAddr::V4(v4) = dest else {
+        panic!("v4 only")
+    };
+    let mut req = vec![5, 1, 0, 1];
+    req.extend_from_slice(&v4.ip().octets());
+    req.extend_from_slice(&v4.port().to_be_bytes());
+    s.write_all(&req).unwrap();
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply).unwrap();
+    (reply[1], s)
+}
+
+fn socks_roundtrip(tls: bool) {
+    let d = start_daemon();
+    let http = http_backend();
+    let echo = echo_backend();
+    let b = d.write(
+        "b",
+        &bundle_bytes(
+            &policy_text(http.addr, echo, "active"),
+            DEVICE,
+            1,
+            &d.authority,
+        ),
+    );
+    assert!(d.push(&b, false).status.success());
+    let (key, ticket) = d.client("alice", "alice");
+    let proxy = free_port();
+    let mut c = d.connect(
+        &key,
+        &ticket,
+        tls,
+        &["--socks".into(), format!("127.0.0.1:{proxy}")],
+    );
+    c.ready();
+
+    // Inside the networks and on the allowed port (the echo backend).
+    let (code, mut s) = socks_connect(proxy, echo);
+    assert_eq!(code, 0);
+    s.write_all(b"ping through the lan").unwrap();
+    let mut back = [0u8; 20];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping through the lan");
+
+    // A port outside the service's ports: not allowed by ruleset.
+    let (code, _) = socks_connect(proxy, http.addr);
+    assert_eq!(code, 2);
+    let line = c
+        .stderr
+        .wait_for(Duration::from_secs(5), |l| l.starts_with("denied: socks"));
+    assert_eq!(
+        line.as_deref(),
+        Some(format!("denied: socks {}: destination-not-allowed", http.addr).as_str())
+    );
+
+    // A domain name is not an address inside the networks.
+    let mut s = TcpStream::connect(("127.0.0.1", proxy)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[5, 1, 0]).unwrap();
+    let mut greet = [0u8; 2];
+    s.read_exact(&mut greet).unwrap();
+    let mut req = vec![5, 1, 0, 3, 9];
+    req.extend_from_slice(b"localhost");
+    req.extend_from_slice(&echo.port().to_be_bytes());
+    s.write_all(&req).unwrap();
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[1], 2);
+    let _ = Ipv4Addr::LOCALHOST;
+}
+
+#[test]
+fn socks5_over_quic() {
+    socks_roundtrip(false);
+}
+
+#[test]
+fn socks5_over_tls() {
+    socks_roundtrip(true);
+}

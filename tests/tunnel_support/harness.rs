@@ -1,0 +1,688 @@
+//! Shared loopback fixtures for the tunnel tests: a real `edgegated`
+//! process, real `edgegate connect` processes, real backends (HTTP, TCP
+//! echo) on 127.0.0.1, keys, bundles and tickets made with the library.
+#![allow(dead_code, unreachable_pub)]
+
+use ed25519_dalek::SigningKey;
+use edgegate::policy_file::{compile_for_device, PolicyFile};
+use edgegate_proto::ticket::{self, Ticket};
+use edgegate_proto::{bundle, PublicKey};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+pub const DEVICE: &str = "router-1";
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+pub fn public(k: &SigningKey) -> PublicKey {
+    PublicKey::from(k.verifying_key())
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An HTTP/1.1 backend: `GET /` answers a small page, `GET /stream` sends
+/// headers then a chunk every 10 ms until the client goes away. Every
+/// request line is recorded.
+pub struct HttpBackend {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn http_backend() -> HttpBackend {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let log = requests.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let log = log.clone();
+            thread::spawn(move || serve_http(conn, log));
+        }
+    });
+    HttpBackend { addr, requests }
+}
+
+fn serve_http(conn: TcpStream, log: Arc<Mutex<Vec<String>>>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    // One request per connection: the response ends with the connection.
+    {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let request = line.trim_end().to_string();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                break;
+            }
+        }
+        log.lock().unwrap().push(request.clone());
+        if request.contains(" /stream ") {
+            let _ = out.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n");
+            loop {
+                if out.write_all(&[b'x'; 1024]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let body = "hello from the plc\n";
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        if out.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        if !request.starts_with("HEAD") {
+            let _ = out.write_all(body.as_bytes());
+        }
+    }
+}
+
+/// A TCP echo backend (stands in for VNC and for a VPN host).
+pub fn echo_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut r = conn.try_clone().unwrap();
+                let mut w = conn;
+                let _ = std::io::copy(&mut r, &mut w);
+            });
+        }
+    });
+    addr
+}
+
+/// The test policy, with backend ports filled in. `alice_status` lets a
+/// later bundle make her inactive.
+pub fn policy_text(http: SocketAddr, echo: SocketAddr, alice_status: &str) -> String {
+    policy_text_ws(http, echo, None, alice_status)
+}
+
+/// The test policy with, if `ws` is given, a WebSocket service `live`.
+pub fn policy_text_ws(
+    http: SocketAddr,
+    echo: SocketAddr,
+    ws: Option<SocketAddr>,
+    alice_status: &str,
+) -> String {
+    let live = ws
+        .map(|ws| {
+            format!(
+                r#"  {{ id = "live", name = "Live", kind = "websocket", target = "{ws}", category = "http" }},"#
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        r#"
+revoked_tickets = ["00112233445566778899aabbccddeeff"]
+
+[company]
+id = "acme"
+name = "ACME"
+
+[[category]]
+id = "http"
+name = "HTTP"
+
+[[category]]
+id = "info"
+name = "Machine info"
+
+[[category]]
+id = "vnc"
+name = "VNC"
+
+[[category]]
+id = "vpn"
+name = "VPN"
+
+[[group]]
+id = "site"
+name = "Site"
+type = "customer"
+
+[[role]]
+id = "engineer"
+name = "Engineer"
+scope = "company"
+grants = ["http", "vnc", "vpn", "info:read"]
+
+[[role]]
+id = "viewer"
+name = "Viewer"
+scope = "company"
+grants = ["info:read"]
+
+[[user]]
+id = "alice"
+name = "Alice"
+status = "{alice_status}"
+roles = ["engineer"]
+
+[[user]]
+id = "bob"
+name = "Bob"
+roles = ["viewer"]
+
+[[role]]
+id = "technician"
+name = "Service technician"
+scope = "group"
+grants = ["vnc"]
+site_consent = true
+
+[[user]]
+id = "sven"
+name = "Sven"
+memberships = [{{ group = "site", role = "technician" }}]
+
+[[user]]
+id = "dora"
+name = "Dora"
+roles = ["engineer"]
+logout_period = "22h"
+
+[[user]]
+id = "mira"
+name = "Mira"
+roles = ["engineer"]
+mfa = true
+
+[[device]]
+id = "{DEVICE}"
+name = "Router"
+groups = ["site"]
+services = [
+  {{ id = "web", name = "PLC web", kind = "http", target = "{http}", category = "http" }},
+  {{ id = "info", name = "Info", kind = "http", target = "{http}", category = "info" }},
+  {{ id = "hmi", name = "HMI", kind = "vnc", target = "{echo}", category = "vnc" }},
+  {{ id = "lan", name = "LAN", kind = "vpn", networks = ["127.0.0.0/8"], ports = [{port}], category = "vpn" }},
+{live}
+]
+"#,
+        port = echo.port()
+    )
+}
+
+/// Seal a bundle of `policy` for `device` with `serial`.
+pub fn bundle_bytes(policy: &str, device: &str, serial: u64, signer: &SigningKey) -> Vec<u8> {
+    let file = PolicyFile::parse(policy, "test-policy.toml").expect("test policy parses");
+    let now = now();
+    let b = compile_for_device(&file, device, serial, now - 60, now + 86_400).unwrap();
+    bundle::seal(&b, &[signer])
+}
+
+pub fn ticket_bytes(
+    user: &str,
+    device: &str,
+    client: &PublicKey,
+    authority: &SigningKey,
+) -> Vec<u8> {
+    ticket_with(user, device, client, authority, |_| {})
+}
+
+/// A ticket, adjusted by `edit` before sealing.
+pub fn ticket_with(
+    user: &str,
+    device: &str,
+    client: &PublicKey,
+    authority: &SigningKey,
+    edit: impl FnOnce(&mut Ticket),
+) -> Vec<u8> {
+    let now = now();
+    let mut t = Ticket {
+        id: rand::random(),
+        user: user.into(),
+        device: device.into(),
+        client_key: *client,
+        issued_at: now - 10,
+        expires_at: now + 3600,
+        auth_time: now - 10,
+        mfa: false,
+    };
+    edit(&mut t);
+    ticket::seal(&t, &[authority])
+}
+
+/// Lines of a child's output, collected by a thread.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn new(r: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait for a line satisfying `f` (up to `within`).
+    pub fn wait_for(&mut self, within: Duration, f: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + within;
+        if let Some(l) = self.seen.iter().find(|l| f(l)) {
+            return Some(l.clone());
+        }
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.rx.recv_timeout(left).ok()?;
+            self.seen.push(line.clone());
+            if f(&line) {
+                return Some(line);
+            }
+        }
+    }
+
+    /// Everything until the stream closes (or `within`).
+    pub fn rest(&mut self, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => break,
+            }
+        }
+        self.seen.clone()
+    }
+}
+
+/// A running `edgegated` with its state directory and keys.
+pub struct Daemon {
+    pub device: String,
+    pub dir: tempfile::TempDir,
+    pub child: Child,
+    pub authority: SigningKey,
+    pub device_key: PublicKey,
+    pub quic: SocketAddr,
+    pub tls: SocketAddr,
+    pub control: PathBuf,
+    pub stderr: Lines,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_daemon() -> Daemon {
+    start_daemon_with("")
+}
+
+/// Start a daemon whose config ends with `extra` (e.g. a `[limits]` table).
+pub fn start_daemon_with(extra: &str) -> Daemon {
+    start_daemon_for(DEVICE, extra)
+}
+
+/// Start a daemon for `device`.
+pub fn start_daemon_for(device_id: &str, extra: &str) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let authority = key(1);
+    let device = SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_path = dir.path().join("device.key");
+    edgegate::keyfile::write_new(&device_path, &device).unwrap();
+    let config = format!(
+        r#"device_id = "{device_id}"
+device_key = "{dev}"
+state_dir = "{state}"
+trusted_keys = ["{auth}"]
+threshold = 1
+listen_quic = "127.0.0.1:0"
+listen_tls = "127.0.0.1:0"
+control_socket = "{ctl}"
+expiry_grace = "0s"
+{extra}
+"#,
+        dev = device_path.display(),
+        state = dir.path().join("state").display(),
+        auth = public(&authority),
+        ctl = dir.path().join("control.sock").display(),
+    );
+    let config_path = dir.path().join("edgegated.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let (child, quic, tls, stderr) = spawn_daemon(&config_path);
+    Daemon {
+        device: device_id.to_string(),
+        control: dir.path().join("control.sock"),
+        dir,
+        child,
+        authority,
+        device_key: public(&device),
+        quic,
+        tls,
+        stderr,
+    }
+}
+
+fn spawn_daemon(config_path: &Path) -> (Child, SocketAddr, SocketAddr, Lines) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgegated"))
+        .arg("--config")
+        .arg(config_path)
+        .env("EDGEGATE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("edgegated starts");
+    let mut stdout = Lines::new(child.stdout.take().unwrap());
+    let stderr = Lines::new(child.stderr.take().unwrap());
+    let within = Duration::from_secs(20);
+    let addr = |l: &str| l.rsplit(' ').next().unwrap().parse::<SocketAddr>().unwrap();
+    let quic = addr(
+        &stdout
+            .wait_for(within, |l| l.starts_with("listening quic"))
+            .expect("quic address"),
+    );
+    let tls = addr(
+        &stdout
+            .wait_for(within, |l| l.starts_with("listening tls"))
+            .expect("tls address"),
+    );
+    (child, quic, tls, stderr)
+}
+
+impl Daemon {
+    /// SIGTERM; the exit status once it stopped (within `within`).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Stop with SIGTERM and start again on the same config and state.
+    pub fn restart(&mut self) {
+        assert!(
+            self.terminate(Duration::from_secs(15)).is_some(),
+            "daemon stops"
+        );
+        let (child, quic, tls, stderr) = spawn_daemon(&self.path("edgegated.toml"));
+        self.child = child;
+        self.quic = quic;
+        self.tls = tls;
+        self.stderr = stderr;
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// A client key file and a ticket for `user` bound to it.
+    pub fn client(&self, name: &str, user: &str) -> (PathBuf, PathBuf) {
+        let k = SigningKey::generate(&mut rand::rngs::OsRng);
+        let key_path = self.path(&format!("{name}.key"));
+        edgegate::keyfile::write_new(&key_path, &k).unwrap();
+        let t = ticket_bytes(user, &self.device, &public(&k), &self.authority);
+        let ticket_path = self.write(&format!("{name}.ticket"), &t);
+        (key_path, ticket_path)
+    }
+
+    /// A client key file and a ticket adjusted by `edit`.
+    pub fn client_with(
+        &self,
+        name: &str,
+        user: &str,
+        edit: impl FnOnce(&mut Ticket),
+    ) -> (PathBuf, PathBuf) {
+        let k = SigningKey::generate(&mut rand::rngs::OsRng);
+        let key_path = self.path(&format!("{name}.key"));
+        edgegate::keyfile::write_new(&key_path, &k).unwrap();
+        let t = ticket_with(user, &self.device, &public(&k), &self.authority, edit);
+        let ticket_path = self.write(&format!("{name}.ticket"), &t);
+        (key_path, ticket_path)
+    }
+
+    /// One request on the control socket.
+    pub fn control(&self, req: edgegate::control::Request) -> edgegate::control::Response {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut c = edgegate::control::Client::connect(&self.control)
+                .await
+                .unwrap();
+            c.call(&req).await.unwrap()
+        })
+    }
+
+    /// Install the test policy (alice active) as serial 1.
+    pub fn install(&self, http: SocketAddr, echo: SocketAddr) {
+        let b = self.write(
+            "b1",
+            &bundle_bytes(
+                &policy_text(http, echo, "active"),
+                DEVICE,
+                1,
+                &self.authority,
+            ),
+        );
+        let out = self.push(&b, false);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `edgegate bundle push FILE` through the tunnel port.
+    pub fn push(&self, file: &Path, tls: bool) -> std::process::Output {
+        let gw = if tls { self.tls } else { self.quic };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgegate"));
+        cmd.args(["bundle", "push"])
+            .arg(file)
+            .arg("--gateway")
+            .arg(gw.to_string())
+            .arg("--gateway-key")
+            .arg(self.device_key.to_string());
+        if tls {
+            cmd.arg("--tls");
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Start `edgegate connect` with extra args.
+    pub fn connect(&self, key: &Path, ticket: &Path, tls: bool, extra: &[String]) -> Client {
+        let gw = if tls { self.tls } else { self.quic };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgegate"));
+        cmd.arg("connect")
+            .arg("--gateway")
+            .arg(gw.to_string())
+            .arg("--gateway-key")
+            .arg(self.device_key.to_string())
+            .arg("--identity")
+            .arg(key)
+            .arg("--ticket")
+            .arg(ticket)
+            .args(extra);
+        if tls {
+            cmd.arg("--tls");
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Client {
+            stdout: Lines::new(child.stdout.take().unwrap()),
+            stderr: Lines::new(child.stderr.take().unwrap()),
+            child,
+        }
+    }
+}
+
+pub struct Client {
+    pub child: Child,
+    pub stdout: Lines,
+    pub stderr: Lines,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Client {
+    /// Wait for `ready`; panics with the output otherwise.
+    pub fn ready(&mut self) {
+        if self
+            .stdout
+            .wait_for(Duration::from_secs(20), |l| l == "ready")
+            .is_none()
+        {
+            let err = self.stderr.rest(Duration::from_millis(200));
+            panic!(
+                "client not ready; stdout {:?} stderr {:?}",
+                self.stdout.seen, err
+            );
+        }
+    }
+
+    /// Exit status within `within`, if it exited.
+    pub fn exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// Connect to a local echo forward and check it echoes.
+pub fn echo_through(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"hello").unwrap();
+    let mut back = [0u8; 5];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello");
+    s
+}
+
+/// Wait until the peer closes `s`; how long it took.
+pub fn wait_closed(mut s: TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return None
+            }
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+}
+
+/// A WebSocket echo backend (the demo's), on 127.0.0.1.
+pub fn ws_backend() -> SocketAddr {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = RT.get_or_init(|| tokio::runtime::Runtime::new().unwrap());
+    rt.block_on(edgegate::demo::backends::websocket(
+        ([127, 0, 0, 1], 0).into(),
+    ))
+    .unwrap()
+}
+
+/// Open a WebSocket through a local forward: upgrade, then one echoed frame.
+pub fn ws_open(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /live HTTP/1.1\r\nHost: hmi\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
+        .unwrap();
+    let mut frame = [0u8; 4];
+    s.read_exact(&mut frame).unwrap();
+    assert_eq!(frame, [0x81, 2, b'h', b'i']);
+    s
+}
+
+/// One HTTP/1.0-style GET through a local port; returns the whole response.
+pub fn http_get(port: u16, path: &str) -> String {
+    http_request(port, "GET", path)
+}
+
+pub fn http_request(port: u16, method: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: plc\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}

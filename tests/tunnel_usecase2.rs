@@ -1,0 +1,215 @@
+//! The use-case fixture end to end: `examples/usecase-2.toml` for device
+//! `router-a1`, real backends on the policy's own loopback addresses (HTTP
+//! pages, a WebSocket echo, a VNC stand-in echo, a LAN host), and for each
+//! user a real `edgegate connect` over QUIC and over TLS: the listed
+//! decisions are right, allowed services carry bytes, denied ones give
+//! their reason.
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use edgegate::policy_file::{compile_for_device, PolicyFile};
+use harness::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const DEVICE_A1: &str = "router-a1";
+
+/// The backends of router-a1's machine network, started once.
+fn backends() {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            use edgegate::demo::backends::{echo, http, websocket};
+            let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+            http(a("127.0.0.18:8080")).await.expect("plc-web backend");
+            http(a("127.0.0.17:8080"))
+                .await
+                .expect("machine-info backend");
+            websocket(a("127.0.0.17:8081"))
+                .await
+                .expect("maintenance backend");
+            echo(a("127.0.0.17:5900")).await.expect("vnc stand-in");
+            echo(a("127.0.0.20:4840")).await.expect("lan host");
+        });
+        rt
+    });
+}
+
+/// What each user gets on router-a1 (DESIGN §2 applied to the fixture).
+fn expected(user: &str) -> [&'static str; 5] {
+    // Order: lan, hmi-vnc, plc-web, machine-info, maintenance.
+    match user {
+        "nathany" => [
+            "deny lan mfa-required",
+            "deny hmi-vnc mfa-required",
+            "deny plc-web mfa-required",
+            "deny machine-info mfa-required",
+            "deny maintenance mfa-required",
+        ],
+        "henk" => [
+            "allow lan manage",
+            "allow hmi-vnc manage",
+            "allow plc-web manage",
+            "allow machine-info read",
+            "allow maintenance manage",
+        ],
+        "lena" => [
+            "deny lan no-grant",
+            "deny hmi-vnc no-grant",
+            "deny plc-web no-grant",
+            "allow machine-info read",
+            "allow maintenance read",
+        ],
+        "emmy" => [
+            "deny lan no-grant",
+            "allow hmi-vnc manage",
+            "allow plc-web manage",
+            "allow machine-info manage",
+            "allow maintenance manage",
+        ],
+        "eddy" => [
+            "deny lan no-grant",
+            "allow hmi-vnc manage",
+            "deny plc-web no-grant",
+            "allow machine-info manage",
+            "deny maintenance no-grant",
+        ],
+        "bert" | "sven" | "carla" => [
+            "deny lan no-grant",
+            "deny hmi-vnc no-grant",
+            "deny plc-web no-grant",
+            "deny machine-info no-grant",
+            "deny maintenance no-grant",
+        ],
+        _ => unreachable!(),
+    }
+}
+
+fn ws_roundtrip(port: u16, expect_echo: bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(
+        b"GET /live HTTP/1.1\r\nHost: hmi\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    // A masked text frame "hi".
+    s.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
+        .unwrap();
+    let mut frame = [0u8; 4];
+    if !expect_echo {
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+    }
+    let got = s.read_exact(&mut frame);
+    if expect_echo {
+        got.unwrap();
+        assert_eq!(frame, [0x81, 2, b'h', b'i']);
+    } else {
+        assert!(
+            got.is_err(),
+            "read level must not pass client frames: {frame:?}"
+        );
+    }
+}
+
+fn exercise(d: &Daemon, user: &str, tls: bool, mfa: bool) {
+    let (key, ticket) = d.client_with(&format!("{user}-{tls}-{mfa}"), user, |t| t.mfa = mfa);
+    let ports: Vec<(String, u16)> = ["hmi-vnc", "plc-web", "machine-info", "maintenance"]
+        .iter()
+        .map(|s| (s.to_string(), free_port()))
+        .collect();
+    // Forward only what the listing allows (a denied -L would end the client).
+    let lines = expected(user);
+    let allowed = |svc: &str| {
+        mfa || lines
+            .iter()
+            .any(|l| l.starts_with(&format!("allow {svc} ")))
+    };
+    let mut args = Vec::new();
+    for (svc, port) in &ports {
+        if allowed(svc) {
+            args.push("-L".to_string());
+            args.push(format!("{port}={svc}"));
+        }
+    }
+    let socks = free_port();
+    args.push("--socks".into());
+    args.push(socks.to_string());
+    let mut c = d.connect(&key, &ticket, tls, &args);
+    c.ready();
+    let listed: Vec<&str> = c.stdout.seen.iter().map(String::as_str).collect();
+    if mfa {
+        assert!(
+            listed[..5].iter().all(|l| l.ends_with("manage")),
+            "{user}: {listed:?}"
+        );
+    } else {
+        assert_eq!(&listed[..5], &lines[..], "{user} tls={tls}");
+    }
+    for (svc, port) in &ports {
+        if !allowed(svc) {
+            continue;
+        }
+        let level_read = !mfa && lines.iter().any(|l| *l == format!("allow {svc} read"));
+        match svc.as_str() {
+            "plc-web" | "machine-info" => {
+                assert!(
+                    http_get(*port, "/").contains("Filling line PLC"),
+                    "{user} {svc}"
+                );
+            }
+            "maintenance" => ws_roundtrip(*port, !level_read),
+            "hmi-vnc" => drop(echo_through(*port)),
+            _ => unreachable!(),
+        }
+    }
+    // The LAN through SOCKS: allowed users reach 127.0.0.20:4840.
+    let lan_allowed = mfa || lines[0].starts_with("allow");
+    let mut s = TcpStream::connect(("127.0.0.1", socks)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 20, 0x12, 0xe8])
+        .unwrap();
+    let mut reply = [0u8; 12];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[3], if lan_allowed { 0 } else { 2 }, "{user} lan");
+}
+
+#[test]
+fn every_user_of_use_case_2_over_quic_and_tls() {
+    backends();
+    let d = start_daemon_for(DEVICE_A1, "");
+    let file = PolicyFile::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/usecase-2.toml"
+    )))
+    .unwrap();
+    let now = now();
+    let b = compile_for_device(&file, DEVICE_A1, 1, now - 60, now + 86_400).unwrap();
+    let f = d.write(
+        "usecase-2.bundle",
+        &edgegate_proto::bundle::seal(&b, &[&d.authority]),
+    );
+    assert!(d.push(&f, false).status.success());
+    for user in [
+        "nathany", "henk", "lena", "emmy", "eddy", "bert", "sven", "carla",
+    ] {
+        for tls in [false, true] {
+            exercise(&d, user, tls, false);
+        }
+    }
+    exercise(&d, "nathany", false, true);
+}
