@@ -140,10 +140,33 @@ fn sled_config(path: &Path) -> sled::Config {
         .flush_every_ms(Some(FLUSH_EVERY_MS))
 }
 
+fn is_lock_error(io: &std::io::Error) -> bool {
+    io.to_string().contains("could not acquire lock")
+}
+
+/// Open sled, waiting out a previous `Db` of this process that is still
+/// shutting down. We hold our own flock on the state directory, so no other
+/// process has it; sled's lock can then only be held by a dropped `Db` whose
+/// background flusher thread has not exited yet (it wakes every
+/// `FLUSH_EVERY_MS`). Reopening in-process happens in tests and on reload.
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(3 * FLUSH_EVERY_MS);
+    loop {
+        match sled_config(path).open() {
+            Err(sled::Error::Io(io))
+                if is_lock_error(&io) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn try_open(path: &Path) -> Result<Loaded, OpenFailure> {
     let broken = |what: &str, e: sled::Error| OpenFailure::Broken(format!("{what}: {e}"));
-    let db = sled_config(path).open().map_err(|e| match e {
-        sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+    let db = open_sled(path).map_err(|e| match e {
+        sled::Error::Io(ref io) if is_lock_error(io) => {
             OpenFailure::Fatal(StoreError::Locked(path.to_path_buf()))
         }
         e => broken("sled failed to open", e),
