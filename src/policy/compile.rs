@@ -39,6 +39,10 @@ pub struct CompiledService {
     pub category: String,
     /// Category index.
     pub(super) cat: u32,
+    /// Whether the gateway can enforce the `read` level on this kind
+    /// (`filter::read_level_supported`; false for vpn). A `read` grant does
+    /// not match a service where it cannot be enforced.
+    pub(super) read_enforceable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,6 +479,7 @@ fn compile_services(b: &Bundle, ids: &Ids) -> Result<Vec<CompiledService>, Compi
             target: s.target.clone(),
             category: s.category.clone(),
             cat,
+            read_enforceable: crate::filter::read_level_supported(s.kind),
         });
     }
     Ok(out)
