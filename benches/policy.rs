@@ -1,7 +1,9 @@
 //! Policy benchmark (`cargo bench --bench policy`): plain `std::time`
 //! measurements on `synth_bundle(10_000 users, 1_000 groups, 100 roles, 50
 //! services)`, printing the encoded envelope size, verify and compile times,
-//! the accept path (verify + store + compile) and `decide` latency.
+//! the accept path (`Store::accept`: verify + compile + store, flushed, in a
+//! fresh temporary store each run), the store's size on disk and `decide`
+//! latency.
 //!
 //! Decide latency is measured two ways, both over the same 200,000 mixed
 //! requests (allowed and denied, vpn destinations, unknown users/services,
@@ -13,6 +15,7 @@
 
 use ed25519_dalek::SigningKey;
 use edgegate::policy::{decide, explain, Decision, Policy, PolicyIndex, Request, TicketInput};
+use edgegate::store::{Applied, Store};
 use edgegate::synth::{synth_bundle, SplitMix, SYNTH_DEVICE, SYNTH_ISSUED_AT};
 use edgegate_proto::{
     bundle, ticket, PublicKey, Ticket, TrustPolicy, VerifiedBundle, VerifiedTicket,
@@ -44,11 +47,7 @@ fn main() {
     let vb = VerifiedBundle::verify(&bytes, &trust).unwrap();
     let compile = median_of(9, || PolicyIndex::compile(&vb).unwrap());
     println!("compile: median {:.2} ms (9 runs)", ms(compile));
-    let accept = median_of(5, || accept_path(&bytes, &trust));
-    println!(
-        "accept path (verify + compile; store pending): median {:.2} ms (5 runs)",
-        ms(accept)
-    );
+    accept_path(&bytes, &trust, &vb);
 
     let ix = PolicyIndex::compile(&vb).unwrap();
     let now = SYNTH_ISSUED_AT + 3_600;
@@ -74,16 +73,78 @@ fn main() {
     );
 }
 
-/// The daemon's accept path for one bundle: verify, compile, store.
-///
-/// The store lands separately: once `edgegate::store` exists, open a `Store`
-/// in a temp dir before timing and call `store.apply(&vb, now)` between
-/// verify and compile (or after compile, as the daemon orders it), so that
-/// this figure becomes verify + store + compile.
-fn accept_path(bytes: &[u8], trust: &TrustPolicy) -> PolicyIndex {
-    let vb = VerifiedBundle::verify(bytes, trust).unwrap();
-    // store.apply(&vb, now) goes here.
-    PolicyIndex::compile(&vb).unwrap()
+/// Runs of the accept path; each gets a fresh store, opened before timing.
+const ACCEPT_RUNS: usize = 7;
+
+/// The daemon's accept path for one bundle, as `Store::accept` runs it:
+/// verify, compile, then store (one sled transaction, flushed before `Ok`).
+/// Also times `Store::apply` alone, and prints the store's size on disk.
+fn accept_path(bytes: &[u8], trust: &TrustPolicy, vb: &VerifiedBundle) {
+    let wall = SYNTH_ISSUED_AT + 60;
+    let mut accept = Vec::new();
+    let mut apply = Vec::new();
+    let mut sizes = None;
+    for _ in 0..ACCEPT_RUNS {
+        let (dir, store) = fresh_store(trust);
+        let t = Instant::now();
+        let (applied, _, ix) = store
+            .accept(bytes, wall, |vb| {
+                PolicyIndex::compile(vb).map_err(|e| e.to_string())
+            })
+            .unwrap();
+        accept.push(t.elapsed());
+        assert!(matches!(applied, Applied::Accepted { .. }));
+        black_box(ix);
+        sizes = Some((store.db().size_on_disk().unwrap(), dir_size(dir.path())));
+        drop(store);
+
+        let (_dir, store) = fresh_store(trust);
+        let t = Instant::now();
+        black_box(store.apply(vb, wall).unwrap());
+        apply.push(t.elapsed());
+    }
+    let (accept, _) = median_p99(&mut accept);
+    let (apply, _) = median_p99(&mut apply);
+    println!(
+        "accept path (Store::accept: verify + compile + store, flushed): median {:.2} ms ({ACCEPT_RUNS} runs, fresh store each)",
+        ms(accept)
+    );
+    println!(
+        "  of which Store::apply alone (one transaction + flush): median {:.2} ms",
+        ms(apply)
+    );
+    let (sled, files) = sizes.unwrap();
+    println!(
+        "store on disk after applying: sled size_on_disk {} bytes ({:.1} KiB); state dir files {} bytes ({:.1} KiB)",
+        sled,
+        sled as f64 / 1024.0,
+        files,
+        files as f64 / 1024.0
+    );
+}
+
+/// A store in a new temporary state directory, trusting the synth authority.
+fn fresh_store(trust: &TrustPolicy) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = Store::open(dir.path(), trust, SYNTH_DEVICE, |_| Ok(())).unwrap();
+    assert!(opened.bundle.is_none());
+    (dir, opened.store)
+}
+
+/// Apparent size of the files under `dir`, recursively.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                dir_size(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
 }
 
 fn make_tickets(

@@ -12,6 +12,10 @@
 //! a grant missing only its role's 2FA demand (`mfa-required`), else one
 //! missing only site consent (`site-consent-required`), else one missing both
 //! (`mfa-required`: consent alone would not admit the user), else `no-grant`.
+//! A `read` grant never matches a vpn service: observe-only cannot be
+//! enforced on raw TCP (`filter::read_level_supported`), so such a grant
+//! grants nothing there and is no near miss either (`read-not-enforceable`
+//! in the trace); `decide` never answers `Allow(Read)` for vpn.
 //!
 //! Authoring tools that want an index for a bundle they built themselves seal
 //! it with a throw-away key and verify it against that key: there is

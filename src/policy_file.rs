@@ -60,6 +60,9 @@ pub struct PolicyFile {
     pub revoked_tickets: Vec<TicketId>,
     /// The file's own expectations.
     pub tests: Vec<PolicyTest>,
+    /// Legal but suspicious things, each `FILE:LINE: message` (e.g. a `read`
+    /// grant on a category holding a vpn service, which grants nothing there).
+    pub warnings: Vec<String>,
 }
 
 /// One `[[test]]`: a question and the decision the file expects.

@@ -571,3 +571,25 @@ fn explain_exits_zero_on_deny_and_non_zero_on_broken_questions() {
     .unwrap();
     assert_eq!(decision(&v), "deny:no-valid-bundle");
 }
+
+#[test]
+fn read_grant_on_vpn_is_a_warning_not_an_error() {
+    let t = setup();
+    let mut text = std::fs::read_to_string(example(1)).unwrap();
+    let at = text.len();
+    text.push_str(
+        "\n[[role]]\nid = \"vpn-watcher\"\nscope = \"company\"\ngrants = [\"vpn:read\"]\n",
+    );
+    let line = text[..at].lines().count() + 5;
+    let path = t.dir.join("vpn-read.toml");
+    std::fs::write(&path, &text).unwrap();
+    let stdout = ok(&["policy", "check", s(&path)]);
+    let want = format!(
+        "warning: {}:{line}: role \"vpn-watcher\" grants read on category \"vpn\", which contains \
+         vpn service \"lan\" of device \"router-a1\": read cannot be enforced on vpn and grants \
+         nothing there\n",
+        s(&path)
+    );
+    assert!(stdout.starts_with(&want), "got: {stdout}\nwant: {want}");
+    assert!(stdout.contains("ok: "), "{stdout}");
+}

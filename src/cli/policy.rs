@@ -23,6 +23,9 @@ const TEST_BUNDLE_NOT_AFTER: u64 = TEST_AUTH_TIME + 400 * 86_400;
 
 pub(super) fn check(a: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let policy = PolicyFile::load(&a.policy)?;
+    for w in &policy.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
     // Every device must compile as a device would accept it, tested or not.
     let mut indexes: HashMap<&str, PolicyIndex> = HashMap::new();
     for d in &policy.devices {

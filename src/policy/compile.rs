@@ -16,6 +16,11 @@ use edgegate_proto::{Level, UnixTime, VerifiedBundle};
 use std::collections::HashMap;
 use std::fmt;
 
+/// Id -> index. FxHash, not SipHash: it halves the two lookups of `decide`
+/// (user, service). HashDoS needs inserts, and only a signed bundle inserts;
+/// lookups of client-chosen ids probe a fixed table.
+type IdMap = HashMap<Box<str>, u32, rustc_hash::FxBuildHasher>;
+
 pub use error::CompileError;
 
 mod error;
@@ -39,6 +44,10 @@ pub struct CompiledService {
     pub category: String,
     /// Category index.
     pub(super) cat: u32,
+    /// Whether the gateway can enforce the `read` level on this kind
+    /// (`filter::read_level_supported`; false for vpn). A `read` grant does
+    /// not match a service where it cannot be enforced.
+    pub(super) read_enforceable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,12 +120,12 @@ pub struct PolicyIndex {
     pub(super) groups: Vec<CGroup>,
     pub(super) roles: Vec<CRole>,
     pub(super) users: Vec<CUser>,
-    user_ids: HashMap<Box<str>, u32>,
+    user_ids: IdMap,
     pub(super) user_names: Vec<String>,
     pub(super) sources: Vec<Source>,
     pub(super) cands: Vec<Candidate>,
     services: Vec<CompiledService>,
-    service_ids: HashMap<Box<str>, u32>,
+    service_ids: IdMap,
     revoked: Vec<TicketId>,
 }
 
@@ -136,8 +145,8 @@ impl fmt::Debug for PolicyIndex {
 fn index_ids<'a>(
     kind: &'static str,
     ids: impl Iterator<Item = &'a str>,
-) -> Result<HashMap<Box<str>, u32>, CompileError> {
-    let mut map = HashMap::new();
+) -> Result<IdMap, CompileError> {
+    let mut map = IdMap::default();
     for (i, id) in ids.enumerate() {
         if map.insert(Box::from(id), i as u32).is_some() {
             return Err(CompileError::DuplicateId {
@@ -150,7 +159,7 @@ fn index_ids<'a>(
 }
 
 fn resolve(
-    map: &HashMap<Box<str>, u32>,
+    map: &IdMap,
     target: &str,
     kind: &'static str,
     owner: &str,
@@ -167,9 +176,9 @@ fn resolve(
 }
 
 struct Ids {
-    cats: HashMap<Box<str>, u32>,
-    groups: HashMap<Box<str>, u32>,
-    roles: HashMap<Box<str>, u32>,
+    cats: IdMap,
+    groups: IdMap,
+    roles: IdMap,
 }
 
 impl PolicyIndex {
@@ -475,6 +484,7 @@ fn compile_services(b: &Bundle, ids: &Ids) -> Result<Vec<CompiledService>, Compi
             target: s.target.clone(),
             category: s.category.clone(),
             cat,
+            read_enforceable: crate::filter::read_level_supported(s.kind),
         });
     }
     Ok(out)

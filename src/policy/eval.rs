@@ -41,9 +41,22 @@ pub(super) enum GrantOutcome {
     NeedsConsent,
     /// Both demands fail.
     NeedsBoth,
+    /// A `read` grant on a service whose read level the gateway cannot
+    /// enforce (vpn): it grants nothing there and is not a near miss.
+    ReadNotEnforceable,
 }
 
-pub(super) fn grant_outcome(c: &Candidate, ticket_mfa: bool, consent: bool) -> GrantOutcome {
+/// The read level cannot be enforced on this service (vpn: raw TCP to a
+/// network), so a `read` grant does not match it, whatever its demands.
+pub(super) fn grant_outcome(
+    c: &Candidate,
+    svc: &CompiledService,
+    ticket_mfa: bool,
+    consent: bool,
+) -> GrantOutcome {
+    if c.level == Level::Read && !svc.read_enforceable {
+        return GrantOutcome::ReadNotEnforceable;
+    }
     match (c.mfa && !ticket_mfa, c.consent && !consent) {
         (false, false) => GrantOutcome::Match,
         (true, false) => GrantOutcome::NeedsMfa,
@@ -377,14 +390,16 @@ fn grants<T: Tracer>(
 ) -> Result<Level, DenyReason> {
     t.sources(ix, user, svc.cat);
     let (mut best, mut only_mfa, mut only_consent, mut both) = (None, false, false, false);
+    let mut read_skipped = false;
     for c in ix.candidates(user, svc.cat) {
-        let outcome = grant_outcome(c, ticket_mfa, consent);
+        let outcome = grant_outcome(c, svc, ticket_mfa, consent);
         t.grant(c, outcome);
         match outcome {
             GrantOutcome::Match => best = best.max(Some(c.level)),
             GrantOutcome::NeedsMfa => only_mfa = true,
             GrantOutcome::NeedsConsent => only_consent = true,
             GrantOutcome::NeedsBoth => both = true,
+            GrantOutcome::ReadNotEnforceable => read_skipped = true,
         }
     }
     let result = best.ok_or_else(|| closest_miss(only_mfa, only_consent, both));
@@ -392,22 +407,36 @@ fn grants<T: Tracer>(
         6,
         "grants",
         result.is_ok(),
-        format_args!("category {}: {}", svc.category, Outcome(result)),
+        format_args!(
+            "category {}: {}",
+            svc.category,
+            Outcome(result, read_skipped)
+        ),
     );
     result
 }
 
-struct Outcome(Result<Level, DenyReason>);
+/// The step-6 verdict in words; the flag says a `read` grant was ignored
+/// because the service cannot enforce it.
+struct Outcome(Result<Level, DenyReason>, bool);
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Ok(level) => write!(f, "highest matching level {level}"),
-            Err(DenyReason::NoGrant) => f.write_str("no applicable grant names it"),
-            Err(reason) => write!(f, "no grant matched; closest miss {reason}"),
+            Ok(level) => write!(f, "highest matching level {level}")?,
+            Err(DenyReason::NoGrant) if self.1 => f.write_str("no grant matched")?,
+            Err(DenyReason::NoGrant) => f.write_str("no applicable grant names it")?,
+            Err(reason) => write!(f, "no grant matched; closest miss {reason}")?,
         }
+        if self.1 {
+            write!(f, " (read grants ignored: {READ_NOT_ENFORCEABLE})")?;
+        }
+        Ok(())
     }
 }
+
+/// Why a `read` grant does not match a vpn service, as the trace says it.
+pub(super) const READ_NOT_ENFORCEABLE: &str = "read level cannot be enforced on a vpn service";
 
 struct Hex<'a>(&'a [u8]);
 

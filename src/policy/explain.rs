@@ -8,7 +8,7 @@
 //! grant that was never a candidate can still be explained.
 
 use super::compile::{CUser, Candidate, PolicyIndex, Source};
-use super::eval::{GrantOutcome, Tracer};
+use super::eval::{GrantOutcome, Tracer, READ_NOT_ENFORCEABLE};
 use super::Decision;
 use edgegate_proto::{DenyReason, Level};
 use serde::{Serialize, Serializer};
@@ -92,8 +92,12 @@ pub struct GrantTrace {
     pub level: Level,
     /// `match`, `other-category`, `not-applicable` (the membership does not
     /// count here), `needs-mfa`, `needs-site-consent`,
-    /// `needs-mfa-and-site-consent`.
+    /// `needs-mfa-and-site-consent`, `read-not-enforceable` (a `read` grant
+    /// on a vpn service, where observe-only cannot be enforced).
     pub result: &'static str,
+    /// Why, when the result alone does not say it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'static str>,
 }
 
 fn ser_decision<S: Serializer>(d: &Decision, s: S) -> Result<S::Ok, S::Error> {
@@ -124,6 +128,14 @@ fn outcome_name(o: GrantOutcome) -> &'static str {
         GrantOutcome::NeedsMfa => "needs-mfa",
         GrantOutcome::NeedsConsent => "needs-site-consent",
         GrantOutcome::NeedsBoth => "needs-mfa-and-site-consent",
+        GrantOutcome::ReadNotEnforceable => "read-not-enforceable",
+    }
+}
+
+fn outcome_detail(o: GrantOutcome) -> Option<&'static str> {
+    match o {
+        GrantOutcome::ReadNotEnforceable => Some(READ_NOT_ENFORCEABLE),
+        _ => None,
     }
 }
 
@@ -182,6 +194,7 @@ impl Tracer for Recorder {
             .and_then(|s| s.grants.get_mut(c.grant as usize))
         {
             g.result = outcome_name(outcome);
+            g.detail = outcome_detail(outcome);
         }
     }
 }
@@ -203,6 +216,7 @@ fn source_trace(ix: &PolicyIndex, s: &Source, category: u32) -> SourceTrace {
             } else {
                 "unchecked"
             },
+            detail: None,
         })
         .collect();
     let group = s.group.map(|g| &ix.groups[g as usize]);
@@ -275,7 +289,11 @@ fn write_source(f: &mut fmt::Formatter<'_>, s: &SourceTrace) -> fmt::Result {
         }
     }
     for g in &s.grants {
-        writeln!(f, "        {} ({}): {}", g.category, g.level, g.result)?;
+        write!(f, "        {} ({}): {}", g.category, g.level, g.result)?;
+        match g.detail {
+            Some(d) => writeln!(f, " ({d})")?,
+            None => writeln!(f)?,
+        }
     }
     Ok(())
 }

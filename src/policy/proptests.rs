@@ -443,6 +443,11 @@ fn reference_grants(
     let mut misses = Vec::new();
     for r in roles {
         for g in r.grants.iter().filter(|g| g.category == s.category) {
+            // Observe-only cannot be enforced on raw TCP: a read grant on a
+            // vpn service grants nothing and is no near miss.
+            if s.kind == ServiceKind::Vpn && g.level == Level::Read {
+                continue;
+            }
             match (r.mfa && !mfa, r.site_consent && !consent) {
                 (false, false) => best = best.max(Some(g.level)),
                 miss => misses.push(miss),

@@ -269,12 +269,62 @@ fn closest_miss() {
             c.consent = true
         })
         .decide(Some(ix())),
-        READ
+        MANAGE
     );
     // leo: one maint grant misses 2FA only, another consent only: mfa first.
     let leo = Case::new("leo", "ws");
     assert_eq!(leo.decide(Some(ix())), deny(D::MfaRequired));
     assert_eq!(leo.with(|c| c.consent = true).decide(Some(ix())), MANAGE);
+}
+
+fn vpn_read(user: &str, f: fn(&mut Case)) -> Case {
+    Case::new(user, "vpn-any").with(|c| {
+        c.dest = Some("192.168.1.1:1".parse().unwrap());
+        f(c)
+    })
+}
+
+#[test]
+fn read_grant_does_not_match_a_vpn_service() {
+    // nina's only vpn grant is read (with a 2FA demand): never enforceable on
+    // vpn, and no near miss either, so no-grant even without 2FA.
+    for f in [|_: &mut Case| {}, mfa, |c: &mut Case| c.consent = true] {
+        assert_eq!(vpn_read("nina", f).decide(Some(ix())), deny(D::NoGrant));
+    }
+    let e = vpn_read("nina", mfa).explain(Some(ix()));
+    let grants = e.trace.last().unwrap();
+    assert_eq!((grants.check, grants.passed), ("grants", false));
+    assert!(
+        grants
+            .detail
+            .contains("read level cannot be enforced on a vpn service"),
+        "{}",
+        grants.detail
+    );
+    let g = &grants.sources[0].grants[0];
+    assert_eq!(g.result, "read-not-enforceable");
+    assert_eq!(
+        g.detail,
+        Some("read level cannot be enforced on a vpn service")
+    );
+    let text = e.to_string();
+    assert!(text.contains("vpn-access (read): read-not-enforceable (read level cannot be enforced on a vpn service)"), "{text}");
+    // The same kind of read grant still admits on a service that filters.
+    let dash = Case::new("gina", "dash").decide(Some(ix()));
+    assert_eq!(dash, READ);
+}
+
+#[test]
+fn read_and_manage_grants_on_vpn_allow_manage() {
+    assert_eq!(vpn_read("oscar", mfa).decide(Some(ix())), MANAGE);
+    assert_eq!(vpn_read("oscar", |_| {}).decide(Some(ix())), MANAGE);
+    let e = vpn_read("oscar", mfa).explain(Some(ix()));
+    let grants = e.trace.iter().find(|t| t.check == "grants").unwrap();
+    let results: Vec<_> = (grants.sources.iter())
+        .flat_map(|s| s.grants.iter().filter(|g| g.category == "vpn-access"))
+        .map(|g| g.result)
+        .collect();
+    assert_eq!(results, ["read-not-enforceable", "match"]);
 }
 
 // Step 7.

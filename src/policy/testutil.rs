@@ -176,7 +176,8 @@ fn roles() -> Vec<Role> {
         ),
         role("secure-op", G, &[("maint-access", M)], true, false),
         role("info-manager", G, &[("info-access", M)], false, false),
-        role("both", G, &[("vpn-access", R)], true, true),
+        role("both", G, &[("vpn-access", M)], true, true),
+        role("vpn-reader", C, &[("vpn-access", R)], true, false),
     ]
 }
 
@@ -203,6 +204,8 @@ fn users() -> Vec<User> {
             &[("cust-a", "secure-op"), ("div-1", "provider")],
         ),
         user("mia", &[], &[("legacy", "operator")]),
+        user("nina", &["vpn-reader"], &[]),
+        user("oscar", &["vpn-reader"], &[("europe", "service-manager")]),
     ]
 }
 

@@ -486,3 +486,30 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn read_grant_on_a_vpn_category_is_a_warning() {
+    let p = PolicyFile::parse(GOOD, "p.toml").unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let text = GOOD.replace(
+        r#"grants = ["vpn", "vnc:read"]"#,
+        r#"grants = ["vpn:read", "vnc:read"]"#,
+    );
+    let p = PolicyFile::parse(&text, "p.toml").unwrap();
+    let line = line_of(&text, text.find("\"vpn:read\"").unwrap());
+    assert_eq!(
+        p.warnings,
+        [format!(
+            "p.toml:{line}: role \"engineer\" grants read on category \"vpn\", which contains \
+             vpn service \"lan\" of device \"router-1\": read cannot be enforced on vpn and \
+             grants nothing there"
+        )]
+    );
+}
+
+#[test]
+fn fixtures_have_no_unenforceable_read_grants() {
+    for n in 1..=3 {
+        assert_eq!(fixture(n).warnings, Vec::<String>::new(), "usecase-{n}");
+    }
+}

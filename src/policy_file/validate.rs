@@ -8,7 +8,7 @@ use super::raw::{RawFile, RawGroup, RawRole, RawUser, S};
 use super::{PolicyFile, DEFAULT_LOGOUT_PERIOD};
 use crate::duration::parse_duration;
 use edgegate_proto::bundle::{
-    Category, Company, Grant, Group, Membership, Organization, Role, Scope, Status, User,
+    Category, Company, Device, Grant, Group, Membership, Organization, Role, Scope, Status, User,
 };
 use edgegate_proto::ticket::TicketId;
 use edgegate_proto::Level;
@@ -66,6 +66,10 @@ pub(super) fn validate(raw: RawFile, text: &str, path: &str) -> Result<PolicyFil
     if !c.errs.is_empty() {
         return Err(c.errs);
     }
+    let warnings = unenforceable_read_grants(&raw.role, &devices)
+        .into_iter()
+        .map(|(offset, msg)| format!("{path}:{}: {msg}", super::line_of(text, offset)))
+        .collect();
     Ok(PolicyFile {
         path: path.to_string(),
         organizations: organizations(declared_orgs, &company, &users),
@@ -80,7 +84,40 @@ pub(super) fn validate(raw: RawFile, text: &str, path: &str) -> Result<PolicyFil
         devices,
         revoked_tickets,
         tests,
+        warnings,
     })
+}
+
+/// `read` grants on a category holding a vpn service: observe-only cannot be
+/// enforced on raw TCP, so the evaluator lets such a grant match nothing
+/// there (DESIGN §2 levels). Legal, but almost certainly not what the author
+/// meant. Runs on a file that already validated, so grants parse.
+fn unenforceable_read_grants(roles: &[RawRole], devices: &[Device]) -> Errors {
+    let mut out = Vec::new();
+    for r in roles {
+        for g in &r.grants {
+            let Some((category, "read")) = g.get_ref().split_once(':') else {
+                continue;
+            };
+            for d in devices {
+                let vpns = d.services.iter().filter(|s| {
+                    s.category == category && !crate::filter::read_level_supported(s.kind)
+                });
+                for s in vpns {
+                    let msg = format!(
+                        "role {:?} grants read on category {category:?}, which contains {} service {:?} of device {:?}: read cannot be enforced on {} and grants nothing there",
+                        r.id.get_ref(),
+                        s.kind.as_str(),
+                        s.id,
+                        d.id,
+                        s.kind.as_str()
+                    );
+                    out.push((g.span().start, msg));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Declared organizations, then the ones users name without declaring, in
