@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# benches/compare.sh: edgegate side by side with direct TCP, socat and
+# ssh -L (throughput, many streams, setup), with Cedar (policy decisions),
+# plus revocation latency, daemon memory and bundle apply. Loopback only,
+# every measurement bounded in time and bytes; prints one table at the end.
+# See benches/README.md. Needs: cargo, openssh-server, openssh-client, socat
+# (apt-get install -y openssh-server openssh-client socat). Run as root (sshd
+# runs as a non-daemon on a loopback port with throwaway keys).
+#
+# Environment: BENCH_BYTES (bytes per single-stream run, default 1 GiB),
+# BENCH_RUNS (runs per throughput figure, best kept, default 3),
+# BENCH_SKIP_BUILD=1 (use the binaries already built).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BYTES=${BENCH_BYTES:-1073741824}
+RUNS=${BENCH_RUNS:-3}
+MULTI_STREAMS=64
+MULTI_BYTES=$((16 << 20)) # per stream: 64 x 16 MiB = 1 GiB
+IDLE_SESSIONS=1000
+REVOKE_STREAMS=100
+BT="$ROOT/benches/target"
+START=$(date +%s)
+
+T=$(mktemp -d /tmp/egbench.XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { echo "[$(($(date +%s) - START))s] $*" >&2; }
+die() { echo "compare.sh: $*" >&2; exit 1; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+TABLE="$T/table"
+: >"$TABLE"
+# row MEASUREMENT FIGURE [COMPARISON] [VERDICT]
+row() {
+    printf '%-50s %-24s %-34s %-5s %s\n' "$1" "$2" "${3:-}" "${4:-}" "$(load)" >>"$TABLE"
+    say "$1: $2 ${3:-} ${4:-}"
+}
+# pf VALUE OP TARGET -> pass|FAIL (awk arithmetic)
+pf() { awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN{ok=(op=="<")?(a<b):(a>=b); print (a==a+0 && ok)?"pass":"FAIL"}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}'; }
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# wait_line FILE PATTERN [SECONDS]: the first line of FILE matching PATTERN
+wait_line() {
+    local i
+    for ((i = 0; i < ${3:-20} * 50; i++)); do
+        if grep -q -- "$2" "$1" 2>/dev/null; then grep -m1 -- "$2" "$1"; return 0; fi
+        sleep 0.02
+    done
+    die "timed out waiting for '$2' in $1: $(tail -3 "$1" 2>/dev/null)"
+}
+bg() { # bg NAME CMD...: run in the background, output in $T/NAME.out
+    local name=$1; shift
+    "$@" >"$T/$name.out" 2>&1 &
+    PIDS+=($!)
+    LAST=$!
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+result() { grep -m1 "^RESULT $1 " | cut -d' ' -f3-; }
+rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
+
+# --- build -------------------------------------------------------------------
+for tool in socat ssh /usr/sbin/sshd python3; do
+    command -v "$tool" >/dev/null || die "missing $tool (apt-get install -y openssh-server openssh-client socat)"
+done
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+    say "building (release)"
+    (cd "$ROOT" && cargo build --release --bins -q)
+    (cd "$ROOT/benches/compare" && CARGO_TARGET_DIR="$BT" cargo build --release -q)
+    (cd "$ROOT/benches/cedar" && CARGO_TARGET_DIR="$BT" cargo build --release -q)
+fi
+EG="$ROOT/target/release/edgegate"
+EGD="$ROOT/target/release/edgegated"
+EGB="$BT/release/egb"
+CEDAR="$BT/release/edgegate-cedar-bench"
+BUILT=$(date +%s)
+
+# --- 4. policy decisions against Cedar (no network) --------------------------
+say "policy: edgegate decide vs cedar-policy"
+timeout 240 "$CEDAR" >"$T/cedar.out" 2>&1 || die "cedar bench failed: $(tail -3 "$T/cedar.out")"
+read -r AGREE SAMPLE < <(result cedar_agree <"$T/cedar.out")
+read -r DMED DP99 < <(result decide_ns <"$T/cedar.out")
+read -r CMED CP99 < <(result cedar_ns <"$T/cedar.out")
+
+# --- backends, keys, bundle, daemon --------------------------------------------
+say "starting backends and edgegated"
+bg bulk "$EGB" source 127.0.0.1:0 "$BYTES"
+BULK=$(wait_line "$T/bulk.out" listening | sed 's/.*://')
+bg multi "$EGB" source 127.0.0.1:0 "$MULTI_BYTES"
+MULTI=$(wait_line "$T/multi.out" listening | sed 's/.*://')
+bg one "$EGB" source 127.0.0.1:0 1 hold
+ONE=$(wait_line "$T/one.out" listening | sed 's/.*://')
+
+AUTH_PUB=$("$EG" keygen --out "$T/authority.key" | grep -o 'ed25519:[A-Za-z0-9+/=]*' | head -1)
+"$EG" keygen --out "$T/client.key" >/dev/null
+policy() { # policy SERIAL ALICE_STATUS OUT
+    sed -e "s/@BULK@/$BULK/; s/@MULTI@/$MULTI/; s/@ONE@/$ONE/; s/@ALICE@/$2/" \
+        "$ROOT/benches/compare/policy.toml.in" >"$T/policy-$1.toml"
+    "$EG" bundle build "$T/policy-$1.toml" --device bench-1 --serial "$1" --valid-for 1d \
+        --key "$T/authority.key" --out "$3" >/dev/null
+}
+policy 1 active "$T/b1.bundle"
+policy 2 inactive "$T/b2.bundle"
+policy 3 active "$T/b3.bundle"
+policy 4 inactive "$T/b4.bundle"
+for u in alice idler; do
+    "$EG" ticket issue --user $u --device bench-1 --client-key "$T/client.key" --ttl 2h \
+        --key "$T/authority.key" --out "$T/$u.ticket" >/dev/null
+done
+cat >"$T/edgegated.toml" <<EOF
+device_id = "bench-1"
+device_key = "$T/device.key"
+state_dir = "$T/state"
+trusted_keys = ["$AUTH_PUB"]
+threshold = 1
+listen_quic = "127.0.0.1:0"
+listen_tls = "127.0.0.1:0"
+control_socket = "$T/control.sock"
+expiry_grace = "0s"
+
+[limits]
+max_sessions = 4000
+max_sessions_per_user = 4000
+max_streams_per_session = 256
+EOF
+[ -n "$AUTH_PUB" ] || die "keygen printed no public key"
+DEVKEY=$("$EG" device-key --config "$T/edgegated.toml")
+EDGEGATE_LOG=warn bg daemon "$EGD" --config "$T/edgegated.toml"
+DPID=$LAST
+QUIC=$(wait_line "$T/daemon.out" "listening quic" | awk '{print $NF}')
+TLS=$(wait_line "$T/daemon.out" "listening tls" | awk '{print $NF}')
+sleep 0.3
+RSS_EMPTY=$(rss_kb "$DPID")
+"$EG" bundle push "$T/b1.bundle" --socket "$T/control.sock" >/dev/null
+sleep 0.5
+RSS_IDLE=$(rss_kb "$DPID")
+
+# connect NAME PORT SERVICE [--tls]: an `edgegate connect` forwarding PORT
+connect() {
+    local name=$1 port=$2 svc=$3 gw=$QUIC extra=()
+    if [ "${4:-}" = --tls ]; then gw=$TLS; extra=(--tls); fi
+    bg "$name" "$EG" connect --gateway "$gw" --gateway-key "$DEVKEY" --identity "$T/client.key" \
+        --ticket "$T/alice.ticket" -L "127.0.0.1:$port=$svc" "${extra[@]}"
+    wait_line "$T/$name.out" '^ready' >/dev/null
+}
+
+# --- sshd ------------------------------------------------------------------------
+mkdir -p "$T/ssh" /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/host"
+ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/id"
+cp "$T/ssh/id.pub" "$T/ssh/authorized_keys"
+SSHP=$(free_port)
+cat >"$T/ssh/sshd_config" <<EOF
+Port $SSHP
+ListenAddress 127.0.0.1
+HostKey $T/ssh/host
+PidFile $T/ssh/sshd.pid
+AuthorizedKeysFile $T/ssh/authorized_keys
+PermitRootLogin yes
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding yes
+Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com
+EOF
+bg sshd /usr/sbin/sshd -D -f "$T/ssh/sshd_config" -e
+wait_line "$T/sshd.out" "Server listening" >/dev/null
+SSH=(ssh -F /dev/null -i "$T/ssh/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+    -o BatchMode=yes -o LogLevel=ERROR -o ExitOnForwardFailure=yes -p "$SSHP")
+
+# best_pull PORT: the best of $RUNS single-stream pulls (Gbit/s)
+best_pull() {
+    local i best=0 g
+    for ((i = 0; i < RUNS; i++)); do
+        g=$("$EGB" pull "127.0.0.1:$1" "$BYTES" 30 | result pull | awk -v b="$BYTES" '$1==b{print $3}')
+        [ -n "$g" ] || { echo 0; return; }
+        best=$(awk -v a="$best" -v b="$g" 'BEGIN{print (b>a)?b:a}')
+    done
+    echo "$best"
+}
+# forwarded NAME CMD...: start a forwarder, wait until its port answers
+wait_port() { local i; for ((i = 0; i < 500; i++)); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.02; done; die "port $1 never opened"; }
+
+# --- 1. bulk throughput, one stream ---------------------------------------------
+say "throughput: $BYTES bytes per run, best of $RUNS"
+G_DIRECT=$(best_pull "$BULK")
+P=$(free_port); bg socat socat "TCP-LISTEN:$P,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$BULK"
+wait_port "$P"; G_SOCAT=$(best_pull "$P"); stop "$LAST"
+for c in aes128-gcm@openssh.com chacha20-poly1305@openssh.com; do
+    P=$(free_port); bg "ssh-$c" "${SSH[@]}" -c "$c" -N -L "$P:127.0.0.1:$BULK" root@127.0.0.1
+    SP=$LAST; sleep 0.3; g=$("$EGB" pull "127.0.0.1:$P" 1 10 >/dev/null; best_pull "$P")
+    stop "$SP"
+    case $c in aes*) G_SSH_AES=$g ;; *) G_SSH_CHACHA=$g ;; esac
+done
+P=$(free_port); connect quic "$P" bulk; CQ=$LAST
+G_QUIC=$(best_pull "$P"); stop "$CQ"
+P=$(free_port); connect tls "$P" bulk --tls; CT=$LAST
+G_TLS=$(best_pull "$P"); stop "$CT"
+SSH_BEST=$(awk -v a="$G_SSH_AES" -v b="$G_SSH_CHACHA" 'BEGIN{print (a>b)?a:b}')
+row "1. direct TCP (1 stream)" "$G_DIRECT Gbit/s"
+row "1. socat" "$G_SOCAT Gbit/s" "$(ratio "$G_SOCAT" "$G_DIRECT")x direct"
+row "1. ssh -L aes128-gcm" "$G_SSH_AES Gbit/s" "$(ratio "$G_SSH_AES" "$G_DIRECT")x direct"
+row "1. ssh -L chacha20-poly1305" "$G_SSH_CHACHA Gbit/s" "$(ratio "$G_SSH_CHACHA" "$G_DIRECT")x direct"
+R=$(ratio "$G_QUIC" "$SSH_BEST")
+row "1. edgegate QUIC" "$G_QUIC Gbit/s" "$(ratio "$G_QUIC" "$G_DIRECT")x direct, ${R}x ssh (>=1.0)" "$(pf "$R" '>=' 1.0)"
+R=$(ratio "$G_TLS" "$SSH_BEST")
+row "1. edgegate TLS" "$G_TLS Gbit/s" "$(ratio "$G_TLS" "$G_DIRECT")x direct, ${R}x ssh (>=1.5)" "$(pf "$R" '>=' 1.5)"
+
+# --- 2. 64 streams in one session ------------------------------------------------
+say "many streams: $MULTI_STREAMS x $MULTI_BYTES bytes"
+multi_row() { # multi_row LABEL PORT
+    local agg mn mx tot ok
+    read -r agg mn mx tot ok < <("$EGB" multi "127.0.0.1:$2" "$MULTI_STREAMS" "$MULTI_BYTES" 60 | result multi)
+    row "2. $1, $MULTI_STREAMS streams" "$agg Gbit/s aggregate" "per stream min $mn max $mx; $ok/$MULTI_STREAMS done"
+}
+multi_row "direct TCP" "$MULTI"
+P=$(free_port); bg ssh-multi "${SSH[@]}" -c aes128-gcm@openssh.com -N -L "$P:127.0.0.1:$MULTI" root@127.0.0.1
+SP=$LAST; sleep 0.3; "$EGB" pull "127.0.0.1:$P" 1 10 >/dev/null; multi_row "ssh -L aes128-gcm (1 conn)" "$P"; stop "$SP"
+P=$(free_port); connect mq "$P" multi; multi_row "edgegate QUIC (1 session)" "$P"; stop "$LAST"
+P=$(free_port); connect mt "$P" multi --tls; multi_row "edgegate TLS (1 conn per stream)" "$P"; stop "$LAST"
+
+# --- 6. memory: 1,000 idle sessions ------------------------------------------------
+say "memory: $IDLE_SESSIONS idle QUIC sessions"
+sleep 1
+RSS_BEFORE=$(rss_kb "$DPID")
+exec 7> >(timeout 120 "$EGB" idle "$QUIC" "$DEVKEY" "$T/client.key" "$T/idler.ticket" "$IDLE_SESSIONS" >"$T/idle.out" 2>&1)
+wait_line "$T/idle.out" "RESULT idle" 100 >/dev/null
+sleep 1
+RSS_SESS=$(rss_kb "$DPID")
+read -r OPENED OPEN_SECS < <(result idle <"$T/idle.out")
+exec 7>&-
+PER=$(awk -v a="$RSS_SESS" -v b="$RSS_BEFORE" -v n="$OPENED" 'BEGIN{printf "%.1f", (a-b)/n}')
+
+# --- 3. session setup -----------------------------------------------------------------
+say "setup latency"
+sleep 2
+read -r TCP_FB TCP_CONN < <("$EGB" firstbyte "127.0.0.1:$ONE" 50 | result firstbyte)
+P=$(free_port)
+read -r EQ_TOTAL EQ_READY EQ_AGAIN EQ_N < <("$EGB" spawnfirst "$P" 15 "$EG" connect --gateway "$QUIC" \
+    --gateway-key "$DEVKEY" --identity "$T/client.key" --ticket "$T/alice.ticket" -L "127.0.0.1:$P=one" | result spawnfirst)
+read -r ET_TOTAL ET_READY ET_AGAIN ET_N < <("$EGB" spawnfirst "$P" 15 "$EG" connect --gateway "$TLS" --tls \
+    --gateway-key "$DEVKEY" --identity "$T/client.key" --ticket "$T/alice.ticket" -L "127.0.0.1:$P=one" | result spawnfirst)
+read -r S_TOTAL S_READY S_AGAIN S_N < <("$EGB" spawnfirst "$P" 15 "${SSH[@]}" -c aes128-gcm@openssh.com -N \
+    -L "$P:127.0.0.1:$ONE" root@127.0.0.1 | result spawnfirst)
+read -r LQ_NEW LQ_AGAIN < <("$EGB" libsetup "$QUIC" "$DEVKEY" "$T/client.key" "$T/alice.ticket" one 30 quic | result libsetup)
+read -r LT_NEW LT_AGAIN < <("$EGB" libsetup "$TLS" "$DEVKEY" "$T/client.key" "$T/alice.ticket" one 30 tls | result libsetup)
+row "3. plain TCP connect / first byte" "$TCP_CONN / $TCP_FB ms" "median of 50"
+row "3. ssh -L: spawn to first byte" "$S_TOTAL ms" "stream on it: $S_AGAIN ms; $S_N runs"
+row "3. edgegate QUIC: spawn to ready / first byte" "$EQ_READY / $EQ_TOTAL ms" "$(ratio "$EQ_TOTAL" "$S_TOTAL")x ssh; stream on it: $EQ_AGAIN ms"
+row "3. edgegate TLS: spawn to ready / first byte" "$ET_READY / $ET_TOTAL ms" "$(ratio "$ET_TOTAL" "$S_TOTAL")x ssh; stream on it: $ET_AGAIN ms"
+row "3. QUIC in-process: new session to 1st byte" "$LQ_NEW ms" "target < 2 ms" "$(pf "$LQ_NEW" '<' 2)"
+row "3. QUIC in-process: stream on session" "$LQ_AGAIN ms" "$(ratio "$LQ_AGAIN" "$TCP_FB")x plain TCP first byte"
+row "3. TLS in-process: new session to 1st byte" "$LT_NEW ms" "target < 2 ms" "$(pf "$LT_NEW" '<' 2)"
+row "3. TLS in-process: stream (new TLS conn)" "$LT_AGAIN ms"
+
+# --- 4. rows ----------------------------------------------------------------------
+R=$(ratio "$CMED" "$DMED")
+row "4. decide agreement with Cedar" "$AGREE/$SAMPLE" "" "$([ "$AGREE" = "$SAMPLE" ] && echo pass || echo FAIL)"
+row "4. edgegate decide (10k users)" "med $DMED ns p99 $DP99" "target < 100 ns median" "$(pf "$DMED" '<' 100)"
+row "4. cedar is_authorized (same model)" "med $CMED ns p99 $CP99" "${R}x edgegate (>=100)" "$(pf "$R" '>=' 100)"
+
+# --- 5. revocation ----------------------------------------------------------------------
+say "revocation: $REVOKE_STREAMS streams"
+revoke_row() { # revoke_row LABEL BUNDLE [--tls]
+    local p closed opened med max push early
+    p=$(free_port); connect "rv$3" "$p" one ${3:-}
+    read -r closed opened med max push early < <("$EGB" revoke "$p" "$REVOKE_STREAMS" \
+        "$EG" bundle push "$2" --socket "$T/control.sock" | result revoke)
+    stop "$LAST"
+    row "5. revocation, $1" "med $med max $max ms" "$closed/$opened closed; push took $push ms" \
+        "$([ "$closed" = "$REVOKE_STREAMS" ] && pf "$max" '<' 50 || echo FAIL)"
+}
+revoke_row "QUIC, 1 session" "$T/b2.bundle" ""
+"$EG" bundle push "$T/b3.bundle" --socket "$T/control.sock" >/dev/null
+revoke_row "TLS, 100 conns" "$T/b4.bundle" --tls
+
+# --- 6/7. memory rows; the 10,000-user bundle ------------------------------------------------
+row "6. daemon RSS, no bundle" "$((RSS_EMPTY)) KiB"
+row "6. daemon RSS idle, bundle loaded" "$((RSS_IDLE)) KiB" "target < 15 MB" "$(pf "$RSS_IDLE" '<' 15360)"
+row "6. RSS with $OPENED idle sessions" "$RSS_SESS KiB" "from $RSS_BEFORE KiB; opened in ${OPEN_SECS}s"
+row "6. per idle session" "$PER KiB" "target < 64 KiB" "$(pf "$PER" '<' 64)"
+say "10,000-user bundle"
+read -r SIZE VER COMP ACC < <("$EGB" synth "$T/b10k.bundle" "$T/authority.key" bench-1 10 | result synth)
+T0=$(date +%s%N)
+"$EG" bundle push "$T/b10k.bundle" --socket "$T/control.sock" >/dev/null
+PUSH_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+sleep 1
+RSS_10K=$(rss_kb "$DPID")
+row "6. daemon RSS, 10k-user bundle" "$RSS_10K KiB" "target < 15 MB" "$(pf "$RSS_10K" '<' 15360)"
+row "7. 10k bundle: verify / compile" "$VER / $COMP ms" "$((SIZE / 1024)) KiB envelope"
+row "7. 10k bundle: accept (verify+compile+store)" "$ACC ms" "in-process, flushed"
+row "7. 10k bundle: push over control socket" "$PUSH_MS ms" "CLI spawn + send + accept + swap"
+
+END=$(date +%s)
+echo
+echo "edgegate benches/compare.sh  $(date -u +%FT%TZ)  $(nproc) cores  $(uname -r)  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+printf '%-50s %-24s %-34s %-5s %s\n' measurement figure comparison pass load1
+cat "$TABLE"
+echo "runtime: $((END - START)) s (of which build $((BUILT - START)) s)"

@@ -1,0 +1,409 @@
+//! `egb`: the loopback tools of benches/compare.sh. Every subcommand is
+//! bounded in time and bytes and prints its figures on `RESULT` lines.
+//!
+//! - `source ADDR BYTES [hold]`: TCP backend; each connection gets BYTES
+//!   bytes, then (with `hold`) stays open until the peer closes.
+//! - `pull ADDR BYTES TIMEOUT_S`: one stream; reads until EOF or BYTES.
+//! - `multi ADDR STREAMS BYTES TIMEOUT_S`: STREAMS concurrent pulls.
+//! - `firstbyte ADDR RUNS`: TCP connect + first byte, and connect alone.
+//! - `spawnfirst PORT RUNS CMD...`: spawn CMD (a forwarder), then time until
+//!   the first backend byte arrives through 127.0.0.1:PORT.
+//! - `libsetup GW DEVKEY IDKEY TICKET SERVICE RUNS quic|tls`: the library
+//!   client in-process: new session + stream to first byte, and stream open
+//!   on an existing session to first byte.
+//! - `idle GW DEVKEY IDKEY TICKET COUNT`: open COUNT idle QUIC sessions and
+//!   hold them until stdin closes.
+//! - `synth OUT AUTHKEY DEVICE SERIAL`: write the signed 10,000-user
+//!   synthetic bundle for DEVICE (valid from now), and time the accept path
+//!   (verify + compile + store, flushed) in-process in a scratch store.
+//! - `revoke PORT STREAMS CMD...`: hold STREAMS streams through PORT, run
+//!   CMD (the push), time each stream's close from the push's exit.
+
+use edgegate::client::{open_session, Session, Target};
+use edgegate::keyfile::{load_public_key, load_signing_key};
+use edgegate::tlsid::Identity;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
+    match args.first().map(String::as_str) {
+        Some("source") => source(&a(1), num(&a(2)), args.get(3).is_some_and(|s| s == "hold")),
+        Some("pull") => pull(&a(1), num(&a(2)), num(&a(3))),
+        Some("multi") => multi(&a(1), num(&a(2)) as usize, num(&a(3)), num(&a(4))),
+        Some("firstbyte") => firstbyte(&a(1), num(&a(2)) as usize),
+        Some("spawnfirst") => spawnfirst(num(&a(1)) as u16, num(&a(2)) as usize, &args[3..]),
+        Some("libsetup") => libsetup(&args[1..]),
+        Some("idle") => idle(&args[1..]),
+        Some("synth") => synth(&args[1..]),
+        Some("revoke") => revoke(num(&a(1)) as u16, num(&a(2)) as usize, &args[3..]),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: egb source|pull|multi|firstbyte|spawnfirst|libsetup|idle|revoke ... (see src/main.rs)");
+    std::process::exit(2)
+}
+
+fn num(s: &str) -> u64 {
+    s.parse().unwrap_or_else(|_| usage())
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|_| usage())
+}
+
+fn source(listen: &str, bytes: u64, hold: bool) {
+    let l = TcpListener::bind(addr(listen)).expect("bind");
+    println!("listening {}", l.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    let buf = vec![0x5au8; 256 << 10];
+    let buf: &'static [u8] = Box::leak(buf.into_boxed_slice());
+    for c in l.incoming().flatten() {
+        thread::spawn(move || {
+            let mut c = c;
+            let _ = c.set_nodelay(true);
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                if c.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                left -= n as u64;
+            }
+            if hold {
+                let mut sink = [0u8; 4096];
+                while matches!(c.read(&mut sink), Ok(n) if n > 0) {}
+            }
+        });
+    }
+}
+
+fn connect_retry(a: SocketAddr, within: Duration) -> TcpStream {
+    let end = Instant::now() + within;
+    loop {
+        match TcpStream::connect(a) {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > end => panic!("connect {a}: {e}"),
+            Err(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Read until EOF or `bytes`; (bytes read, seconds from connect).
+fn pull_one(a: SocketAddr, bytes: u64, timeout: Duration) -> (u64, f64) {
+    let mut c = connect_retry(a, Duration::from_secs(5));
+    c.set_read_timeout(Some(timeout)).unwrap();
+    let t = Instant::now();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut got = 0u64;
+    while got < bytes && t.elapsed() < timeout {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n as u64,
+        }
+    }
+    (got, t.elapsed().as_secs_f64())
+}
+
+fn gbps(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 * 8.0 / secs / 1e9
+}
+
+fn pull(a: &str, bytes: u64, timeout_s: u64) {
+    let (got, secs) = pull_one(addr(a), bytes, Duration::from_secs(timeout_s));
+    println!("RESULT pull {got} {secs:.3} {:.3}", gbps(got, secs));
+}
+
+fn multi(a: &str, streams: usize, bytes: u64, timeout_s: u64) {
+    let a = addr(a);
+    let t = Instant::now();
+    let hs: Vec<_> = (0..streams)
+        .map(|_| thread::spawn(move || pull_one(a, bytes, Duration::from_secs(timeout_s))))
+        .collect();
+    let r: Vec<(u64, f64)> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    let secs = t.elapsed().as_secs_f64();
+    let total: u64 = r.iter().map(|x| x.0).sum();
+    let per: Vec<f64> = r.iter().map(|&(b, s)| gbps(b, s)).collect();
+    let min = per.iter().cloned().fold(f64::MAX, f64::min);
+    let max = per.iter().cloned().fold(0.0, f64::max);
+    let complete = r.iter().filter(|x| x.0 == bytes).count();
+    println!(
+        "RESULT multi {:.3} {:.3} {:.3} {total} {complete}",
+        gbps(total, secs),
+        min,
+        max
+    );
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn firstbyte(a: &str, runs: usize) {
+    let a = addr(a);
+    let mut fb = Vec::new();
+    let mut conn = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut c = TcpStream::connect(a).unwrap();
+        conn.push(t.elapsed().as_secs_f64() * 1e3);
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        fb.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!("RESULT firstbyte {:.4} {:.4}", median(&mut fb), median(&mut conn));
+}
+
+/// Connect to `port` until a backend byte arrives; retries refused or cut
+/// connections (the forwarder may not listen or forward yet).
+fn first_byte_through(port: u16, within: Duration) -> Option<(TcpStream, Instant)> {
+    let a: SocketAddr = ([127, 0, 0, 1], port).into();
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(mut c) = TcpStream::connect(a) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut b = [0u8; 1];
+            if c.read_exact(&mut b).is_ok() {
+                return Some((c, Instant::now()));
+            }
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
+    None
+}
+
+fn spawnfirst(port: u16, runs: usize, cmd: &[String]) {
+    let mut total = Vec::new();
+    let mut ready = Vec::new();
+    let mut again = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut child = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if l == "ready" {
+                    let _ = tx.send(Instant::now());
+                }
+            }
+        });
+        let got = first_byte_through(port, Duration::from_secs(10));
+        if let Some((_c, at)) = got {
+            total.push((at - t).as_secs_f64() * 1e3);
+            if let Ok(r) = rx.try_recv() {
+                ready.push((r - t).as_secs_f64() * 1e3);
+            }
+            let t2 = Instant::now();
+            if first_byte_through(port, Duration::from_secs(5)).is_some() {
+                again.push(t2.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        thread::sleep(Duration::from_millis(20));
+    }
+    let m = |v: &mut Vec<f64>| if v.is_empty() { f64::NAN } else { median(v) };
+    println!(
+        "RESULT spawnfirst {:.3} {:.3} {:.3} {}",
+        m(&mut total),
+        m(&mut ready),
+        m(&mut again),
+        total.len()
+    );
+}
+
+fn target(gw: &str, devkey: &str, idkey: &str, tls: bool) -> Target {
+    let key = load_signing_key(Path::new(idkey)).expect("identity key");
+    Target {
+        gateway: addr(gw),
+        device_key: load_public_key(devkey).expect("device key"),
+        identity: Identity::new(&key).expect("identity"),
+        tls,
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn first_byte(s: &Session, service: &str) -> f64 {
+    let t = Instant::now();
+    let mut st = s.open(service, None).await.expect("open");
+    let mut buf = Vec::with_capacity(64 << 10);
+    buf.resize(64 << 10, 0);
+    let _ = st.reader.read_chunk(&mut buf).await.expect("first byte");
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn libsetup(a: &[String]) {
+    if a.len() < 7 {
+        usage();
+    }
+    let tgt = target(&a[0], &a[1], &a[2], a[6] == "tls");
+    let ticket = std::fs::read(&a[3]).expect("ticket");
+    let (service, runs) = (a[4].clone(), num(&a[5]) as usize);
+    rt().block_on(async move {
+        let (mut new, mut again) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let t = Instant::now();
+            let (s, _ev) = open_session(&tgt, ticket.clone()).await.expect("session");
+            let _ = first_byte(&s, &service).await;
+            new.push(t.elapsed().as_secs_f64() * 1e3);
+            again.push(first_byte(&s, &service).await);
+            s.close();
+            drop(s);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        println!("RESULT libsetup {:.3} {:.3}", median(&mut new), median(&mut again));
+    });
+}
+
+fn idle(a: &[String]) {
+    if a.len() < 5 {
+        usage();
+    }
+    let tgt = std::sync::Arc::new(target(&a[0], &a[1], &a[2], false));
+    let ticket = std::fs::read(&a[3]).expect("ticket");
+    let count = num(&a[4]) as usize;
+    rt().block_on(async move {
+        let t = Instant::now();
+        let mut sessions = Vec::with_capacity(count);
+        // Batches below the daemon's max_handshakes.
+        for chunk in (0..count).collect::<Vec<_>>().chunks(32) {
+            let hs: Vec<_> = chunk
+                .iter()
+                .map(|_| {
+                    let (tgt, ticket) = (tgt.clone(), ticket.clone());
+                    tokio::spawn(async move { open_session(&tgt, ticket).await })
+                })
+                .collect();
+            for h in hs {
+                match h.await.unwrap() {
+                    Ok(s) => sessions.push(s),
+                    Err(e) => eprintln!("session: {e}"),
+                }
+            }
+        }
+        println!("RESULT idle {} {:.3}", sessions.len(), t.elapsed().as_secs_f64());
+        std::io::stdout().flush().unwrap();
+        // Hold until stdin closes (bounded by the caller's timeout).
+        tokio::task::spawn_blocking(|| {
+            let mut s = String::new();
+            let _ = std::io::stdin().read_to_string(&mut s);
+        })
+        .await
+        .unwrap();
+        drop(sessions);
+    });
+}
+
+fn revoke(port: u16, streams: usize, cmd: &[String]) {
+    let (tx, rx) = mpsc::channel();
+    let mut opened = 0;
+    for i in 0..streams {
+        let Some((mut c, _)) = first_byte_through(port, Duration::from_secs(5)) else {
+            eprintln!("stream {i} did not open");
+            continue;
+        };
+        opened += 1;
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
+            let mut b = [0u8; 4096];
+            while matches!(c.read(&mut b), Ok(n) if n > 0) {}
+            let _ = tx.send(Instant::now());
+        });
+    }
+    drop(tx);
+    thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let st = Command::new(&cmd[0]).args(&cmd[1..]).status().expect("push");
+    let ack = Instant::now();
+    assert!(st.success(), "push failed");
+    let mut from_ack = Vec::new();
+    let mut early = 0;
+    let end = Instant::now() + Duration::from_secs(10);
+    while from_ack.len() + early < opened {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(at) if at < ack => early += 1,
+            Ok(at) => from_ack.push((at - ack).as_secs_f64() * 1e3),
+            Err(_) => break,
+        }
+    }
+    let closed = from_ack.len() + early;
+    let max = from_ack.iter().cloned().fold(0.0, f64::max);
+    let med = if from_ack.is_empty() { 0.0 } else { median(&mut from_ack) };
+    println!(
+        "RESULT revoke {closed} {opened} {med:.3} {max:.3} {:.3} {early}",
+        (ack - t0).as_secs_f64() * 1e3
+    );
+}
+
+fn synth(a: &[String]) {
+    use edgegate::policy::PolicyIndex;
+    use edgegate::store::Store;
+    use edgegate_proto::{bundle, TrustPolicy, VerifiedBundle};
+    if a.len() < 4 {
+        usage();
+    }
+    let key = load_signing_key(Path::new(&a[1])).expect("authority key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut b = edgegate::synth::synth_bundle(10_000, 1_000, 100, 50, 1);
+    b.device_id = a[2].clone();
+    b.device.id = a[2].clone();
+    b.serial = num(&a[3]);
+    b.issued_at = now - 60;
+    b.not_after = now + 30 * 86_400;
+    let bytes = bundle::seal(&b, &[&key]);
+    std::fs::write(&a[0], &bytes).expect("write bundle");
+    let trust = TrustPolicy::new(vec![key.verifying_key().into()], 1).unwrap();
+    let (mut verify, mut compile, mut accept) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..5 {
+        let t = Instant::now();
+        let vb = VerifiedBundle::verify(&bytes, &trust).unwrap();
+        verify.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        std::hint::black_box(PolicyIndex::compile(&vb).unwrap());
+        compile.push(t.elapsed().as_secs_f64() * 1e3);
+        let dir = std::env::temp_dir().join(format!("egb-store-{}-{i}", std::process::id()));
+        let store = Store::open(&dir, &trust, &a[2], |_| Ok(())).expect("store").store;
+        let t = Instant::now();
+        store
+            .accept(&bytes, now, |vb| PolicyIndex::compile(vb).map_err(|e| e.to_string()))
+            .expect("accept");
+        accept.push(t.elapsed().as_secs_f64() * 1e3);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!(
+        "RESULT synth {} {:.3} {:.3} {:.3}",
+        bytes.len(),
+        median(&mut verify),
+        median(&mut compile),
+        median(&mut accept)
+    );
+}
