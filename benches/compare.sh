@@ -40,7 +40,7 @@ TABLE="$T/table"
 : >"$TABLE"
 # row MEASUREMENT FIGURE [COMPARISON] [VERDICT]
 row() {
-    printf '%-50s %-24s %-34s %-5s %s\n' "$1" "$2" "${3:-}" "${4:-}" "$(load)" >>"$TABLE"
+    printf '%-50s %-24s %-44s %-5s %s\n' "$1" "$2" "${3:-}" "${4:-}" "$(load)" >>"$TABLE"
     say "$1: $2 ${3:-} ${4:-}"
 }
 # pf VALUE OP TARGET -> pass|FAIL (awk arithmetic)
@@ -173,47 +173,63 @@ AllowTcpForwarding yes
 Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com
 EOF
 bg sshd /usr/sbin/sshd -D -f "$T/ssh/sshd_config" -e
+SSHD_PID=$LAST
 wait_line "$T/sshd.out" "Server listening" >/dev/null
 SSH=(ssh -F /dev/null -i "$T/ssh/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
     -o BatchMode=yes -o LogLevel=ERROR -o ExitOnForwardFailure=yes -p "$SSHP")
 
-# best_pull PORT: the best of $RUNS single-stream pulls (Gbit/s)
+# cpu_tree PID...: CPU time (centiseconds) of the PIDs, their live descendants
+# and their reaped children (utime+stime+cutime+cstime).
+cpu_tree() {
+    local all=("$@") i=0 kids
+    while [ $i -lt ${#all[@]} ]; do
+        kids=$(ps -o pid= --ppid "${all[$i]}" 2>/dev/null || true)
+        for k in $kids; do all+=("$k"); done
+        i=$((i + 1))
+    done
+    for i in "${all[@]}"; do awk '{print $14+$15+$16+$17}' "/proc/$i/stat" 2>/dev/null || true; done | awk '{s+=$1} END{print s+0}'
+}
+# best_pull PORT [PID...]: the best of $RUNS single-stream pulls (Gbit/s), and
+# the CPU the forwarder processes PID... (with descendants) spent per GiB.
 best_pull() {
-    local i best=0 g
+    local i best=0 g port=$1 c0 c1; shift
+    c0=$(cpu_tree "$@")
     for ((i = 0; i < RUNS; i++)); do
-        g=$("$EGB" pull "127.0.0.1:$1" "$BYTES" 30 | result pull | awk -v b="$BYTES" '$1==b{print $3}')
-        [ -n "$g" ] || { echo 0; return; }
+        g=$("$EGB" pull "127.0.0.1:$port" "$BYTES" 30 | result pull | awk -v b="$BYTES" '$1==b{print $3}')
+        [ -n "$g" ] || { echo "0 0"; return; }
         best=$(awk -v a="$best" -v b="$g" 'BEGIN{print (b>a)?b:a}')
     done
-    echo "$best"
+    c1=$(cpu_tree "$@")
+    echo "$best $(awk -v c=$((c1 - c0)) -v n="$RUNS" -v b="$BYTES" 'BEGIN{printf "%.2f", c/100/(n*b/1073741824)}')"
 }
 # forwarded NAME CMD...: start a forwarder, wait until its port answers
 wait_port() { local i; for ((i = 0; i < 500; i++)); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.02; done; die "port $1 never opened"; }
 
 # --- 1. bulk throughput, one stream ---------------------------------------------
 say "throughput: $BYTES bytes per run, best of $RUNS"
-G_DIRECT=$(best_pull "$BULK")
+read -r G_DIRECT _ < <(best_pull "$BULK")
 P=$(free_port); bg socat socat "TCP-LISTEN:$P,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$BULK"
-wait_port "$P"; G_SOCAT=$(best_pull "$P"); stop "$LAST"
+wait_port "$P"; read -r G_SOCAT C_SOCAT < <(best_pull "$P" "$LAST"); stop "$LAST"
 for c in aes128-gcm@openssh.com chacha20-poly1305@openssh.com; do
     P=$(free_port); bg "ssh-$c" "${SSH[@]}" -c "$c" -N -L "$P:127.0.0.1:$BULK" root@127.0.0.1
-    SP=$LAST; sleep 0.3; g=$("$EGB" pull "127.0.0.1:$P" 1 10 >/dev/null; best_pull "$P")
+    SP=$LAST; sleep 0.3; "$EGB" pull "127.0.0.1:$P" 1 10 >/dev/null
+    read -r g cpu < <(best_pull "$P" "$SP" "$SSHD_PID")
     stop "$SP"
-    case $c in aes*) G_SSH_AES=$g ;; *) G_SSH_CHACHA=$g ;; esac
+    case $c in aes*) G_SSH_AES=$g C_SSH_AES=$cpu ;; *) G_SSH_CHACHA=$g C_SSH_CHACHA=$cpu ;; esac
 done
 P=$(free_port); connect quic "$P" bulk; CQ=$LAST
-G_QUIC=$(best_pull "$P"); stop "$CQ"
+read -r G_QUIC C_QUIC < <(best_pull "$P" "$CQ" "$DPID"); stop "$CQ"
 P=$(free_port); connect tls "$P" bulk --tls; CT=$LAST
-G_TLS=$(best_pull "$P"); stop "$CT"
+read -r G_TLS C_TLS < <(best_pull "$P" "$CT" "$DPID"); stop "$CT"
 SSH_BEST=$(awk -v a="$G_SSH_AES" -v b="$G_SSH_CHACHA" 'BEGIN{print (a>b)?a:b}')
 row "1. direct TCP (1 stream)" "$G_DIRECT Gbit/s"
-row "1. socat" "$G_SOCAT Gbit/s" "$(ratio "$G_SOCAT" "$G_DIRECT")x direct"
-row "1. ssh -L aes128-gcm" "$G_SSH_AES Gbit/s" "$(ratio "$G_SSH_AES" "$G_DIRECT")x direct"
-row "1. ssh -L chacha20-poly1305" "$G_SSH_CHACHA Gbit/s" "$(ratio "$G_SSH_CHACHA" "$G_DIRECT")x direct"
+row "1. socat" "$G_SOCAT Gbit/s" "$(ratio "$G_SOCAT" "$G_DIRECT")x direct; cpu $C_SOCAT s/GiB"
+row "1. ssh -L aes128-gcm" "$G_SSH_AES Gbit/s" "$(ratio "$G_SSH_AES" "$G_DIRECT")x direct; cpu $C_SSH_AES s/GiB"
+row "1. ssh -L chacha20-poly1305" "$G_SSH_CHACHA Gbit/s" "$(ratio "$G_SSH_CHACHA" "$G_DIRECT")x direct; cpu $C_SSH_CHACHA s/GiB"
 R=$(ratio "$G_QUIC" "$SSH_BEST")
-row "1. edgegate QUIC" "$G_QUIC Gbit/s" "$(ratio "$G_QUIC" "$G_DIRECT")x direct, ${R}x ssh (>=1.0)" "$(pf "$R" '>=' 1.0)"
+row "1. edgegate QUIC" "$G_QUIC Gbit/s" "$(ratio "$G_QUIC" "$G_DIRECT")x dir, ${R}x ssh (>=1.0); cpu $C_QUIC s/GiB" "$(pf "$R" '>=' 1.0)"
 R=$(ratio "$G_TLS" "$SSH_BEST")
-row "1. edgegate TLS" "$G_TLS Gbit/s" "$(ratio "$G_TLS" "$G_DIRECT")x direct, ${R}x ssh (>=1.5)" "$(pf "$R" '>=' 1.5)"
+row "1. edgegate TLS" "$G_TLS Gbit/s" "$(ratio "$G_TLS" "$G_DIRECT")x dir, ${R}x ssh (>=1.5); cpu $C_TLS s/GiB" "$(pf "$R" '>=' 1.5)"
 
 # --- 2. 64 streams in one session ------------------------------------------------
 say "many streams: $MULTI_STREAMS x $MULTI_BYTES bytes"
@@ -227,18 +243,6 @@ P=$(free_port); bg ssh-multi "${SSH[@]}" -c aes128-gcm@openssh.com -N -L "$P:127
 SP=$LAST; sleep 0.3; "$EGB" pull "127.0.0.1:$P" 1 10 >/dev/null; multi_row "ssh -L aes128-gcm (1 conn)" "$P"; stop "$SP"
 P=$(free_port); connect mq "$P" multi; multi_row "edgegate QUIC (1 session)" "$P"; stop "$LAST"
 P=$(free_port); connect mt "$P" multi --tls; multi_row "edgegate TLS (1 conn per stream)" "$P"; stop "$LAST"
-
-# --- 6. memory: 1,000 idle sessions ------------------------------------------------
-say "memory: $IDLE_SESSIONS idle QUIC sessions"
-sleep 1
-RSS_BEFORE=$(rss_kb "$DPID")
-exec 7> >(timeout 120 "$EGB" idle "$QUIC" "$DEVKEY" "$T/client.key" "$T/idler.ticket" "$IDLE_SESSIONS" >"$T/idle.out" 2>&1)
-wait_line "$T/idle.out" "RESULT idle" 100 >/dev/null
-sleep 1
-RSS_SESS=$(rss_kb "$DPID")
-read -r OPENED OPEN_SECS < <(result idle <"$T/idle.out")
-exec 7>&-
-PER=$(awk -v a="$RSS_SESS" -v b="$RSS_BEFORE" -v n="$OPENED" 'BEGIN{printf "%.1f", (a-b)/n}')
 
 # --- 3. session setup -----------------------------------------------------------------
 say "setup latency"
@@ -261,6 +265,18 @@ row "3. QUIC in-process: new session to 1st byte" "$LQ_NEW ms" "target < 2 ms" "
 row "3. QUIC in-process: stream on session" "$LQ_AGAIN ms" "$(ratio "$LQ_AGAIN" "$TCP_FB")x plain TCP first byte"
 row "3. TLS in-process: new session to 1st byte" "$LT_NEW ms" "target < 2 ms" "$(pf "$LT_NEW" '<' 2)"
 row "3. TLS in-process: stream (new TLS conn)" "$LT_AGAIN ms"
+
+# --- 6. memory: 1,000 idle sessions ------------------------------------------------
+say "memory: $IDLE_SESSIONS idle QUIC sessions"
+sleep 1
+RSS_BEFORE=$(rss_kb "$DPID")
+exec 7> >(timeout 120 "$EGB" idle "$QUIC" "$DEVKEY" "$T/client.key" "$T/idler.ticket" "$IDLE_SESSIONS" >"$T/idle.out" 2>&1)
+wait_line "$T/idle.out" "RESULT idle" 100 >/dev/null
+sleep 1
+RSS_SESS=$(rss_kb "$DPID")
+read -r OPENED OPEN_SECS < <(result idle <"$T/idle.out")
+exec 7>&-
+PER=$(awk -v a="$RSS_SESS" -v b="$RSS_BEFORE" -v n="$OPENED" 'BEGIN{printf "%.1f", (a-b)/n}')
 
 # --- 4. rows ----------------------------------------------------------------------
 R=$(ratio "$CMED" "$DMED")
@@ -288,14 +304,21 @@ row "6. daemon RSS, no bundle" "$((RSS_EMPTY)) KiB"
 row "6. daemon RSS idle, bundle loaded" "$((RSS_IDLE)) KiB" "target < 15 MB" "$(pf "$RSS_IDLE" '<' 15360)"
 row "6. RSS with $OPENED idle sessions" "$RSS_SESS KiB" "from $RSS_BEFORE KiB; opened in ${OPEN_SECS}s"
 row "6. per idle session" "$PER KiB" "target < 64 KiB" "$(pf "$PER" '<' 64)"
-say "10,000-user bundle"
+say "10,000-user bundle, in a fresh daemon"
 read -r SIZE VER COMP ACC < <("$EGB" synth "$T/b10k.bundle" "$T/authority.key" bench-1 10 | result synth)
+sed -e "s#$T/state#$T/state10k#; s#$T/control.sock#$T/control10k.sock#" "$T/edgegated.toml" >"$T/edgegated10k.toml"
+stop "$DPID"
+EDGEGATE_LOG=warn bg daemon10k "$EGD" --config "$T/edgegated10k.toml"
+DPID=$LAST
+wait_line "$T/daemon10k.out" "listening tls" >/dev/null
+sleep 0.3
+RSS_EMPTY2=$(rss_kb "$DPID")
 T0=$(date +%s%N)
-"$EG" bundle push "$T/b10k.bundle" --socket "$T/control.sock" >/dev/null
+"$EG" bundle push "$T/b10k.bundle" --socket "$T/control10k.sock" >/dev/null
 PUSH_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
 sleep 1
 RSS_10K=$(rss_kb "$DPID")
-row "6. daemon RSS, 10k-user bundle" "$RSS_10K KiB" "target < 15 MB" "$(pf "$RSS_10K" '<' 15360)"
+row "6. daemon RSS, 10k-user bundle (fresh daemon)" "$RSS_10K KiB" "$RSS_EMPTY2 KiB before the push; target < 15 MB" "$(pf "$RSS_10K" '<' 15360)"
 row "7. 10k bundle: verify / compile" "$VER / $COMP ms" "$((SIZE / 1024)) KiB envelope"
 row "7. 10k bundle: accept (verify+compile+store)" "$ACC ms" "in-process, flushed"
 row "7. 10k bundle: push over control socket" "$PUSH_MS ms" "CLI spawn + send + accept + swap"
@@ -303,6 +326,6 @@ row "7. 10k bundle: push over control socket" "$PUSH_MS ms" "CLI spawn + send + 
 END=$(date +%s)
 echo
 echo "edgegate benches/compare.sh  $(date -u +%FT%TZ)  $(nproc) cores  $(uname -r)  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-printf '%-50s %-24s %-34s %-5s %s\n' measurement figure comparison pass load1
+printf '%-50s %-24s %-44s %-5s %s\n' measurement figure comparison pass load1
 cat "$TABLE"
 echo "runtime: $((END - START)) s (of which build $((BUILT - START)) s)"
