@@ -26,6 +26,7 @@ T=$(mktemp -d /tmp/egbench.XXXXXX)
 PIDS=()
 cleanup() {
     local p
+    if [ -n "${WATCHDOG:-}" ]; then pkill -P "$WATCHDOG" 2>/dev/null || true; kill "$WATCHDOG" 2>/dev/null || true; fi
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -rf "$T"
@@ -63,7 +64,11 @@ bg() { # bg NAME CMD...: run in the background, output in $T/NAME.out
     LAST=$!
 }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-result() { grep -m1 "^RESULT $1 " | cut -d' ' -f3-; }
+# result NAME: the fields of the tool's `RESULT NAME` line ("n/a"s if none,
+# so a failed measurement shows in the table instead of ending the run)
+result() { local l; l=$(grep -m1 "^RESULT $1 " | cut -d' ' -f3-); echo "${l:-n/a n/a n/a n/a n/a n/a}"; }
+# egb ARGS: a bounded run of the loopback tool
+egb() { timeout 150 "$EGB" "$@"; }
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 
 # --- build -------------------------------------------------------------------
@@ -81,6 +86,10 @@ EGD="$ROOT/target/release/edgegated"
 EGB="$BT/release/egb"
 CEDAR="$BT/release/edgegate-cedar-bench"
 BUILT=$(date +%s)
+# Whatever happens, the measurements end within ten minutes of the build (a
+# first, cold build is longer: cedar-policy alone takes ~10 min on 2 cores).
+( sleep 570; echo "compare.sh: ten-minute bound reached" >&2; kill -TERM $$ ) &
+WATCHDOG=$!
 
 # --- 4. policy decisions against Cedar (no network) --------------------------
 say "policy: edgegate decide vs cedar-policy"
@@ -195,7 +204,7 @@ best_pull() {
     local i best=0 g port=$1 c0 c1; shift
     c0=$(cpu_tree "$@")
     for ((i = 0; i < RUNS; i++)); do
-        g=$("$EGB" pull "127.0.0.1:$port" "$BYTES" 30 | result pull | awk -v b="$BYTES" '$1==b{print $3}')
+        g=$(egb pull "127.0.0.1:$port" "$BYTES" 30 | result pull | awk -v b="$BYTES" '$1==b{print $3}')
         [ -n "$g" ] || { echo "0 0"; return; }
         best=$(awk -v a="$best" -v b="$g" 'BEGIN{print (b>a)?b:a}')
     done
@@ -212,7 +221,7 @@ P=$(free_port); bg socat socat "TCP-LISTEN:$P,bind=127.0.0.1,reuseaddr,fork" "TC
 wait_port "$P"; read -r G_SOCAT C_SOCAT < <(best_pull "$P" "$LAST"); stop "$LAST"
 for c in aes128-gcm@openssh.com chacha20-poly1305@openssh.com; do
     P=$(free_port); bg "ssh-$c" "${SSH[@]}" -c "$c" -N -L "$P:127.0.0.1:$BULK" root@127.0.0.1
-    SP=$LAST; sleep 0.3; "$EGB" pull "127.0.0.1:$P" 1 10 >/dev/null
+    SP=$LAST; sleep 0.3; egb pull "127.0.0.1:$P" 1 10 >/dev/null
     read -r g cpu < <(best_pull "$P" "$SP" "$SSHD_PID")
     stop "$SP"
     case $c in aes*) G_SSH_AES=$g C_SSH_AES=$cpu ;; *) G_SSH_CHACHA=$g C_SSH_CHACHA=$cpu ;; esac
@@ -235,28 +244,28 @@ row "1. edgegate TLS" "$G_TLS Gbit/s" "$(ratio "$G_TLS" "$G_DIRECT")x dir, ${R}x
 say "many streams: $MULTI_STREAMS x $MULTI_BYTES bytes"
 multi_row() { # multi_row LABEL PORT
     local agg mn mx tot ok
-    read -r agg mn mx tot ok < <("$EGB" multi "127.0.0.1:$2" "$MULTI_STREAMS" "$MULTI_BYTES" 60 | result multi)
+    read -r agg mn mx tot ok < <(egb multi "127.0.0.1:$2" "$MULTI_STREAMS" "$MULTI_BYTES" 60 | result multi)
     row "2. $1, $MULTI_STREAMS streams" "$agg Gbit/s aggregate" "per stream min $mn max $mx; $ok/$MULTI_STREAMS done"
 }
 multi_row "direct TCP" "$MULTI"
 P=$(free_port); bg ssh-multi "${SSH[@]}" -c aes128-gcm@openssh.com -N -L "$P:127.0.0.1:$MULTI" root@127.0.0.1
-SP=$LAST; sleep 0.3; "$EGB" pull "127.0.0.1:$P" 1 10 >/dev/null; multi_row "ssh -L aes128-gcm (1 conn)" "$P"; stop "$SP"
+SP=$LAST; sleep 0.3; egb pull "127.0.0.1:$P" 1 10 >/dev/null; multi_row "ssh -L aes128-gcm (1 conn)" "$P"; stop "$SP"
 P=$(free_port); connect mq "$P" multi; multi_row "edgegate QUIC (1 session)" "$P"; stop "$LAST"
 P=$(free_port); connect mt "$P" multi --tls; multi_row "edgegate TLS (1 conn per stream)" "$P"; stop "$LAST"
 
 # --- 3. session setup -----------------------------------------------------------------
 say "setup latency"
 sleep 2
-read -r TCP_FB TCP_CONN < <("$EGB" firstbyte "127.0.0.1:$ONE" 50 | result firstbyte)
+read -r TCP_FB TCP_CONN < <(egb firstbyte "127.0.0.1:$ONE" 50 | result firstbyte)
 P=$(free_port)
-read -r EQ_TOTAL EQ_READY EQ_AGAIN EQ_N < <("$EGB" spawnfirst "$P" 15 "$EG" connect --gateway "$QUIC" \
+read -r EQ_TOTAL EQ_READY EQ_AGAIN EQ_N < <(egb spawnfirst "$P" 15 "$EG" connect --gateway "$QUIC" \
     --gateway-key "$DEVKEY" --identity "$T/client.key" --ticket "$T/alice.ticket" -L "127.0.0.1:$P=one" | result spawnfirst)
-read -r ET_TOTAL ET_READY ET_AGAIN ET_N < <("$EGB" spawnfirst "$P" 15 "$EG" connect --gateway "$TLS" --tls \
+read -r ET_TOTAL ET_READY ET_AGAIN ET_N < <(egb spawnfirst "$P" 15 "$EG" connect --gateway "$TLS" --tls \
     --gateway-key "$DEVKEY" --identity "$T/client.key" --ticket "$T/alice.ticket" -L "127.0.0.1:$P=one" | result spawnfirst)
-read -r S_TOTAL S_READY S_AGAIN S_N < <("$EGB" spawnfirst "$P" 15 "${SSH[@]}" -c aes128-gcm@openssh.com -N \
+read -r S_TOTAL S_READY S_AGAIN S_N < <(egb spawnfirst "$P" 15 "${SSH[@]}" -c aes128-gcm@openssh.com -N \
     -L "$P:127.0.0.1:$ONE" root@127.0.0.1 | result spawnfirst)
-read -r LQ_NEW LQ_AGAIN < <("$EGB" libsetup "$QUIC" "$DEVKEY" "$T/client.key" "$T/alice.ticket" one 30 quic | result libsetup)
-read -r LT_NEW LT_AGAIN < <("$EGB" libsetup "$TLS" "$DEVKEY" "$T/client.key" "$T/alice.ticket" one 30 tls | result libsetup)
+read -r LQ_NEW LQ_AGAIN < <(egb libsetup "$QUIC" "$DEVKEY" "$T/client.key" "$T/alice.ticket" one 30 quic | result libsetup)
+read -r LT_NEW LT_AGAIN < <(egb libsetup "$TLS" "$DEVKEY" "$T/client.key" "$T/alice.ticket" one 30 tls | result libsetup)
 row "3. plain TCP connect / first byte" "$TCP_CONN / $TCP_FB ms" "median of 50"
 row "3. ssh -L: spawn to first byte" "$S_TOTAL ms" "stream on it: $S_AGAIN ms; $S_N runs"
 row "3. edgegate QUIC: spawn to ready / first byte" "$EQ_READY / $EQ_TOTAL ms" "$(ratio "$EQ_TOTAL" "$S_TOTAL")x ssh; stream on it: $EQ_AGAIN ms"
@@ -289,7 +298,7 @@ say "revocation: $REVOKE_STREAMS streams"
 revoke_row() { # revoke_row LABEL BUNDLE [--tls]
     local p closed opened med max push early
     p=$(free_port); connect "rv$3" "$p" one ${3:-}
-    read -r closed opened med max push early < <("$EGB" revoke "$p" "$REVOKE_STREAMS" \
+    read -r closed opened med max push early < <(egb revoke "$p" "$REVOKE_STREAMS" \
         "$EG" bundle push "$2" --socket "$T/control.sock" | result revoke)
     stop "$LAST"
     row "5. revocation, $1" "med $med max $max ms" "$closed/$opened closed; push took $push ms" \
@@ -305,7 +314,7 @@ row "6. daemon RSS idle, bundle loaded" "$((RSS_IDLE)) KiB" "target < 15 MB" "$(
 row "6. RSS with $OPENED idle sessions" "$RSS_SESS KiB" "from $RSS_BEFORE KiB; opened in ${OPEN_SECS}s"
 row "6. per idle session" "$PER KiB" "target < 64 KiB" "$(pf "$PER" '<' 64)"
 say "10,000-user bundle, in a fresh daemon"
-read -r SIZE VER COMP ACC < <("$EGB" synth "$T/b10k.bundle" "$T/authority.key" bench-1 10 | result synth)
+read -r SIZE VER COMP ACC < <(egb synth "$T/b10k.bundle" "$T/authority.key" bench-1 10 | result synth)
 sed -e "s#$T/state#$T/state10k#; s#$T/control.sock#$T/control10k.sock#" "$T/edgegated.toml" >"$T/edgegated10k.toml"
 stop "$DPID"
 EDGEGATE_LOG=warn bg daemon10k "$EGD" --config "$T/edgegated10k.toml"
