@@ -16,8 +16,8 @@ use ed25519_dalek::SigningKey;
 use edgegate::policy::{decide, Policy, PolicyIndex, Request as EgRequest, TicketInput};
 use edgegate::synth::{synth_bundle, SplitMix, SYNTH_DEVICE, SYNTH_ISSUED_AT};
 use edgegate_proto::bundle::{Bundle, Scope, ServiceKind, Status, Target};
-use edgegate_proto::{bundle, ticket, Level, PublicKey, Ticket, TrustPolicy, VerifiedBundle};
 use edgegate_proto::VerifiedTicket;
+use edgegate_proto::{bundle, ticket, Level, PublicKey, Ticket, TrustPolicy, VerifiedBundle};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hint::black_box;
@@ -89,7 +89,10 @@ fn main() {
     let reqs = make_requests(&tickets, &services, &client, now);
     let creqs: Vec<Request> = reqs.iter().map(|r| cedar_request(r, &b)).collect();
 
-    let p = Policy { index: Some(&ix), expiry_grace: 0 };
+    let p = Policy {
+        index: Some(&ix),
+        expiry_grace: 0,
+    };
     let auth = Authorizer::new();
     let (mut agree, mut allow) = (0usize, 0usize);
     let mut disagreements = Vec::new();
@@ -101,10 +104,18 @@ fn main() {
         if e == cd {
             agree += 1;
         } else if disagreements.len() < 5 {
-            disagreements.push(format!("{:?} vs cedar {:?}: {:?}", decide(&p, r), resp.decision(), c));
+            disagreements.push(format!(
+                "{:?} vs cedar {:?}: {:?}",
+                decide(&p, r),
+                resp.decision(),
+                c
+            ));
         }
     }
-    println!("agreement: {agree}/{} requests (edgegate allows {allow})", reqs.len());
+    println!(
+        "agreement: {agree}/{} requests (edgegate allows {allow})",
+        reqs.len()
+    );
     for d in &disagreements {
         println!("DISAGREE {d}");
     }
@@ -120,7 +131,10 @@ fn main() {
         "edgegate decide: median {:.0} ns, p99 {:.0} ns per decision",
         eg.0, eg.1
     );
-    println!("cedar is_authorized: median {:.0} ns, p99 {:.0} ns per decision", ce.0, ce.1);
+    println!(
+        "cedar is_authorized: median {:.0} ns, p99 {:.0} ns per decision",
+        ce.0, ce.1
+    );
     println!("RESULT decide_ns {:.1} {:.1}", eg.0, eg.1);
     println!("RESULT cedar_ns {:.1} {:.1}", ce.0, ce.1);
     println!("ratio cedar/edgegate (median): {:.0}x", ce.0 / eg.0);
@@ -161,7 +175,11 @@ fn make_tickets(
             let t = Ticket {
                 id,
                 user: format!("user-{}", rng.below(USERS + USERS / 50)),
-                device: if rng.chance(1) { "device-x".into() } else { SYNTH_DEVICE.into() },
+                device: if rng.chance(1) {
+                    "device-x".into()
+                } else {
+                    SYNTH_DEVICE.into()
+                },
                 client_key: if rng.chance(1) { other } else { client },
                 issued_at: now - 60,
                 expires_at: if rng.chance(2) { now - 1 } else { now + 3_600 },
@@ -219,7 +237,11 @@ fn cedar_entities(b: &Bundle) -> Value {
             let r = roles[role];
             let slot = usize::from(r.mfa) | (usize::from(r.site_consent) << 1);
             for g in &r.grants {
-                let lvl = if g.level == Level::Read { "read" } else { "manage" };
+                let lvl = if g.level == Level::Read {
+                    "read"
+                } else {
+                    "manage"
+                };
                 sets[slot].insert(format!("{scope}|{}|{lvl}", g.category));
             }
         };
@@ -311,13 +333,22 @@ fn cedar_request(r: &EgRequest, b: &Bundle) -> Request {
     let pairs = vec![
         ("ticket_valid".to_owned(), bl(valid)),
         ("now".to_owned(), n(r.now)),
-        ("ticket_device".to_owned(), s(tk.map_or("", |t| t.device.as_str()))),
-        ("ticket_key".to_owned(), s(&tk.map_or(String::new(), |t| t.client_key.to_string()))),
+        (
+            "ticket_device".to_owned(),
+            s(tk.map_or("", |t| t.device.as_str())),
+        ),
+        (
+            "ticket_key".to_owned(),
+            s(&tk.map_or(String::new(), |t| t.client_key.to_string())),
+        ),
         ("client_key".to_owned(), s(&r.client_key.to_string())),
         ("issued_at".to_owned(), n(tk.map_or(0, |t| t.issued_at))),
         ("expires_at".to_owned(), n(tk.map_or(0, |t| t.expires_at))),
         ("auth_time".to_owned(), n(tk.map_or(0, |t| t.auth_time))),
-        ("ticket_id".to_owned(), s(&tk.map_or(String::new(), |t| hex(&t.id)))),
+        (
+            "ticket_id".to_owned(),
+            s(&tk.map_or(String::new(), |t| hex(&t.id))),
+        ),
         ("mfa".to_owned(), bl(tk.is_some_and(|t| t.mfa))),
         ("consent".to_owned(), bl(r.consent)),
         ("destination_ok".to_owned(), bl(destination_ok)),
@@ -334,8 +365,13 @@ fn cedar_request(r: &EgRequest, b: &Bundle) -> Request {
 
 /// DESIGN §2 step 5 for vpn services (IPv4-mapped addresses as IPv4).
 fn dest_ok(t: &Target, d: SocketAddr) -> bool {
-    let Target::Networks { networks, ports } = t else { return false };
+    let Target::Networks { networks, ports } = t else {
+        return false;
+    };
     let ip = d.ip().to_canonical();
     networks.iter().any(|n| n.contains(ip))
-        && (ports.is_empty() || ports.iter().any(|p| p.start <= d.port() && d.port() <= p.end))
+        && (ports.is_empty()
+            || ports
+                .iter()
+                .any(|p| p.start <= d.port() && d.port() <= p.end))
 }

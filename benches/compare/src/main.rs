@@ -160,7 +160,11 @@ fn firstbyte(a: &str, runs: usize) {
         c.read_exact(&mut b).unwrap();
         fb.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    println!("RESULT firstbyte {:.4} {:.4}", median(&mut fb), median(&mut conn));
+    println!(
+        "RESULT firstbyte {:.4} {:.4}",
+        median(&mut fb),
+        median(&mut conn)
+    );
 }
 
 /// Connect to `port` until a backend byte arrives; retries refused or cut
@@ -249,8 +253,7 @@ fn rt() -> tokio::runtime::Runtime {
 async fn first_byte(s: &Session, service: &str) -> f64 {
     let t = Instant::now();
     let mut st = s.open(service, None).await.expect("open");
-    let mut buf = Vec::with_capacity(64 << 10);
-    buf.resize(64 << 10, 0);
+    let mut buf = vec![0u8; 64 << 10];
     let _ = st.reader.read_chunk(&mut buf).await.expect("first byte");
     t.elapsed().as_secs_f64() * 1e3
 }
@@ -274,7 +277,11 @@ fn libsetup(a: &[String]) {
             drop(s);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        println!("RESULT libsetup {:.3} {:.3}", median(&mut new), median(&mut again));
+        println!(
+            "RESULT libsetup {:.3} {:.3}",
+            median(&mut new),
+            median(&mut again)
+        );
     });
 }
 
@@ -304,7 +311,11 @@ fn idle(a: &[String]) {
                 }
             }
         }
-        println!("RESULT idle {} {:.3}", sessions.len(), t.elapsed().as_secs_f64());
+        println!(
+            "RESULT idle {} {:.3}",
+            sessions.len(),
+            t.elapsed().as_secs_f64()
+        );
         std::io::stdout().flush().unwrap();
         // Hold until stdin closes (bounded by the caller's timeout).
         tokio::task::spawn_blocking(|| {
@@ -337,7 +348,10 @@ fn revoke(port: u16, streams: usize, cmd: &[String]) {
     drop(tx);
     thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
-    let st = Command::new(&cmd[0]).args(&cmd[1..]).status().expect("push");
+    let st = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .status()
+        .expect("push");
     let ack = Instant::now();
     assert!(st.success(), "push failed");
     let mut from_ack = Vec::new();
@@ -353,7 +367,11 @@ fn revoke(port: u16, streams: usize, cmd: &[String]) {
     }
     let closed = from_ack.len() + early;
     let max = from_ack.iter().cloned().fold(0.0, f64::max);
-    let med = if from_ack.is_empty() { 0.0 } else { median(&mut from_ack) };
+    let med = if from_ack.is_empty() {
+        0.0
+    } else {
+        median(&mut from_ack)
+    };
     println!(
         "RESULT revoke {closed} {opened} {med:.3} {max:.3} {:.3} {early}",
         (ack - t0).as_secs_f64() * 1e3
@@ -390,10 +408,14 @@ fn synth(a: &[String]) {
         std::hint::black_box(PolicyIndex::compile(&vb).unwrap());
         compile.push(t.elapsed().as_secs_f64() * 1e3);
         let dir = std::env::temp_dir().join(format!("egb-store-{}-{i}", std::process::id()));
-        let store = Store::open(&dir, &trust, &a[2], |_| Ok(())).expect("store").store;
+        let store = Store::open(&dir, &trust, &a[2], |_| Ok(()))
+            .expect("store")
+            .store;
         let t = Instant::now();
         store
-            .accept(&bytes, now, |vb| PolicyIndex::compile(vb).map_err(|e| e.to_string()))
+            .accept(&bytes, now, |vb| {
+                PolicyIndex::compile(vb).map_err(|e| e.to_string())
+            })
             .expect("accept");
         accept.push(t.elapsed().as_secs_f64() * 1e3);
         drop(store);
