@@ -27,7 +27,7 @@ impl Credentials {
 }
 
 /// Reasons that refuse a whole session: DESIGN §2 steps 1–4.
-fn session_level(reason: DenyReason) -> bool {
+pub(crate) fn session_level(reason: DenyReason) -> bool {
     use DenyReason::*;
     matches!(
         reason,

@@ -9,6 +9,7 @@ use super::admit::Credentials;
 use crate::config::Limits;
 use edgegate_proto::audit::Transport;
 use edgegate_proto::control::{SessionInfo, StreamInfo};
+use edgegate_proto::frame::SessionEnd;
 use edgegate_proto::ticket::TicketId;
 use edgegate_proto::{DenyReason, Level, UnixTime};
 use std::collections::HashMap;
@@ -28,14 +29,15 @@ pub(crate) struct Session {
     pub(crate) ends_at: UnixTime,
     pub(crate) started_wall: UnixTime,
     pub(crate) started: Instant,
+    /// Fires when the session must end (see `end`) or has ended.
     pub(crate) kill: watch::Sender<bool>,
+    /// Why the daemon ended the session; the first reason wins.
+    end: Mutex<Option<SessionEnd>>,
     streams: Mutex<HashMap<u64, Arc<StreamStats>>>,
     /// TLS connections currently attached (1 for QUIC).
     attached: AtomicUsize,
     /// When a stream last opened or closed (idle timeout).
     last_activity: Mutex<Instant>,
-    /// Set when the session was closed for being idle (audit reason).
-    pub(crate) idled_out: std::sync::atomic::AtomicBool,
 }
 
 /// Counters of one live stream, shared with its pumps.
@@ -67,6 +69,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Session {
+    /// End the whole session for `why`: every connection and stream of it
+    /// closes at once (they all wait on `kill`). A second reason is ignored.
+    pub(crate) fn end(&self, why: SessionEnd) {
+        lock(&self.end).get_or_insert(why);
+        self.kill.send_replace(true);
+    }
+
+    /// Why the daemon ended the session, if it did.
+    pub(crate) fn end_reason(&self) -> Option<SessionEnd> {
+        *lock(&self.end)
+    }
+
     /// Add a stream unless the session is at its stream limit.
     pub(crate) fn add_stream(
         &self,
@@ -186,10 +200,10 @@ impl Registry {
             started_wall: super::wall_clock(),
             started: Instant::now(),
             kill: watch::channel(false).0,
+            end: Mutex::new(None),
             streams: Mutex::new(HashMap::new()),
             attached: AtomicUsize::new(1),
             last_activity: Mutex::new(Instant::now()),
-            idled_out: std::sync::atomic::AtomicBool::new(false),
         });
         sessions.insert(id, session.clone());
         Ok(session)
@@ -200,6 +214,8 @@ impl Registry {
         let mut sessions = lock(&self.sessions);
         if session.attached.fetch_sub(1, Ordering::Relaxed) == 1 {
             sessions.remove(&session.id);
+            // Stops the session's guard; the end reason stays as it was.
+            session.kill.send_replace(true);
             return true;
         }
         false
@@ -218,7 +234,7 @@ impl Registry {
             }
             killed.push_back(t.ticket().id);
         }
-        s.kill.send_replace(true);
+        s.end(SessionEnd::Killed);
         true
     }
 
@@ -230,7 +246,7 @@ impl Registry {
     /// Ask every session to end (shutdown), without barring their tickets.
     pub(crate) fn end_all(&self) {
         for s in lock(&self.sessions).values() {
-            s.kill.send_replace(true);
+            s.end(SessionEnd::Shutdown);
         }
     }
 
