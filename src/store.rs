@@ -64,7 +64,8 @@ pub struct Store {
     db: sled::Db,
     bundle: sled::Tree,
     meta: sled::Tree,
-    trust: TrustPolicy,
+    /// Swapped by a config reload (`set_trust`).
+    trust: std::sync::RwLock<TrustPolicy>,
     device_id: String,
     dir: PathBuf,
     state: Mutex<State>,
@@ -257,7 +258,7 @@ impl Store {
         wall_now: UnixTime,
         compile: impl FnOnce(&VerifiedBundle) -> Result<T, String>,
     ) -> Result<(Applied, VerifiedBundle, T), RejectReason> {
-        let vb = VerifiedBundle::verify(bytes, &self.trust)?;
+        let vb = VerifiedBundle::verify(bytes, &self.trust())?;
         let compiled = compile(&vb).map_err(RejectReason::InvalidPolicy)?;
         let applied = self.apply(&vb, wall_now)?;
         Ok((applied, vb, compiled))
@@ -313,7 +314,7 @@ impl Store {
             tracing::warn!(dir = %self.dir.display(), "store: stored bundle changed under us");
             return None;
         }
-        match VerifiedBundle::verify(&raw, &self.trust) {
+        match VerifiedBundle::verify(&raw, &self.trust()) {
             Ok(vb) => Some(vb),
             Err(e) => {
                 tracing::warn!(dir = %self.dir.display(), "store: stored bundle no longer verifies: {e}");
@@ -328,8 +329,14 @@ impl Store {
     }
 
     /// The trust policy bundles are verified under.
-    pub fn trust(&self) -> &TrustPolicy {
-        &self.trust
+    pub fn trust(&self) -> TrustPolicy {
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Verify bundles under `trust` from now on (config reload). The bundle
+    /// in force is not touched: ask `current` whether it still verifies.
+    pub fn set_trust(&self, trust: TrustPolicy) {
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = trust;
     }
 
     /// The sled database, for other trees (the audit log) to share its

@@ -54,7 +54,7 @@ fn close(conn: &quinn::Connection, code: u32, why: &str) {
 impl Gateway {
     /// Accept QUIC connections until shutdown.
     pub async fn serve_quic(self: Arc<Self>, endpoint: quinn::Endpoint) {
-        let mut pending = Pending::new(self.config.limits.max_handshakes);
+        let mut pending = Pending::new(self.config().limits.max_handshakes);
         let mut shutdown = self.shutdown_signal();
         loop {
             let incoming = tokio::select! {
@@ -68,7 +68,8 @@ impl Gateway {
     }
 
     async fn quic_connection(self: Arc<Self>, incoming: quinn::Incoming, phase: Phase) {
-        let limits = &self.config.limits;
+        let config = self.config();
+        let limits = &config.limits;
         let remote = incoming.remote_address();
         let conn = match incoming.accept() {
             Ok(connecting) => match timeout(limits.handshake_timeout, connecting).await {
@@ -141,8 +142,9 @@ impl Gateway {
         let (notices, notices_rx) = mpsc::unbounded_channel::<Notice>();
         tokio::spawn(write_notices(control, notices_rx));
         let mut kill = session.kill.subscribe();
-        let idle = self.config.limits.idle_timeout;
         loop {
+            // Read every turn: a reload may change it.
+            let idle = self.config().limits.idle_timeout;
             // Re-checked at least every idle period: streams opening and
             // closing move the deadline.
             let deadline = session
@@ -193,7 +195,7 @@ impl Gateway {
     ) {
         let stream = u64::from(send.id());
         let open = timeout(
-            self.config.limits.first_frame_timeout,
+            self.config().limits.first_frame_timeout,
             read_frame(&mut recv, frame::MAX_FRAME),
         )
         .await;

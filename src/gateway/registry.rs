@@ -250,6 +250,11 @@ impl Registry {
         }
     }
 
+    /// Every live session (for re-deciding them all).
+    pub(crate) fn all(&self) -> Vec<Arc<Session>> {
+        lock(&self.sessions).values().cloned().collect()
+    }
+
     pub(crate) fn len(&self) -> usize {
         lock(&self.sessions).len()
     }

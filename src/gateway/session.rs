@@ -41,7 +41,8 @@ impl Gateway {
     ) -> Option<Arc<Session>> {
         let cred = Credentials {
             peer,
-            ticket: VerifiedTicket::verify(ticket, &self.trust).ok(),
+            ticket: VerifiedTicket::verify(ticket, &self.config().trust()).ok(),
+            ticket_bytes: ticket.into(),
         };
         let ends_at = self.session_end(&cred);
         let admitted = self.admit_session(&cred).and_then(|()| {
@@ -50,7 +51,7 @@ impl Gateway {
                 transport,
                 remote.to_string(),
                 ends_at,
-                &self.config.limits,
+                &self.config().limits,
             )
         });
         let session = match admitted {

@@ -74,7 +74,7 @@ impl Gateway {
             let _ = writer.finish().await;
             return;
         };
-        let max = self.config.limits.max_streams_per_session;
+        let max = self.config().limits.max_streams_per_session;
         let added = session.add_stream(
             open.stream_id,
             &open.service,
@@ -97,7 +97,7 @@ impl Gateway {
         }
         self.audit.stream_opened(session, &stats);
         let mut backend = backend;
-        let buf = self.config.limits.stream_buffer;
+        let buf = self.config().limits.stream_buffer;
         let mut session_end = None;
         let reason = tokio::select! {
             // The guard first: when a kill or deny also breaks the
@@ -153,7 +153,7 @@ impl Gateway {
         destination: Option<SocketAddr>,
         writer: &mut PipeWriter,
     ) -> Option<(Level, Option<Box<dyn ByteFilter>>, TcpStream)> {
-        let over_limit = session.stream_count() >= self.config.limits.max_streams_per_session;
+        let over_limit = session.stream_count() >= self.config().limits.max_streams_per_session;
         let decision = self.admit(&session.cred, &open.service, destination, over_limit);
         let decision = match (decision, self.active()) {
             (Decision::Allow(level), Some(active)) => {
@@ -185,7 +185,7 @@ impl Gateway {
                 return None;
             }
         };
-        let limit = self.config.limits.handshake_timeout;
+        let limit = self.config().limits.handshake_timeout;
         match timeout(limit, TcpStream::connect(target.as_str())).await {
             Ok(Ok(tcp)) => {
                 let _ = tcp.set_nodelay(true);

@@ -130,6 +130,7 @@ fn credentials(user: &str, client: u8, edit: impl FnOnce(&mut Ticket)) -> Creden
     Credentials {
         peer: AuthenticatedPeer::for_tests(key),
         ticket: VerifiedTicket::verify(&bytes, &trust).ok(),
+        ticket_bytes: bytes.into(),
     }
 }
 
@@ -209,7 +210,8 @@ async fn registry_limits_and_tls_joining() {
     )
     .await;
     gw.push_bundle(bundle(1, true)).await;
-    let limits = &gw.config.limits;
+    let config = gw.config();
+    let limits = &config.limits;
     let a = credentials("bob", 3, |_| {});
     let b = credentials("bob", 4, |_| {});
     let attach = |c: &Credentials, t| gw.registry.attach(c, t, "peer".into(), 0, limits);

@@ -29,7 +29,7 @@ impl Gateway {
             }
         };
         let acceptor = TlsAcceptor::from(config);
-        let mut pending = Pending::new(self.config.limits.max_handshakes);
+        let mut pending = Pending::new(self.config().limits.max_handshakes);
         let mut shutdown = self.shutdown_signal();
         loop {
             let (tcp, remote) = tokio::select! {
@@ -55,7 +55,8 @@ impl Gateway {
         acceptor: TlsAcceptor,
         phase: Phase,
     ) {
-        let limits = &self.config.limits;
+        let config = self.config();
+        let limits = &config.limits;
         let _ = tcp.set_nodelay(true);
         let mut tls = match timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
