@@ -235,12 +235,20 @@ async fn watch_control(
                     report_cut(&reported, stream, &service, reason);
                 }
             }
-            Ok(Some(Frame::SessionClosed { reason })) => said = Some(reason),
+            Ok(Some(Frame::SessionClosed { reason })) => {
+                // The streams' own notices came first on this stream; any
+                // stream still open was cut by the session's end. Then
+                // close: the daemon waits for that (bounded) before closing
+                // itself, so no stream sees a lost connection first.
+                if let SessionEnd::Denied(r) = reason {
+                    report_open_streams(&streams, &reported, r);
+                }
+                said = Some(reason);
+                conn.close(reason.conn_code().into(), b"session closed");
+                break;
+            }
             _ => break,
         }
-    }
-    if let Some(SessionEnd::Denied(reason)) = said {
-        report_open_streams(&streams, &reported, reason);
     }
     let why = match conn.closed().await {
         quinn::ConnectionError::ApplicationClosed(c) => {

@@ -172,14 +172,14 @@ pub async fn run(config: Config, path: &Path) -> anyhow::Result<()> {
         "listening quic {} tls {}",
         running.quic, running.tls
     ));
-    // Healthy while the listeners run and the shared state answers (its
-    // locks are not wedged).
+    // Healthy while the accept loops run, the store answers a write and a
+    // read, and the shared state's locks answer (`Gateway::healthy`).
     let gw = running.gateway.clone();
     let listeners: Vec<_> = running.tasks.iter().map(|t| t.abort_handle()).collect();
     let watchdog = sdnotify::spawn_watchdog(move || {
         let gw = gw.clone();
         let alive = listeners.iter().all(|t| !t.is_finished());
-        async move { alive && !gw.status().device_id.is_empty() }
+        async move { alive && gw.healthy().await }
     });
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;

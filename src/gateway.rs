@@ -15,6 +15,7 @@
 mod admit;
 mod audit_hooks;
 mod control;
+mod health;
 mod pending;
 mod push;
 mod quic;
@@ -61,6 +62,8 @@ pub struct Gateway {
     push_lock: tokio::sync::Mutex<()>,
     audit: audit_hooks::Audit,
     shutdown: watch::Sender<bool>,
+    /// The watchdog's probe in flight, if any.
+    probe: health::ProbeSlot,
     /// The addresses actually bound (QUIC, TLS), once listening.
     bound: std::sync::OnceLock<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
@@ -120,6 +123,7 @@ impl Gateway {
             push_lock: tokio::sync::Mutex::new(()),
             shutdown: watch::channel(false).0,
             bound: std::sync::OnceLock::new(),
+            probe: health::ProbeSlot::default(),
             config: std::sync::RwLock::new(Arc::new(config)),
             store,
             identity,

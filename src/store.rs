@@ -53,6 +53,8 @@ const KEY_ENVELOPE: &[u8] = b"envelope";
 const KEY_SERIAL: &[u8] = b"serial";
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_FLOOR: &[u8] = b"time_floor";
+/// Written and read back by the watchdog's health probe.
+const KEY_HEARTBEAT: &[u8] = b"heartbeat";
 /// Format marker written into a fresh store; any other value is not ours.
 const FORMAT: &[u8] = b"edgegate-store/1";
 
@@ -337,6 +339,15 @@ impl Store {
     /// in force is not touched: ask `current` whether it still verifies.
     pub fn set_trust(&self, trust: TrustPolicy) {
         *self.trust.write().unwrap_or_else(|p| p.into_inner()) = trust;
+    }
+
+    /// Health probe: write a heartbeat key and read it back (no flush, so
+    /// it is cheap). Blocks if sled is wedged: run it in `spawn_blocking`
+    /// under a timeout.
+    pub fn heartbeat(&self, stamp: u64) -> bool {
+        let value = stamp.to_be_bytes();
+        self.meta.insert(KEY_HEARTBEAT, &value).is_ok()
+            && matches!(self.meta.get(KEY_HEARTBEAT), Ok(Some(v)) if v.as_ref() == value)
     }
 
     /// The sled database, for other trees (the audit log) to share its

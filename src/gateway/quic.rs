@@ -180,6 +180,9 @@ impl Gateway {
                 let _ = notices.send(Notice::Frame(Frame::SessionClosed { reason: end }));
                 let _ = notices.send(Notice::Flush(flushed));
                 let _ = timeout(NOTICE_FLUSH, flushed_rx).await;
+                // The client closes once it read the notice; closing first
+                // could reach it before the streams' resets.
+                let _ = timeout(NOTICE_FLUSH, conn.closed()).await;
                 close(conn, end.conn_code(), end.as_str());
                 break;
             }

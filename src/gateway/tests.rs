@@ -232,3 +232,35 @@ async fn registry_limits_and_tls_joining() {
     assert!(*s1.kill.borrow());
     assert!(!gw.kill(999));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probe_fails_while_state_is_wedged_and_never_piles_up() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "").await;
+    let check = |gw: Arc<Gateway>| async move {
+        tokio::time::timeout(Duration::from_millis(200), gw.healthy())
+            .await
+            .unwrap_or(false)
+    };
+    assert!(check(gw.clone()).await);
+    // A lock held (as a wedged path would hold it) stops the pings.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = gw.clone();
+    let wedge = std::thread::spawn(move || {
+        let _guard = holder.config.write();
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    held_rx.recv().unwrap();
+    assert!(!check(gw.clone()).await);
+    // The stuck probe is still in flight: the next check fails at once.
+    let started = std::time::Instant::now();
+    assert!(!gw.healthy().await);
+    assert!(started.elapsed() < Duration::from_millis(50));
+    release_tx.send(()).unwrap();
+    wedge.join().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(check(gw.clone()).await);
+}
