@@ -123,6 +123,16 @@ impl Session {
         Some(*lock(&self.last_activity) + idle)
     }
 
+    /// Bytes moved so far by the streams open now, and when a stream last
+    /// opened or closed: together they say whether anything happened.
+    pub(crate) fn activity(&self) -> (u64, Instant) {
+        let moved = lock(&self.streams)
+            .values()
+            .map(|s| s.up.load(Ordering::Relaxed) + s.down.load(Ordering::Relaxed))
+            .sum();
+        (moved, *lock(&self.last_activity))
+    }
+
     /// Connections attached (TLS: one per stream; QUIC: 1).
     pub(crate) fn connections(&self) -> usize {
         self.attached.load(Ordering::Relaxed)

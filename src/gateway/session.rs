@@ -66,6 +66,9 @@ impl Gateway {
         if session.connections() == 1 {
             self.audit.session_opened(&session);
             tokio::spawn(self.clone().session_guard(session.clone()));
+            if transport == Transport::Tls {
+                tokio::spawn(self.clone().tls_idle_watch(session.clone()));
+            }
         }
         let welcome = self.welcome(&session);
         if write_frame(out, &Frame::Welcome(welcome)).await.is_err() {
