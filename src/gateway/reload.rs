@@ -6,6 +6,10 @@
 //! fails is refused by the caller before it gets here). After the swap every
 //! live session and stream is decided again by the same admission function
 //! that admitted it: the policy channel is poked, which wakes every guard.
+//!
+//! Not applied here: QUIC stream credit is fixed in the endpoint's transport
+//! config at start, so a raised `max_streams_per_session` is enforced by the
+//! daemon at once but only granted to QUIC peers after a restart.
 
 use super::Gateway;
 use crate::config::Config;
