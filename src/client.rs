@@ -63,7 +63,7 @@ fn link(e: impl std::fmt::Display) -> ClientError {
 enum Link {
     Quic {
         conn: quinn::Connection,
-        _endpoint: quinn::Endpoint,
+        endpoint: quinn::Endpoint,
     },
     Tls {
         connector: TlsConnector,
@@ -205,7 +205,7 @@ pub async fn open_session(
     let session = Session {
         link: Link::Quic {
             conn: conn.clone(),
-            _endpoint: endpoint,
+            endpoint,
         },
         welcome,
         streams: streams.clone(),
@@ -385,6 +385,14 @@ impl Session {
     pub(crate) fn forget(&self, stream: u64) {
         lock(&self.streams).remove(&stream);
         lock(&self.reported).remove(&stream);
+    }
+
+    /// Give a closed QUIC connection a moment (bounded) to tell the daemon,
+    /// so it forgets the session at once rather than after a timeout.
+    pub async fn drain(&self) {
+        if let Link::Quic { endpoint, .. } = &self.link {
+            let _ = timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+        }
     }
 
     /// Close the session politely.

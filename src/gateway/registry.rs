@@ -185,8 +185,10 @@ impl Registry {
         let ticket = cred.ticket.as_ref().ok_or(DenyReason::BadTicket)?.ticket();
         let mut sessions = lock(&self.sessions);
         if transport == Transport::Tls {
+            // A session the daemon ended is on its way out: not joined.
             let joined = sessions.values().find(|s| {
                 s.transport == Transport::Tls
+                    && s.end_reason().is_none()
                     && s.cred.peer == cred.peer
                     && s.cred.ticket.as_ref().map(|t| t.ticket().id) == Some(ticket.id)
             });
@@ -195,8 +197,11 @@ impl Registry {
                 return Ok(s.clone());
             }
         }
-        let of_user = sessions.values().filter(|s| s.user == ticket.user).count();
-        if sessions.len() >= limits.max_sessions || of_user >= limits.max_sessions_per_user {
+        // Sessions the daemon already ended hold no slot while their
+        // connections wind down.
+        let live = || sessions.values().filter(|s| s.end_reason().is_none());
+        let of_user = live().filter(|s| s.user == ticket.user).count();
+        if live().count() >= limits.max_sessions || of_user >= limits.max_sessions_per_user {
             return Err(DenyReason::LimitExceeded);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;

@@ -233,6 +233,28 @@ async fn registry_limits_and_tls_joining() {
     assert!(!gw.kill(999));
 }
 
+#[tokio::test]
+async fn ended_sessions_hold_no_slot_and_are_not_joined() {
+    use edgegate_proto::frame::SessionEnd;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "[limits]\nmax_sessions_per_user = 1\n").await;
+    let config = gw.config();
+    let a = credentials("bob", 3, |_| {});
+    let attach = |c: &Credentials, t| gw.registry.attach(c, t, "peer".into(), 0, &config.limits);
+    let s1 = attach(&a, Transport::Tls).unwrap();
+    s1.end(SessionEnd::Denied(DenyReason::UserInactive));
+    // The first reason wins.
+    s1.end(SessionEnd::Killed);
+    assert_eq!(
+        s1.end_reason(),
+        Some(SessionEnd::Denied(DenyReason::UserInactive))
+    );
+    // Still winding down, yet a new connection starts a new session.
+    let s2 = attach(&a, Transport::Tls).unwrap();
+    assert_ne!(s1.id, s2.id);
+    assert_eq!(gw.session_count(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_probe_fails_while_state_is_wedged_and_never_piles_up() {
     use std::time::Duration;
