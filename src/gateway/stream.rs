@@ -112,34 +112,7 @@ impl Gateway {
             },
             end = proxy(&mut reader, &mut writer, &mut backend, filter, &stats, buf) => end.reason(),
         };
-        match &reason {
-            // QUIC: the connection's close carries the reason; the stream
-            // reset says it too. TLS: this connection is the only channel.
-            _ if session_end.is_some() => {
-                let end = session_end.unwrap_or(SessionEnd::Killed);
-                writer.end_session(end).await;
-                if let SessionEnd::Denied(r) = end {
-                    reader.stop(r.stream_code());
-                    on_cut(r);
-                } else {
-                    reader.stop(0);
-                }
-            }
-            &CloseReason::Denied(r) => {
-                writer.cut(r).await;
-                reader.stop(r.stream_code());
-                on_cut(r);
-            }
-            CloseReason::Normal => {}
-            CloseReason::Error(e) if e == READ_ONLY => {
-                writer.refuse().await;
-                reader.stop(STREAM_READ_ONLY);
-            }
-            _ => {
-                writer.abort().await;
-                reader.stop(0);
-            }
-        }
+        close_pipe(&mut reader, &mut writer, &reason, session_end, on_cut).await;
         session.remove_stream(open.stream_id);
         self.audit.stream_closed(session, &stats, reason);
     }
@@ -260,6 +233,45 @@ impl Gateway {
                 _ = kill_rx.changed() => {}
                 _ = timer => {}
             }
+        }
+    }
+}
+
+/// Tell the client how its stream ended, each transport its own way.
+async fn close_pipe(
+    reader: &mut PipeReader,
+    writer: &mut PipeWriter,
+    reason: &CloseReason,
+    session_end: Option<SessionEnd>,
+    on_cut: impl FnOnce(DenyReason),
+) {
+    if let Some(end) = session_end {
+        // QUIC: the connection's close carries the reason; the stream reset
+        // says it too. TLS: this connection is the only channel.
+        writer.end_session(end).await;
+        match end {
+            SessionEnd::Denied(r) => {
+                reader.stop(r.stream_code());
+                on_cut(r);
+            }
+            _ => reader.stop(0),
+        }
+        return;
+    }
+    match reason {
+        &CloseReason::Denied(r) => {
+            writer.cut(r).await;
+            reader.stop(r.stream_code());
+            on_cut(r);
+        }
+        CloseReason::Normal => {}
+        CloseReason::Error(e) if e == READ_ONLY => {
+            writer.refuse().await;
+            reader.stop(STREAM_READ_ONLY);
+        }
+        _ => {
+            writer.abort().await;
+            reader.stop(0);
         }
     }
 }
