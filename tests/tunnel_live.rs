@@ -154,10 +154,19 @@ fn killing_a_session_ends_it() {
         .stderr
         .rest(Duration::from_millis(200))
         .contains(&"closed: session: session killed".to_string()));
-    let Response::Sessions(sessions) = d.control(Request::Sessions) else {
-        panic!()
-    };
-    assert!(sessions.is_empty());
+    // The client closes first (on the notice); the daemon forgets the
+    // session right after.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let Response::Sessions(sessions) = d.control(Request::Sessions) else {
+            panic!()
+        };
+        if sessions.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{sessions:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The killed session's ticket does not get back in.
     let mut again = d.connect(&key, &ticket, true, &[]);
     assert!(again.exit(Duration::from_secs(20)).is_some());
