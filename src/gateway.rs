@@ -150,6 +150,24 @@ impl Gateway {
         self.policy.borrow().clone()
     }
 
+    /// Find user `id` in the bundle in force and take what the caller needs
+    /// from its record; `None` with no bundle or no such user.
+    pub(crate) fn active_user<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&edgegate_proto::bundle::User) -> R,
+    ) -> Option<R> {
+        let active = self.active()?;
+        // Linear, but only once per session open.
+        active
+            .bundle
+            .bundle()
+            .users
+            .iter()
+            .find(|u| u.id == id)
+            .map(f)
+    }
+
     /// The daemon's notion of now: the wall clock, never below the time floor.
     pub fn now(&self) -> UnixTime {
         self.store.now(wall_clock())

@@ -12,15 +12,9 @@ use harness::*;
 use std::time::{Duration, Instant};
 
 fn closes(d: &Daemon) -> Vec<(String, CloseReason, u64, u64)> {
-    let Response::Audit(records) = d.control(Request::Audit {
-        since: None,
-        limit: 1000,
-    }) else {
-        panic!("audit answer")
-    };
-    records
+    d.audit_events()
         .into_iter()
-        .filter_map(|r| match r.event {
+        .filter_map(|e| match e {
             AuditEvent::StreamClose {
                 service,
                 reason,
@@ -198,13 +192,5 @@ fn consent_running_out_cuts_the_stream_and_is_audited() {
             == "closed: hmi: site-consent-required")
         .is_some());
     std::thread::sleep(Duration::from_millis(200));
-    let Response::Audit(records) = d.control(Request::Audit {
-        since: None,
-        limit: 1000,
-    }) else {
-        panic!()
-    };
-    assert!(records
-        .iter()
-        .any(|r| r.event == AuditEvent::ConsentExpired));
+    assert!(d.audit_events().contains(&AuditEvent::ConsentExpired));
 }

@@ -14,15 +14,9 @@ use std::time::{Duration, Instant};
 
 /// The reasons of every audited session close for `user`.
 fn session_closes(d: &Daemon, user: &str) -> Vec<CloseReason> {
-    let Response::Audit(records) = d.control(Request::Audit {
-        since: None,
-        limit: 1000,
-    }) else {
-        panic!("audit answer")
-    };
-    records
+    d.audit_events()
         .into_iter()
-        .filter_map(|r| match r.event {
+        .filter_map(|e| match e {
             AuditEvent::SessionClose {
                 user: u, reason, ..
             } if u == user => Some(reason),

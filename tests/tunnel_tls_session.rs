@@ -13,15 +13,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn session_closes(d: &Daemon) -> Vec<CloseReason> {
-    let Response::Audit(records) = d.control(Request::Audit {
-        since: None,
-        limit: 1000,
-    }) else {
-        panic!("audit answer")
-    };
-    records
+    d.audit_events()
         .into_iter()
-        .filter_map(|r| match r.event {
+        .filter_map(|e| match e {
             AuditEvent::SessionClose { reason, .. } => Some(reason),
             _ => None,
         })

@@ -276,20 +276,12 @@ impl DenyReason {
 
 /// Encode a frame with its 4-byte big-endian length prefix.
 pub fn encode(frame: &Frame) -> Vec<u8> {
-    let body = codec::encode(frame);
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
+    codec::encode_prefixed(frame)
 }
 
 /// Check an announced length against `cap`; call before allocating.
 pub fn check_len(prefix: [u8; 4], cap: usize) -> Result<usize, FrameError> {
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len > cap {
-        return Err(FrameError::TooLarge { len, cap });
-    }
-    Ok(len)
+    codec::prefixed_len(prefix, cap).map_err(|len| FrameError::TooLarge { len, cap })
 }
 
 /// Decode one frame body (without its length prefix), rejecting trailing bytes.

@@ -116,16 +116,7 @@ impl Gateway {
             return 0;
         };
         let logout = self
-            .active()
-            .and_then(|a| {
-                // Linear, but only once per session open.
-                a.bundle
-                    .bundle()
-                    .users
-                    .iter()
-                    .find(|u| u.id == t.user)
-                    .map(|u| t.auth_time.saturating_add(u.logout_period))
-            })
+            .active_user(&t.user, |u| t.auth_time.saturating_add(u.logout_period))
             .unwrap_or(t.expires_at);
         logout.min(t.expires_at)
     }

@@ -135,15 +135,7 @@ impl Gateway {
             None => Vec::new(),
         };
         let user_name = self
-            .active()
-            .and_then(|a| {
-                a.bundle
-                    .bundle()
-                    .users
-                    .iter()
-                    .find(|u| u.id == session.user)
-                    .map(|u| u.name.clone())
-            })
+            .active_user(&session.user, |u| u.name.clone())
             .unwrap_or_default();
         Welcome {
             session_id: session.id,
