@@ -14,10 +14,11 @@ pub use socks::socks5;
 use crate::tlsid::{self, Identity};
 use crate::transport::{self, expect_frame, read_frame, write_frame, PipeReader, PipeWriter};
 use crate::PublicKey;
-use edgegate_proto::frame::{Frame, Welcome, CONN_IDLE, CONN_KILLED, CONN_SHUTDOWN, MAX_FRAME};
+use edgegate_proto::frame::{Frame, SessionEnd, Welcome, MAX_FRAME};
 use edgegate_proto::DenyReason;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -62,7 +63,7 @@ fn link(e: impl std::fmt::Display) -> ClientError {
 enum Link {
     Quic {
         conn: quinn::Connection,
-        _endpoint: quinn::Endpoint,
+        endpoint: quinn::Endpoint,
     },
     Tls {
         connector: TlsConnector,
@@ -80,9 +81,11 @@ pub struct Session {
     streams: Arc<Mutex<HashMap<u64, String>>>,
     /// Streams whose cut was already reported (a QUIC cut is seen twice).
     reported: Arc<Mutex<HashSet<u64>>>,
-    /// Kept so the event channel stays open while the session lives (TLS
-    /// has no connection whose end would end the session).
-    _events: mpsc::UnboundedSender<SessionEvent>,
+    /// Next local id of a TLS stream (TLS has no stream ids on the wire).
+    next_tls_id: AtomicU64,
+    /// Session-ending events (TLS: seen on a stream's connection; the
+    /// sender also keeps the channel open while the session lives).
+    events: mpsc::UnboundedSender<SessionEvent>,
 }
 
 /// Events that end or mark a session, for the command's main loop.
@@ -188,7 +191,8 @@ pub async fn open_session(
             welcome,
             streams,
             reported,
-            _events: events,
+            next_tls_id: AtomicU64::new(1),
+            events,
         };
         return Ok((session, events_rx));
     }
@@ -201,12 +205,13 @@ pub async fn open_session(
     let session = Session {
         link: Link::Quic {
             conn: conn.clone(),
-            _endpoint: endpoint,
+            endpoint,
         },
         welcome,
         streams: streams.clone(),
         reported: reported.clone(),
-        _events: events.clone(),
+        next_tls_id: AtomicU64::new(1),
+        events: events.clone(),
     };
     tokio::spawn(watch_control(conn, send, recv, streams, reported, events));
     Ok((session, events_rx))
@@ -221,28 +226,73 @@ async fn watch_control(
     reported: Arc<Mutex<HashSet<u64>>>,
     events: mpsc::UnboundedSender<SessionEvent>,
 ) {
-    while let Ok(Some(Frame::StreamClosed { stream, reason })) =
-        read_frame(&mut recv, MAX_FRAME).await
-    {
-        let service = lock(&streams).get(&stream).cloned();
-        if let Some(service) = service {
-            report_cut(&reported, stream, &service, reason);
+    let mut said = None;
+    loop {
+        match read_frame(&mut recv, MAX_FRAME).await {
+            Ok(Some(Frame::StreamClosed { stream, reason })) => {
+                let service = lock(&streams).get(&stream).cloned();
+                if let Some(service) = service {
+                    report_cut(&reported, stream, &service, reason);
+                }
+            }
+            Ok(Some(Frame::SessionClosed { reason })) => {
+                // The streams' own notices came first on this stream; any
+                // stream still open was cut by the session's end. Then
+                // close: the daemon waits for that (bounded) before closing
+                // itself, so no stream sees a lost connection first.
+                if let SessionEnd::Denied(r) = reason {
+                    report_open_streams(&streams, &reported, r);
+                }
+                said = Some(reason);
+                conn.close(reason.conn_code().into(), b"session closed");
+                break;
+            }
+            _ => break,
         }
     }
     let why = match conn.closed().await {
-        quinn::ConnectionError::ApplicationClosed(c) => match c.error_code.into_inner() {
-            code if code == u64::from(CONN_KILLED) => "session killed".to_string(),
-            code if code == u64::from(CONN_IDLE) => "idle timeout".to_string(),
-            code if code == u64::from(CONN_SHUTDOWN) => "gateway shutting down".to_string(),
-            _ => String::from_utf8_lossy(&c.reason).into_owned(),
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            match said.or(SessionEnd::from_conn_code(c.error_code.into_inner())) {
+                Some(end) => describe(end),
+                None => String::from_utf8_lossy(&c.reason).into_owned(),
+            }
+        }
+        e => match said {
+            Some(end) => describe(end),
+            None => e.to_string(),
         },
-        e => e.to_string(),
     };
     let _ = events.send(SessionEvent::Ended(why));
 }
 
+/// How `closed: session: …` words a session end: the deny reason's stable
+/// name, or a phrase for the others.
+fn describe(end: SessionEnd) -> String {
+    match end {
+        SessionEnd::Denied(r) => r.to_string(),
+        SessionEnd::Killed => "session killed".into(),
+        SessionEnd::IdleTimeout => "idle timeout".into(),
+        SessionEnd::Shutdown => "gateway shutting down".into(),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The session ended for `reason`: every stream still open was cut by it.
+fn report_open_streams(
+    streams: &Mutex<HashMap<u64, String>>,
+    reported: &Mutex<HashSet<u64>>,
+    reason: DenyReason,
+) {
+    let open: Vec<(u64, String)> = lock(streams)
+        .iter()
+        .map(|(id, s)| (*id, s.clone()))
+        .collect();
+    for (id, service) in open {
+        report_cut(reported, id, &service, reason);
+    }
 }
 
 fn report_cut(reported: &Mutex<HashSet<u64>>, stream: u64, service: &str, reason: DenyReason) {
@@ -292,11 +342,18 @@ impl Session {
                 };
                 write_frame(&mut tls, &hello).await.map_err(link)?;
                 write_frame(&mut tls, &open).await.map_err(link)?;
-                welcome_of(expect_frame(&mut tls, MAX_FRAME).await.map_err(link)?)?;
+                let welcome = welcome_of(expect_frame(&mut tls, MAX_FRAME).await.map_err(link)?);
+                if let Err(ClientError::Denied(reason)) = &welcome {
+                    // Over TLS a session no longer admitted shows here.
+                    self.ended(SessionEnd::Denied(*reason));
+                }
+                welcome?;
                 let answer = expect_frame(&mut tls, MAX_FRAME).await;
+                let id = self.next_tls_id.fetch_add(1, Ordering::Relaxed);
+                lock(&self.streams).insert(id, service.to_string());
                 let (r, w) = tokio::io::split(tls);
                 (
-                    0,
+                    id,
                     PipeReader::Framed(Box::new(r)),
                     PipeWriter::Framed(Box::new(w)),
                     answer,
@@ -313,17 +370,29 @@ impl Session {
 
     /// Report a cut seen on the stream itself (TLS `Close`, QUIC reset).
     pub(crate) fn report_cut(&self, stream: u64, service: &str, reason: DenyReason) {
-        if let Link::Tls { .. } = self.link {
-            eprintln!("closed: {service}: {reason}");
-        } else {
-            report_cut(&self.reported, stream, service, reason);
+        report_cut(&self.reported, stream, service, reason);
+    }
+
+    /// The daemon ended the whole session (seen on a TLS stream).
+    pub(crate) fn ended(&self, end: SessionEnd) {
+        if let SessionEnd::Denied(reason) = end {
+            report_open_streams(&self.streams, &self.reported, reason);
         }
+        let _ = self.events.send(SessionEvent::Ended(describe(end)));
     }
 
     /// Drop the bookkeeping of a finished stream.
     pub(crate) fn forget(&self, stream: u64) {
         lock(&self.streams).remove(&stream);
         lock(&self.reported).remove(&stream);
+    }
+
+    /// Give a closed QUIC connection a moment (bounded) to tell the daemon,
+    /// so it forgets the session at once rather than after a timeout.
+    pub async fn drain(&self) {
+        if let Link::Quic { endpoint, .. } = &self.link {
+            let _ = timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+        }
     }
 
     /// Close the session politely.

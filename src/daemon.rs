@@ -116,6 +116,36 @@ impl Running {
     }
 }
 
+/// Re-read the config file and apply it; a file that does not load is
+/// refused with one line and nothing changes.
+async fn reload(gateway: &Arc<Gateway>, path: &Path) {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("config reload refused: {e}");
+            return;
+        }
+    };
+    let done = gateway.reload(config).await;
+    if !done.needs_restart.is_empty() {
+        tracing::warn!(
+            "config reload: {} changed; a restart is needed to apply that (running values kept)",
+            done.needs_restart.join(", ")
+        );
+    }
+    if done.bad_tickets > 0 {
+        tracing::warn!(
+            sessions = done.bad_tickets,
+            "config reload: sessions whose ticket no longer verifies under the new trusted keys were closed (bad-ticket)"
+        );
+    }
+    tracing::info!(
+        trust_changed = done.trust_changed,
+        bundle_dropped = done.bundle_dropped,
+        "config reloaded; live sessions re-decided"
+    );
+}
+
 /// Wait for SIGTERM or SIGINT.
 pub async fn terminated() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -129,8 +159,9 @@ pub async fn terminated() {
     }
 }
 
-/// Run the daemon for `config` until a signal; print where it listens.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Run the daemon for `config` (read from `path`, re-read on SIGHUP) until
+/// SIGTERM/SIGINT; print where it listens.
+pub async fn run(config: Config, path: &Path) -> anyhow::Result<()> {
     let running = start(config).await?;
     println!("device key {}", running.gateway.identity().public());
     println!("listening quic {}", running.quic);
@@ -141,16 +172,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "listening quic {} tls {}",
         running.quic, running.tls
     ));
-    // Healthy while the listeners run and the shared state answers (its
-    // locks are not wedged).
+    // Healthy while the accept loops run, the store answers a write and a
+    // read, and the shared state's locks answer (`Gateway::healthy`).
     let gw = running.gateway.clone();
     let listeners: Vec<_> = running.tasks.iter().map(|t| t.abort_handle()).collect();
     let watchdog = sdnotify::spawn_watchdog(move || {
         let gw = gw.clone();
         let alive = listeners.iter().all(|t| !t.is_finished());
-        async move { alive && !gw.status().device_id.is_empty() }
+        async move { alive && gw.healthy().await }
     });
-    terminated().await;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let term = terminated();
+    tokio::pin!(term);
+    loop {
+        tokio::select! {
+            _ = &mut term => break,
+            _ = hup.recv() => {
+                sdnotify::reloading();
+                reload(&running.gateway, path).await;
+                sdnotify::ready();
+            }
+        }
+    }
     tracing::info!("shutting down");
     sdnotify::stopping();
     if let Some(w) = watchdog {

@@ -15,23 +15,26 @@
 mod admit;
 mod audit_hooks;
 mod control;
+mod health;
 mod pending;
 mod push;
 mod quic;
 mod registry;
+mod reload;
 mod session;
 mod stream;
 mod tls;
 
 pub use admit::Credentials;
 pub use control::ControlView;
+pub use reload::Reloaded;
 
 use crate::config::Config;
 use crate::consent::Consent;
 use crate::policy::PolicyIndex;
 use crate::store::Store;
 use crate::tlsid::Identity;
-use edgegate_proto::{TrustPolicy, UnixTime, VerifiedBundle};
+use edgegate_proto::{UnixTime, VerifiedBundle};
 use registry::Registry;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -48,9 +51,9 @@ pub struct Active {
 
 /// Shared daemon state. Build it once, share it behind an `Arc`.
 pub struct Gateway {
-    config: Config,
+    /// Swapped whole by a reload (`reload.rs`); read with `config()`.
+    config: std::sync::RwLock<Arc<Config>>,
     store: Store,
-    trust: TrustPolicy,
     identity: Identity,
     consent: Arc<Consent>,
     policy: watch::Sender<Option<Arc<Active>>>,
@@ -59,6 +62,8 @@ pub struct Gateway {
     push_lock: tokio::sync::Mutex<()>,
     audit: audit_hooks::Audit,
     shutdown: watch::Sender<bool>,
+    /// The watchdog's probe in flight, if any.
+    probe: health::ProbeSlot,
     /// The addresses actually bound (QUIC, TLS), once listening.
     bound: std::sync::OnceLock<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
@@ -77,7 +82,7 @@ pub enum GatewayError {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("device", &self.config.device_id)
+            .field("device", &self.config().device_id)
             .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
@@ -113,13 +118,13 @@ impl Gateway {
         tokio::spawn(consent.clone().run_expiry());
         audit.watch_consent_expiry(&consent);
         Ok(Arc::new(Gateway {
-            trust: config.trust(),
             registry: Registry::default(),
             policy: watch::channel(active).0,
             push_lock: tokio::sync::Mutex::new(()),
             shutdown: watch::channel(false).0,
             bound: std::sync::OnceLock::new(),
-            config,
+            probe: health::ProbeSlot::default(),
+            config: std::sync::RwLock::new(Arc::new(config)),
             store,
             identity,
             consent,
@@ -127,9 +132,12 @@ impl Gateway {
         }))
     }
 
-    /// The validated configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The validated configuration in force (a reload may swap it).
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The device's TLS identity.
@@ -140,6 +148,24 @@ impl Gateway {
     /// The bundle in force, if any.
     pub fn active(&self) -> Option<Arc<Active>> {
         self.policy.borrow().clone()
+    }
+
+    /// Find user `id` in the bundle in force and take what the caller needs
+    /// from its record; `None` with no bundle or no such user.
+    pub(crate) fn active_user<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&edgegate_proto::bundle::User) -> R,
+    ) -> Option<R> {
+        let active = self.active()?;
+        // Linear, but only once per session open.
+        active
+            .bundle
+            .bundle()
+            .users
+            .iter()
+            .find(|u| u.id == id)
+            .map(f)
     }
 
     /// The daemon's notion of now: the wall clock, never below the time floor.

@@ -53,6 +53,8 @@ const KEY_ENVELOPE: &[u8] = b"envelope";
 const KEY_SERIAL: &[u8] = b"serial";
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_FLOOR: &[u8] = b"time_floor";
+/// Written and read back by the watchdog's health probe.
+const KEY_HEARTBEAT: &[u8] = b"heartbeat";
 /// Format marker written into a fresh store; any other value is not ours.
 const FORMAT: &[u8] = b"edgegate-store/1";
 
@@ -64,7 +66,8 @@ pub struct Store {
     db: sled::Db,
     bundle: sled::Tree,
     meta: sled::Tree,
-    trust: TrustPolicy,
+    /// Swapped by a config reload (`set_trust`).
+    trust: std::sync::RwLock<TrustPolicy>,
     device_id: String,
     dir: PathBuf,
     state: Mutex<State>,
@@ -257,7 +260,7 @@ impl Store {
         wall_now: UnixTime,
         compile: impl FnOnce(&VerifiedBundle) -> Result<T, String>,
     ) -> Result<(Applied, VerifiedBundle, T), RejectReason> {
-        let vb = VerifiedBundle::verify(bytes, &self.trust)?;
+        let vb = VerifiedBundle::verify(bytes, &self.trust())?;
         let compiled = compile(&vb).map_err(RejectReason::InvalidPolicy)?;
         let applied = self.apply(&vb, wall_now)?;
         Ok((applied, vb, compiled))
@@ -313,7 +316,7 @@ impl Store {
             tracing::warn!(dir = %self.dir.display(), "store: stored bundle changed under us");
             return None;
         }
-        match VerifiedBundle::verify(&raw, &self.trust) {
+        match VerifiedBundle::verify(&raw, &self.trust()) {
             Ok(vb) => Some(vb),
             Err(e) => {
                 tracing::warn!(dir = %self.dir.display(), "store: stored bundle no longer verifies: {e}");
@@ -328,8 +331,23 @@ impl Store {
     }
 
     /// The trust policy bundles are verified under.
-    pub fn trust(&self) -> &TrustPolicy {
-        &self.trust
+    pub fn trust(&self) -> TrustPolicy {
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Verify bundles under `trust` from now on (config reload). The bundle
+    /// in force is not touched: ask `current` whether it still verifies.
+    pub fn set_trust(&self, trust: TrustPolicy) {
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = trust;
+    }
+
+    /// Health probe: write a heartbeat key and read it back (no flush, so
+    /// it is cheap). Blocks if sled is wedged: run it in `spawn_blocking`
+    /// under a timeout.
+    pub fn heartbeat(&self, stamp: u64) -> bool {
+        let value = stamp.to_be_bytes();
+        self.meta.insert(KEY_HEARTBEAT, &value).is_ok()
+            && matches!(self.meta.get(KEY_HEARTBEAT), Ok(Some(v)) if v.as_ref() == value)
     }
 
     /// The sled database, for other trees (the audit log) to share its

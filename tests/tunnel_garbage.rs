@@ -15,16 +15,7 @@ fn garbage_on_both_ports_is_harmless() {
     let d = start_daemon();
     let http = http_backend();
     let echo = echo_backend();
-    let b = d.write(
-        "b",
-        &bundle_bytes(
-            &policy_text(http.addr, echo, "active"),
-            DEVICE,
-            1,
-            &d.authority,
-        ),
-    );
-    assert!(d.push(&b, false).status.success());
+    d.install(http.addr, echo);
 
     // UDP garbage, including something shaped like a QUIC long header.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -34,16 +34,7 @@ fn socks_roundtrip(tls: bool) {
     let d = start_daemon();
     let http = http_backend();
     let echo = echo_backend();
-    let b = d.write(
-        "b",
-        &bundle_bytes(
-            &policy_text(http.addr, echo, "active"),
-            DEVICE,
-            1,
-            &d.authority,
-        ),
-    );
-    assert!(d.push(&b, false).status.success());
+    d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
     let proxy = free_port();
     let mut c = d.connect(

@@ -38,6 +38,28 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard encoding of an edgegate type")
 }
 
+/// Encode a value as one length-prefixed frame: a `u32` big-endian body
+/// length, then the postcard body. Both wire protocols (control socket and
+/// tunnel) frame this way.
+pub fn encode_prefixed<T: Serialize>(value: &T) -> Vec<u8> {
+    let body = encode(value);
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Read a frame's `u32` big-endian length prefix and check it against `cap`
+/// before anything is allocated. `Err` carries the announced length; each
+/// protocol turns it into its own error.
+pub fn prefixed_len(prefix: [u8; 4], cap: usize) -> Result<usize, usize> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > cap {
+        return Err(len);
+    }
+    Ok(len)
+}
+
 /// Read the leading varint version tag of a versioned enum without decoding
 /// the rest, so an unknown version is reported as such and not as garbage.
 pub fn peek_version(bytes: &[u8]) -> Result<u32, DecodeError> {

@@ -197,20 +197,12 @@ pub enum FrameError {
 
 /// Encode a message as one frame: length prefix and body.
 pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
-    let body = codec::encode(msg);
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
+    codec::encode_prefixed(msg)
 }
 
 /// Check a frame's announced length before reading the body.
 pub fn check_frame_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
-    }
-    Ok(len)
+    codec::prefixed_len(prefix, MAX_FRAME).map_err(FrameError::TooLarge)
 }
 
 /// Decode a frame body.

@@ -47,6 +47,11 @@ pub const CONN_IDLE: u32 = 0x4;
 /// something its `read` level does not allow (e.g. an HTTP POST).
 pub const STREAM_READ_ONLY: u32 = 0xff;
 
+/// Application error code of a QUIC connection closed because the session's
+/// own decision (DESIGN §2 steps 1–4) turned to deny is
+/// `CONN_DENIED_BASE + wire index of the DenyReason`.
+pub const CONN_DENIED_BASE: u32 = 0x200;
+
 /// One tunnel message. Variants are only ever added at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
@@ -113,6 +118,70 @@ pub enum Frame {
     /// something its `read` level does not allow (QUIC uses the stream error
     /// code `STREAM_READ_ONLY`).
     ReadOnlyViolation,
+    /// Daemon → client: the whole session ends now (QUIC: on the control
+    /// stream, before the connection closes; TLS: on every connection of
+    /// the session, instead of `Close`).
+    SessionClosed {
+        /// Why.
+        reason: SessionEnd,
+    },
+}
+
+/// Why the daemon ended a whole session. Variants are only ever added at
+/// the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionEnd {
+    /// The session's own decision (DESIGN §2 steps 1–4) turned to deny.
+    Denied(DenyReason),
+    /// An operator killed it over the control socket.
+    Killed,
+    /// No stream activity for the configured idle timeout.
+    IdleTimeout,
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+impl SessionEnd {
+    /// The QUIC application error code the connection is closed with.
+    pub fn conn_code(self) -> u32 {
+        match self {
+            SessionEnd::Denied(r) => CONN_DENIED_BASE + (r.stream_code() - STREAM_DENIED_BASE),
+            SessionEnd::Killed => CONN_KILLED,
+            SessionEnd::IdleTimeout => CONN_IDLE,
+            SessionEnd::Shutdown => CONN_SHUTDOWN,
+        }
+    }
+
+    /// The session end behind a QUIC connection application error code.
+    pub fn from_conn_code(code: u64) -> Option<SessionEnd> {
+        match code {
+            c if c == u64::from(CONN_KILLED) => Some(SessionEnd::Killed),
+            c if c == u64::from(CONN_IDLE) => Some(SessionEnd::IdleTimeout),
+            c if c == u64::from(CONN_SHUTDOWN) => Some(SessionEnd::Shutdown),
+            c => {
+                let index = c.checked_sub(u64::from(CONN_DENIED_BASE))?;
+                let reason = DenyReason::ALL.get(usize::try_from(index).ok()?)?;
+                Some(SessionEnd::Denied(*reason))
+            }
+        }
+    }
+
+    /// Stable name: the deny reason's name, `killed`, `idle-timeout` or
+    /// `shutdown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEnd::Denied(r) => r.as_str(),
+            SessionEnd::Killed => "killed",
+            SessionEnd::IdleTimeout => "idle-timeout",
+            SessionEnd::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The daemon's answer to a valid `Hello`.
@@ -207,20 +276,12 @@ impl DenyReason {
 
 /// Encode a frame with its 4-byte big-endian length prefix.
 pub fn encode(frame: &Frame) -> Vec<u8> {
-    let body = codec::encode(frame);
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
+    codec::encode_prefixed(frame)
 }
 
 /// Check an announced length against `cap`; call before allocating.
 pub fn check_len(prefix: [u8; 4], cap: usize) -> Result<usize, FrameError> {
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len > cap {
-        return Err(FrameError::TooLarge { len, cap });
-    }
-    Ok(len)
+    codec::prefixed_len(prefix, cap).map_err(|len| FrameError::TooLarge { len, cap })
 }
 
 /// Decode one frame body (without its length prefix), rejecting trailing bytes.
@@ -254,6 +315,31 @@ mod tests {
     }
 
     #[test]
+    fn session_end_codes_round_trip() {
+        let mut all: Vec<SessionEnd> = DenyReason::ALL.map(SessionEnd::Denied).to_vec();
+        all.extend([
+            SessionEnd::Killed,
+            SessionEnd::IdleTimeout,
+            SessionEnd::Shutdown,
+        ]);
+        for end in all {
+            assert_eq!(
+                SessionEnd::from_conn_code(end.conn_code().into()),
+                Some(end)
+            );
+        }
+        assert_eq!(
+            SessionEnd::Denied(DenyReason::UserInactive).conn_code(),
+            0x207
+        );
+        assert_eq!(
+            SessionEnd::from_conn_code(u64::from(CONN_PROTOCOL_ERROR)),
+            None
+        );
+        assert_eq!(SessionEnd::from_conn_code(0x200 + 15), None);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic_and_round_trip_when_accepted() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -262,7 +348,7 @@ mod tests {
             let mut body: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
             // Bias towards valid variant indices so decoding goes deep.
             if let Some(first) = body.first_mut() {
-                *first %= 14;
+                *first %= 15;
             }
             if let Ok(frame) = decode(&body) {
                 assert_eq!(encode(&frame)[4..], body[..], "{frame:?}");

@@ -3,7 +3,9 @@
 //! `TUNNEL.md` explains the layout.
 
 use edgegate_proto::bundle::ServiceKind;
-use edgegate_proto::frame::{self, Frame, PushResult, ServiceDecision, Verdict, Welcome};
+use edgegate_proto::frame::{
+    self, Frame, PushResult, ServiceDecision, SessionEnd, Verdict, Welcome,
+};
 use edgegate_proto::{DenyReason, Level};
 
 fn hex(b: &[u8]) -> String {
@@ -102,6 +104,18 @@ fn samples() -> Vec<(Frame, &'static str)> {
             "000000040b026e6f",
         ),
         (Frame::ReadOnlyViolation, "000000010c"),
+        (
+            Frame::SessionClosed {
+                reason: SessionEnd::Denied(DenyReason::UserInactive),
+            },
+            "000000030d0007",
+        ),
+        (
+            Frame::SessionClosed {
+                reason: SessionEnd::Killed,
+            },
+            "000000020d01",
+        ),
     ]
 }
 

@@ -51,7 +51,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match config {
-            Some(config) => edgegate::daemon::run(config).await,
+            Some(config) => {
+                let path = args.config.as_deref().unwrap_or(std::path::Path::new(""));
+                edgegate::daemon::run(config, path).await
+            }
             None => edgegate::demo::run().await,
         }
     });

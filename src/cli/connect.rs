@@ -206,6 +206,8 @@ async fn connect(
                 None => "session ended".to_string(),
             };
             eprintln!("closed: session: {why}");
+            session.close();
+            session.drain().await;
             Ok(ExitCode::FAILURE)
         }
     }

@@ -3,6 +3,7 @@
 
 use super::{ClientError, Session, Stream};
 use crate::transport::{pass_through, pipe_to_socket, socket_to_pipe, PumpEnd};
+use edgegate_proto::frame::SessionEnd;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -72,6 +73,7 @@ pub(crate) async fn splice(
     tokio::pin!(up, down);
     let (mut up_done, mut down_done) = (false, false);
     let mut cut = None;
+    let mut ended = None;
     while !(up_done && down_done) {
         tokio::select! {
             end = &mut up, if !up_done => match end {
@@ -81,6 +83,13 @@ pub(crate) async fn splice(
             },
             end = &mut down, if !down_done => match end {
                 Ok(PumpEnd::Cut(reason)) => { cut = Some(reason); break; }
+                Ok(PumpEnd::SessionClosed(end)) => {
+                    if let SessionEnd::Denied(reason) = end {
+                        cut = Some(reason);
+                    }
+                    ended = Some(end);
+                    break;
+                }
                 Ok(PumpEnd::Refused) => {
                     eprintln!("closed: {service}: read-only-violation");
                     break;
@@ -92,6 +101,9 @@ pub(crate) async fn splice(
     }
     if let Some(reason) = cut {
         session.report_cut(stream_id, service, reason);
+    }
+    if let Some(end) = ended {
+        session.ended(end);
     }
     // A notice still in flight for this stream finds nothing and is
     // dropped: the cut was reported above, from the stream's own reset.

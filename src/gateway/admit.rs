@@ -17,6 +17,8 @@ use tokio::time::{Duration, Instant};
 pub struct Credentials {
     pub(crate) peer: AuthenticatedPeer,
     pub(crate) ticket: Option<VerifiedTicket>,
+    /// The ticket as received, verified again when the trusted keys change.
+    pub(crate) ticket_bytes: std::sync::Arc<[u8]>,
 }
 
 impl Credentials {
@@ -27,7 +29,7 @@ impl Credentials {
 }
 
 /// Reasons that refuse a whole session: DESIGN §2 steps 1–4.
-fn session_level(reason: DenyReason) -> bool {
+pub(crate) fn session_level(reason: DenyReason) -> bool {
     use DenyReason::*;
     matches!(
         reason,
@@ -114,16 +116,7 @@ impl Gateway {
             return 0;
         };
         let logout = self
-            .active()
-            .and_then(|a| {
-                // Linear, but only once per session open.
-                a.bundle
-                    .bundle()
-                    .users
-                    .iter()
-                    .find(|u| u.id == t.user)
-                    .map(|u| t.auth_time.saturating_add(u.logout_period))
-            })
+            .active_user(&t.user, |u| t.auth_time.saturating_add(u.logout_period))
             .unwrap_or(t.expires_at);
         logout.min(t.expires_at)
     }
@@ -138,7 +131,7 @@ impl Gateway {
     ) -> (Policy<'a>, Request<'a>) {
         let policy = Policy {
             index: active.as_deref().map(|a| &a.index),
-            expiry_grace: self.config.expiry_grace,
+            expiry_grace: self.config().expiry_grace,
         };
         let request = Request {
             ticket: match &cred.ticket {

@@ -22,7 +22,7 @@ impl Gateway {
             .map(|(q, t)| (q.to_string(), t.to_string()))
             .unwrap_or_default();
         StatusInfo {
-            device_id: self.config.device_id.clone(),
+            device_id: self.config().device_id.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             now: self.now(),
             time_floor: self.store.time_floor(),

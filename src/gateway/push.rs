@@ -12,11 +12,11 @@ impl Gateway {
     /// Install a pushed bundle if DESIGN §3 allows it. Whatever the outcome,
     /// the answer is ready to send; on rejection nothing changed.
     pub async fn push_bundle(self: &Arc<Self>, bytes: Vec<u8>) -> PushResult {
-        if bytes.len() > self.config.limits.max_bundle_size {
+        let max = self.config().limits.max_bundle_size;
+        if bytes.len() > max {
             let message = format!(
-                "bundle of {} bytes exceeds max_bundle_size {}",
+                "bundle of {} bytes exceeds max_bundle_size {max}",
                 bytes.len(),
-                self.config.limits.max_bundle_size
             );
             return self.rejected("too-large", message);
         }

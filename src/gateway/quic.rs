@@ -9,17 +9,43 @@ use super::Gateway;
 use crate::tlsid::AuthenticatedPeer;
 use crate::transport::{read_frame, write_frame, PipeReader, PipeWriter};
 use edgegate_proto::audit::Transport;
-use edgegate_proto::frame::{
-    self, Frame, CONN_IDLE, CONN_KILLED, CONN_PROTOCOL_ERROR, CONN_SHUTDOWN,
-};
+use edgegate_proto::frame::{self, Frame, SessionEnd, CONN_PROTOCOL_ERROR, CONN_SHUTDOWN};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 /// How long the daemon lingers after its last answer for the client to
 /// read it and close.
 const LINGER: Duration = Duration::from_secs(5);
+
+/// How long a session-closed notice may take to be written before the
+/// connection closes anyway (the close code carries the reason too).
+const NOTICE_FLUSH: Duration = Duration::from_millis(200);
+
+/// What the control stream's writer is asked to do.
+enum Notice {
+    /// Write this frame.
+    Frame(Frame),
+    /// Answer once everything before has been written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Write notices on the control stream until the session ends.
+async fn write_notices(mut control: quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Notice>) {
+    while let Some(n) = rx.recv().await {
+        match n {
+            Notice::Frame(f) => {
+                if write_frame(&mut control, &f).await.is_err() {
+                    break;
+                }
+            }
+            Notice::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
 
 fn close(conn: &quinn::Connection, code: u32, why: &str) {
     conn.close(quinn::VarInt::from_u32(code), why.as_bytes());
@@ -28,7 +54,7 @@ fn close(conn: &quinn::Connection, code: u32, why: &str) {
 impl Gateway {
     /// Accept QUIC connections until shutdown.
     pub async fn serve_quic(self: Arc<Self>, endpoint: quinn::Endpoint) {
-        let mut pending = Pending::new(self.config.limits.max_handshakes);
+        let mut pending = Pending::new(self.config().limits.max_handshakes);
         let mut shutdown = self.shutdown_signal();
         loop {
             let incoming = tokio::select! {
@@ -42,7 +68,8 @@ impl Gateway {
     }
 
     async fn quic_connection(self: Arc<Self>, incoming: quinn::Incoming, phase: Phase) {
-        let limits = &self.config.limits;
+        let config = self.config();
+        let limits = &config.limits;
         let remote = incoming.remote_address();
         let conn = match incoming.accept() {
             Ok(connecting) => match timeout(limits.handshake_timeout, connecting).await {
@@ -108,19 +135,16 @@ impl Gateway {
         self: &Arc<Self>,
         conn: &quinn::Connection,
         session: &Arc<Session>,
-        mut control: quinn::SendStream,
+        control: quinn::SendStream,
     ) {
-        let (notices, mut notices_rx) = mpsc::unbounded_channel::<Frame>();
-        tokio::spawn(async move {
-            while let Some(f) = notices_rx.recv().await {
-                if write_frame(&mut control, &f).await.is_err() {
-                    break;
-                }
-            }
-        });
+        // At most one notice per stream plus the session's own: bounded by
+        // the stream limit.
+        let (notices, notices_rx) = mpsc::unbounded_channel::<Notice>();
+        tokio::spawn(write_notices(control, notices_rx));
         let mut kill = session.kill.subscribe();
-        let idle = self.config.limits.idle_timeout;
         loop {
+            // Read every turn: a reload may change it.
+            let idle = self.config().limits.idle_timeout;
             // Re-checked at least every idle period: streams opening and
             // closing move the deadline.
             let deadline = session
@@ -132,9 +156,7 @@ impl Gateway {
                         .idle_deadline(idle)
                         .is_some_and(|d| d <= tokio::time::Instant::now());
                     if still_idle {
-                        session.idled_out.store(true, std::sync::atomic::Ordering::Relaxed);
-                        close(conn, CONN_IDLE, "idle timeout");
-                        break;
+                        session.end(SessionEnd::IdleTimeout);
                     }
                 }
                 bi = conn.accept_bi() => match bi {
@@ -144,14 +166,25 @@ impl Gateway {
                     }
                     Err(_) => break,
                 },
-                _ = kill.changed() => {
-                    if *self.shutdown.borrow() {
-                        close(conn, CONN_SHUTDOWN, "gateway shutting down");
-                    } else {
-                        close(conn, CONN_KILLED, "session killed");
-                    }
-                    break;
+                _ = kill.changed() => {}
+            }
+            if let Some(end) = session.end_reason() {
+                // Let the streams post their own notices first (bounded),
+                // say why on the control stream, give it a moment to leave,
+                // then close with the code that says it too.
+                let settle = tokio::time::Instant::now() + NOTICE_FLUSH;
+                while session.stream_count() > 0 && tokio::time::Instant::now() < settle {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                let (flushed, flushed_rx) = oneshot::channel();
+                let _ = notices.send(Notice::Frame(Frame::SessionClosed { reason: end }));
+                let _ = notices.send(Notice::Flush(flushed));
+                let _ = timeout(NOTICE_FLUSH, flushed_rx).await;
+                // The client closes once it read the notice; closing first
+                // could reach it before the streams' resets.
+                let _ = timeout(NOTICE_FLUSH, conn.closed()).await;
+                close(conn, end.conn_code(), end.as_str());
+                break;
             }
         }
     }
@@ -161,11 +194,11 @@ impl Gateway {
         session: &Arc<Session>,
         send: quinn::SendStream,
         mut recv: quinn::RecvStream,
-        notices: mpsc::UnboundedSender<Frame>,
+        notices: mpsc::UnboundedSender<Notice>,
     ) {
         let stream = u64::from(send.id());
         let open = timeout(
-            self.config.limits.first_frame_timeout,
+            self.config().limits.first_frame_timeout,
             read_frame(&mut recv, frame::MAX_FRAME),
         )
         .await;
@@ -188,7 +221,7 @@ impl Gateway {
             PipeReader::Quic(recv),
             PipeWriter::Quic(send),
             move |reason| {
-                let _ = notices.send(Frame::StreamClosed { stream, reason });
+                let _ = notices.send(Notice::Frame(Frame::StreamClosed { stream, reason }));
             },
         )
         .await;

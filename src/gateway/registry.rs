@@ -9,6 +9,7 @@ use super::admit::Credentials;
 use crate::config::Limits;
 use edgegate_proto::audit::Transport;
 use edgegate_proto::control::{SessionInfo, StreamInfo};
+use edgegate_proto::frame::SessionEnd;
 use edgegate_proto::ticket::TicketId;
 use edgegate_proto::{DenyReason, Level, UnixTime};
 use std::collections::HashMap;
@@ -28,14 +29,15 @@ pub(crate) struct Session {
     pub(crate) ends_at: UnixTime,
     pub(crate) started_wall: UnixTime,
     pub(crate) started: Instant,
+    /// Fires when the session must end (see `end`) or has ended.
     pub(crate) kill: watch::Sender<bool>,
+    /// Why the daemon ended the session; the first reason wins.
+    end: Mutex<Option<SessionEnd>>,
     streams: Mutex<HashMap<u64, Arc<StreamStats>>>,
     /// TLS connections currently attached (1 for QUIC).
     attached: AtomicUsize,
     /// When a stream last opened or closed (idle timeout).
     last_activity: Mutex<Instant>,
-    /// Set when the session was closed for being idle (audit reason).
-    pub(crate) idled_out: std::sync::atomic::AtomicBool,
 }
 
 /// Counters of one live stream, shared with its pumps.
@@ -67,6 +69,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Session {
+    /// End the whole session for `why`: every connection and stream of it
+    /// closes at once (they all wait on `kill`). A second reason is ignored.
+    pub(crate) fn end(&self, why: SessionEnd) {
+        lock(&self.end).get_or_insert(why);
+        self.kill.send_replace(true);
+    }
+
+    /// Why the daemon ended the session, if it did.
+    pub(crate) fn end_reason(&self) -> Option<SessionEnd> {
+        *lock(&self.end)
+    }
+
     /// Add a stream unless the session is at its stream limit.
     pub(crate) fn add_stream(
         &self,
@@ -107,6 +121,16 @@ impl Session {
             return None;
         }
         Some(*lock(&self.last_activity) + idle)
+    }
+
+    /// Bytes moved so far by the streams open now, and when a stream last
+    /// opened or closed: together they say whether anything happened.
+    pub(crate) fn activity(&self) -> (u64, Instant) {
+        let moved = lock(&self.streams)
+            .values()
+            .map(|s| s.up.load(Ordering::Relaxed) + s.down.load(Ordering::Relaxed))
+            .sum();
+        (moved, *lock(&self.last_activity))
     }
 
     /// Connections attached (TLS: one per stream; QUIC: 1).
@@ -161,8 +185,10 @@ impl Registry {
         let ticket = cred.ticket.as_ref().ok_or(DenyReason::BadTicket)?.ticket();
         let mut sessions = lock(&self.sessions);
         if transport == Transport::Tls {
+            // A session the daemon ended is on its way out: not joined.
             let joined = sessions.values().find(|s| {
                 s.transport == Transport::Tls
+                    && s.end_reason().is_none()
                     && s.cred.peer == cred.peer
                     && s.cred.ticket.as_ref().map(|t| t.ticket().id) == Some(ticket.id)
             });
@@ -171,8 +197,11 @@ impl Registry {
                 return Ok(s.clone());
             }
         }
-        let of_user = sessions.values().filter(|s| s.user == ticket.user).count();
-        if sessions.len() >= limits.max_sessions || of_user >= limits.max_sessions_per_user {
+        // Sessions the daemon already ended hold no slot while their
+        // connections wind down.
+        let live = || sessions.values().filter(|s| s.end_reason().is_none());
+        let of_user = live().filter(|s| s.user == ticket.user).count();
+        if live().count() >= limits.max_sessions || of_user >= limits.max_sessions_per_user {
             return Err(DenyReason::LimitExceeded);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
@@ -186,10 +215,10 @@ impl Registry {
             started_wall: super::wall_clock(),
             started: Instant::now(),
             kill: watch::channel(false).0,
+            end: Mutex::new(None),
             streams: Mutex::new(HashMap::new()),
             attached: AtomicUsize::new(1),
             last_activity: Mutex::new(Instant::now()),
-            idled_out: std::sync::atomic::AtomicBool::new(false),
         });
         sessions.insert(id, session.clone());
         Ok(session)
@@ -200,6 +229,8 @@ impl Registry {
         let mut sessions = lock(&self.sessions);
         if session.attached.fetch_sub(1, Ordering::Relaxed) == 1 {
             sessions.remove(&session.id);
+            // Stops the session's guard; the end reason stays as it was.
+            session.kill.send_replace(true);
             return true;
         }
         false
@@ -218,7 +249,7 @@ impl Registry {
             }
             killed.push_back(t.ticket().id);
         }
-        s.kill.send_replace(true);
+        s.end(SessionEnd::Killed);
         true
     }
 
@@ -230,8 +261,13 @@ impl Registry {
     /// Ask every session to end (shutdown), without barring their tickets.
     pub(crate) fn end_all(&self) {
         for s in lock(&self.sessions).values() {
-            s.kill.send_replace(true);
+            s.end(SessionEnd::Shutdown);
         }
+    }
+
+    /// Every live session (for re-deciding them all).
+    pub(crate) fn all(&self) -> Vec<Arc<Session>> {
+        lock(&self.sessions).values().cloned().collect()
     }
 
     pub(crate) fn len(&self) -> usize {

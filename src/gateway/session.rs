@@ -10,16 +10,29 @@ use crate::tlsid::AuthenticatedPeer;
 use crate::transport::write_frame;
 use edgegate_proto::audit::{CloseReason, Transport};
 use edgegate_proto::control::PushResult;
+use edgegate_proto::frame::SessionEnd;
 use edgegate_proto::frame::{Frame, PushResult as WirePush, ServiceDecision, Verdict, Welcome};
 use edgegate_proto::VerifiedTicket;
 use std::sync::Arc;
 use tokio::io::AsyncWrite;
+use tokio::time::{sleep_until, Duration, Instant};
+
+/// The audited close reason of a session that ended (`None`: normally).
+pub(crate) fn close_reason(end: Option<SessionEnd>) -> CloseReason {
+    match end {
+        None => CloseReason::Normal,
+        Some(SessionEnd::Denied(r)) => CloseReason::Denied(r),
+        Some(SessionEnd::Killed) => CloseReason::Killed,
+        Some(SessionEnd::IdleTimeout) => CloseReason::IdleTimeout,
+        Some(SessionEnd::Shutdown) => CloseReason::Shutdown,
+    }
+}
 
 impl Gateway {
     /// Verify the ticket, admit the session and answer. `None` when it was
     /// refused (the `Refused` frame is written).
     pub(crate) async fn open_session<W: AsyncWrite + Unpin>(
-        &self,
+        self: &Arc<Self>,
         peer: AuthenticatedPeer,
         ticket: &[u8],
         transport: Transport,
@@ -28,7 +41,8 @@ impl Gateway {
     ) -> Option<Arc<Session>> {
         let cred = Credentials {
             peer,
-            ticket: VerifiedTicket::verify(ticket, &self.trust).ok(),
+            ticket: VerifiedTicket::verify(ticket, &self.config().trust()).ok(),
+            ticket_bytes: ticket.into(),
         };
         let ends_at = self.session_end(&cred);
         let admitted = self.admit_session(&cred).and_then(|()| {
@@ -37,7 +51,7 @@ impl Gateway {
                 transport,
                 remote.to_string(),
                 ends_at,
-                &self.config.limits,
+                &self.config().limits,
             )
         });
         let session = match admitted {
@@ -51,6 +65,10 @@ impl Gateway {
         // A TLS connection joining a live session is not a new session.
         if session.connections() == 1 {
             self.audit.session_opened(&session);
+            tokio::spawn(self.clone().session_guard(session.clone()));
+            if transport == Transport::Tls {
+                tokio::spawn(self.clone().tls_idle_watch(session.clone()));
+            }
         }
         let welcome = self.welcome(&session);
         if write_frame(out, &Frame::Welcome(welcome)).await.is_err() {
@@ -63,14 +81,40 @@ impl Gateway {
     /// Detach one connection from its session, auditing the session's end.
     pub(crate) fn end_session(&self, session: &Session) {
         if self.registry.detach(session) {
-            let idle = session.idled_out.load(std::sync::atomic::Ordering::Relaxed);
-            let reason = match (*session.kill.borrow(), *self.shutdown.borrow()) {
-                (true, true) => CloseReason::Shutdown,
-                (true, false) => CloseReason::Killed,
-                _ if idle => CloseReason::IdleTimeout,
-                _ => CloseReason::Normal,
-            };
+            let reason = close_reason(session.end_reason());
             self.audit.session_closed(session, reason);
+        }
+    }
+
+    /// Re-decide the session as a whole (DESIGN §2 steps 1–4, through
+    /// `admit_session`, the check that admitted it) on every policy change
+    /// and at its time deadline; end it when that turns to deny. Returns
+    /// when the session ends for any reason.
+    async fn session_guard(self: Arc<Self>, session: Arc<Session>) {
+        let mut policy_rx = self.policy.subscribe();
+        let mut kill_rx = session.kill.subscribe();
+        loop {
+            policy_rx.borrow_and_update();
+            if *kill_rx.borrow_and_update() {
+                return;
+            }
+            if let Err(reason) = self.admit_session(&session.cred) {
+                session.end(SessionEnd::Denied(reason));
+                return;
+            }
+            let deadline = self.next_deadline(&session.cred, "", None);
+            let timer = async {
+                match deadline {
+                    // At least one second: the deadline has second resolution.
+                    Some(at) => sleep_until(at.max(Instant::now() + Duration::from_secs(1))).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = policy_rx.changed() => {}
+                _ = kill_rx.changed() => {}
+                _ = timer => {}
+            }
         }
     }
 
@@ -91,15 +135,7 @@ impl Gateway {
             None => Vec::new(),
         };
         let user_name = self
-            .active()
-            .and_then(|a| {
-                a.bundle
-                    .bundle()
-                    .users
-                    .iter()
-                    .find(|u| u.id == session.user)
-                    .map(|u| u.name.clone())
-            })
+            .active_user(&session.user, |u| u.name.clone())
             .unwrap_or_default();
         Welcome {
             session_id: session.id,

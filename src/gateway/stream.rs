@@ -3,13 +3,13 @@
 //! filter when the level is `read`), and keep re-deciding until it ends.
 
 use super::registry::{Session, StreamStats};
-use super::Gateway;
+use super::{admit, session, Gateway};
 use crate::filter::{self, ByteFilter};
 use crate::policy::Decision;
 use crate::transport::{self, PipeReader, PipeWriter, PumpEnd};
 use edgegate_proto::audit::CloseReason;
 use edgegate_proto::bundle::Target;
-use edgegate_proto::frame::{Frame, STREAM_READ_ONLY};
+use edgegate_proto::frame::{Frame, SessionEnd, STREAM_READ_ONLY};
 use edgegate_proto::{DenyReason, Level};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -31,8 +31,8 @@ pub(crate) struct OpenRequest {
 enum GuardEnd {
     /// The decision turned to deny.
     Denied(DenyReason),
-    /// The session was killed or the daemon is shutting down.
-    Killed,
+    /// The whole session ended (its own decision, a kill, idle, shutdown).
+    SessionEnded(SessionEnd),
 }
 
 /// How the proxy part ended on its own.
@@ -74,7 +74,7 @@ impl Gateway {
             let _ = writer.finish().await;
             return;
         };
-        let max = self.config.limits.max_streams_per_session;
+        let max = self.config().limits.max_streams_per_session;
         let added = session.add_stream(
             open.stream_id,
             &open.service,
@@ -97,34 +97,22 @@ impl Gateway {
         }
         self.audit.stream_opened(session, &stats);
         let mut backend = backend;
-        let buf = self.config.limits.stream_buffer;
+        let buf = self.config().limits.stream_buffer;
+        let mut session_end = None;
         let reason = tokio::select! {
             // The guard first: when a kill or deny also breaks the
             // transport, the audited reason is the decision, not the error.
             biased;
             end = self.guard(session, &open.service, destination, level) => match end {
                 GuardEnd::Denied(r) => CloseReason::Denied(r),
-                GuardEnd::Killed if *self.shutdown.borrow() => CloseReason::Shutdown,
-                GuardEnd::Killed => CloseReason::Killed,
+                GuardEnd::SessionEnded(end) => {
+                    session_end = Some(end);
+                    session::close_reason(Some(end))
+                }
             },
             end = proxy(&mut reader, &mut writer, &mut backend, filter, &stats, buf) => end.reason(),
         };
-        match &reason {
-            &CloseReason::Denied(r) => {
-                writer.cut(r).await;
-                reader.stop(r.stream_code());
-                on_cut(r);
-            }
-            CloseReason::Normal => {}
-            CloseReason::Error(e) if e == READ_ONLY => {
-                writer.refuse().await;
-                reader.stop(STREAM_READ_ONLY);
-            }
-            _ => {
-                writer.abort().await;
-                reader.stop(0);
-            }
-        }
+        close_pipe(&mut reader, &mut writer, &reason, session_end, on_cut).await;
         session.remove_stream(open.stream_id);
         self.audit.stream_closed(session, &stats, reason);
     }
@@ -138,7 +126,7 @@ impl Gateway {
         destination: Option<SocketAddr>,
         writer: &mut PipeWriter,
     ) -> Option<(Level, Option<Box<dyn ByteFilter>>, TcpStream)> {
-        let over_limit = session.stream_count() >= self.config.limits.max_streams_per_session;
+        let over_limit = session.stream_count() >= self.config().limits.max_streams_per_session;
         let decision = self.admit(&session.cred, &open.service, destination, over_limit);
         let decision = match (decision, self.active()) {
             (Decision::Allow(level), Some(active)) => {
@@ -170,7 +158,7 @@ impl Gateway {
                 return None;
             }
         };
-        let limit = self.config.limits.handshake_timeout;
+        let limit = self.config().limits.handshake_timeout;
         match timeout(limit, TcpStream::connect(target.as_str())).await {
             Ok(Ok(tcp)) => {
                 let _ = tcp.set_nodelay(true);
@@ -209,9 +197,17 @@ impl Gateway {
             policy_rx.borrow_and_update();
             consent_rx.borrow_and_update();
             if *kill_rx.borrow_and_update() {
-                return GuardEnd::Killed;
+                let end = session.end_reason().unwrap_or(SessionEnd::Killed);
+                return GuardEnd::SessionEnded(end);
             }
             match self.admit(&session.cred, service, destination, false) {
+                // Steps 1–4 decide the session, not this stream: end it all
+                // (the session's own guard may not have run yet).
+                Decision::Deny(r) if admit::session_level(r) => {
+                    session.end(SessionEnd::Denied(r));
+                    let end = session.end_reason().unwrap_or(SessionEnd::Denied(r));
+                    return GuardEnd::SessionEnded(end);
+                }
                 Decision::Deny(r) => return GuardEnd::Denied(r),
                 // The filter was chosen at open; a lower level now is not
                 // the grant this stream was admitted under.
@@ -237,6 +233,45 @@ impl Gateway {
                 _ = kill_rx.changed() => {}
                 _ = timer => {}
             }
+        }
+    }
+}
+
+/// Tell the client how its stream ended, each transport its own way.
+async fn close_pipe(
+    reader: &mut PipeReader,
+    writer: &mut PipeWriter,
+    reason: &CloseReason,
+    session_end: Option<SessionEnd>,
+    on_cut: impl FnOnce(DenyReason),
+) {
+    if let Some(end) = session_end {
+        // QUIC: the connection's close carries the reason; the stream reset
+        // says it too. TLS: this connection is the only channel.
+        writer.end_session(end).await;
+        match end {
+            SessionEnd::Denied(r) => {
+                reader.stop(r.stream_code());
+                on_cut(r);
+            }
+            _ => reader.stop(0),
+        }
+        return;
+    }
+    match reason {
+        &CloseReason::Denied(r) => {
+            writer.cut(r).await;
+            reader.stop(r.stream_code());
+            on_cut(r);
+        }
+        CloseReason::Normal => {}
+        CloseReason::Error(e) if e == READ_ONLY => {
+            writer.refuse().await;
+            reader.stop(STREAM_READ_ONLY);
+        }
+        _ => {
+            writer.abort().await;
+            reader.stop(0);
         }
     }
 }
@@ -271,7 +306,7 @@ async fn proxy(
             end = &mut up, if !up_done => match end {
                 Ok(PumpEnd::Finished) => up_done = true,
                 Ok(PumpEnd::Refused) => return ProxyEnd::Violation,
-                Ok(PumpEnd::Cut(_)) | Err(_) => return ProxyEnd::Error,
+                Ok(PumpEnd::Cut(_) | PumpEnd::SessionClosed(_)) | Err(_) => return ProxyEnd::Error,
             },
             end = &mut down, if !down_done => match end {
                 Ok(_) => down_done = true,

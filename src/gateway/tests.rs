@@ -130,6 +130,7 @@ fn credentials(user: &str, client: u8, edit: impl FnOnce(&mut Ticket)) -> Creden
     Credentials {
         peer: AuthenticatedPeer::for_tests(key),
         ticket: VerifiedTicket::verify(&bytes, &trust).ok(),
+        ticket_bytes: bytes.into(),
     }
 }
 
@@ -209,7 +210,8 @@ async fn registry_limits_and_tls_joining() {
     )
     .await;
     gw.push_bundle(bundle(1, true)).await;
-    let limits = &gw.config.limits;
+    let config = gw.config();
+    let limits = &config.limits;
     let a = credentials("bob", 3, |_| {});
     let b = credentials("bob", 4, |_| {});
     let attach = |c: &Credentials, t| gw.registry.attach(c, t, "peer".into(), 0, limits);
@@ -229,4 +231,58 @@ async fn registry_limits_and_tls_joining() {
     assert!(gw.kill(s1.id));
     assert!(*s1.kill.borrow());
     assert!(!gw.kill(999));
+}
+
+#[tokio::test]
+async fn ended_sessions_hold_no_slot_and_are_not_joined() {
+    use edgegate_proto::frame::SessionEnd;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "[limits]\nmax_sessions_per_user = 1\n").await;
+    let config = gw.config();
+    let a = credentials("bob", 3, |_| {});
+    let attach = |c: &Credentials, t| gw.registry.attach(c, t, "peer".into(), 0, &config.limits);
+    let s1 = attach(&a, Transport::Tls).unwrap();
+    s1.end(SessionEnd::Denied(DenyReason::UserInactive));
+    // The first reason wins.
+    s1.end(SessionEnd::Killed);
+    assert_eq!(
+        s1.end_reason(),
+        Some(SessionEnd::Denied(DenyReason::UserInactive))
+    );
+    // Still winding down, yet a new connection starts a new session.
+    let s2 = attach(&a, Transport::Tls).unwrap();
+    assert_ne!(s1.id, s2.id);
+    assert_eq!(gw.session_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probe_fails_while_state_is_wedged_and_never_piles_up() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "").await;
+    let check = |gw: Arc<Gateway>| async move {
+        tokio::time::timeout(Duration::from_millis(200), gw.healthy())
+            .await
+            .unwrap_or(false)
+    };
+    assert!(check(gw.clone()).await);
+    // A lock held (as a wedged path would hold it) stops the pings.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = gw.clone();
+    let wedge = std::thread::spawn(move || {
+        let _guard = holder.config.write();
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    held_rx.recv().unwrap();
+    assert!(!check(gw.clone()).await);
+    // The stuck probe is still in flight: the next check fails at once.
+    let started = std::time::Instant::now();
+    assert!(!gw.healthy().await);
+    assert!(started.elapsed() < Duration::from_millis(50));
+    release_tx.send(()).unwrap();
+    wedge.join().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(check(gw.clone()).await);
 }

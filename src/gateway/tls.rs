@@ -3,17 +3,18 @@
 //! `Open` and the stream's bytes as `Data`/`Close` frames.
 
 use super::pending::{Pending, Phase};
+use super::registry::Session;
 use super::stream::OpenRequest;
 use super::Gateway;
 use crate::tlsid::{self, AuthenticatedPeer};
-use crate::transport::{read_frame, PipeReader, PipeWriter};
+use crate::transport::{read_frame, write_frame, PipeReader, PipeWriter};
 use edgegate_proto::audit::Transport;
-use edgegate_proto::frame::{self, Frame};
+use edgegate_proto::frame::{self, Frame, SessionEnd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::timeout;
+use tokio::time::{sleep_until, timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 
 static STREAM_IDS: AtomicU64 = AtomicU64::new(1);
@@ -29,7 +30,7 @@ impl Gateway {
             }
         };
         let acceptor = TlsAcceptor::from(config);
-        let mut pending = Pending::new(self.config.limits.max_handshakes);
+        let mut pending = Pending::new(self.config().limits.max_handshakes);
         let mut shutdown = self.shutdown_signal();
         loop {
             let (tcp, remote) = tokio::select! {
@@ -55,7 +56,8 @@ impl Gateway {
         acceptor: TlsAcceptor,
         phase: Phase,
     ) {
-        let limits = &self.config.limits;
+        let config = self.config();
+        let limits = &config.limits;
         let _ = tcp.set_nodelay(true);
         let mut tls = match timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
@@ -90,11 +92,21 @@ impl Gateway {
             let _ = tls.shutdown().await;
             return;
         };
-        let next = timeout(
-            limits.first_frame_timeout,
-            read_frame(&mut tls, frame::MAX_FRAME),
-        )
-        .await;
+        let mut kill = session.kill.subscribe();
+        let next = tokio::select! {
+            next = timeout(
+                limits.first_frame_timeout,
+                read_frame(&mut tls, frame::MAX_FRAME),
+            ) => next,
+            // The session ended while this connection had no stream yet.
+            _ = async { kill.wait_for(|k| *k).await.is_ok() } => {
+                let end = session.end_reason().unwrap_or(SessionEnd::Killed);
+                let _ = write_frame(&mut tls, &Frame::SessionClosed { reason: end }).await;
+                let _ = tls.shutdown().await;
+                self.end_session(&session);
+                return;
+            }
+        };
         if let Ok(Ok(Some(Frame::Open {
             service,
             destination,
@@ -118,5 +130,33 @@ impl Gateway {
             let _ = tls.shutdown().await;
         }
         self.end_session(&session);
+    }
+
+    /// End a TLS session once no stream of it moved a byte, opened or
+    /// closed for `idle_timeout` (QUIC's idle check is in `quic.rs`; a TLS
+    /// session has a connection, hence a stream, whenever it exists).
+    /// Returns when the session ends for any reason.
+    pub(crate) async fn tls_idle_watch(self: Arc<Self>, session: Arc<Session>) {
+        let mut kill = session.kill.subscribe();
+        let (mut moved, _) = session.activity();
+        let mut quiet_since = Instant::now();
+        loop {
+            let idle = self.config().limits.idle_timeout;
+            let (now_moved, last_open_close) = session.activity();
+            if now_moved != moved {
+                (moved, quiet_since) = (now_moved, Instant::now());
+            }
+            let since = quiet_since.max(last_open_close);
+            if since.elapsed() >= idle {
+                session.end(SessionEnd::IdleTimeout);
+                return;
+            }
+            // Bytes are only sampled: check a few times per period.
+            let next = (since + idle).min(Instant::now() + idle / 4);
+            tokio::select! {
+                _ = sleep_until(next) => {}
+                _ = async { kill.wait_for(|k| *k).await.is_ok() } => return,
+            }
+        }
     }
 }

@@ -67,7 +67,7 @@ pub(super) fn open(
         db,
         bundle: bt,
         meta,
-        trust: trust.clone(),
+        trust: std::sync::RwLock::new(trust.clone()),
         device_id: device_id.to_string(),
         dir: dir.to_path_buf(),
         state: Mutex::new(state),

@@ -5,7 +5,7 @@
 //! mid-copy still reports what it carried.
 
 use super::{read_frame, write_frame, TransportError};
-use edgegate_proto::frame::{Frame, MAX_FRAME, STREAM_READ_ONLY};
+use edgegate_proto::frame::{Frame, SessionEnd, MAX_FRAME, STREAM_READ_ONLY};
 use edgegate_proto::DenyReason;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +41,8 @@ pub enum Chunk {
     Cut(DenyReason),
     /// The daemon closed the stream: the client's bytes broke its read level.
     ReadOnly,
+    /// The daemon ended the whole session (TLS transport).
+    SessionClosed(SessionEnd),
 }
 
 /// How a pump ended.
@@ -53,6 +55,8 @@ pub enum PumpEnd {
     /// The transform refused the bytes (read-level violation), or (client
     /// side) the daemon reported that it did.
     Refused,
+    /// The daemon ended the whole session (seen by the client, TLS).
+    SessionClosed(SessionEnd),
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -89,6 +93,7 @@ impl PipeReader {
                     reason: Some(reason),
                 })) => Ok(Chunk::Cut(reason)),
                 Ok(Some(Frame::ReadOnlyViolation)) => Ok(Chunk::ReadOnly),
+                Ok(Some(Frame::SessionClosed { reason })) => Ok(Chunk::SessionClosed(reason)),
                 Ok(Some(_)) => Err(io_err(TransportError::Unexpected)),
                 Err(TransportError::Io(e)) => Err(e),
                 Err(e) => Err(io_err(e)),
@@ -173,6 +178,25 @@ impl PipeWriter {
         }
     }
 
+    /// Close the stream because the daemon ended its whole session: QUIC
+    /// resets it (the connection close carries the reason), TLS says why
+    /// with `SessionClosed` and closes.
+    pub async fn end_session(&mut self, end: SessionEnd) {
+        match self {
+            PipeWriter::Quic(send) => {
+                let code = match end {
+                    SessionEnd::Denied(r) => r.stream_code(),
+                    _ => 0,
+                };
+                let _ = send.reset(quinn::VarInt::from_u32(code));
+            }
+            PipeWriter::Framed(w) => {
+                let _ = write_frame(w, &Frame::SessionClosed { reason: end }).await;
+                let _ = w.shutdown().await;
+            }
+        }
+    }
+
     /// Abort the stream without a reason (protocol error).
     pub async fn abort(&mut self) {
         match self {
@@ -220,6 +244,7 @@ where
             }
             Chunk::Cut(reason) => return Ok(PumpEnd::Cut(reason)),
             Chunk::ReadOnly => return Ok(PumpEnd::Refused),
+            Chunk::SessionClosed(end) => return Ok(PumpEnd::SessionClosed(end)),
         }
     }
 }

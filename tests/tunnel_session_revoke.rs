@@ -1,0 +1,116 @@
+//! Session-level revocation: a session whose own decision (DESIGN §2 steps
+//! 1–4) turns to deny is closed as a whole, even with no stream open; the
+//! client prints `closed: session: REASON` and exits non-zero; the close is
+//! audited with the reason.
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use edgegate::control::{Request, Response};
+use edgegate_proto::audit::{AuditEvent, CloseReason};
+use edgegate_proto::DenyReason;
+use harness::*;
+use std::time::{Duration, Instant};
+
+/// The reasons of every audited session close for `user`.
+fn session_closes(d: &Daemon, user: &str) -> Vec<CloseReason> {
+    d.audit_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            AuditEvent::SessionClose {
+                user: u, reason, ..
+            } if u == user => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
+fn wait_for_close(d: &Daemon, user: &str, want: CloseReason) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if session_closes(d, user).contains(&want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no SessionClose {want:?}: {:?}", session_closes(d, user));
+}
+
+fn inactive_user_closes_session(tls: bool) {
+    let d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    let (key, ticket) = d.client("alice", "alice");
+    let port = free_port();
+    let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=hmi")]);
+    c.ready();
+    // Over TLS a session lives while one of its connections does: hold a
+    // stream open. Over QUIC the session has no stream at all.
+    let held = tls.then(|| echo_through(port));
+    let b2 = d.write(
+        "b2",
+        &bundle_bytes(
+            &policy_text(http.addr, echo, "inactive"),
+            DEVICE,
+            2,
+            &d.authority,
+        ),
+    );
+    let out = d.push(&b2, false);
+    assert!(out.status.success(), "{out:?}");
+    let acked = Instant::now();
+    let status = c
+        .exit(Duration::from_secs(5))
+        .expect("client exits when its session is closed");
+    println!(
+        "tls={tls}: push acknowledged → client exited in {:?}",
+        acked.elapsed()
+    );
+    assert!(!status.success());
+    let err = c.stderr.rest(Duration::from_millis(200));
+    assert!(
+        err.contains(&"closed: session: user-inactive".to_string()),
+        "{err:?}"
+    );
+    drop(held);
+    wait_for_close(&d, "alice", CloseReason::Denied(DenyReason::UserInactive));
+    let Response::Sessions(live) = d.control(Request::Sessions) else {
+        panic!()
+    };
+    assert!(live.is_empty(), "{live:?}");
+}
+
+#[test]
+fn quic_session_without_streams_is_closed_when_user_turns_inactive() {
+    inactive_user_closes_session(false);
+}
+
+#[test]
+fn tls_session_is_closed_when_user_turns_inactive() {
+    inactive_user_closes_session(true);
+}
+
+#[test]
+fn session_is_closed_when_the_logout_period_ends() {
+    let d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    // Dora's logout period is 22h; she authenticated 22h minus 3 s ago.
+    let (key, ticket) = d.client_with("dora", "dora", |t| {
+        t.auth_time = now() - 22 * 3600 + 3;
+    });
+    let mut c = d.connect(&key, &ticket, false, &[]);
+    c.ready();
+    let started = Instant::now();
+    let status = c
+        .exit(Duration::from_secs(10))
+        .expect("client exits when the logout period ends");
+    println!(
+        "logout period ended; session closed after {:?}",
+        started.elapsed()
+    );
+    assert!(!status.success());
+    let err = c.stderr.rest(Duration::from_millis(200));
+    assert_eq!(err, ["closed: session: session-expired"]);
+    wait_for_close(&d, "dora", CloseReason::Denied(DenyReason::SessionExpired));
+}

@@ -1,0 +1,301 @@
+//! The daemon and client processes of the tunnel tests: start, restart and
+//! stop a real `edgegated`, push bundles and mint client keys and tickets
+//! for it, ask its control socket, and run `edgegate connect` against it.
+//! Backends, policies and bundle bytes are `harness.rs`'s.
+
+use super::*;
+use edgegate_proto::audit::AuditEvent;
+
+/// A running `edgegated` with its state directory and keys.
+pub struct Daemon {
+    pub device: String,
+    pub dir: tempfile::TempDir,
+    pub child: Child,
+    pub authority: SigningKey,
+    pub device_key: PublicKey,
+    pub quic: SocketAddr,
+    pub tls: SocketAddr,
+    pub control: PathBuf,
+    pub stderr: Lines,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_daemon() -> Daemon {
+    start_daemon_with("")
+}
+
+/// Start a daemon whose config ends with `extra` (e.g. a `[limits]` table).
+pub fn start_daemon_with(extra: &str) -> Daemon {
+    start_daemon_for(DEVICE, extra)
+}
+
+/// Start a daemon for `device`.
+pub fn start_daemon_for(device_id: &str, extra: &str) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let authority = key(1);
+    let device = SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_path = dir.path().join("device.key");
+    edgegate::keyfile::write_new(&device_path, &device).unwrap();
+    let config = format!(
+        r#"device_id = "{device_id}"
+device_key = "{dev}"
+state_dir = "{state}"
+trusted_keys = ["{auth}"]
+threshold = 1
+listen_quic = "127.0.0.1:0"
+listen_tls = "127.0.0.1:0"
+control_socket = "{ctl}"
+expiry_grace = "0s"
+{extra}
+"#,
+        dev = device_path.display(),
+        state = dir.path().join("state").display(),
+        auth = public(&authority),
+        ctl = dir.path().join("control.sock").display(),
+    );
+    let config_path = dir.path().join("edgegated.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let (child, quic, tls, stderr) = spawn_daemon(&config_path);
+    Daemon {
+        device: device_id.to_string(),
+        control: dir.path().join("control.sock"),
+        dir,
+        child,
+        authority,
+        device_key: public(&device),
+        quic,
+        tls,
+        stderr,
+    }
+}
+
+fn spawn_daemon(config_path: &Path) -> (Child, SocketAddr, SocketAddr, Lines) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgegated"))
+        .arg("--config")
+        .arg(config_path)
+        .env("EDGEGATE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("edgegated starts");
+    let mut stdout = Lines::new(child.stdout.take().unwrap());
+    let stderr = Lines::new(child.stderr.take().unwrap());
+    let within = Duration::from_secs(20);
+    let addr = |l: &str| l.rsplit(' ').next().unwrap().parse::<SocketAddr>().unwrap();
+    let quic = addr(
+        &stdout
+            .wait_for(within, |l| l.starts_with("listening quic"))
+            .expect("quic address"),
+    );
+    let tls = addr(
+        &stdout
+            .wait_for(within, |l| l.starts_with("listening tls"))
+            .expect("tls address"),
+    );
+    (child, quic, tls, stderr)
+}
+
+impl Daemon {
+    /// SIGTERM; the exit status once it stopped (within `within`).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Stop with SIGTERM and start again on the same config and state.
+    pub fn restart(&mut self) {
+        assert!(
+            self.terminate(Duration::from_secs(15)).is_some(),
+            "daemon stops"
+        );
+        let (child, quic, tls, stderr) = spawn_daemon(&self.path("edgegated.toml"));
+        self.child = child;
+        self.quic = quic;
+        self.tls = tls;
+        self.stderr = stderr;
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// A client key file and a ticket for `user` bound to it.
+    pub fn client(&self, name: &str, user: &str) -> (PathBuf, PathBuf) {
+        let k = SigningKey::generate(&mut rand::rngs::OsRng);
+        let key_path = self.path(&format!("{name}.key"));
+        edgegate::keyfile::write_new(&key_path, &k).unwrap();
+        let t = ticket_bytes(user, &self.device, &public(&k), &self.authority);
+        let ticket_path = self.write(&format!("{name}.ticket"), &t);
+        (key_path, ticket_path)
+    }
+
+    /// A client key file and a ticket adjusted by `edit`.
+    pub fn client_with(
+        &self,
+        name: &str,
+        user: &str,
+        edit: impl FnOnce(&mut Ticket),
+    ) -> (PathBuf, PathBuf) {
+        let k = SigningKey::generate(&mut rand::rngs::OsRng);
+        let key_path = self.path(&format!("{name}.key"));
+        edgegate::keyfile::write_new(&key_path, &k).unwrap();
+        let t = ticket_with(user, &self.device, &public(&k), &self.authority, edit);
+        let ticket_path = self.write(&format!("{name}.ticket"), &t);
+        (key_path, ticket_path)
+    }
+
+    /// One request on the control socket.
+    pub fn control(&self, req: edgegate::control::Request) -> edgegate::control::Response {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut c = edgegate::control::Client::connect(&self.control)
+                .await
+                .unwrap();
+            c.call(&req).await.unwrap()
+        })
+    }
+
+    /// Every audited event so far (up to 1000), oldest first.
+    pub fn audit_events(&self) -> Vec<AuditEvent> {
+        let edgegate::control::Response::Audit(records) =
+            self.control(edgegate::control::Request::Audit {
+                since: None,
+                limit: 1000,
+            })
+        else {
+            panic!("audit answer")
+        };
+        records.into_iter().map(|r| r.event).collect()
+    }
+
+    /// Install the test policy (alice active) as serial 1.
+    pub fn install(&self, http: SocketAddr, echo: SocketAddr) {
+        let b = self.write(
+            "b1",
+            &bundle_bytes(
+                &policy_text(http, echo, "active"),
+                DEVICE,
+                1,
+                &self.authority,
+            ),
+        );
+        let out = self.push(&b, false);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `edgegate bundle push FILE` through the tunnel port.
+    pub fn push(&self, file: &Path, tls: bool) -> std::process::Output {
+        let gw = if tls { self.tls } else { self.quic };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgegate"));
+        cmd.args(["bundle", "push"])
+            .arg(file)
+            .arg("--gateway")
+            .arg(gw.to_string())
+            .arg("--gateway-key")
+            .arg(self.device_key.to_string());
+        if tls {
+            cmd.arg("--tls");
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Start `edgegate connect` with extra args.
+    pub fn connect(&self, key: &Path, ticket: &Path, tls: bool, extra: &[String]) -> Client {
+        let gw = if tls { self.tls } else { self.quic };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgegate"));
+        cmd.arg("connect")
+            .arg("--gateway")
+            .arg(gw.to_string())
+            .arg("--gateway-key")
+            .arg(self.device_key.to_string())
+            .arg("--identity")
+            .arg(key)
+            .arg("--ticket")
+            .arg(ticket)
+            .args(extra);
+        if tls {
+            cmd.arg("--tls");
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Client {
+            stdout: Lines::new(child.stdout.take().unwrap()),
+            stderr: Lines::new(child.stderr.take().unwrap()),
+            child,
+        }
+    }
+}
+
+pub struct Client {
+    pub child: Child,
+    pub stdout: Lines,
+    pub stderr: Lines,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Client {
+    /// Wait for `ready`; panics with the output otherwise.
+    pub fn ready(&mut self) {
+        if self
+            .stdout
+            .wait_for(Duration::from_secs(20), |l| l == "ready")
+            .is_none()
+        {
+            let err = self.stderr.rest(Duration::from_millis(200));
+            panic!(
+                "client not ready; stdout {:?} stderr {:?}",
+                self.stdout.seen, err
+            );
+        }
+    }
+
+    /// Exit status within `within`, if it exited.
+    pub fn exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
