@@ -355,25 +355,39 @@ fn revoke(port: u16, streams: usize, cmd: &[String]) {
     let ack = Instant::now();
     assert!(st.success(), "push failed");
     let mut from_ack = Vec::new();
+    let mut from_start = Vec::new();
     let mut early = 0;
     let end = Instant::now() + Duration::from_secs(10);
-    while from_ack.len() + early < opened {
+    while from_start.len() < opened {
         let left = end.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(at) if at < ack => early += 1,
-            Ok(at) => from_ack.push((at - ack).as_secs_f64() * 1e3),
+            Ok(at) => {
+                from_start.push((at - t0).as_secs_f64() * 1e3);
+                if at < ack {
+                    early += 1;
+                } else {
+                    from_ack.push((at - ack).as_secs_f64() * 1e3);
+                }
+            }
             Err(_) => break,
         }
     }
-    let closed = from_ack.len() + early;
-    let max = from_ack.iter().cloned().fold(0.0, f64::max);
-    let med = if from_ack.is_empty() {
+    let closed = from_start.len();
+    let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    let (ack_max, start_max) = (max(&from_ack), max(&from_start));
+    let ack_med = if from_ack.is_empty() {
         0.0
     } else {
         median(&mut from_ack)
     };
+    let start_med = if from_start.is_empty() {
+        0.0
+    } else {
+        median(&mut from_start)
+    };
+    // closed opened med_from_ack max_from_ack push_ms closed_before_ack med_from_start max_from_start
     println!(
-        "RESULT revoke {closed} {opened} {med:.3} {max:.3} {:.3} {early}",
+        "RESULT revoke {closed} {opened} {ack_med:.3} {ack_max:.3} {:.3} {early} {start_med:.3} {start_max:.3}",
         (ack - t0).as_secs_f64() * 1e3
     );
 }
