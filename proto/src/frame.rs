@@ -59,6 +59,7 @@ pub enum Frame {
     /// every TLS connection): the signed ticket envelope.
     Hello {
         /// Ticket envelope bytes, as issued.
+        #[serde(with = "codec::bytes")]
         ticket: Vec<u8>,
     },
     /// Daemon → client: the session is open.
@@ -94,7 +95,7 @@ pub enum Frame {
         reason: DenyReason,
     },
     /// Payload bytes of a stream (TLS transport only; QUIC carries raw bytes).
-    Data(Vec<u8>),
+    Data(#[serde(with = "codec::bytes")] Vec<u8>),
     /// End of a stream direction (TLS transport only). `None`: the sender
     /// has no more bytes (half close). `Some`: the daemon cut the stream.
     Close {
@@ -104,6 +105,7 @@ pub enum Frame {
     /// Client → daemon, instead of `Hello`: a signed bundle to install.
     PushBundle {
         /// Bundle envelope bytes.
+        #[serde(with = "codec::bytes")]
         bundle: Vec<u8>,
     },
     /// Daemon → client: the outcome of a `PushBundle`.
