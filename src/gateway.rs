@@ -40,13 +40,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::watch;
 
-/// The bundle in force, compiled.
+/// The bundle in force, compiled. The decoded bundle is not kept: the index
+/// carries everything sessions and status need (names, logout periods,
+/// serial and validity), and the store keeps the signed bytes on disk.
 #[derive(Debug)]
 pub struct Active {
     /// The compiled index every decision uses.
     pub index: PolicyIndex,
-    /// The verified bundle it was compiled from (names, logout periods).
-    pub bundle: VerifiedBundle,
 }
 
 /// Shared daemon state. Build it once, share it behind an `Arc`.
@@ -109,7 +109,7 @@ impl Gateway {
             Some(bundle) => {
                 let index = PolicyIndex::compile(&bundle)
                     .map_err(|e| GatewayError::Compile(e.to_string()))?;
-                Some(Arc::new(Active { index, bundle }))
+                Some(Arc::new(Active { index }))
             }
             None => None,
         };
@@ -151,21 +151,14 @@ impl Gateway {
     }
 
     /// Find user `id` in the bundle in force and take what the caller needs
-    /// from its record; `None` with no bundle or no such user.
+    /// from the compiled index; `None` with no bundle or no such user.
     pub(crate) fn active_user<R>(
         &self,
         id: &str,
-        f: impl FnOnce(&edgegate_proto::bundle::User) -> R,
+        f: impl FnOnce(&PolicyIndex, &str) -> Option<R>,
     ) -> Option<R> {
         let active = self.active()?;
-        // Linear, but only once per session open.
-        active
-            .bundle
-            .bundle()
-            .users
-            .iter()
-            .find(|u| u.id == id)
-            .map(f)
+        f(&active.index, id)
     }
 
     /// The daemon's notion of now: the wall clock, never below the time floor.

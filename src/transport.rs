@@ -13,9 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 mod pipe;
 pub mod quic;
 
-pub use pipe::{
-    pass_through, pipe_to_socket, socket_to_pipe, Chunk, PipeReader, PipeWriter, PumpEnd,
-};
+pub use pipe::{pipe_to_socket, socket_to_pipe, Chunk, PipeReader, PipeWriter, PumpEnd, Transform};
 
 /// Why reading a frame failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +40,16 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     cap: usize,
 ) -> Result<Option<Frame>, TransportError> {
+    let Some(prefix) = read_prefix(r).await? else {
+        return Ok(None);
+    };
+    let len = frame::check_len(prefix, cap)?;
+    Ok(Some(read_body(r, len, Vec::new()).await?))
+}
+
+/// Read a frame's 4-byte length prefix; `Ok(None)` on a clean end of stream
+/// before its first byte.
+pub(crate) async fn read_prefix<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<[u8; 4]>> {
     let mut prefix = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -50,19 +58,30 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             if got == 0 {
                 return Ok(None);
             }
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
         got += n;
     }
-    let len = frame::check_len(prefix, cap)?;
+    Ok(Some(prefix))
+}
+
+/// Read the rest of a frame body of `len` bytes (already checked against
+/// its cap) after the `start` bytes already read, and decode it.
+pub(crate) async fn read_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    len: usize,
+    start: Vec<u8>,
+) -> Result<Frame, TransportError> {
     // Grow with the bytes actually received, not with the announced length,
     // so a large announced length costs nothing until it is really sent.
-    let mut body = Vec::with_capacity(len.min(frame::MAX_FRAME));
-    (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+    let mut body = start;
+    body.reserve(len.min(frame::MAX_FRAME).saturating_sub(body.len()));
+    let rest = len.saturating_sub(body.len());
+    (&mut *r).take(rest as u64).read_to_end(&mut body).await?;
     if body.len() != len {
         return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
     }
-    Ok(Some(frame::decode(&body)?))
+    Ok(frame::decode(&body)?)
 }
 
 /// Read one frame, treating end of stream as an error.
@@ -111,6 +130,46 @@ mod tests {
 
         drop(a);
         assert!(read_frame(&mut b, 100).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn framed_pipe_data_is_the_encoded_frame_and_round_trips() {
+        let sizes = [0usize, 1, 127, 128, 16_384, 70_000];
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let (mut raw, mut tap) = tokio::io::duplex(1 << 20);
+        let mut writer = PipeWriter::Framed(Box::new(a));
+        for n in sizes {
+            writer.write(&vec![n as u8; n]).await.unwrap();
+            // What `write` produced equals frame::encode of the same pieces.
+            for piece in vec![n as u8; n].chunks(frame::MAX_FRAME - 16) {
+                raw.write_all(&frame::encode(&Frame::Data(piece.to_vec())))
+                    .await
+                    .unwrap();
+            }
+        }
+        writer.finish().await.unwrap();
+        drop(writer);
+        drop(raw);
+        let mut expected = Vec::new();
+        tap.read_to_end(&mut expected).await.unwrap();
+        let mut got = Vec::new();
+        let mut b = b;
+        b.read_to_end(&mut got).await.unwrap();
+        let close = frame::encode(&Frame::Close { reason: None });
+        assert_eq!(got[..got.len() - close.len()], expected[..]);
+
+        let mut reader = PipeReader::Framed(Box::new(std::io::Cursor::new(got)));
+        let mut buf = vec![0u8; 8];
+        let mut seen = Vec::new();
+        loop {
+            match reader.read_chunk(&mut buf).await.unwrap() {
+                Chunk::Data(n) => seen.extend_from_slice(&buf[..n]),
+                Chunk::End => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        let sent: Vec<u8> = sizes.iter().flat_map(|&n| vec![n as u8; n]).collect();
+        assert_eq!(seen, sent);
     }
 
     #[tokio::test]

@@ -105,3 +105,48 @@ pub mod array64 {
         d.deserialize_tuple(64, V)
     }
 }
+
+/// serde helper for a `Vec<u8>` field carried as serde bytes.
+///
+/// serde treats `Vec<u8>` as a sequence and postcard then moves it one
+/// element at a time; as bytes it is one length and one copy. postcard
+/// encodes both as a varint length followed by the raw bytes, so switching a
+/// field to this helper does not change the wire (pinned by the golden
+/// tests).
+pub mod bytes {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    /// Serialize a byte vector as serde bytes.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    /// Deserialize a byte vector from serde bytes (or, for self-describing
+    /// formats, from a sequence of `u8`).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                // Only self-describing formats get here; the hint is capped so
+                // an announced length cannot force a large allocation.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}

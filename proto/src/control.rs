@@ -54,6 +54,7 @@ pub enum Request {
     /// Offer a signed bundle.
     PushBundle {
         /// The sealed bundle bytes exactly as built.
+        #[serde(with = "crate::codec::bytes")]
         bytes: Vec<u8>,
     },
 }

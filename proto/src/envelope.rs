@@ -60,6 +60,7 @@ pub enum SignedEnvelope {
     /// Version 1.
     V1 {
         /// The exact body bytes that were signed.
+        #[serde(with = "crate::codec::bytes")]
         body: Vec<u8>,
         /// One or more signatures.
         signatures: Vec<SignatureEntry>,

@@ -59,6 +59,7 @@ pub enum Frame {
     /// every TLS connection): the signed ticket envelope.
     Hello {
         /// Ticket envelope bytes, as issued.
+        #[serde(with = "codec::bytes")]
         ticket: Vec<u8>,
     },
     /// Daemon → client: the session is open.
@@ -94,7 +95,7 @@ pub enum Frame {
         reason: DenyReason,
     },
     /// Payload bytes of a stream (TLS transport only; QUIC carries raw bytes).
-    Data(Vec<u8>),
+    Data(#[serde(with = "codec::bytes")] Vec<u8>),
     /// End of a stream direction (TLS transport only). `None`: the sender
     /// has no more bytes (half close). `Some`: the daemon cut the stream.
     Close {
@@ -104,6 +105,7 @@ pub enum Frame {
     /// Client → daemon, instead of `Hello`: a signed bundle to install.
     PushBundle {
         /// Bundle envelope bytes.
+        #[serde(with = "codec::bytes")]
         bundle: Vec<u8>,
     },
     /// Daemon → client: the outcome of a `PushBundle`.
@@ -279,6 +281,60 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
     codec::encode_prefixed(frame)
 }
 
+/// postcard variant index of [`Frame::Data`] (pinned by the golden tests and
+/// by `data_header_matches_encode`).
+const DATA_TAG: u8 = 7;
+
+/// Longest [`data_header`]: length prefix, variant, varint of a length below
+/// [`MAX_FRAME`].
+pub const DATA_HEADER_MAX: usize = 4 + 1 + 3;
+
+/// The bytes [`encode`] puts before the payload of a `Frame::Data` of `len`
+/// bytes: the frame's length prefix, the variant index and the payload's
+/// varint length. A transport writes these and then the payload slice,
+/// without building the frame; `None` if `len` does not fit in a frame.
+pub fn data_header(len: usize) -> Option<([u8; DATA_HEADER_MAX], usize)> {
+    let mut varint = [0u8; 3];
+    let mut v = len;
+    let mut n = 0;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            varint[n] = byte;
+            n += 1;
+            break;
+        }
+        varint[n] = byte | 0x80;
+        n += 1;
+        if n == varint.len() {
+            return None;
+        }
+    }
+    let body = 1 + n + len;
+    if body > MAX_FRAME {
+        return None;
+    }
+    let mut out = [0u8; DATA_HEADER_MAX];
+    out[..4].copy_from_slice(&(body as u32).to_be_bytes());
+    out[4] = DATA_TAG;
+    out[5..5 + n].copy_from_slice(&varint[..n]);
+    Some((out, 5 + n))
+}
+
+/// The payload length of a `Frame::Data` whose body (after the length
+/// prefix) is `body_len` bytes, if a canonical encoding of that size exists.
+/// The caller still compares the header bytes with [`data_header`].
+pub fn data_len_for_body(body_len: usize) -> Option<usize> {
+    (1..=3).find_map(|varint| {
+        let len = body_len.checked_sub(1 + varint)?;
+        match data_header(len) {
+            Some((_, h)) if h == 5 + varint => Some(len),
+            _ => None,
+        }
+    })
+}
+
 /// Check an announced length against `cap`; call before allocating.
 pub fn check_len(prefix: [u8; 4], cap: usize) -> Result<usize, FrameError> {
     codec::prefixed_len(prefix, cap).map_err(|len| FrameError::TooLarge { len, cap })
@@ -354,6 +410,22 @@ mod tests {
                 assert_eq!(encode(&frame)[4..], body[..], "{frame:?}");
             }
         }
+    }
+
+    #[test]
+    fn data_header_matches_encode() {
+        for len in [0, 1, 127, 128, 200, 16_383, 16_384, MAX_FRAME - 4] {
+            let payload = vec![0xa5; len];
+            let encoded = encode(&Frame::Data(payload.clone()));
+            let (header, h) = data_header(len).unwrap();
+            assert_eq!(&encoded[..h], &header[..h], "len {len}");
+            assert_eq!(&encoded[h..], &payload[..], "len {len}");
+            assert_eq!(data_len_for_body(encoded.len() - 4), Some(len));
+        }
+        assert_eq!(data_header(MAX_FRAME), None);
+        // 130 = 1 + 1 + 128 would need a one-byte varint of 128.
+        assert_eq!(data_len_for_body(130), None);
+        assert_eq!(data_len_for_body(0), None);
     }
 
     #[test]

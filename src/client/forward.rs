@@ -2,7 +2,7 @@
 //! accepted on the local listener becomes one tunnel stream.
 
 use super::{ClientError, Session, Stream};
-use crate::transport::{pass_through, pipe_to_socket, socket_to_pipe, PumpEnd};
+use crate::transport::{pipe_to_socket, socket_to_pipe, PumpEnd};
 use edgegate_proto::frame::SessionEnd;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -63,13 +63,7 @@ pub(crate) async fn splice(
     let (up_count, down_count) = (AtomicU64::new(0), AtomicU64::new(0));
     let (mut local_r, mut local_w) = tcp.split();
     let up = socket_to_pipe(&mut local_r, &mut stream.writer, BUF, &up_count, |_| {});
-    let down = pipe_to_socket(
-        &mut stream.reader,
-        &mut local_w,
-        BUF,
-        &down_count,
-        pass_through,
-    );
+    let down = pipe_to_socket(&mut stream.reader, &mut local_w, BUF, &down_count, None);
     tokio::pin!(up, down);
     let (mut up_done, mut down_done) = (false, false);
     let mut cut = None;

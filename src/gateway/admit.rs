@@ -116,7 +116,8 @@ impl Gateway {
             return 0;
         };
         let logout = self
-            .active_user(&t.user, |u| t.auth_time.saturating_add(u.logout_period))
+            .active_user(&t.user, |ix, id| ix.user_logout_period(id))
+            .map(|period| t.auth_time.saturating_add(period))
             .unwrap_or(t.expires_at);
         logout.min(t.expires_at)
     }

@@ -31,9 +31,9 @@ impl Gateway {
         })
         .await;
         match accepted {
-            Ok(Ok((Applied::Accepted { serial }, bundle, index))) => {
+            Ok(Ok((Applied::Accepted { serial }, _bundle, index))) => {
                 let (issued, not_after) = (index.issued_at(), index.not_after());
-                self.publish(Some(Arc::new(Active { index, bundle })));
+                self.publish(Some(Arc::new(Active { index })));
                 self.audit.bundle_accepted(serial, issued, not_after);
                 PushResult::Accepted { serial }
             }

@@ -135,7 +135,7 @@ impl Gateway {
             None => Vec::new(),
         };
         let user_name = self
-            .active_user(&session.user, |u| u.name.clone())
+            .active_user(&session.user, |ix, id| ix.user_name(id).map(str::to_owned))
             .unwrap_or_default();
         Welcome {
             session_id: session.id,

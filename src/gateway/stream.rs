@@ -288,12 +288,16 @@ async fn proxy(
 ) -> ProxyEnd {
     let (mut from_backend, mut to_backend) = backend.split();
     let filter = filter.map(Mutex::new);
-    let up = transport::pipe_to_socket(reader, &mut to_backend, buf, &stats.up, |input, out| {
-        match &filter {
-            Some(f) => lock(f).feed(input, out).is_ok(),
-            None => transport::pass_through(input, out),
-        }
-    });
+    let mut feed = |input: &[u8], out: &mut Vec<u8>| match &filter {
+        Some(f) => lock(f).feed(input, out).is_ok(),
+        None => true,
+    };
+    // No filter (level manage): the bytes go to the backend as they are.
+    let transform: Option<transport::Transform<'_>> = match filter {
+        Some(_) => Some(&mut feed),
+        None => None,
+    };
+    let up = transport::pipe_to_socket(reader, &mut to_backend, buf, &stats.up, transform);
     let down = transport::socket_to_pipe(&mut from_backend, writer, buf, &stats.down, |bytes| {
         if let Some(f) = &filter {
             lock(f).observe_server(bytes);

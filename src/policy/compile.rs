@@ -347,6 +347,17 @@ impl PolicyIndex {
             .map(|&i| &self.services[i as usize])
     }
 
+    /// A user's display name, as the bundle gives it.
+    pub fn user_name(&self, id: &str) -> Option<&str> {
+        self.user(id)
+            .map(|(i, _)| self.user_names[i as usize].as_str())
+    }
+
+    /// A user's logout period in seconds, as the bundle gives it.
+    pub fn user_logout_period(&self, id: &str) -> Option<u64> {
+        self.user(id).map(|(_, u)| u.logout_period)
+    }
+
     pub(super) fn user(&self, id: &str) -> Option<(u32, &CUser)> {
         self.user_ids.get(id).map(|&i| (i, &self.users[i as usize]))
     }

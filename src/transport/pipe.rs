@@ -4,12 +4,16 @@
 //! plain socket with byte counts kept in shared counters, so a stream cut
 //! mid-copy still reports what it carried.
 
-use super::{read_frame, write_frame, TransportError};
-use edgegate_proto::frame::{Frame, SessionEnd, MAX_FRAME, STREAM_READ_ONLY};
+use super::{read_body, read_prefix, write_frame, TransportError};
+use edgegate_proto::frame::{self, Frame, SessionEnd, MAX_FRAME, STREAM_READ_ONLY};
 use edgegate_proto::DenyReason;
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A read-level filter as the pump calls it: feed the client's bytes, append
+/// what may pass to `out`; `false` refuses the bytes.
+pub type Transform<'a> = &'a mut (dyn FnMut(&[u8], &mut Vec<u8>) -> bool + Send);
 
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
@@ -70,36 +74,94 @@ impl PipeReader {
             PipeReader::Quic(recv) => match recv.read(buf).await {
                 Ok(Some(n)) => Ok(Chunk::Data(n)),
                 Ok(None) => Ok(Chunk::End),
-                Err(quinn::ReadError::Reset(code)) => {
-                    let code = code.into_inner();
-                    match DenyReason::from_stream_code(code) {
-                        Some(reason) => Ok(Chunk::Cut(reason)),
-                        None if code == u64::from(STREAM_READ_ONLY) => Ok(Chunk::ReadOnly),
-                        None => Err(io::Error::from(io::ErrorKind::ConnectionReset)),
-                    }
-                }
-                Err(e) => Err(io_err(e)),
+                Err(e) => quic_read_error(e),
             },
-            PipeReader::Framed(r) => match read_frame(r, MAX_FRAME).await {
-                Ok(Some(Frame::Data(bytes))) => {
-                    if buf.len() < bytes.len() {
-                        buf.resize(bytes.len(), 0);
-                    }
-                    buf[..bytes.len()].copy_from_slice(&bytes);
-                    Ok(Chunk::Data(bytes.len()))
-                }
-                Ok(Some(Frame::Close { reason: None })) | Ok(None) => Ok(Chunk::End),
-                Ok(Some(Frame::Close {
-                    reason: Some(reason),
-                })) => Ok(Chunk::Cut(reason)),
-                Ok(Some(Frame::ReadOnlyViolation)) => Ok(Chunk::ReadOnly),
-                Ok(Some(Frame::SessionClosed { reason })) => Ok(Chunk::SessionClosed(reason)),
-                Ok(Some(_)) => Err(io_err(TransportError::Unexpected)),
-                Err(TransportError::Io(e)) => Err(e),
-                Err(e) => Err(io_err(e)),
-            },
+            PipeReader::Framed(r) => read_framed_chunk(r, buf).await,
         }
     }
+}
+
+/// A QUIC read error as the chunk (or error) it means.
+fn quic_read_error(e: quinn::ReadError) -> io::Result<Chunk> {
+    match e {
+        quinn::ReadError::Reset(code) => {
+            let code = code.into_inner();
+            match DenyReason::from_stream_code(code) {
+                Some(reason) => Ok(Chunk::Cut(reason)),
+                None if code == u64::from(STREAM_READ_ONLY) => Ok(Chunk::ReadOnly),
+                None => Err(io::Error::from(io::ErrorKind::ConnectionReset)),
+            }
+        }
+        e => Err(io_err(e)),
+    }
+}
+
+/// Read one frame of a TLS stream. A `Data` frame in its canonical encoding
+/// (what `frame::encode` and `write_data_frame` produce) has its payload read
+/// straight into `buf`; any other frame is read whole and decoded, so what is
+/// accepted is exactly what `frame::decode` accepts.
+async fn read_framed_chunk(r: &mut BoxRead, buf: &mut Vec<u8>) -> io::Result<Chunk> {
+    let Some(prefix) = read_prefix(r).await? else {
+        return Ok(Chunk::End);
+    };
+    let len = frame::check_len(prefix, MAX_FRAME).map_err(|e| io_err(TransportError::from(e)))?;
+    let mut start = Vec::new();
+    if let Some((n, (expected, h))) =
+        frame::data_len_for_body(len).and_then(|n| Some((n, frame::data_header(n)?)))
+    {
+        let mut head = [0u8; frame::DATA_HEADER_MAX];
+        r.read_exact(&mut head[4..h]).await?;
+        if head[4..h] == expected[4..h] {
+            if buf.len() < n {
+                buf.resize(n, 0);
+            }
+            r.read_exact(&mut buf[..n]).await?;
+            return Ok(Chunk::Data(n));
+        }
+        start.extend_from_slice(&head[4..h]);
+    }
+    match read_body(r, len, start).await {
+        Ok(Frame::Data(bytes)) => {
+            if buf.len() < bytes.len() {
+                buf.resize(bytes.len(), 0);
+            }
+            buf[..bytes.len()].copy_from_slice(&bytes);
+            Ok(Chunk::Data(bytes.len()))
+        }
+        Ok(Frame::Close { reason: None }) => Ok(Chunk::End),
+        Ok(Frame::Close {
+            reason: Some(reason),
+        }) => Ok(Chunk::Cut(reason)),
+        Ok(Frame::ReadOnlyViolation) => Ok(Chunk::ReadOnly),
+        Ok(Frame::SessionClosed { reason }) => Ok(Chunk::SessionClosed(reason)),
+        Ok(_) => Err(io_err(TransportError::Unexpected)),
+        Err(TransportError::Io(e)) => Err(e),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Write one `Data` frame: its header, then the payload slice as it is (one
+/// vectored write, so TLS seals header and payload in the same records),
+/// byte for byte what `frame::encode(&Frame::Data(..))` gives. Not flushed.
+async fn write_data_frame(w: &mut BoxWrite, payload: &[u8]) -> io::Result<()> {
+    let (header, h) = frame::data_header(payload.len())
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let (mut header, mut payload) = (&header[..h], payload);
+    while !header.is_empty() {
+        let n = w
+            .write_vectored(&[IoSlice::new(header), IoSlice::new(payload)])
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        if n < header.len() {
+            header = &header[n..];
+        } else {
+            payload = &payload[n - header.len()..];
+            header = &[];
+        }
+    }
+    w.write_all(payload).await
 }
 
 impl PipeReader {
@@ -130,9 +192,10 @@ impl PipeWriter {
             PipeWriter::Quic(send) => send.write_all(data).await.map_err(io_err),
             PipeWriter::Framed(w) => {
                 for piece in data.chunks(MAX_FRAME - 16) {
-                    write_frame(w, &Frame::Data(piece.to_vec())).await?;
+                    write_data_frame(w, piece).await?;
                 }
-                Ok(())
+                // One flush per chunk of the source, not per frame.
+                w.flush().await
             }
         }
     }
@@ -212,25 +275,33 @@ impl PipeWriter {
 
 /// Copy a pipe into a plain socket until the pipe ends, passing each chunk
 /// through `transform` (the read-level filter; `false` refuses the bytes,
-/// after what it let through before the offending message is written).
-/// On a normal end the socket's write side is shut down (half close).
-pub async fn pipe_to_socket<W, F>(
+/// after what it let through before the offending message is written) or,
+/// with `None`, writing it as it is. On a normal end the socket's write side
+/// is shut down (half close).
+pub async fn pipe_to_socket<W>(
     from: &mut PipeReader,
     to: &mut W,
     buf_size: usize,
     counter: &AtomicU64,
-    mut transform: F,
+    mut transform: Option<Transform<'_>>,
 ) -> io::Result<PumpEnd>
 where
     W: AsyncWrite + Unpin,
-    F: FnMut(&[u8], &mut Vec<u8>) -> bool,
 {
     let mut buf = vec![0u8; buf_size];
     let mut out = Vec::new();
     loop {
-        match from.read_chunk(&mut buf).await? {
+        // QUIC: `read` into one buffer gathers many packets' chunks per
+        // call; `read_chunk` (no copy, but one socket write per ~1.2 KiB
+        // packet) measured 1.5-2x the CPU per GiB here.
+        let chunk = from.read_chunk(&mut buf).await?;
+        match chunk {
             Chunk::Data(n) => {
                 counter.fetch_add(n as u64, Ordering::Relaxed);
+                let Some(transform) = &mut transform else {
+                    to.write_all(&buf[..n]).await?;
+                    continue;
+                };
                 out.clear();
                 let ok = transform(&buf[..n], &mut out);
                 to.write_all(&out).await?;
@@ -274,10 +345,4 @@ where
         observe(&buf[..n]);
         to.write(&buf[..n]).await?;
     }
-}
-
-/// The identity transform: every byte passes.
-pub fn pass_through(input: &[u8], out: &mut Vec<u8>) -> bool {
-    out.extend_from_slice(input);
-    true
 }
