@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -97,7 +98,7 @@ pub enum SessionEvent {
 
 impl Target {
     /// Connect with TLS and send `first`; returns the stream.
-    async fn tls_connect(&self) -> Result<TlsStream<TcpStream>, ClientError> {
+    async fn tls_connect(&self) -> Result<TlsStream<BufReader<TcpStream>>, ClientError> {
         let config = tlsid::client_config(&self.identity, self.device_key).map_err(link)?;
         let connector = TlsConnector::from(Arc::new(config));
         tls_dial(&connector, self.gateway).await
@@ -137,10 +138,13 @@ impl Target {
 async fn tls_dial(
     connector: &TlsConnector,
     gateway: SocketAddr,
-) -> Result<TlsStream<TcpStream>, ClientError> {
+) -> Result<TlsStream<BufReader<TcpStream>>, ClientError> {
     let dial = async {
         let tcp = TcpStream::connect(gateway).await.map_err(link)?;
         let _ = tcp.set_nodelay(true);
+        // rustls reads the socket 4 KiB at a time; a read-ahead buffer turns
+        // four or five system calls per 16 KiB record into one per 64 KiB.
+        let tcp = BufReader::with_capacity(64 << 10, tcp);
         connector
             .connect(tlsid::server_name(), tcp)
             .await

@@ -11,9 +11,12 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 mod pipe;
+mod pool;
 pub mod quic;
 
-pub use pipe::{pipe_to_socket, socket_to_pipe, Chunk, PipeReader, PipeWriter, PumpEnd, Transform};
+pub use pipe::{
+    pipe_to_socket, socket_to_pipe, Chunk, PipeReader, PipeWriter, PumpEnd, Transform, FRAMED_CHUNK,
+};
 
 /// Why reading a frame failed.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +144,7 @@ mod tests {
         for n in sizes {
             writer.write(&vec![n as u8; n]).await.unwrap();
             // What `write` produced equals frame::encode of the same pieces.
-            for piece in vec![n as u8; n].chunks(frame::MAX_FRAME - 16) {
+            for piece in vec![n as u8; n].chunks(FRAMED_CHUNK) {
                 raw.write_all(&frame::encode(&Frame::Data(piece.to_vec())))
                     .await
                     .unwrap();

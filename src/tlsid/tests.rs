@@ -72,3 +72,45 @@ async fn wrong_pinned_key_fails() {
         .unwrap_err();
     assert!(err.contains("certificate"), "{err}");
 }
+
+#[tokio::test]
+async fn the_daemon_picks_the_suite_cheapest_for_its_cpu() {
+    use rustls::CipherSuite::{TLS13_AES_128_GCM_SHA256, TLS13_CHACHA20_POLY1305_SHA256};
+    let ours = if has_aes_instructions() {
+        TLS13_AES_128_GCM_SHA256
+    } else {
+        TLS13_CHACHA20_POLY1305_SHA256
+    };
+    assert_eq!(provider().cipher_suites[0].suite(), ours);
+    let (d, c) = (key(1), key(2));
+    let server_cfg = Arc::new(server_config(&Identity::new(&d).unwrap()).unwrap());
+    // A client that prefers the other suite (and AES-256 before either).
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites.sort_by_key(|s| s.suite() == ours);
+    let id = Identity::new(&c).unwrap();
+    let pinned = PinnedServer {
+        pinned: PublicKey::from(d.verifying_key()),
+    };
+    let mut client_cfg = rustls::ClientConfig::builder_with_provider(Arc::new(p))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(pinned))
+        .with_client_auth_cert(id.chain(), id.private_key())
+        .unwrap();
+    client_cfg.alpn_protocols = vec![ALPN.to_vec()];
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        let s = tokio_rustls::TlsAcceptor::from(server_cfg)
+            .accept(b)
+            .await
+            .unwrap();
+        s.get_ref().1.negotiated_cipher_suite().map(|s| s.suite())
+    });
+    let client = tokio_rustls::TlsConnector::from(Arc::new(client_cfg))
+        .connect(server_name(), a)
+        .await
+        .unwrap();
+    assert_eq!(server.await.unwrap(), Some(ours));
+    drop(client);
+}
