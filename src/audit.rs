@@ -13,9 +13,15 @@
 //! not flushed: the caller decides when ([`AuditLog::flush_async`]).
 //! Every append is also emitted as a `tracing` info event (journald).
 //!
+//! The daemon appends through [`AuditWriter`], a thread of its own, so no
+//! sled transaction runs on the data path.
+//!
 //! This module does not decide what to audit; the gateway does.
 
 pub mod format;
+mod writer;
+
+pub use writer::AuditWriter;
 
 use edgegate_proto::audit::{AuditEntry, AuditEvent, AuditRecord, Hash};
 pub use edgegate_proto::audit::{AuditVerifyError, VerifyReport};

@@ -108,7 +108,7 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.gateway.audit_event(AuditEvent::DaemonStop);
-        self.gateway.flush();
+        self.gateway.flush().await;
         for t in self.tasks {
             t.abort();
         }

@@ -207,9 +207,10 @@ impl Gateway {
         self.audit.append(event);
     }
 
-    /// Flush the audit log and store (on shutdown).
-    pub fn flush(&self) {
-        if let Err(e) = self.audit.log().flush() {
+    /// Write out every queued audit event, then flush the audit log and
+    /// store (on shutdown).
+    pub async fn flush(&self) {
+        if let Err(e) = self.audit.flush().await {
             tracing::warn!("flushing the audit log: {e}");
         }
     }

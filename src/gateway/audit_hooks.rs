@@ -1,12 +1,13 @@
 //! Where the data path reports to the audit log: one method per event, so
 //! the tunnel code names what happened and this file alone knows how it is
-//! recorded (the hash-chained log in sled; the log also emits tracing).
-//! A failing append is logged and never stops traffic.
+//! recorded (the hash-chained log in sled, appended by the audit writer's
+//! thread; the log also emits tracing). Events carry the time they happened;
+//! a failing append is logged and never stops traffic.
 
 use super::registry::{Session, StreamStats};
 use super::stream::OpenRequest;
 use super::{wall_clock, GatewayError};
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, AuditWriter};
 use crate::config::Config;
 use crate::consent::{Consent, ConsentState};
 use crate::store::Store;
@@ -18,24 +19,39 @@ use tokio::time::Instant;
 
 #[derive(Debug)]
 pub(crate) struct Audit {
-    log: Arc<AuditLog>,
+    writer: AuditWriter,
 }
 
 impl Audit {
     pub(crate) fn open(store: &Store, config: &Config) -> Result<Audit, GatewayError> {
         let log = AuditLog::open(store.db(), config.limits.audit_retention)
             .map_err(|e| GatewayError::Audit(e.to_string()))?;
-        Ok(Audit { log: Arc::new(log) })
+        let writer = AuditWriter::start(Arc::new(log))
+            .map_err(|e| GatewayError::Audit(format!("starting the audit writer: {e}")))?;
+        Ok(Audit { writer })
     }
 
+    /// The log, for readers: call [`Audit::sync`] first to see every event
+    /// queued so far.
     pub(crate) fn log(&self) -> &Arc<AuditLog> {
-        &self.log
+        self.writer.log()
+    }
+
+    /// Wait until every event queued so far is in the log.
+    pub(crate) async fn sync(&self) {
+        self.writer.sync().await;
+    }
+
+    /// Put every queued event in the log and make the log durable (shutdown).
+    pub(crate) async fn flush(&self) -> Result<(), crate::audit::AuditError> {
+        self.writer.sync().await;
+        self.log().flush_async().await
     }
 
     /// Audit consent windows that run out (grants and revokes are audited
     /// where the operator's request is answered).
     pub(crate) fn watch_consent_expiry(&self, consent: &Consent) {
-        let log = self.log.clone();
+        let writer = self.writer.clone();
         let mut rx = consent.subscribe();
         tokio::spawn(async move {
             let mut before = *rx.borrow_and_update();
@@ -43,9 +59,7 @@ impl Audit {
                 let now = *rx.borrow_and_update();
                 let expired = matches!(before, ConsentState::Until(end) if end <= Instant::now());
                 if now == ConsentState::Inactive && expired {
-                    if let Err(e) = log.append(wall_clock(), AuditEvent::ConsentExpired) {
-                        tracing::error!("audit append failed: {e}");
-                    }
+                    writer.append(wall_clock(), AuditEvent::ConsentExpired);
                 }
                 before = now;
             }
@@ -53,9 +67,7 @@ impl Audit {
     }
 
     pub(crate) fn append(&self, event: AuditEvent) {
-        if let Err(e) = self.log.append(wall_clock(), event) {
-            tracing::error!("audit append failed: {e}");
-        }
+        self.writer.append(wall_clock(), event);
     }
 
     pub(crate) fn decision(

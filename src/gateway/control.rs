@@ -47,10 +47,15 @@ impl ControlHandler for ControlView {
                 Request::Status => Response::Status(gw.status()),
                 Request::Sessions => Response::Sessions(gw.sessions()),
                 Request::Kill { id } => Response::Killed(gw.kill(id)),
+                // What happened before the question is in the answer.
                 Request::Audit { since, limit } => {
+                    gw.audit.sync().await;
                     audit_response(gw.audit.log().clone(), since, limit).await
                 }
-                Request::AuditVerify => audit_verify_response(gw.audit.log().clone()).await,
+                Request::AuditVerify => {
+                    gw.audit.sync().await;
+                    audit_verify_response(gw.audit.log().clone()).await
+                }
                 Request::ConsentGrant { secs } => {
                     gw.consent.grant(secs);
                     let info = gw.consent.info(wall_clock());

@@ -242,9 +242,9 @@ fn target(gw: &str, devkey: &str, idkey: &str, tls: bool) -> Target {
     }
 }
 
+/// The runtime `edgegate connect` uses: one thread.
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
