@@ -77,12 +77,12 @@ fn revoke_mid_stream(tls: bool) {
     let inactive = policy_text_ws(http.addr, echo, Some(ws), "inactive");
     let b2 = bundle_bytes(&inactive, DEVICE, 2, &d.authority);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let target = Target {
-        gateway: if tls { d.tls } else { d.quic },
-        device_key: d.device_key,
-        identity: Identity::new(&harness::key(9)).unwrap(),
+    let target = Target::new(
+        if tls { d.tls } else { d.quic },
+        d.device_key,
+        Identity::new(&harness::key(9)).unwrap(),
         tls,
-    };
+    );
     let sent = Instant::now();
     let result = rt.block_on(push_bundle(&target, b2)).unwrap();
     let acked = Instant::now();

@@ -106,12 +106,7 @@ async fn target(gateway: &str, key: &str, identity: Identity, tls: bool) -> anyh
         .with_context(|| format!("--gateway {gateway}"))?
         .next()
         .ok_or_else(|| anyhow!("--gateway {gateway}: no address"))?;
-    Ok(Target {
-        gateway,
-        device_key,
-        identity,
-        tls,
-    })
+    Ok(Target::new(gateway, device_key, identity, tls))
 }
 
 /// One thread, as ssh: a client serves one session, whose QUIC crypto runs

@@ -234,12 +234,12 @@ fn spawnfirst(port: u16, runs: usize, cmd: &[String]) {
 
 fn target(gw: &str, devkey: &str, idkey: &str, tls: bool) -> Target {
     let key = load_signing_key(Path::new(idkey)).expect("identity key");
-    Target {
-        gateway: addr(gw),
-        device_key: load_public_key(devkey).expect("device key"),
-        identity: Identity::new(&key).expect("identity"),
+    Target::new(
+        addr(gw),
+        load_public_key(devkey).expect("device key"),
+        Identity::new(&key).expect("identity"),
         tls,
-    }
+    )
 }
 
 /// The runtime `edgegate connect` uses: one thread.
