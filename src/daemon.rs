@@ -79,6 +79,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding control_socket {}", config.control_socket.display()))?;
     let control_path = config.control_socket.clone();
     let gateway = Gateway::new(config, opened.store, opened.bundle, identity)?;
+    // Loading verified and compiled the stored bundle; only its index stays.
+    tokio::task::spawn_blocking(crate::memory::release_freed);
     let (quic_addr, tls_addr) = (endpoint.local_addr()?, tls.local_addr()?);
     gateway.set_bound(quic_addr, tls_addr);
     gateway.audit_event(AuditEvent::DaemonStart {

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod filter;
 pub mod gateway;
 pub mod keyfile;
+pub mod memory;
 pub mod policy;
 pub mod policy_file;
 pub mod sdnotify;

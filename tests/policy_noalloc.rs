@@ -1,5 +1,5 @@
 //! `decide` and `next_change` must not allocate: a counting global allocator
-//! (stats_alloc, so that this crate keeps `unsafe_code = "forbid"`) proves
+//! (stats_alloc, so that this test needs no unsafe code of its own) proves
 //! zero allocations across many calls on a synthetic 2,000-user bundle,
 //! covering every step of DESIGN §2 (allow and deny, vpn destinations,
 //! invalid tickets, no bundle).

@@ -31,10 +31,13 @@ impl Gateway {
         })
         .await;
         match accepted {
-            Ok(Ok((Applied::Accepted { serial }, _bundle, index))) => {
+            Ok(Ok((Applied::Accepted { serial }, bundle, index))) => {
                 let (issued, not_after) = (index.issued_at(), index.not_after());
                 self.publish(Some(Arc::new(Active { index })));
                 self.audit.bundle_accepted(serial, issued, not_after);
+                // The decoded bundle and the index replaced are gone now.
+                drop(bundle);
+                tokio::task::spawn_blocking(crate::memory::release_freed);
                 PushResult::Accepted { serial }
             }
             Ok(Ok((Applied::Unchanged { serial }, _, _))) => PushResult::Unchanged { serial },
