@@ -8,9 +8,10 @@
 //! - `anchor`: the newest record dropped by retention, so the chain can be
 //!   checked from the first kept record.
 //!
-//! Each append writes the record, the head and any retention removals in one
-//! sled transaction, under a mutex that serialises sequence numbers. It is
-//! not flushed: the caller decides when ([`AuditLog::flush_async`]).
+//! Each append (of one record or a batch) writes the records, the head and
+//! any retention removals in one sled transaction, under a mutex that
+//! serialises sequence numbers. It is not flushed: the caller decides when
+//! ([`AuditLog::flush_async`]).
 //! Every append is also emitted as a `tracing` info event (journald).
 //!
 //! The daemon appends through [`AuditWriter`], a thread of its own, so no
@@ -138,25 +139,41 @@ impl AuditLog {
 
     /// Append one event at wall-clock `time`; returns its sequence number.
     pub fn append(&self, time: UnixTime, event: AuditEvent) -> Result<u64, AuditError> {
+        self.append_all(vec![(time, event)])
+    }
+
+    /// Append events in order, in one transaction (one chain step each);
+    /// returns the sequence number of the last (the head if `events` is
+    /// empty).
+    pub fn append_all(&self, events: Vec<(UnixTime, AuditEvent)>) -> Result<u64, AuditError> {
         let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
-        let record = AuditRecord {
-            seq: head.seq + 1,
-            time,
-            prev_hash: head.hash,
-            event,
-        };
-        let entry = AuditEntry::V1(record);
-        let bytes = entry.encode();
-        let new_head = Mark {
-            seq: head.seq + 1,
-            hash: record_hash(&bytes),
-        };
-        let first = self.first_kept(new_head.seq)?;
+        if events.is_empty() {
+            return Ok(head.seq);
+        }
+        let mut new_head = *head;
+        let mut entries = Vec::with_capacity(events.len());
+        for (time, event) in events {
+            let entry = AuditEntry::V1(AuditRecord {
+                seq: new_head.seq + 1,
+                time,
+                prev_hash: new_head.hash,
+                event,
+            });
+            let bytes = entry.encode();
+            new_head = Mark {
+                seq: new_head.seq + 1,
+                hash: record_hash(&bytes),
+            };
+            entries.push((new_head.seq, entry, bytes));
+        }
+        let first = self.first_kept(head.seq + 1)?;
         let excess = (new_head.seq + 1 - first).saturating_sub(self.retention);
         let drop_to = first + excess.min(PRUNE_CHUNK);
         (&self.tree, &self.meta)
             .transaction(|(t, m)| {
-                t.insert(&new_head.seq.to_be_bytes()[..], bytes.as_slice())?;
+                for (seq, _, bytes) in &entries {
+                    t.insert(&seq.to_be_bytes()[..], bytes.as_slice())?;
+                }
                 m.insert(HEAD, &new_head.encode()[..])?;
                 remove_range(t, m, first, drop_to)?;
                 Ok(())
@@ -164,16 +181,18 @@ impl AuditLog {
             .map_err(tx_err)?;
         *head = new_head;
         drop(head);
-        format::trace(entry.record());
+        for (_, entry, _) in &entries {
+            format::trace(entry.record());
+        }
         Ok(new_head.seq)
     }
 
-    /// Sequence number of the oldest kept record (if the log were to hold
-    /// records up to `last`).
-    fn first_kept(&self, last: u64) -> Result<u64, AuditError> {
+    /// Sequence number of the oldest kept record once records from `next`
+    /// on are added.
+    fn first_kept(&self, next: u64) -> Result<u64, AuditError> {
         Ok(match self.tree.first()? {
             Some((k, _)) => key_seq(&k),
-            None => last,
+            None => next,
         })
     }
 
