@@ -85,6 +85,17 @@ fn denied_service_exits_before_listening() {
         .rest(Duration::from_millis(100))
         .contains(&"ready".to_string()));
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    // The client closed its session before exiting: the daemon forgets it
+    // at once, not after QUIC's 30-second idle timeout.
+    let open = || match d.control(edgegate::control::Request::Sessions) {
+        edgegate::control::Response::Sessions(s) => s.len(),
+        other => panic!("{other:?}"),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while open() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(open(), 0, "the denied client's session is still open");
 }
 
 #[test]

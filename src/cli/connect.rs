@@ -168,13 +168,11 @@ async fn connect(
             Some(Verdict::Allow(_)) => {}
             Some(Verdict::Deny(reason)) => {
                 eprintln!("denied: {}: {reason}", f.service);
-                session.close();
-                return Ok(ExitCode::FAILURE);
+                return Ok(leave(&session, ExitCode::FAILURE).await);
             }
             None => {
                 eprintln!("denied: {}: unknown-service", f.service);
-                session.close();
-                return Ok(ExitCode::FAILURE);
+                return Ok(leave(&session, ExitCode::FAILURE).await);
             }
         }
     }
@@ -195,21 +193,26 @@ async fn connect(
     out.flush()?;
     drop(out);
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {
-            session.close();
-            Ok(ExitCode::SUCCESS)
-        }
+        _ = tokio::signal::ctrl_c() => Ok(leave(&session, ExitCode::SUCCESS).await),
         ev = events.recv() => {
             let why = match ev {
                 Some(SessionEvent::Ended(why)) => why,
                 None => "session ended".to_string(),
             };
             eprintln!("closed: session: {why}");
-            session.close();
-            session.drain().await;
-            Ok(ExitCode::FAILURE)
+            Ok(leave(&session, ExitCode::FAILURE).await)
         }
     }
+}
+
+/// Close the session and give the close a moment (bounded) to reach the
+/// daemon before the process exits: nothing runs once the runtime is gone,
+/// and a close never sent leaves the session open there until QUIC's idle
+/// timeout.
+async fn leave(session: &client::Session, code: ExitCode) -> ExitCode {
+    session.close();
+    session.drain().await;
+    code
 }
 
 /// Run `edgegate bundle push`; prints `accepted serial N`,
