@@ -149,11 +149,13 @@ impl Target {
             write_frame(&mut tls, &first).await.map_err(link)?;
             expect_frame(&mut tls, cap).await.map_err(link)
         } else {
-            let (_endpoint, conn) = self.quic_connect().await?;
+            let (endpoint, conn) = self.quic_connect().await?;
             let (mut send, mut recv) = conn.open_bi().await.map_err(link)?;
             write_frame(&mut send, &first).await.map_err(link)?;
             let answer = expect_frame(&mut recv, cap).await.map_err(link);
             conn.close(0u32.into(), b"done");
+            // Let the close leave before a one-shot command's runtime ends.
+            let _ = timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
             answer
         }
     }
