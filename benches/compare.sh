@@ -88,7 +88,8 @@ CEDAR="$BT/release/edgegate-cedar-bench"
 BUILT=$(date +%s)
 # Whatever happens, the measurements end within ten minutes of the build (a
 # first, cold build is longer: cedar-policy alone takes ~10 min on 2 cores).
-( sleep 570; echo "compare.sh: ten-minute bound reached" >&2; kill -TERM $$ ) &
+# `&&`: the cleanup kills the sleep first, and that must not fire the bound.
+( sleep 570 && { echo "compare.sh: ten-minute bound reached" >&2; kill -TERM $$; } ) &
 WATCHDOG=$!
 
 # --- 4. policy decisions against Cedar (no network) --------------------------

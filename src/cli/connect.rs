@@ -111,9 +111,9 @@ async fn target(gateway: &str, key: &str, identity: Identity, tls: bool) -> anyh
 
 /// One thread, as ssh: a client serves one session, whose QUIC crypto runs
 /// in one connection task anyway. Measured on a 2-core machine, a
-/// two-worker runtime spent 40-50% more CPU per byte on a single stream
-/// (workers waking each other and migrating the stream's task) and won
-/// only ~10% with 64 parallel TLS streams.
+/// two-worker runtime spent 50% more CPU per byte on a single TLS stream
+/// and 5-10% more on QUIC (workers waking each other and migrating the
+/// stream's task), and won only ~10% with 64 parallel TLS streams.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
