@@ -11,9 +11,9 @@
 use bytes::Bytes;
 use std::sync::Mutex;
 
-/// Idle buffers kept for reuse (2 MiB at the default 64 KiB stream buffer);
+/// Idle buffers kept for reuse (1 MiB at the default 64 KiB stream buffer);
 /// more are freed. Shared by every stream of the process.
-const KEEP: usize = 32;
+const KEEP: usize = 16;
 
 static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
