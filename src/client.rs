@@ -118,6 +118,16 @@ impl Target {
         Ok(TlsConnector::from(Arc::new(config)))
     }
 
+    /// Give closed QUIC connections a moment (bounded) to tell the daemon:
+    /// a one-shot command calls this before its runtime ends, since nothing
+    /// is sent once it is gone.
+    pub async fn drain(&self) {
+        let endpoint = lock(&self.quic).clone();
+        if let Some(endpoint) = endpoint {
+            let _ = timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+        }
+    }
+
     fn quic_endpoint(&self) -> Result<quinn::Endpoint, ClientError> {
         let mut quic = lock(&self.quic);
         if let Some(endpoint) = &*quic {
@@ -154,8 +164,7 @@ impl Target {
             write_frame(&mut send, &first).await.map_err(link)?;
             let answer = expect_frame(&mut recv, cap).await.map_err(link);
             conn.close(0u32.into(), b"done");
-            // Let the close leave before a one-shot command's runtime ends.
-            let _ = timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+            drop(endpoint);
             answer
         }
     }
@@ -339,12 +348,16 @@ impl Session {
                 )
             }
         };
-        match answer? {
-            Frame::Opened { .. } => Ok(Stream { id, reader, writer }),
-            Frame::Denied { reason } => Err(ClientError::Denied(reason)),
-            Frame::Failed { message } => Err(ClientError::Failed(message)),
-            _ => Err(ClientError::Link("unexpected answer to Open".into())),
-        }
+        let refused = match answer {
+            Ok(Frame::Opened { .. }) => return Ok(Stream { id, reader, writer }),
+            Ok(Frame::Denied { reason }) => ClientError::Denied(reason),
+            Ok(Frame::Failed { message }) => ClientError::Failed(message),
+            Ok(_) => ClientError::Link("unexpected answer to Open".into()),
+            Err(e) => e,
+        };
+        // Never opened: no cut or session end may be reported for it.
+        self.forget(id);
+        Err(refused)
     }
 
     /// Report a cut seen on the stream itself (TLS `Close`, QUIC reset).

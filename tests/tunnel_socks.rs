@@ -78,6 +78,26 @@ fn socks_roundtrip(tls: bool) {
     s.read_exact(&mut reply).unwrap();
     assert_eq!(reply[1], 2);
     let _ = Ipv4Addr::LOCALHOST;
+
+    // Revoking alice cuts the one stream that opened (the echo, still
+    // held above), and only it: the refused opens are not reported as cut.
+    let b2 = bundle_bytes(
+        &policy_text(http.addr, echo, "inactive"),
+        DEVICE,
+        2,
+        &d.authority,
+    );
+    assert!(d.push(&d.write("b2", &b2), false).status.success());
+    let end = c
+        .stderr
+        .wait_for(Duration::from_secs(5), |l| l.starts_with("closed: session"));
+    assert_eq!(end.as_deref(), Some("closed: session: user-inactive"));
+    let all = c.stderr.rest(Duration::from_millis(200));
+    let cuts: Vec<&String> = all
+        .iter()
+        .filter(|l| l.starts_with("closed: lan"))
+        .collect();
+    assert_eq!(cuts, ["closed: lan: user-inactive"], "tls={tls}: {all:?}");
 }
 
 #[test]

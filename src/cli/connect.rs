@@ -227,9 +227,11 @@ pub fn run_push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let identity = Identity::new(&key)?;
     let result = runtime()?.block_on(async move {
         let target = target(&args.gateway, &args.gateway_key, identity, args.tls).await?;
-        client::push_bundle(&target, bundle)
+        let pushed = client::push_bundle(&target, bundle)
             .await
-            .map_err(|e| anyhow!("pushing to {}: {e}", target.gateway))
+            .map_err(|e| anyhow!("pushing to {}: {e}", target.gateway));
+        target.drain().await;
+        pushed
     })?;
     match result {
         PushResult::Accepted { serial } => writeln!(out, "accepted serial {serial}")?,
