@@ -23,8 +23,8 @@ pub const DEFAULT_SOCKET: &str = "/run/edgegate/control.sock";
 /// `--socket PATH`, shared by every control command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SocketArg {
-    /// The daemon's control socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    /// The daemon's control socket (before or after a subcommand).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET, global = true)]
     pub socket: PathBuf,
 }
 

@@ -71,6 +71,28 @@ fn command_line_contract_parses() {
 }
 
 #[test]
+fn socket_is_accepted_after_a_subcommand() {
+    let socket = |c: &ControlCommand| match c {
+        ControlCommand::Status(a) => a.socket.socket.clone(),
+        ControlCommand::Sessions(a) => a.socket.socket.clone(),
+        ControlCommand::Audit(a) => a.socket.socket.clone(),
+        ControlCommand::Consent(a) => a.socket.socket.clone(),
+    };
+    for args in [
+        &["consent", "grant", "--for", "2h", "--socket", "/s"][..],
+        &["consent", "revoke", "--socket", "/s"],
+        &["audit", "verify", "--socket", "/s"],
+        &["sessions", "kill", "3", "--socket", "/s"],
+        &["sessions", "--socket", "/s", "kill", "3"],
+    ] {
+        let c = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert_eq!(socket(&c), Path::new("/s"), "{args:?}");
+    }
+    let c = parse(&["consent", "revoke"]).unwrap();
+    assert_eq!(socket(&c), Path::new(DEFAULT_SOCKET));
+}
+
+#[test]
 fn spans_and_ages() {
     assert_eq!(span(45), "45s");
     assert_eq!(span(180), "3m");
