@@ -96,6 +96,29 @@ fn denied_service_exits_before_listening() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(open(), 0, "the denied client's session is still open");
+    // What the client was shown at session start is audited, per service.
+    let shown: Vec<_> = d
+        .audit_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            edgegate_proto::audit::AuditEvent::Decision {
+                user: Some(u),
+                service: Some(s),
+                destination: None,
+                outcome,
+                ..
+            } if u == "bob" => Some((s, outcome)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        shown.contains(&(
+            "web".to_string(),
+            edgegate_proto::audit::Outcome::Deny(edgegate_proto::DenyReason::NoGrant)
+        )),
+        "{shown:?}"
+    );
+    assert_eq!(shown.len(), 4, "one per service of the device: {shown:?}");
 }
 
 #[test]

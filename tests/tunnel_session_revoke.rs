@@ -78,6 +78,20 @@ fn inactive_user_closes_session(tls: bool) {
         panic!()
     };
     assert!(live.is_empty(), "{live:?}");
+    // The log tells it in order: the bundle, then what it closed.
+    let events = d.audit_events();
+    let at = |f: &dyn Fn(&AuditEvent) -> bool| events.iter().position(f).unwrap();
+    let accepted = at(&|e| matches!(e, AuditEvent::BundleAccepted { serial: 2, .. }));
+    let closed = at(&|e| {
+        matches!(
+            e,
+            AuditEvent::SessionClose {
+                reason: CloseReason::Denied(_),
+                ..
+            }
+        )
+    });
+    assert!(accepted < closed, "{events:?}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::consent::{Consent, ConsentState};
 use crate::store::Store;
 use edgegate_proto::audit::{AuditEvent, CloseReason, Outcome};
+use edgegate_proto::frame::Verdict;
 use edgegate_proto::{DenyReason, Level};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -84,6 +85,20 @@ impl Audit {
             outcome: match decision {
                 Ok(level) => Outcome::Allow(level),
                 Err(reason) => Outcome::Deny(*reason),
+            },
+        });
+    }
+
+    /// One service's decision in the session's `Welcome`.
+    pub(crate) fn listing_decision(&self, session: &Session, service: &str, verdict: Verdict) {
+        self.append(AuditEvent::Decision {
+            session: session.id,
+            user: Some(session.user.clone()),
+            service: Some(service.to_string()),
+            destination: None,
+            outcome: match verdict {
+                Verdict::Allow(level) => Outcome::Allow(level),
+                Verdict::Deny(reason) => Outcome::Deny(reason),
             },
         });
     }

@@ -33,8 +33,9 @@ impl Gateway {
         match accepted {
             Ok(Ok((Applied::Accepted { serial }, bundle, index))) => {
                 let (issued, not_after) = (index.issued_at(), index.not_after());
-                self.publish(Some(Arc::new(Active { index })));
+                // Audited first: the closes the new index causes follow it.
                 self.audit.bundle_accepted(serial, issued, not_after);
+                self.publish(Some(Arc::new(Active { index })));
                 // The decoded bundle and the index replaced are gone now.
                 drop(bundle);
                 tokio::task::spawn_blocking(crate::memory::release_freed);

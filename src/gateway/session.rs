@@ -62,15 +62,20 @@ impl Gateway {
                 return None;
             }
         };
+        let welcome = self.welcome(&session);
         // A TLS connection joining a live session is not a new session.
         if session.connections() == 1 {
             self.audit.session_opened(&session);
+            // The per-service decisions the client is shown are decisions
+            // too (each stream it opens is decided and audited again).
+            for s in &welcome.services {
+                self.audit.listing_decision(&session, &s.id, s.decision);
+            }
             tokio::spawn(self.clone().session_guard(session.clone()));
             if transport == Transport::Tls {
                 tokio::spawn(self.clone().tls_idle_watch(session.clone()));
             }
         }
-        let welcome = self.welcome(&session);
         if write_frame(out, &Frame::Welcome(welcome)).await.is_err() {
             self.end_session(&session);
             return None;
