@@ -87,15 +87,15 @@ fn denied_service_exits_before_listening() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     // The client closed its session before exiting: the daemon forgets it
     // at once, not after QUIC's 30-second idle timeout.
-    let open = || match d.control(edgegate::control::Request::Sessions) {
-        edgegate::control::Response::Sessions(s) => s.len(),
-        other => panic!("{other:?}"),
-    };
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while open() > 0 && std::time::Instant::now() < deadline {
+    while live_sessions(&d) > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(open(), 0, "the denied client's session is still open");
+    assert_eq!(
+        live_sessions(&d),
+        0,
+        "the denied client's session is still open"
+    );
     // What the client was shown at session start is audited, per service.
     let shown: Vec<_> = d
         .audit_events()
@@ -119,6 +119,32 @@ fn denied_service_exits_before_listening() {
         "{shown:?}"
     );
     assert_eq!(shown.len(), 4, "one per service of the device: {shown:?}");
+}
+
+/// Sessions the daemon holds.
+fn live_sessions(d: &Daemon) -> usize {
+    match d.control(edgegate::control::Request::Sessions) {
+        edgegate::control::Response::Sessions(s) => s.len(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_client_stopped_with_sigterm_closes_its_session() {
+    let (d, _, _) = world();
+    let (key, ticket) = d.client("alice", "alice");
+    let mut c = d.connect(&key, &ticket, false, &[]);
+    c.ready();
+    assert_eq!(live_sessions(&d), 1);
+    let pid = nix::unistd::Pid::from_raw(c.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = c.exit(Duration::from_secs(5)).expect("client exits");
+    assert!(status.success(), "{status:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while live_sessions(&d) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(live_sessions(&d), 0, "the daemon still holds the session");
 }
 
 #[test]

@@ -192,8 +192,13 @@ async fn connect(
     writeln!(out, "ready")?;
     out.flush()?;
     drop(out);
+    // Interrupted (Ctrl-C) or stopped (SIGTERM, a service manager): close
+    // the session so the daemon forgets it now, not at its idle timeout.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(leave(&session, ExitCode::SUCCESS).await),
+        _ = term.recv() => Ok(leave(&session, ExitCode::SUCCESS).await),
         ev = events.recv() => {
             let why = match ev {
                 Some(SessionEvent::Ended(why)) => why,
