@@ -158,6 +158,12 @@ fn block_on(fut: impl std::future::Future<Output = Outcome>) -> ExitCode {
     }
 }
 
+/// `println!` for a command's output: a reader that went away
+/// (`edgegate audit | head`) ends the command quietly, not with a panic.
+macro_rules! say {
+    ($($arg:tt)*) => { render::emit(&format!("{}\n", format_args!($($arg)*))) };
+}
+
 fn fail(line: String) -> ExitCode {
     eprintln!("error: {}", line.replace('\n', " "));
     ExitCode::FAILURE
@@ -179,7 +185,7 @@ fn unexpected(resp: &Response) -> String {
 async fn status(a: StatusArgs) -> Outcome {
     match call(&a.socket.socket, Request::Status).await? {
         Response::Status(info) if a.json => render::print_json(&render::status_json(&info)),
-        Response::Status(info) => print!("{}", render::status_text(&info)),
+        Response::Status(info) => render::emit(&render::status_text(&info)),
         other => return Err(unexpected(&other)),
     }
     Ok(())
@@ -190,7 +196,7 @@ async fn sessions(a: SessionsArgs) -> Outcome {
     if let Some(SessionsCommand::Kill { id }) = a.command {
         return match call(socket, Request::Kill { id }).await? {
             Response::Killed(true) => {
-                println!("killed session {id}");
+                say!("killed session {id}");
                 Ok(())
             }
             Response::Killed(false) => Err(format!("no session {id}")),
@@ -206,9 +212,9 @@ async fn sessions(a: SessionsArgs) -> Outcome {
         list.iter()
             .for_each(|s| render::print_json(&render::session_json(s)));
     } else if list.is_empty() {
-        println!("no sessions");
+        say!("no sessions");
     } else {
-        print!("{}", render::sessions_text(&list, now));
+        render::emit(&render::sessions_text(&list, now));
     }
     Ok(())
 }
@@ -220,9 +226,9 @@ async fn audit(a: AuditArgs) -> Outcome {
             Response::AuditVerify(Ok(r)) => {
                 match (r.first_seq, r.last_seq) {
                     (Some(f), Some(l)) => {
-                        println!("audit log intact: {} records, seq {f}..={l}", r.records)
+                        say!("audit log intact: {} records, seq {f}..={l}", r.records)
                     }
-                    _ => println!("audit log intact: empty"),
+                    _ => say!("audit log intact: empty"),
                 }
                 Ok(())
             }
@@ -240,7 +246,7 @@ async fn audit(a: AuditArgs) -> Outcome {
                 if a.json {
                     render::print_json(&crate::audit::format::json(r));
                 } else {
-                    println!("{}", crate::audit::format::line(r));
+                    say!("{}", crate::audit::format::line(r));
                 }
             }
             Ok(())
@@ -256,7 +262,7 @@ async fn consent(a: ConsentArgs) -> Outcome {
     };
     match call(&a.socket.socket, req).await? {
         Response::Consent(info) => {
-            println!(
+            say!(
                 "consent {verb}: {}",
                 render::consent_text(&info, render::wall_now())
             );
@@ -280,11 +286,11 @@ async fn push(socket: PathBuf, file: PathBuf) -> Outcome {
     let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     match call(&socket, Request::PushBundle { bytes }).await? {
         Response::Push(PushResult::Accepted { serial }) => {
-            println!("accepted: serial {serial}");
+            say!("accepted: serial {serial}");
             Ok(())
         }
         Response::Push(PushResult::Unchanged { serial }) => {
-            println!("unchanged: serial {serial} is already enforced");
+            say!("unchanged: serial {serial} is already enforced");
             Ok(())
         }
         Response::Push(PushResult::Rejected { code, message }) => {

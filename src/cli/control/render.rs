@@ -13,7 +13,22 @@ pub(super) fn wall_now() -> UnixTime {
 }
 
 pub(super) fn print_json(v: &Value) {
-    println!("{v}");
+    emit(&format!("{v}\n"));
+}
+
+/// Write `text` to stdout. A closed stdout (the reader of a pipe exited)
+/// ends the process quietly with success; another write error, with one
+/// line and failure.
+pub(super) fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing the output: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// RFC 3339, seconds, UTC.
