@@ -65,6 +65,19 @@ fn link(e: impl std::fmt::Display) -> ClientError {
     ClientError::Link(e.to_string())
 }
 
+/// A failed handshake, worded for the engineer: the one failure they can
+/// fix themselves is a `--gateway-key` that is not this gateway's.
+fn handshake_error(e: impl std::fmt::Display) -> ClientError {
+    let text = e.to_string();
+    if text.contains("invalid peer certificate") {
+        return ClientError::Link(
+            "the gateway's key is not the pinned --gateway-key (wrong key, or another gateway)"
+                .into(),
+        );
+    }
+    ClientError::Link(text)
+}
+
 enum Link {
     Quic {
         conn: quinn::Connection,
@@ -147,7 +160,7 @@ impl Target {
         let conn = timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| ClientError::Link("timed out connecting".into()))?
-            .map_err(link)?;
+            .map_err(handshake_error)?;
         Ok((endpoint, conn))
     }
 

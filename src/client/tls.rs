@@ -50,7 +50,7 @@ pub(crate) async fn dial(
         connector
             .connect(tlsid::server_name(), tcp)
             .await
-            .map_err(link)
+            .map_err(super::handshake_error)
     };
     timeout(super::CONNECT_TIMEOUT, dial)
         .await
