@@ -94,14 +94,29 @@ pub fn parse_time(text: &str) -> Result<UnixTime, String> {
         })
 }
 
-/// Format an instant as RFC 3339 UTC with second precision.
+/// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
+pub const LAST_RFC3339: UnixTime = 253_402_300_799;
+
+/// Format an instant as RFC 3339 UTC with second precision; an instant past
+/// year 9999 (signed bundles and tickets may carry one) as `@SECONDS`.
 pub fn format_time(t: UnixTime) -> String {
+    if t > LAST_RFC3339 {
+        return format!("@{t}");
+    }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_every_instant_without_panicking() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(LAST_RFC3339), "9999-12-31T23:59:59Z");
+        assert_eq!(format_time(LAST_RFC3339 + 1), "@253402300800");
+        assert_eq!(format_time(u64::MAX), format!("@{}", u64::MAX));
+    }
 
     #[test]
     fn parses_the_documented_forms() {

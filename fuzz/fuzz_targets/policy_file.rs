@@ -8,8 +8,12 @@ use edgegate_proto::{bundle, PublicKey, TrustPolicy, VerifiedBundle};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(policy) = PolicyFile::parse(text, "fuzz.toml") else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(policy) = PolicyFile::parse(text, "fuzz.toml") else {
+        return;
+    };
     let authority = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
     let trust = TrustPolicy::new(vec![PublicKey::from(authority.verifying_key())], 1).unwrap();
     for device in &policy.devices {
@@ -17,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         let sealed = bundle::seal(&b, &[&authority]);
         let verified = VerifiedBundle::verify(&sealed, &trust).expect("own bundle verifies");
         if let Err(e) = PolicyIndex::compile(&verified) {
-            panic!("validated policy file does not compile for {}: {e}", device.id);
+            panic!(
+                "validated policy file does not compile for {}: {e}",
+                device.id
+            );
         }
     }
 });

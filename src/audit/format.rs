@@ -176,9 +176,7 @@ pub fn fields_text(ev: &AuditEvent) -> String {
 
 /// One human-readable line: `SEQ TIME KIND key=value...` (time in RFC 3339 UTC).
 pub fn line(rec: &AuditRecord) -> String {
-    let when = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(rec.time),
-    );
+    let when = crate::duration::format_time(rec.time);
     let f = fields_text(&rec.event);
     let sep = if f.is_empty() { "" } else { " " };
     format!("{:>6} {when} {}{sep}{f}", rec.seq, kind(&rec.event))

@@ -21,7 +21,8 @@ pub(super) fn build(a: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let issued_at = a.issued_at.unwrap_or_else(unix_now);
     let not_after = issued_at
         .checked_add(a.valid_for)
-        .ok_or_else(|| anyhow!("--valid-for is too long"))?;
+        .filter(|t| *t <= crate::duration::LAST_RFC3339)
+        .ok_or_else(|| anyhow!("--valid-for is too long: the bundle would expire after 9999"))?;
     let b = compile_for_device(&policy, &a.device, a.serial, issued_at, not_after)?;
     let refs: Vec<_> = keys.iter().collect();
     let bytes = bundle::seal(&b, &refs);

@@ -17,6 +17,9 @@ pub(super) fn issue(a: &IssueArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if a.ttl == 0 {
         bail!("--ttl must be longer than 0s");
     }
+    if issued_at.saturating_add(a.ttl) > crate::duration::LAST_RFC3339 {
+        bail!("--ttl is too long: the ticket would expire after 9999");
+    }
     if auth_time > issued_at {
         bail!(
             "--auth-time {} is after the issue time {}",

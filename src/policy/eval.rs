@@ -10,7 +10,6 @@ use edgegate_proto::bundle::Target;
 use edgegate_proto::{DenyReason, Level, Ticket};
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Observes the checks of one evaluation.
 pub(super) trait Tracer {
@@ -462,9 +461,6 @@ struct At(u64);
 
 impl fmt::Display for At {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match UNIX_EPOCH.checked_add(Duration::from_secs(self.0)) {
-            Some(t) => write!(f, "{}", humantime::format_rfc3339_seconds(t)),
-            None => write!(f, "@{}", self.0),
-        }
+        f.write_str(&crate::duration::format_time(self.0))
     }
 }

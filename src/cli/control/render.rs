@@ -4,7 +4,7 @@ use crate::control::{ConsentInfo, SessionInfo, StatusInfo};
 use edgegate_proto::UnixTime;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(super) fn wall_now() -> UnixTime {
     SystemTime::now()
@@ -33,7 +33,7 @@ pub(super) fn emit(text: &str) {
 
 /// RFC 3339, seconds, UTC.
 pub(super) fn timestamp(t: UnixTime) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+    crate::duration::format_time(t)
 }
 
 /// A short span: `45s`, `3m`, `2h 5m`, `3d 4h`.
