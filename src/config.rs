@@ -272,7 +272,11 @@ impl Config {
                 path: path.to_path_buf(),
                 line,
                 column,
-                key: None,
+                // serde's type errors name no key; find it from the span.
+                key: e
+                    .span()
+                    .and_then(|s| crate::toml_key::key_at(text, s.start))
+                    .filter(|k| !e.message().contains(&format!("`{k}`"))),
                 message: e.message().to_string(),
             }
         })?;

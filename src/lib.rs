@@ -21,4 +21,5 @@ pub mod sdnotify;
 pub mod store;
 pub mod synth;
 pub mod tlsid;
+pub mod toml_key;
 pub mod transport;

@@ -200,7 +200,14 @@ impl PolicyFile {
             more,
         };
         let raw: raw::RawFile = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim().replace('\n', " ");
+            let mut message = e.message().trim().replace('\n', " ");
+            // serde's type errors name no key; find it from the span.
+            let key = e
+                .span()
+                .and_then(|s| crate::toml_key::key_at(text, s.start));
+            if let Some(key) = key.filter(|k| !message.contains(&format!("`{k}`"))) {
+                message = format!("key `{key}`: {message}");
+            }
             error(e.span().map(|s| s.start), message, 0)
         })?;
         validate::validate(raw, text, path).map_err(|mut errs| {

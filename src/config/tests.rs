@@ -132,6 +132,24 @@ fn missing_and_mistyped_keys() {
     let text = minimal().replace("\"router-1\"", "7");
     let e = err(&text);
     assert!(e.starts_with("<string>:1:"), "{e}");
+    assert!(
+        e.contains("key `device_id`: invalid type: integer `7`"),
+        "{e}"
+    );
+    // A type error names the key, nested and in arrays too.
+    let e = err(&format!("{}threshold = \"one\"\n", minimal()));
+    assert!(e.starts_with("<string>:8:"), "{e}");
+    assert!(
+        e.contains("key `threshold`: invalid type: string \"one\""),
+        "{e}"
+    );
+    let e = err(&format!("{}[limits]\nmax_sessions = \"lots\"\n", minimal()));
+    assert!(e.contains("key `limits.max_sessions`: invalid type"), "{e}");
+    let e = err(&minimal().replace("trusted_keys = [\"", "trusted_keys = [5, \""));
+    assert!(
+        e.contains("key `trusted_keys[0]`: invalid type: integer `5`"),
+        "{e}"
+    );
 }
 
 #[test]

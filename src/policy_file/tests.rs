@@ -189,7 +189,9 @@ fn unknown_key_is_refused_with_its_line() {
     let line = text.lines().position(|l| l.starts_with("colour")).unwrap() + 1;
     let err = error(&text);
     assert!(
-        err.starts_with(&format!("x.toml:{line}: unknown field `colour`")),
+        err.starts_with(&format!(
+            "x.toml:{line}: key `role[0].colour`: unknown field `colour`"
+        )),
         "{err}"
     );
     assert!(!err.contains('\n'));
@@ -512,4 +514,26 @@ fn fixtures_have_no_unenforceable_read_grants() {
     for n in 1..=3 {
         assert_eq!(fixture(n).warnings, Vec::<String>::new(), "usecase-{n}");
     }
+}
+
+#[test]
+fn type_errors_name_the_key() {
+    let err = error(&edit("mfa = true", "mfa = \"yes\""));
+    assert!(
+        err.contains("key `role[0].mfa`: invalid type: string \"yes\""),
+        "{err}"
+    );
+    let err = error(&edit(
+        "memberships = [{ group = \"customer-a\", role = \"operator\" }]",
+        "memberships = [{ group = 7, role = \"operator\" }]",
+    ));
+    assert!(err.contains("key `user[1].memberships[0].group`"), "{err}");
+    assert!(
+        err.starts_with(&format!("x.toml:{}: ", line_of_text(GOOD, "memberships"))),
+        "{err}"
+    );
+}
+
+fn line_of_text(text: &str, needle: &str) -> usize {
+    text[..text.find(needle).unwrap()].matches('\n').count() + 1
 }
