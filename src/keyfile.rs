@@ -46,6 +46,12 @@ pub enum KeyFileError {
         /// The file.
         path: String,
     },
+    /// A public key (or a file holding one) where a private key is needed.
+    #[error("{path}: a public key; signing needs the private key file (`edgegate keygen --out FILE` writes one)")]
+    PublicNotSecret {
+        /// The file or argument.
+        path: String,
+    },
     /// The argument is neither a public key, nor a file holding a public or private key.
     #[error("{arg}: not a public key (ed25519:<base64>), nor a file holding one or a private key")]
     NotAPublicKey {
@@ -98,15 +104,27 @@ pub fn write_new(path: &Path, key: &SigningKey) -> io::Result<()> {
 
 /// Load a private key file.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
-    let text = std::fs::read_to_string(path).map_err(|error| KeyFileError::Io {
-        path: path.display().to_string(),
-        error,
-    })?;
+    let shown = path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        // `--key ed25519:…`: a public key where the private key file belongs.
+        Err(_) if shown.starts_with("ed25519:") => {
+            return Err(KeyFileError::PublicNotSecret { path: shown })
+        }
+        Err(error) => return Err(KeyFileError::Io { path: shown, error }),
+    };
+    let text = String::from_utf8_lossy(&bytes);
     let key = parse_secret(&text);
-    wipe(text.into_bytes());
-    key.ok_or_else(|| KeyFileError::NotASecretKey {
-        path: path.display().to_string(),
-    })
+    let public = key.is_none() && text.trim().parse::<PublicKey>().is_ok();
+    if let std::borrow::Cow::Owned(copy) = text {
+        wipe(copy.into_bytes());
+    }
+    wipe(bytes);
+    match key {
+        Some(key) => Ok(key),
+        None if public => Err(KeyFileError::PublicNotSecret { path: shown }),
+        None => Err(KeyFileError::NotASecretKey { path: shown }),
+    }
 }
 
 fn parse_secret(text: &str) -> Option<SigningKey> {
@@ -215,5 +233,25 @@ mod tests {
         let b64 = STANDARD.encode(key.to_bytes());
         let err = format!("{:?}", load_signing_key(&dir.path().join("missing")));
         assert!(!err.contains(&b64));
+
+        // Binary junk (a bundle given as --key) and public keys, as strings
+        // or in files, each get a message that says what is wrong.
+        let binary = dir.path().join("b.bundle");
+        std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x01]).unwrap();
+        let err = load_signing_key(&binary).unwrap_err().to_string();
+        assert!(err.contains("not an edgegate private key file"), "{err}");
+        let pk = public_key(&key).to_string();
+        let err = load_signing_key(Path::new(&pk)).unwrap_err().to_string();
+        assert!(
+            err.contains("a public key; signing needs the private key"),
+            "{err}"
+        );
+        let pub_file = dir.path().join("s.pub");
+        std::fs::write(&pub_file, format!("{pk}\n")).unwrap();
+        let err = load_signing_key(&pub_file).unwrap_err().to_string();
+        assert!(
+            err.contains("a public key; signing needs the private key"),
+            "{err}"
+        );
     }
 }

@@ -183,6 +183,81 @@ fn bundle_build_and_inspect() {
 }
 
 #[test]
+fn inspect_refuses_broken_signatures_and_names_a_ticket() {
+    let t = setup();
+    let bundle = t.build(1, "router-b1");
+    // The envelope ends with the last signature's bytes: flip one of them.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    let bad = t.dir.join("bad-sig.bundle");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = edgegate(&["bundle", "inspect", s(&bad)]);
+    assert!(
+        !out.ok,
+        "a broken signature must not exit 0: {}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("signature INVALID"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("1 of 1 signature(s) do not verify"),
+        "{}",
+        out.stderr
+    );
+
+    let client = t.dir.join("client.key");
+    ok(&["keygen", "--out", s(&client)]);
+    let ticket = t.dir.join("bert.ticket");
+    ok(&[
+        "ticket",
+        "issue",
+        "--user",
+        "bert",
+        "--device",
+        "router-b1",
+        "--client-key",
+        s(&client),
+        "--ttl",
+        "1h",
+        "--key",
+        s(&t.authority),
+        "--out",
+        s(&ticket),
+    ]);
+    let err = fails(&["bundle", "inspect", s(&ticket)]);
+    assert!(err.contains("a ticket, not a bundle"), "{err}");
+}
+
+#[test]
+fn signing_key_mistakes_are_named() {
+    let t = setup();
+    let bundle = t.build(1, "router-b1");
+    let build = |key: &str| {
+        fails(&[
+            "bundle",
+            "build",
+            &example(1),
+            "--device",
+            "router-b1",
+            "--serial",
+            "2",
+            "--valid-for",
+            "1d",
+            "--key",
+            key,
+            "--out",
+            s(&t.dir.join("x.bundle")),
+        ])
+    };
+    let err = build(s(&bundle));
+    assert!(err.contains("not an edgegate private key file"), "{err}");
+    let err = build(&t.authority_pub);
+    assert!(
+        err.contains("a public key; signing needs the private key"),
+        "{err}"
+    );
+}
+
+#[test]
 fn multi_signature_bundle() {
     let t = setup();
     let second = t.dir.join("second.key");
@@ -353,7 +428,7 @@ fn broken_policy_files_fail_with_one_line_naming_the_line() {
             "logout_period = \"22h\"",
             "logout_period = \"22h\"\nshoe_size = 44",
             "shoe_size",
-            "unknown field `shoe_size`",
+            "key `user[3].shoe_size`: unknown field `shoe_size`",
         ),
     ];
     for (name, from, to, marker, message) in cases {

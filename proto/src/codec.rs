@@ -16,8 +16,9 @@ pub enum DecodeError {
     /// A valid value was followed by bytes that belong to nothing.
     #[error("{0} trailing bytes after the value")]
     TrailingBytes(usize),
-    /// The version tag names a format this build does not know.
-    #[error("unknown format version {0}")]
+    /// The version tag names a format this build does not know. The field is
+    /// the tag as encoded (the enum variant index: 0 is format version 1).
+    #[error("format version {} is newer than this build reads (version 1); upgrade edgegate", u64::from(*.0) + 1)]
     UnknownVersion(u32),
 }
 

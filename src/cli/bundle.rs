@@ -63,7 +63,13 @@ pub(super) fn inspect(a: &InspectArgs, out: &mut dyn Write) -> anyhow::Result<()
     let bytes = std::fs::read(&a.file).map_err(|e| anyhow!("{path}: {e}"))?;
     let (body, sigs) =
         envelope::parse(Purpose::Bundle, &bytes).map_err(|e| anyhow!("{path}: {e}"))?;
-    let b = bundle::decode_body(&body).map_err(|e| anyhow!("{path}: {e}"))?;
+    let b = bundle::decode_body(&body).map_err(|e| {
+        if edgegate_proto::ticket::decode_body(&body).is_ok() {
+            anyhow!("{path}: a ticket, not a bundle (tickets go to `edgegate connect --ticket`)")
+        } else {
+            anyhow!("{path}: {e}")
+        }
+    })?;
     let trust = if a.trust.is_empty() {
         None
     } else {
@@ -104,9 +110,16 @@ pub(super) fn inspect(a: &InspectArgs, out: &mut dyn Write) -> anyhow::Result<()
             _ => writeln!(out, "trust:      not checked (give --trust KEY)")?,
         }
     }
+    let broken = signers.iter().filter(|s| !s.valid).count();
     match verdict {
         Some(Err(e)) => Err(anyhow!(
             "{path}: signatures do not meet the trust policy: {e}"
+        )),
+        // Without --trust nothing is checked against an authority, but a
+        // signature that does not verify even on its own is a broken bundle.
+        _ if broken > 0 => Err(anyhow!(
+            "{path}: {broken} of {} signature(s) do not verify (altered or damaged bundle)",
+            signers.len()
         )),
         _ => Ok(()),
     }

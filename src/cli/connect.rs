@@ -241,10 +241,16 @@ pub fn run_push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     match result {
         PushResult::Accepted { serial } => writeln!(out, "accepted serial {serial}")?,
         PushResult::Unchanged { serial } => writeln!(out, "unchanged serial {serial}")?,
-        PushResult::Rejected { code, message } if message.starts_with(&code) => {
-            bail!("rejected: {message}")
-        }
-        PushResult::Rejected { code, message } => bail!("rejected: {code}: {message}"),
+        PushResult::Rejected { code, message } => bail!("{}", rejected(&code, &message)),
     }
     Ok(())
+}
+
+/// `rejected: CODE: MESSAGE`, without repeating a code the message already
+/// starts with (the store's messages read `rollback: serial 3 is not above…`).
+pub(super) fn rejected(code: &str, message: &str) -> String {
+    match message.strip_prefix(code) {
+        Some(rest) if code.is_empty() || rest.starts_with(':') => format!("rejected: {message}"),
+        _ => format!("rejected: {code}: {message}"),
+    }
 }

@@ -294,7 +294,7 @@ async fn push(socket: PathBuf, file: PathBuf) -> Outcome {
             Ok(())
         }
         Response::Push(PushResult::Rejected { code, message }) => {
-            Err(format!("rejected: {code}: {message}"))
+            Err(super::connect::rejected(&code, &message))
         }
         other => Err(unexpected(&other)),
     }

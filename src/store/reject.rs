@@ -2,6 +2,7 @@
 //! (verification, policy compile, and the store's own checks), so the daemon,
 //! the control socket and the audit log report the same stable codes.
 
+use crate::duration::format_time;
 use edgegate_proto::bundle::BundleError;
 use edgegate_proto::UnixTime;
 use std::fmt;
@@ -77,7 +78,11 @@ impl fmt::Display for RejectReason {
                 "{code}: serial {offered} is not greater than stored serial {stored}"
             ),
             RejectReason::Expired { not_after, now } => {
-                write!(f, "{code}: not_after {not_after} is before now {now}")
+                let (not_after, now) = (format_time(*not_after), format_time(*now));
+                write!(
+                    f,
+                    "{code}: the bundle expired at {not_after}, it is now {now}"
+                )
             }
             RejectReason::Storage(m) => write!(f, "{code}: {}", one_line(m)),
         }
