@@ -18,7 +18,7 @@ pub enum DecodeError {
     TrailingBytes(usize),
     /// The version tag names a format this build does not know. The field is
     /// the tag as encoded (the enum variant index: 0 is format version 1).
-    #[error("format version {} is newer than this build reads (version 1); upgrade edgegate", u64::from(*.0) + 1)]
+    #[error("unknown format version {} (this build reads version 1: a newer edgegate wrote it, or it is not an edgegate file)", u64::from(*.0) + 1)]
     UnknownVersion(u32),
 }
 

@@ -124,12 +124,17 @@ pub enum EnvelopeError {
     #[error("too many signatures: {0}")]
     TooManySignatures(usize),
     /// Fewer distinct trusted keys signed validly than the threshold.
-    #[error("signed by {valid} trusted key(s), {required} required")]
+    #[error("signed by {valid} trusted key(s), {required} required{}", why_not(*.broken, *.untrusted))]
     BelowThreshold {
         /// Distinct trusted keys whose signature verified.
         valid: usize,
         /// The threshold.
         required: usize,
+        /// Signatures by trusted keys that do not verify (the bytes were
+        /// altered, or signed for another purpose).
+        broken: usize,
+        /// Signatures by keys this policy does not trust.
+        untrusted: usize,
     },
     /// A trust policy that no envelope could ever satisfy.
     #[error("threshold {threshold} cannot be met by {keys} trusted key(s)")]
@@ -139,6 +144,20 @@ pub enum EnvelopeError {
         /// Distinct trusted keys.
         keys: usize,
     },
+}
+
+/// The tail of a `BelowThreshold` message: what the other signatures were.
+fn why_not(broken: usize, untrusted: usize) -> String {
+    let mut out = String::new();
+    if broken > 0 {
+        out += &format!(
+            "; {broken} signature(s) by a trusted key do not verify (altered or damaged bytes)"
+        );
+    }
+    if untrusted > 0 {
+        out += &format!("; {untrusted} signature(s) by keys not trusted here");
+    }
+    out
 }
 
 impl EnvelopeError {
@@ -219,16 +238,19 @@ pub fn open(
     let (body, signatures) = parse(purpose, bytes)?;
     let msg = signed_message(purpose, &body);
     let mut good: Vec<PublicKey> = Vec::new();
+    let (mut broken, mut untrusted) = (0, 0);
     for entry in &signatures {
-        if !trust.trusts(&entry.key) || good.contains(&entry.key) {
+        if !trust.trusts(&entry.key) {
+            untrusted += 1;
             continue;
         }
-        let Ok(vk) = entry.key.verifying_key() else {
+        if good.contains(&entry.key) {
             continue;
-        };
+        }
         let sig = ed25519_dalek::Signature::from_bytes(&entry.signature);
-        if vk.verify_strict(&msg, &sig).is_ok() {
-            good.push(entry.key);
+        match entry.key.verifying_key() {
+            Ok(vk) if vk.verify_strict(&msg, &sig).is_ok() => good.push(entry.key),
+            _ => broken += 1,
         }
     }
     good.sort();
@@ -236,6 +258,8 @@ pub fn open(
         return Err(EnvelopeError::BelowThreshold {
             valid: good.len(),
             required: trust.threshold(),
+            broken,
+            untrusted,
         });
     }
     Ok((body, good))
@@ -276,7 +300,9 @@ mod tests {
             open(Purpose::Bundle, &env, &trust(&[&a], 1)),
             Err(EnvelopeError::BelowThreshold {
                 valid: 0,
-                required: 1
+                required: 1,
+                broken: 1,
+                untrusted: 0,
             })
         ));
     }
@@ -290,7 +316,9 @@ mod tests {
             open(Purpose::Bundle, &env, &trust(&[&a, &b], 2)),
             Err(EnvelopeError::BelowThreshold {
                 valid: 1,
-                required: 2
+                required: 2,
+                broken: 0,
+                untrusted: 0,
             })
         ));
         let env = seal(Purpose::Bundle, b"x".to_vec(), &[&a, &b]);
@@ -302,13 +330,22 @@ mod tests {
         let a = key(1);
         let mallory = key(9);
         let env = seal(Purpose::Bundle, b"x".to_vec(), &[&mallory]);
-        assert!(open(Purpose::Bundle, &env, &trust(&[&a], 1)).is_err());
+        let err = open(Purpose::Bundle, &env, &trust(&[&a], 1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "signed by 0 trusted key(s), 1 required; 1 signature(s) by keys not trusted here"
+        );
         let mut env = seal(Purpose::Bundle, b"payload".to_vec(), &[&a]);
         env[3] ^= 1; // inside the body
+        let err = open(Purpose::Bundle, &env, &trust(&[&a], 1)).unwrap_err();
         assert!(matches!(
-            open(Purpose::Bundle, &env, &trust(&[&a], 1)),
-            Err(EnvelopeError::BelowThreshold { .. })
+            err,
+            EnvelopeError::BelowThreshold { broken: 1, .. }
         ));
+        assert_eq!(err.code(), "bad-signature");
+        assert!(err
+            .to_string()
+            .ends_with("do not verify (altered or damaged bytes)"));
     }
 
     #[test]

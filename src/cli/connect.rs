@@ -254,3 +254,28 @@ pub(super) fn rejected(code: &str, message: &str) -> String {
         _ => format!("rejected: {code}: {message}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::rejected;
+
+    #[test]
+    fn a_rejection_names_its_code_once() {
+        assert_eq!(
+            rejected(
+                "rollback",
+                "rollback: serial 3 is not greater than stored serial 5"
+            ),
+            "rejected: rollback: serial 3 is not greater than stored serial 5"
+        );
+        assert_eq!(
+            rejected("rollback", "serial 3 is not above 5"),
+            "rejected: rollback: serial 3 is not above 5"
+        );
+        // A code that is merely a prefix of the message's first word is kept.
+        assert_eq!(
+            rejected("bad", "badly formed"),
+            "rejected: bad: badly formed"
+        );
+    }
+}
