@@ -201,8 +201,15 @@ pub async fn open_session(
     let streams = Arc::new(Mutex::new(HashMap::new()));
     let reported = Arc::new(Mutex::new(HashSet::new()));
     if target.tls {
-        let (link, welcome) =
+        let (link, welcome, held) =
             TlsLink::open(target.tls_connector()?, target.gateway, ticket).await?;
+        let (s, r, e) = (streams.clone(), reported.clone(), events.clone());
+        link.watch(held, move |ending| match ending {
+            tls::Ending::Closed(end) => session_ended(&s, &r, &e, end),
+            tls::Ending::Lost(why) => {
+                let _ = e.send(SessionEvent::Ended(why));
+            }
+        });
         let session = Session {
             link: Link::Tls(Box::new(link)),
             welcome,
@@ -297,6 +304,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The daemon ended the whole session: a denied session's open streams
+/// were cut by it; the command's main loop is told.
+fn session_ended(
+    streams: &Mutex<HashMap<u64, String>>,
+    reported: &Mutex<HashSet<u64>>,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+    end: SessionEnd,
+) {
+    if let SessionEnd::Denied(reason) = end {
+        report_open_streams(streams, reported, reason);
+    }
+    let _ = events.send(SessionEvent::Ended(describe(end)));
+}
+
 /// The session ended for `reason`: every stream still open was cut by it.
 fn report_open_streams(
     streams: &Mutex<HashMap<u64, String>>,
@@ -380,10 +401,7 @@ impl Session {
 
     /// The daemon ended the whole session (seen on a TLS stream).
     pub(crate) fn ended(&self, end: SessionEnd) {
-        if let SessionEnd::Denied(reason) = end {
-            report_open_streams(&self.streams, &self.reported, reason);
-        }
-        let _ = self.events.send(SessionEvent::Ended(describe(end)));
+        session_ended(&self.streams, &self.reported, &self.events, end);
     }
 
     /// Drop the bookkeeping of a finished stream.
@@ -395,12 +413,16 @@ impl Session {
     /// Give a closed QUIC connection a moment (bounded) to tell the daemon,
     /// so it forgets the session at once rather than after a timeout.
     pub async fn drain(&self) {
-        if let Link::Quic { endpoint, .. } = &self.link {
-            let _ = timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+        match &self.link {
+            Link::Quic { endpoint, .. } => {
+                let _ = timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+            }
+            // Closing the holding connection is what ends a TLS session.
+            Link::Tls(tls) => tls.release().await,
         }
     }
 
-    /// Close the session politely.
+    /// Close the session politely (TLS: [`Session::drain`] does it).
     pub fn close(&self) {
         if let Link::Quic { conn, .. } = &self.link {
             conn.close(0u32.into(), b"bye");

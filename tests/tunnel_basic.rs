@@ -133,18 +133,25 @@ fn live_sessions(d: &Daemon) -> usize {
 fn a_client_stopped_with_sigterm_closes_its_session() {
     let (d, _, _) = world();
     let (key, ticket) = d.client("alice", "alice");
-    let mut c = d.connect(&key, &ticket, false, &[]);
-    c.ready();
-    assert_eq!(live_sessions(&d), 1);
-    let pid = nix::unistd::Pid::from_raw(c.child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = c.exit(Duration::from_secs(5)).expect("client exits");
-    assert!(status.success(), "{status:?}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while live_sessions(&d) > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    for tls in [false, true] {
+        let mut c = d.connect(&key, &ticket, tls, &[]);
+        c.ready();
+        // An idle session, over TLS too (its `Hold` connection), is listed.
+        assert_eq!(live_sessions(&d), 1, "tls={tls}");
+        let pid = nix::unistd::Pid::from_raw(c.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = c.exit(Duration::from_secs(5)).expect("client exits");
+        assert!(status.success(), "tls={tls}: {status:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while live_sessions(&d) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            live_sessions(&d),
+            0,
+            "tls={tls}: the daemon still holds the session"
+        );
     }
-    assert_eq!(live_sessions(&d), 0, "the daemon still holds the session");
 }
 
 #[test]

@@ -127,6 +127,13 @@ pub enum Frame {
         /// Why.
         reason: SessionEnd,
     },
+    /// Client → daemon on a TLS connection, after `Welcome`, instead of
+    /// `Open`: this connection carries no stream; it holds the session open
+    /// (listed, re-decided, killable) while the client has no stream, and
+    /// carries `SessionClosed` when the daemon ends the session. The client
+    /// closes it to end the session. One per session; QUIC does not use it
+    /// (its control stream does this).
+    Hold,
 }
 
 /// Why the daemon ended a whole session. Variants are only ever added at

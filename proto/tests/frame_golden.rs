@@ -116,6 +116,7 @@ fn samples() -> Vec<(Frame, &'static str)> {
             },
             "000000020d01",
         ),
+        (Frame::Hold, "000000010e"),
     ]
 }
 

@@ -1,22 +1,27 @@
 //! The TLS-over-TCP side of a session: one connection per stream, each
-//! starting with `Hello` (the ticket) and then one `Open`.
+//! starting with `Hello` (the ticket) and then one `Open`, plus one that
+//! holds the session.
 //!
-//! The connection that carried the session's first `Hello` is kept as a
-//! spare and carries the first stream, saving a TCP and TLS handshake when
-//! that stream follows soon. The daemon waits `first_frame_timeout` for the
-//! `Open` (10 s by default), so a spare older than [`SPARE_MAX_AGE`] is
-//! dropped, and one the daemon closed anyway is replaced by a fresh
-//! connection: nothing has been opened on it, so trying again is safe.
+//! The session opens on two connections at once: one the client sends
+//! `Hold` on, which keeps the session alive on the daemon while no stream
+//! is open and brings its `SessionClosed`; and a spare that carries the
+//! first stream, saving a TCP and TLS handshake when that stream follows
+//! soon. The daemon waits `first_frame_timeout` for the spare's `Open` (10 s
+//! by default), so a spare older than [`SPARE_MAX_AGE`] is dropped, and one
+//! the daemon closed anyway is replaced by a fresh connection: nothing has
+//! been opened on it, so trying again is safe.
 
 use super::{link, welcome_of, ClientError, Session};
 use crate::tlsid;
-use crate::transport::{expect_frame, write_frame};
+use crate::transport::{expect_frame, read_frame, write_frame};
 use edgegate_proto::frame::{Frame, SessionEnd, Welcome, MAX_FRAME};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::io::BufReader;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -32,8 +37,10 @@ pub(crate) struct TlsLink {
     connector: TlsConnector,
     gateway: SocketAddr,
     ticket: Vec<u8>,
-    /// The session's first connection, until a stream uses it.
+    /// A connection with its `Hello` answered, until a stream uses it.
     spare: Mutex<Option<(Instant, Conn)>>,
+    /// The holding connection's watcher, and how to tell it to let go.
+    holder: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
 
 /// Dial the daemon: TCP, then the TLS handshake, bounded in time.
@@ -58,25 +65,68 @@ pub(crate) async fn dial(
 }
 
 impl TlsLink {
-    /// Start a session: `Hello` on a new connection, kept as the spare.
+    /// Start a session: `Hello` on two new connections at once, one of which
+    /// then holds the session (`Hold`) while the other is kept as the spare.
+    /// The holding connection is handed back for [`TlsLink::watch`].
     pub(crate) async fn open(
         connector: TlsConnector,
         gateway: SocketAddr,
         ticket: Vec<u8>,
-    ) -> Result<(TlsLink, Welcome), ClientError> {
-        let mut conn = dial(&connector, gateway).await?;
-        let hello = Frame::Hello {
-            ticket: ticket.clone(),
+    ) -> Result<(TlsLink, Welcome, Conn), ClientError> {
+        let hello = |connector: TlsConnector, ticket: Vec<u8>| async move {
+            let mut conn = dial(&connector, gateway).await?;
+            write_frame(&mut conn, &Frame::Hello { ticket })
+                .await
+                .map_err(link)?;
+            let welcome = welcome_of(expect_frame(&mut conn, MAX_FRAME).await.map_err(link)?)?;
+            Ok::<_, ClientError>((conn, welcome))
         };
-        write_frame(&mut conn, &hello).await.map_err(link)?;
-        let welcome = welcome_of(expect_frame(&mut conn, MAX_FRAME).await.map_err(link)?)?;
+        let (held, spare) = tokio::join!(
+            hello(connector.clone(), ticket.clone()),
+            hello(connector.clone(), ticket.clone())
+        );
+        let (mut held, welcome) = held?;
+        write_frame(&mut held, &Frame::Hold).await.map_err(link)?;
         let link = TlsLink {
             connector,
             gateway,
             ticket,
-            spare: Mutex::new(Some((Instant::now(), conn))),
+            // A spare that failed is no loss: the first stream dials afresh.
+            spare: Mutex::new(spare.ok().map(|(conn, _)| (Instant::now(), conn))),
+            holder: Mutex::new(None),
         };
-        Ok((link, welcome))
+        Ok((link, welcome, held))
+    }
+
+    /// Watch the holding connection: the daemon's `SessionClosed`, or the
+    /// connection lost, ends the session (`ended`). [`TlsLink::release`]
+    /// closes it instead, which ends the session on the daemon.
+    pub(crate) fn watch(&self, mut held: Conn, ended: impl FnOnce(Ending) + Send + 'static) {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                frame = read_frame(&mut held, MAX_FRAME) => match frame {
+                    Ok(Some(Frame::SessionClosed { reason })) => ended(Ending::Closed(reason)),
+                    Ok(_) => ended(Ending::Lost("the gateway closed the session's connection".into())),
+                    Err(e) => ended(Ending::Lost(format!("connection to the gateway lost: {e}"))),
+                },
+                _ = &mut stopped => {
+                    // close_notify, then FIN: the daemon ends the session now.
+                    let _ = timeout(Duration::from_millis(200), held.shutdown()).await;
+                }
+            }
+        });
+        *super::lock(&self.holder) = Some((stop, task));
+    }
+
+    /// Let go of the session (close the holding connection), waiting a
+    /// bounded moment for the daemon to be told.
+    pub(crate) async fn release(&self) {
+        let holder = super::lock(&self.holder).take();
+        if let Some((stop, task)) = holder {
+            let _ = stop.send(());
+            let _ = timeout(Duration::from_millis(300), task).await;
+        }
     }
 
     /// A connection with `open` sent on it, and the daemon's answer.
@@ -118,4 +168,12 @@ impl TlsLink {
         let spare = super::lock(&self.spare).take()?;
         (spare.0.elapsed() < SPARE_MAX_AGE).then_some(spare.1)
     }
+}
+
+/// How a holding connection ended.
+pub(crate) enum Ending {
+    /// The daemon said why.
+    Closed(SessionEnd),
+    /// The connection ended without a word.
+    Lost(String),
 }

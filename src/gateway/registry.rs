@@ -2,8 +2,9 @@
 //! bytes; the session limits; the per-session kill switch.
 //!
 //! A QUIC connection is one session. Over TLS every stream is its own
-//! connection, so connections presenting the same client key and ticket
-//! join one registry entry, which lives while any of them does.
+//! connection (and one more may hold the session while it has no stream),
+//! so connections presenting the same client key and ticket join one
+//! registry entry, which lives while any of them does.
 
 use super::admit::Credentials;
 use crate::config::Limits;
@@ -13,7 +14,7 @@ use edgegate_proto::frame::SessionEnd;
 use edgegate_proto::ticket::TicketId;
 use edgegate_proto::{DenyReason, Level, UnixTime};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -36,6 +37,8 @@ pub(crate) struct Session {
     streams: Mutex<HashMap<u64, Arc<StreamStats>>>,
     /// TLS connections currently attached (1 for QUIC).
     attached: AtomicUsize,
+    /// A TLS connection holds the session (`Hold`); at most one does.
+    held: AtomicBool,
     /// When a stream last opened or closed (idle timeout).
     last_activity: Mutex<Instant>,
 }
@@ -133,6 +136,17 @@ impl Session {
         (moved, *lock(&self.last_activity))
     }
 
+    /// Claim the session's one holding connection (TLS `Hold`); false when
+    /// another connection holds it already.
+    pub(crate) fn try_hold(&self) -> bool {
+        !self.held.swap(true, Ordering::AcqRel)
+    }
+
+    /// The holding connection let go.
+    pub(crate) fn release_hold(&self) {
+        self.held.store(false, Ordering::Release);
+    }
+
     /// Connections attached (TLS: one per stream; QUIC: 1).
     pub(crate) fn connections(&self) -> usize {
         self.attached.load(Ordering::Relaxed)
@@ -218,6 +232,7 @@ impl Registry {
             end: Mutex::new(None),
             streams: Mutex::new(HashMap::new()),
             attached: AtomicUsize::new(1),
+            held: AtomicBool::new(false),
             last_activity: Mutex::new(Instant::now()),
         });
         sessions.insert(id, session.clone());

@@ -1,6 +1,7 @@
 //! The TLS-over-TCP fallback: every connection starts with `Hello`; it then
-//! either ends (the client only wanted the service list) or carries one
-//! `Open` and the stream's bytes as `Data`/`Close` frames.
+//! ends, holds the session (`Hold`: the connection that keeps an idle
+//! session alive and carries its `SessionClosed`), or carries one `Open`
+//! and the stream's bytes as `Data`/`Close` frames.
 
 use super::pending::{Pending, Phase};
 use super::registry::Session;
@@ -113,7 +114,11 @@ impl Gateway {
                 return;
             }
         };
-        if let Ok(Ok(Some(Frame::Open {
+        if let Ok(Ok(Some(Frame::Hold))) = next {
+            if session.try_hold() {
+                hold(&session, tls).await;
+            }
+        } else if let Ok(Ok(Some(Frame::Open {
             service,
             destination,
         }))) = next
@@ -165,4 +170,27 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A connection that holds its session (`Hold`): nothing travels on it
+/// until the session ends, when it carries `SessionClosed`. The client
+/// closing it, or sending anything, lets go (and a new connection may
+/// hold the session in its place, if the session lives on).
+async fn hold<S>(session: &Session, mut tls: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut kill = session.kill.subscribe();
+    tokio::select! {
+        _ = async { kill.wait_for(|k| *k).await.is_ok() } => {
+            if let Some(reason) = session.end_reason() {
+                let _ = write_frame(&mut tls, &Frame::SessionClosed { reason }).await;
+            }
+        }
+        // EOF, an error or an unexpected frame (at most a tiny one: a
+        // holding connection has no business sending data).
+        _ = read_frame(&mut tls, 16) => {}
+    }
+    let _ = tls.shutdown().await;
+    session.release_hold();
 }
