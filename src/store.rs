@@ -82,6 +82,10 @@ struct State {
     serial: Option<u64>,
     /// SHA-256 of the stored envelope, only while it is the bundle in force.
     digest: Option<[u8; 32]>,
+    /// SHA-256 of the last acknowledged bundle when the store no longer
+    /// holds it (sled lost it, see `watermark.rs`): that exact bundle may be
+    /// installed again at its own serial.
+    lost: Option<[u8; 32]>,
     /// Newest signed timestamp seen; never decreases.
     floor: UnixTime,
 }
@@ -222,7 +226,8 @@ impl Store {
                 serial: body.serial,
             });
         }
-        if let Some(stored) = st.serial.filter(|s| body.serial <= *s) {
+        let reinstall = st.lost == Some(digest) && st.serial == Some(body.serial);
+        if let Some(stored) = st.serial.filter(|s| body.serial <= *s && !reinstall) {
             return Err(RejectReason::Rollback {
                 stored,
                 offered: body.serial,
@@ -243,6 +248,7 @@ impl Store {
         *st = State {
             serial: Some(body.serial),
             digest: Some(digest),
+            lost: None,
             floor,
         };
         self.mark(&st);
@@ -390,6 +396,7 @@ impl Store {
         let w = watermark::Watermark {
             serial: st.serial,
             floor: st.floor,
+            digest: st.digest,
         };
         if let Err(e) = watermark::write(&self.dir, &w) {
             tracing::warn!(dir = %self.dir.display(), "store: writing the watermark failed: {e}");

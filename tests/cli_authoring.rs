@@ -645,6 +645,31 @@ fn explain_exits_zero_on_deny_and_non_zero_on_broken_questions() {
     ]))
     .unwrap();
     assert_eq!(decision(&v), "deny:no-valid-bundle");
+    // Before the bundle's issue time a gateway would use its time floor
+    // (the issue time), not the clock: so does the explanation.
+    let v: Value = serde_json::from_str(&ok(&[
+        "policy",
+        "explain",
+        "--bundle",
+        s(&b1),
+        "--user",
+        "bert",
+        "--service",
+        "hmi-vnc",
+        "--at",
+        "2001-01-01T00:00:00Z",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(decision(&v), "allow:manage");
+    assert!(
+        v["time_floor"]
+            .as_str()
+            .unwrap()
+            .contains("before the bundle's issue time"),
+        "{v}"
+    );
+    assert_ne!(v["at"], "2001-01-01T00:00:00Z");
 }
 
 #[test]

@@ -105,7 +105,17 @@ pub(super) fn explain(a: &ExplainArgs, out: &mut dyn Write) -> anyhow::Result<()
     };
     let verified = VerifiedBundle::verify(&bytes, &trust).map_err(|e| anyhow!("{path}: {e}"))?;
     let index = evaluate::compile_verified(&verified)?;
-    let now = a.at.unwrap_or_else(unix_now);
+    // A daemon holding this bundle never evaluates before its issue time
+    // (the time floor, DESIGN §3): neither does the explanation.
+    let asked = a.at.unwrap_or_else(unix_now);
+    let now = asked.max(index.issued_at());
+    let floored = (now != asked).then(|| {
+        format!(
+            "--at {} is before the bundle's issue time; a gateway holding it uses its time floor {}",
+            format_time(asked),
+            format_time(now)
+        )
+    });
     let auth_time = a.auth_time.unwrap_or(now);
     let e = ask(
         &index,
@@ -127,6 +137,9 @@ pub(super) fn explain(a: &ExplainArgs, out: &mut dyn Write) -> anyhow::Result<()
         obj.insert("device".into(), index.device_id().into());
         obj.insert("serial".into(), index.serial().into());
         obj.insert("at".into(), format_time(now).into());
+        if let Some(note) = &floored {
+            obj.insert("time_floor".into(), note.clone().into());
+        }
         obj.insert("auth_time".into(), format_time(auth_time).into());
         obj.insert("bundle_signatures".into(), authority.into());
         obj.insert(
@@ -144,6 +157,9 @@ pub(super) fn explain(a: &ExplainArgs, out: &mut dyn Write) -> anyhow::Result<()
             format_time(now),
             index.serial()
         )?;
+        if let Some(note) = &floored {
+            writeln!(out, "note: {note}")?;
+        }
         write!(out, "{e}")?;
     }
     Ok(())

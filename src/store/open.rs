@@ -55,8 +55,16 @@ pub(super) fn open(
     let lock = lock_dir(dir)?;
     let mut warnings = Vec::new();
     let mut loaded = open_or_replace(dir, &mut warnings)?;
-    reconcile(dir, &mut loaded, &mut warnings);
-    let (state, bundle) = load_bundle(&loaded, trust, device_id, check, &mut warnings);
+    let mark = reconcile(dir, &mut loaded, &mut warnings);
+    let (mut state, bundle) = load_bundle(&loaded, trust, device_id, check, &mut warnings);
+    // The acknowledged bundle is gone (sled lost it, or held an older one)
+    // but its serial is enforced: allow exactly that bundle back at its
+    // serial (a re-push after sled loss). A stored bundle refused for
+    // another reason is not "gone": its bytes would be refused again.
+    let gone = loaded.envelope.is_none();
+    if let Some(w) = mark.filter(|w| gone && w.serial == state.serial) {
+        state.lost = w.digest;
+    }
     let Loaded {
         db,
         bundle: bt,
@@ -240,21 +248,25 @@ fn move_aside(dir: &Path) -> Result<PathBuf, StoreError> {
 
 /// Compare sled with the watermark of the last acknowledged write; if sled
 /// came back older (see `watermark.rs`), raise its serial and floor back and
-/// drop the older bundle, persisting the repair.
-fn reconcile(dir: &Path, l: &mut Loaded, warnings: &mut Vec<String>) {
+/// drop the older bundle, persisting the repair. Returns the watermark.
+fn reconcile(
+    dir: &Path,
+    l: &mut Loaded,
+    warnings: &mut Vec<String>,
+) -> Option<watermark::Watermark> {
     let w = match watermark::read(dir) {
         Ok(Some(w)) => w,
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(e) => {
             warn(
                 warnings,
                 format!("watermark {}: {e}; ignored", watermark::FILE),
             );
-            return;
+            return None;
         }
     };
     if !w.ahead_of(l.serial, l.floor) {
-        return;
+        return Some(w);
     }
     let show = |s: Option<u64>| s.map_or("none".to_string(), |s| s.to_string());
     let serial = l.serial.max(w.serial);
@@ -297,6 +309,7 @@ fn reconcile(dir: &Path, l: &mut Loaded, warnings: &mut Vec<String>) {
             format!("persisting the repair failed: {e}; enforced in memory only"),
         );
     }
+    Some(w)
 }
 
 /// Decide what of the stored bundle is still trusted.
@@ -310,6 +323,7 @@ fn load_bundle(
     let untrusted = State {
         serial: None,
         digest: None,
+        lost: None,
         floor: l.floor,
     };
     let Some(raw) = &l.envelope else {
@@ -370,6 +384,7 @@ fn load_bundle(
     let state = State {
         serial: Some(b.serial),
         digest: Some(Sha256::digest(raw).into()),
+        lost: None,
         floor: l.floor.max(b.issued_at),
     };
     (state, Some(vb))

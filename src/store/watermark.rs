@@ -19,13 +19,19 @@ use std::path::Path;
 /// File name inside the state directory.
 pub(super) const FILE: &str = "store.watermark";
 const TMP: &str = "store.watermark.tmp";
-const TAG: &str = "edgegate-store-watermark/1";
+const TAG: &str = "edgegate-store-watermark/2";
+/// Written before the digest was recorded; still read.
+const TAG_V1: &str = "edgegate-store-watermark/1";
 
 /// The last acknowledged state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Watermark {
     pub(super) serial: Option<u64>,
     pub(super) floor: UnixTime,
+    /// SHA-256 of the acknowledged bundle's envelope (`None`: no bundle, or
+    /// a version-1 watermark). Lets the store re-install exactly that
+    /// bundle if sled lost it, without taking it for a rollback.
+    pub(super) digest: Option<[u8; 32]>,
 }
 
 impl Watermark {
@@ -48,22 +54,46 @@ pub(super) fn read(dir: &Path) -> Result<Option<Watermark>, String> {
 }
 
 fn parse(text: &str) -> Option<Watermark> {
-    let mut it = text.strip_suffix('\n')?.split(' ');
-    let (tag, serial, floor) = (it.next()?, it.next()?, it.next()?);
-    if tag != TAG || it.next().is_some() {
-        return None;
-    }
+    let fields: Vec<&str> = text.strip_suffix('\n')?.split(' ').collect();
+    let (serial, floor, digest) = match fields.as_slice() {
+        [TAG_V1, serial, floor] => (serial, floor, None),
+        [TAG, serial, floor, digest] => (serial, floor, Some(digest)),
+        _ => return None,
+    };
     let serial = match serial.strip_prefix("serial=")? {
         "none" => None,
         n => Some(n.parse().ok()?),
     };
     let floor = floor.strip_prefix("floor=")?.parse().ok()?;
-    Some(Watermark { serial, floor })
+    let digest = match digest.map(|d| d.strip_prefix("sha256=")) {
+        None | Some(Some("none")) => None,
+        Some(Some(hex)) => Some(unhex(hex)?),
+        Some(None) => return None,
+    };
+    Some(Watermark {
+        serial,
+        floor,
+        digest,
+    })
+}
+
+fn unhex(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn format(w: &Watermark) -> String {
     let serial = w.serial.map_or("none".to_string(), |s| s.to_string());
-    format!("{TAG} serial={serial} floor={}\n", w.floor)
+    let digest = w.digest.map_or("none".to_string(), |d| {
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    });
+    format!("{TAG} serial={serial} floor={} sha256={digest}\n", w.floor)
 }
 
 /// Replace the watermark atomically: temp file, fsync, rename, fsync dir.
@@ -87,18 +117,31 @@ mod tests {
             Watermark {
                 serial: None,
                 floor: 0,
+                digest: None,
             },
             Watermark {
                 serial: Some(u64::MAX),
                 floor: 1_700_000_000,
+                digest: Some([0xa5; 32]),
             },
         ] {
             assert_eq!(parse(&format(&w)), Some(w));
         }
+        assert_eq!(
+            parse("edgegate-store-watermark/1 serial=3 floor=9\n"),
+            Some(Watermark {
+                serial: Some(3),
+                floor: 9,
+                digest: None
+            })
+        );
         for junk in [
             "",
             "\n",
             "edgegate-store-watermark/1 serial=1\n",
+            "edgegate-store-watermark/2 serial=1 floor=2\n",
+            "edgegate-store-watermark/2 serial=1 floor=2 sha256=abc\n",
+            "edgegate-store-watermark/2 serial=1 floor=2 md5=none\n",
             "x serial=1 floor=2\n",
         ] {
             assert_eq!(parse(junk), None, "{junk:?}");
@@ -110,6 +153,7 @@ mod tests {
         let w = Watermark {
             serial: Some(5),
             floor: 100,
+            digest: None,
         };
         assert!(!w.ahead_of(Some(5), 100));
         assert!(!w.ahead_of(Some(6), 200));

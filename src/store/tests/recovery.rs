@@ -109,6 +109,23 @@ fn corrupted_sled_directory_opens_fresh_with_a_warning() {
     assert!(o.warnings[1].contains("older state"), "{}", o.warnings[1]);
     assert_eq!(o.store.serial(), Some(4));
     assert_eq!(o.store.time_floor(), T0);
+    // Another bundle at the lost serial is a rollback; the very bundle that
+    // was acknowledged (the watermark has its digest) may come back.
+    assert!(matches!(
+        o.store.apply(&verified(&body(4, T0 + 1)), T0),
+        Err(RejectReason::Rollback {
+            stored: 4,
+            offered: 4
+        })
+    ));
+    assert_eq!(
+        o.store.apply(&verified(&body(4, T0)), T0),
+        Ok(Applied::Accepted { serial: 4 })
+    );
+    assert_eq!(
+        o.store.apply(&verified(&body(4, T0)), T0),
+        Ok(Applied::Unchanged { serial: 4 })
+    );
     assert!(o.store.apply(&verified(&body(5, T0)), T0).is_ok());
     drop(o);
     assert!(open(dir.path()).warnings.is_empty());
