@@ -123,7 +123,7 @@ fn open_or_replace(dir: &Path, warnings: &mut Vec<String>) -> Result<Loaded, Sto
     warn(
         warnings,
         format!(
-            "store {}: {why}; moved aside to {}, starting with an empty store",
+            "database {}: {why}; moved aside to {}, starting with an empty store",
             path.display(),
             moved.display()
         ),
@@ -399,7 +399,7 @@ fn untrusted_line(stored: &str, e: &BundleError) -> String {
     )
 }
 
+/// Record a warning for the caller (the daemon logs each once).
 fn warn(warnings: &mut Vec<String>, line: String) {
-    tracing::warn!("store: {line}");
     warnings.push(line);
 }
