@@ -35,6 +35,38 @@ fn restart_keeps_bundle_and_audit() {
     let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=web")]);
     c.ready();
     assert!(http_get(port, "/").contains("hello from the plc"));
+    drop(c);
+
+    // Someone with access to the stopped router's disk rewrites record 2;
+    // the restarted daemon's `edgegate audit verify` says so.
+    assert!(d.terminate(Duration::from_secs(15)).is_some());
+    {
+        use edgegate_proto::audit::AuditEntry;
+        let trust = edgegate_proto::TrustPolicy::new(vec![public(&d.authority)], 1).unwrap();
+        let opened =
+            edgegate::store::Store::open(&d.path("state"), &trust, DEVICE, |_| Ok(())).unwrap();
+        let tree = opened.store.db().open_tree("audit").unwrap();
+        let key = 2u64.to_be_bytes();
+        let mut rec = AuditEntry::decode(&tree.get(key).unwrap().unwrap())
+            .unwrap()
+            .into_record();
+        rec.time += 3600;
+        tree.insert(key, AuditEntry::V1(rec).encode()).unwrap();
+        opened.store.db().flush().unwrap();
+    }
+    d.start_again();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgegate"))
+        .args(["audit", "verify", "--socket"])
+        .arg(&d.control)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("audit verify after an edit: {err}");
+    assert!(!out.status.success(), "an edited log must not verify");
+    assert!(
+        err.contains("record 3"),
+        "names the first record whose link breaks: {err}"
+    );
 }
 
 #[test]

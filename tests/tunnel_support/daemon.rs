@@ -123,6 +123,11 @@ impl Daemon {
             self.terminate(Duration::from_secs(15)).is_some(),
             "daemon stops"
         );
+        self.start_again();
+    }
+
+    /// Start again on the same config and state, after `terminate`.
+    pub fn start_again(&mut self) {
         let (child, quic, tls, stderr) = spawn_daemon(&self.path("edgegated.toml"));
         self.child = child;
         self.quic = quic;
