@@ -140,7 +140,8 @@ expiry_grace = "0s"
     std::fs::write(dir.join("bundle-2-henk-inactive.bin"), &b2)?;
     let henk = client(dir, "henk", &authority, now)?;
     let bert = client(dir, "bert", &authority, now)?;
-    print!("{}", instructions(dir, &running, &b, &henk, &bert));
+    let sven = client(dir, "sven", &authority, now)?;
+    print!("{}", instructions(dir, &running, &b, &henk, &bert, &sven));
     daemon::terminated().await;
     println!("stopping the demo");
     running.shutdown().await;
@@ -153,10 +154,12 @@ fn instructions(
     b: &Backends,
     henk: &(PathBuf, PathBuf),
     bert: &(PathBuf, PathBuf),
+    sven: &(PathBuf, PathBuf),
 ) -> String {
     let eg = edgegate_command();
     let key = running.gateway.identity().public();
-    let (web, ws, vnc, socks, bert_web) = (
+    let (web, ws, vnc, socks, bert_web, sven_vnc) = (
+        free_port(),
         free_port(),
         free_port(),
         free_port(),
@@ -225,6 +228,21 @@ fn instructions(
     );
     let _ = writeln!(s, "  {} -L {bert_web}=plc-web", base(bert));
     let _ = writeln!(s, "  -> denied: plc-web: no-grant");
+    let _ = writeln!(
+        s,
+        "\nSven (FieldService GmbH, service technician) needs on-site consent for the HMI:"
+    );
+    let _ = writeln!(s, "  {} -L {sven_vnc}=hmi-vnc", base(sven));
+    let _ = writeln!(
+        s,
+        "  -> denied: hmi-vnc: site-consent-required; then, on the router:"
+    );
+    let _ = writeln!(
+        s,
+        "  {eg} consent grant --for 1h --socket {}   (and run Sven's command again;",
+        running.control.display()
+    );
+    let _ = writeln!(s, "  `consent revoke` cuts his stream at once)");
     let _ = writeln!(
         s,
         "\nRevoke Henk while his tunnel is open (his streams close with user-inactive):"
