@@ -5,6 +5,8 @@
 //! printed revocation push closes Henk's streams; Ctrl-C (SIGINT) stops the
 //! demo and removes its directory.
 
+// The daemon side of the harness is not used: the demo starts its own.
+#[allow(unused_imports)]
 #[path = "tunnel_support/harness.rs"]
 mod harness;
 
