@@ -10,7 +10,8 @@
 //! ready, or 0–4 ms after its first to third ack (inside the next
 //! back-to-back apply). It then reopens the store in-process and checks that
 //! it opens without warnings and holds a verified bundle with
-//! `last ack <= serial <= last ack + 1`, byte-for-byte one of those written.
+//! `last ack <= serial <= last ack + 1`, byte-for-byte one of those written,
+//! and a time floor no lower than after the round before.
 //! The same directory is used for every round, so serials keep increasing
 //! across crashes. (Injecting a non-atomic write, envelope flushed before
 //! the serial, makes this test fail within a few rounds.)
@@ -252,6 +253,7 @@ fn store_survives_sigkill_at_random_moments() {
     let started = Instant::now();
     let (mut stored, mut total_acks, mut killed_in_open, mut in_flight_landed) = (0u64, 0, 0, 0);
     let mut reopen_time = Duration::ZERO;
+    let mut floor = 0;
 
     for round in 0..rounds {
         let (ready, acks) = run_child(&exe, dir.path(), &mut rng);
@@ -292,6 +294,13 @@ fn store_survives_sigkill_at_random_moments() {
         );
         assert_eq!(opened.store.serial(), Some(serial));
         assert!(opened.store.time_floor() >= b.bundle().issued_at);
+        // The time floor never decreases, across crashes too.
+        assert!(
+            opened.store.time_floor() >= floor,
+            "round {round}: time floor fell from {floor} to {}",
+            opened.store.time_floor()
+        );
+        floor = opened.store.time_floor();
         stored = serial;
     }
     println!(
