@@ -693,3 +693,20 @@ fn read_grant_on_vpn_is_a_warning_not_an_error() {
     assert!(stdout.starts_with(&want), "got: {stdout}\nwant: {want}");
     assert!(stdout.contains("ok: "), "{stdout}");
 }
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    // `edgegate bundle inspect X | head -1`: the reader is gone before the
+    // output is written. No `error: Broken pipe`, exit 0.
+    let t = setup();
+    let bundle = t.build(1, "router-b1");
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let out = Command::new(BIN)
+        .args(["bundle", "inspect", s(&bundle)])
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

@@ -21,8 +21,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut out = std::io::stdout().lock();
-    match edgegate::cli::run(cli, &mut out) {
+    let mut out = Stdout {
+        inner: std::io::stdout().lock(),
+        reader_gone: false,
+    };
+    let result = edgegate::cli::run(cli, &mut out);
+    if out.reader_gone {
+        // `edgegate bundle inspect X | head`: the reader had what it wanted.
+        return ExitCode::SUCCESS;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<edgegate::cli::AlreadyReported>() => ExitCode::FAILURE,
         Err(e) => {
@@ -42,4 +50,32 @@ fn one_line(text: &str) -> String {
         .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Standard output that notes when its reader went away (a closed pipe),
+/// so that ends the command quietly rather than as an error.
+struct Stdout<W> {
+    inner: W,
+    reader_gone: bool,
+}
+
+impl<W: std::io::Write> Stdout<W> {
+    fn note<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) {
+            self.reader_gone = true;
+        }
+        r
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Stdout<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.note(r)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.note(r)
+    }
 }
