@@ -151,3 +151,21 @@ pub mod bytes {
         d.deserialize_byte_buf(V)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// postcard accepts a varint written with more bytes than needed (as
+    /// proto/README.md §1 says): harmless, since signatures cover the exact
+    /// bytes received, but producers must write the minimal form.
+    #[test]
+    fn non_minimal_varints_decode_and_reencode_minimal() {
+        assert_eq!(decode_exact::<u32>(&[0x05]), Ok(5));
+        assert_eq!(decode_exact::<u32>(&[0x85, 0x00]), Ok(5));
+        assert_eq!(encode(&5u32), vec![0x05]);
+        // Past the type's width is malformed, not wrapped.
+        assert!(decode_exact::<u32>(&[0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+        assert_eq!(decode_exact::<u32>(&[0x05, 0x00]), Err(DecodeError::TrailingBytes(1)));
+    }
+}
