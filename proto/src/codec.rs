@@ -166,6 +166,9 @@ mod tests {
         assert_eq!(encode(&5u32), vec![0x05]);
         // Past the type's width is malformed, not wrapped.
         assert!(decode_exact::<u32>(&[0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
-        assert_eq!(decode_exact::<u32>(&[0x05, 0x00]), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(
+            decode_exact::<u32>(&[0x05, 0x00]),
+            Err(DecodeError::TrailingBytes(1))
+        );
     }
 }
