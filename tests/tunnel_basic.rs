@@ -165,6 +165,25 @@ fn ticket_bound_to_another_key_is_refused() {
         assert!(!status.success());
         let err = c.stderr.rest(Duration::from_millis(300));
         assert_eq!(err, ["denied: key-mismatch"], "tls={tls}");
+        // One refusal audited per attempt, over TLS too (the client's
+        // second connection says nothing until the first is welcomed).
+        let refusals = d
+            .audit_events()
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    edgegate_proto::audit::AuditEvent::Decision {
+                        session: 0,
+                        outcome: edgegate_proto::audit::Outcome::Deny(
+                            edgegate_proto::DenyReason::KeyMismatch
+                        ),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(refusals, if tls { 2 } else { 1 }, "tls={tls}");
     }
 }
 

@@ -2,11 +2,11 @@
 //! starting with `Hello` (the ticket) and then one `Open`, plus one that
 //! holds the session.
 //!
-//! The session opens on two connections at once: one the client sends
-//! `Hold` on, which keeps the session alive on the daemon while no stream
-//! is open and brings its `SessionClosed`; and a spare that carries the
-//! first stream, saving a TCP and TLS handshake when that stream follows
-//! soon. The daemon waits `first_frame_timeout` for the spare's `Open` (10 s
+//! The session opens on two connections dialled at once: one the client
+//! sends `Hold` on, which keeps the session alive on the daemon while no
+//! stream is open and brings its `SessionClosed`; and a spare, sent its
+//! `Hello` once the session is admitted, that carries the first stream,
+//! saving a TCP and TLS handshake when that stream follows soon. The daemon waits `first_frame_timeout` for the spare's `Open` (10 s
 //! by default), so a spare older than [`SPARE_MAX_AGE`] is dropped, and one
 //! the daemon closed anyway is replaced by a fresh connection: nothing has
 //! been opened on it, so trying again is safe.
@@ -65,34 +65,47 @@ pub(crate) async fn dial(
 }
 
 impl TlsLink {
-    /// Start a session: `Hello` on two new connections at once, one of which
-    /// then holds the session (`Hold`) while the other is kept as the spare.
-    /// The holding connection is handed back for [`TlsLink::watch`].
+    /// Start a session: `Hello` on a new connection that then holds the
+    /// session (`Hold`), while a second connection is dialled alongside. The
+    /// spare's own `Hello` is sent only once the session is admitted (so a
+    /// refusal is one refusal) and its `Welcome` is read with the first
+    /// stream's answer. The holding connection is handed back for
+    /// [`TlsLink::watch`].
     pub(crate) async fn open(
         connector: TlsConnector,
         gateway: SocketAddr,
         ticket: Vec<u8>,
     ) -> Result<(TlsLink, Welcome, Conn), ClientError> {
-        let hello = |connector: TlsConnector, ticket: Vec<u8>| async move {
+        let hello = async {
             let mut conn = dial(&connector, gateway).await?;
-            write_frame(&mut conn, &Frame::Hello { ticket })
-                .await
-                .map_err(link)?;
+            let hello = Frame::Hello {
+                ticket: ticket.clone(),
+            };
+            write_frame(&mut conn, &hello).await.map_err(link)?;
             let welcome = welcome_of(expect_frame(&mut conn, MAX_FRAME).await.map_err(link)?)?;
             Ok::<_, ClientError>((conn, welcome))
         };
-        let (held, spare) = tokio::join!(
-            hello(connector.clone(), ticket.clone()),
-            hello(connector.clone(), ticket.clone())
-        );
+        let (held, spare) = tokio::join!(hello, dial(&connector, gateway));
         let (mut held, welcome) = held?;
         write_frame(&mut held, &Frame::Hold).await.map_err(link)?;
+        // A spare that failed is no loss: the first stream dials afresh.
+        let spare = match spare {
+            Ok(mut conn) => {
+                let hello = Frame::Hello {
+                    ticket: ticket.clone(),
+                };
+                write_frame(&mut conn, &hello)
+                    .await
+                    .ok()
+                    .map(|()| (Instant::now(), conn))
+            }
+            Err(_) => None,
+        };
         let link = TlsLink {
             connector,
             gateway,
             ticket,
-            // A spare that failed is no loss: the first stream dials afresh.
-            spare: Mutex::new(spare.ok().map(|(conn, _)| (Instant::now(), conn))),
+            spare: Mutex::new(spare),
             holder: Mutex::new(None),
         };
         Ok((link, welcome, held))
@@ -137,12 +150,9 @@ impl TlsLink {
     ) -> Result<(Conn, Result<Frame, ClientError>), ClientError> {
         if let Some(mut conn) = self.take_spare() {
             if write_frame(&mut conn, open).await.is_ok() {
-                match expect_frame(&mut conn, MAX_FRAME).await {
-                    Ok(Frame::SessionClosed { reason }) => {
-                        session.ended(reason);
-                        return Err(ClientError::Link("the session was closed".into()));
-                    }
+                match answers(&mut conn, session).await {
                     Ok(answer) => return Ok((conn, Ok(answer))),
+                    Err(e @ ClientError::Denied(_)) => return Err(e),
                     // Closed by the daemon while it waited: dial afresh.
                     Err(_) => {}
                 }
@@ -154,20 +164,37 @@ impl TlsLink {
         };
         write_frame(&mut conn, &hello).await.map_err(link)?;
         write_frame(&mut conn, open).await.map_err(link)?;
-        let welcome = welcome_of(expect_frame(&mut conn, MAX_FRAME).await.map_err(link)?);
-        if let Err(ClientError::Denied(reason)) = &welcome {
-            // Over TLS a session no longer admitted shows here.
-            session.ended(SessionEnd::Denied(*reason));
+        match answers(&mut conn, session).await {
+            Err(e @ ClientError::Denied(_)) => Err(e),
+            answer => Ok((conn, answer)),
         }
-        welcome?;
-        let answer = expect_frame(&mut conn, MAX_FRAME).await.map_err(link);
-        Ok((conn, answer))
     }
 
     fn take_spare(&self) -> Option<Conn> {
         let spare = super::lock(&self.spare).take()?;
         (spare.0.elapsed() < SPARE_MAX_AGE).then_some(spare.1)
     }
+}
+
+/// On a connection with `Hello` and `Open` sent: the `Welcome`, then the
+/// answer to `Open`. A session the daemon no longer admits (`Refused`) or
+/// ended while the connection waited (`SessionClosed`) is reported to
+/// `session` and returned as `Denied`/`Link`.
+async fn answers(conn: &mut Conn, session: &Session) -> Result<Frame, ClientError> {
+    match expect_frame(conn, MAX_FRAME).await.map_err(link)? {
+        Frame::Welcome(_) => {}
+        Frame::Refused { reason } => {
+            // Over TLS a session no longer admitted shows here.
+            session.ended(SessionEnd::Denied(reason));
+            return Err(ClientError::Denied(reason));
+        }
+        Frame::SessionClosed { reason } => {
+            session.ended(reason);
+            return Err(ClientError::Link("the session was closed".into()));
+        }
+        _ => return Err(ClientError::Link("unexpected answer to Hello".into())),
+    }
+    expect_frame(conn, MAX_FRAME).await.map_err(link)
 }
 
 /// How a holding connection ended.
