@@ -181,16 +181,21 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut kill = session.kill.subscribe();
+    let mut ended = None;
     tokio::select! {
-        _ = async { kill.wait_for(|k| *k).await.is_ok() } => {
-            if let Some(reason) = session.end_reason() {
-                let _ = write_frame(&mut tls, &Frame::SessionClosed { reason }).await;
-            }
-        }
+        _ = async { kill.wait_for(|k| *k).await.is_ok() } => ended = session.end_reason(),
         // EOF, an error or an unexpected frame (at most a tiny one: a
         // holding connection has no business sending data).
         _ = read_frame(&mut tls, 16) => {}
     }
-    let _ = tls.shutdown().await;
+    // Bounded: a peer that vanished must not keep the session's last
+    // connection (and so the session) around.
+    let _ = timeout(std::time::Duration::from_secs(2), async {
+        if let Some(reason) = ended {
+            let _ = write_frame(&mut tls, &Frame::SessionClosed { reason }).await;
+        }
+        let _ = tls.shutdown().await;
+    })
+    .await;
     session.release_hold();
 }
