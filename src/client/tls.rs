@@ -152,9 +152,9 @@ impl TlsLink {
             if write_frame(&mut conn, open).await.is_ok() {
                 match answers(&mut conn, session).await {
                     Ok(answer) => return Ok((conn, Ok(answer))),
-                    Err(e @ ClientError::Denied(_)) => return Err(e),
+                    Err(Refusal::Session(e)) => return Err(e),
                     // Closed by the daemon while it waited: dial afresh.
-                    Err(_) => {}
+                    Err(Refusal::Link(_)) => {}
                 }
             }
         }
@@ -165,8 +165,9 @@ impl TlsLink {
         write_frame(&mut conn, &hello).await.map_err(link)?;
         write_frame(&mut conn, open).await.map_err(link)?;
         match answers(&mut conn, session).await {
-            Err(e @ ClientError::Denied(_)) => Err(e),
-            answer => Ok((conn, answer)),
+            Ok(answer) => Ok((conn, Ok(answer))),
+            Err(Refusal::Session(e)) => Err(e),
+            Err(Refusal::Link(e)) => Ok((conn, Err(e))),
         }
     }
 
@@ -176,25 +177,43 @@ impl TlsLink {
     }
 }
 
+/// Why `answers` got no answer to `Open`.
+enum Refusal {
+    /// The session is over (`Refused`, or `SessionClosed` while the
+    /// connection waited): reported to the session; never retried.
+    Session(ClientError),
+    /// The connection failed: a spare may be replaced by a fresh one.
+    Link(ClientError),
+}
+
 /// On a connection with `Hello` and `Open` sent: the `Welcome`, then the
-/// answer to `Open`. A session the daemon no longer admits (`Refused`) or
-/// ended while the connection waited (`SessionClosed`) is reported to
-/// `session` and returned as `Denied`/`Link`.
-async fn answers(conn: &mut Conn, session: &Session) -> Result<Frame, ClientError> {
-    match expect_frame(conn, MAX_FRAME).await.map_err(link)? {
+/// answer to `Open`.
+async fn answers(conn: &mut Conn, session: &Session) -> Result<Frame, Refusal> {
+    let first = expect_frame(conn, MAX_FRAME)
+        .await
+        .map_err(|e| Refusal::Link(link(e)))?;
+    match first {
         Frame::Welcome(_) => {}
         Frame::Refused { reason } => {
             // Over TLS a session no longer admitted shows here.
             session.ended(SessionEnd::Denied(reason));
-            return Err(ClientError::Denied(reason));
+            return Err(Refusal::Session(ClientError::Denied(reason)));
         }
         Frame::SessionClosed { reason } => {
             session.ended(reason);
-            return Err(ClientError::Link("the session was closed".into()));
+            return Err(Refusal::Session(ClientError::Link(
+                "the session was closed".into(),
+            )));
         }
-        _ => return Err(ClientError::Link("unexpected answer to Hello".into())),
+        _ => {
+            return Err(Refusal::Link(ClientError::Link(
+                "unexpected answer to Hello".into(),
+            )))
+        }
     }
-    expect_frame(conn, MAX_FRAME).await.map_err(link)
+    expect_frame(conn, MAX_FRAME)
+        .await
+        .map_err(|e| Refusal::Link(link(e)))
 }
 
 /// How a holding connection ended.
