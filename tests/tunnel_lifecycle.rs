@@ -79,17 +79,23 @@ fn sigterm_ends_sessions_and_exits_cleanly() {
     let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=hmi")]);
     c.ready();
     let s = echo_through(port);
+    // And an idle TLS session (no stream: only its holding connection).
+    let (key2, ticket2) = d.client("alice-tls", "alice");
+    let mut idle = d.connect(&key2, &ticket2, true, &[]);
+    idle.ready();
     let started = Instant::now();
     let status = d.terminate(Duration::from_secs(15)).expect("daemon exits");
     println!("daemon drained and exited in {:?}", started.elapsed());
     assert!(status.success(), "{status:?}");
     assert!(wait_closed(s, Duration::from_secs(5)).is_some());
-    assert!(c.exit(Duration::from_secs(5)).is_some());
-    let err = c.stderr.rest(Duration::from_millis(200));
-    assert!(
-        err.contains(&"closed: session: gateway shutting down".to_string()),
-        "{err:?}"
-    );
+    for c in [&mut c, &mut idle] {
+        assert!(c.exit(Duration::from_secs(5)).is_some());
+        let err = c.stderr.rest(Duration::from_millis(200));
+        assert!(
+            err.contains(&"closed: session: gateway shutting down".to_string()),
+            "{err:?}"
+        );
+    }
 }
 
 #[test]
