@@ -396,7 +396,8 @@ impl Store {
         let w = watermark::Watermark {
             serial: st.serial,
             floor: st.floor,
-            digest: st.digest,
+            // A lost bundle stays the acknowledged one until another lands.
+            digest: st.digest.or(st.lost),
         };
         if let Err(e) = watermark::write(&self.dir, &w) {
             tracing::warn!(dir = %self.dir.display(), "store: writing the watermark failed: {e}");

@@ -110,7 +110,12 @@ fn corrupted_sled_directory_opens_fresh_with_a_warning() {
     assert_eq!(o.store.serial(), Some(4));
     assert_eq!(o.store.time_floor(), T0);
     // Another bundle at the lost serial is a rollback; the very bundle that
-    // was acknowledged (the watermark has its digest) may come back.
+    // was acknowledged (the watermark has its digest) may come back, also
+    // after the floor moved (and the watermark was rewritten) meanwhile,
+    // and after a reopen.
+    o.store.raise_time_floor(T0 + 5).unwrap();
+    drop(o);
+    let o = open(dir.path());
     assert!(matches!(
         o.store.apply(&verified(&body(4, T0 + 1)), T0),
         Err(RejectReason::Rollback {
