@@ -117,8 +117,15 @@ impl Gateway {
         let consent = Arc::new(Consent::new());
         tokio::spawn(consent.clone().run_expiry());
         audit.watch_consent_expiry(&consent);
+        let registry = Registry::default();
+        // Tickets of sessions killed before a restart stay refused.
+        let now = wall_clock().max(store.time_floor());
+        match store.barred_tickets(now) {
+            Ok(barred) => barred.into_iter().for_each(|t| registry.bar(t)),
+            Err(e) => tracing::warn!("store: reading the killed sessions' tickets: {e}"),
+        }
         Ok(Arc::new(Gateway {
-            registry: Registry::default(),
+            registry,
             policy: watch::channel(active).0,
             push_lock: tokio::sync::Mutex::new(()),
             shutdown: watch::channel(false).0,
@@ -176,9 +183,20 @@ impl Gateway {
         self.registry.snapshot()
     }
 
-    /// Kill a session: every stream of it is closed at once.
+    /// Kill a session: every stream of it is closed at once, and its ticket
+    /// is refused from then on, across restarts too (until it expires).
     pub fn kill(&self, id: u64) -> bool {
-        self.registry.kill(id)
+        let Some(barred) = self.registry.kill(id) else {
+            return false;
+        };
+        if let Some((ticket, until)) = barred {
+            if let Err(e) = self.store.bar_ticket(ticket, until) {
+                tracing::warn!(
+                    "kill: the ticket of session {id} is refused, but only until restart: {e}"
+                );
+            }
+        }
+        true
     }
 
     /// Ask every session to end and stop accepting new ones.

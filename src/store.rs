@@ -16,8 +16,10 @@
 //! and never a reason to crash; what happens to the bad state is decided in
 //! `open.rs` (summary in `Store::open`).
 //!
-//! The other trees in the same sled database (the audit log) are opened by
-//! their owners through `Store::db`.
+//! The tickets of killed sessions are kept in the `barred` tree (ticket id
+//! → expiry, bounded) so a restart does not let them back in. The other
+//! trees in the same sled database (the audit log) are opened by their
+//! owners through `Store::db`.
 
 mod open;
 mod reject;
@@ -27,6 +29,7 @@ mod watermark;
 
 pub use reject::RejectReason;
 
+use edgegate_proto::ticket::TicketId;
 use edgegate_proto::{TrustPolicy, UnixTime, VerifiedBundle};
 use sha2::{Digest, Sha256};
 use sled::transaction::{TransactionError, TransactionResult, Transactional};
@@ -296,6 +299,53 @@ impl Store {
         Ok(t)
     }
 
+    /// Bar a ticket (its session was killed) until `until`, its expiry: a
+    /// restart must not let it back in. Persisted and flushed. At most
+    /// [`MAX_BARRED`] are kept; past that the soonest to expire goes first.
+    pub fn bar_ticket(&self, id: TicketId, until: UnixTime) -> Result<(), StoreError> {
+        self.bar_ticket_within(id, until, MAX_BARRED)
+    }
+
+    fn bar_ticket_within(
+        &self,
+        id: TicketId,
+        until: UnixTime,
+        cap: usize,
+    ) -> Result<(), StoreError> {
+        let tree = self.db.open_tree(TREE_BARRED)?;
+        tree.insert(id, &until.to_be_bytes())?;
+        if tree.len() > cap {
+            let soonest = tree
+                .iter()
+                .filter_map(Result::ok)
+                .filter_map(|(k, v)| Some((barred_until(&v)?, k)))
+                .min_by_key(|(until, _)| *until);
+            if let Some((_, k)) = soonest {
+                tree.remove(k)?;
+            }
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The barred tickets still unexpired at `now`; expired ones (and any
+    /// unreadable entry) are dropped from disk on the way.
+    pub fn barred_tickets(&self, now: UnixTime) -> Result<Vec<TicketId>, StoreError> {
+        let tree = self.db.open_tree(TREE_BARRED)?;
+        let mut live = Vec::new();
+        for entry in tree.iter() {
+            let (k, v) = entry?;
+            match (<TicketId>::try_from(k.as_ref()), barred_until(&v)) {
+                (Ok(id), Some(until)) if until >= now => live.push(id),
+                _ => {
+                    tree.remove(k)?;
+                }
+            }
+        }
+        self.db.flush()?;
+        Ok(live)
+    }
+
     /// The serial a new bundle must exceed: that of the bundle in force, or
     /// of an authentic stored bundle the policy check refused at open.
     pub fn serial(&self) -> Option<u64> {
@@ -419,4 +469,14 @@ impl std::fmt::Debug for Store {
             .field("state", &*self.state())
             .finish_non_exhaustive()
     }
+}
+
+/// The tree of barred tickets: ticket id → `until` (u64 big-endian).
+const TREE_BARRED: &str = "barred";
+
+/// How many barred tickets are kept.
+pub const MAX_BARRED: usize = 4096;
+
+fn barred_until(v: &[u8]) -> Option<UnixTime> {
+    Some(UnixTime::from_be_bytes(v.try_into().ok()?))
 }

@@ -122,7 +122,7 @@ fn ticket_expiring_mid_stream_closes_it_over_tls() {
 
 #[test]
 fn killing_a_session_ends_it() {
-    let d = start_daemon();
+    let mut d = start_daemon();
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
@@ -171,6 +171,18 @@ fn killing_a_session_ends_it() {
     assert!(closes(&d)
         .iter()
         .any(|(_, r, _, _)| *r == CloseReason::Killed));
+    // Nor after a restart: the bar is kept in the store until the ticket
+    // expires. Another ticket of the same user still gets in.
+    d.restart();
+    let mut again = d.connect(&key, &ticket, false, &[]);
+    assert!(again.exit(Duration::from_secs(20)).is_some());
+    assert_eq!(
+        again.stderr.rest(Duration::from_millis(200)),
+        ["denied: ticket-revoked"]
+    );
+    let (key2, ticket2) = d.client("alice-2", "alice");
+    let mut fresh = d.connect(&key2, &ticket2, false, &[]);
+    fresh.ready();
 }
 
 #[test]

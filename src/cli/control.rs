@@ -68,9 +68,9 @@ pub struct SessionsArgs {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum SessionsCommand {
     /// Close a session now (its streams are audited as `killed`). Its ticket
-    /// is refused from then on, until the daemon restarts: the engineer needs
-    /// a fresh ticket. To bar a user for good, push a bundle that revokes
-    /// the ticket or makes the user inactive.
+    /// is refused from then on until it expires, across restarts: the
+    /// engineer needs a fresh ticket. To bar a user, push a bundle that
+    /// makes the user inactive.
     Kill {
         /// Session id, as `edgegate sessions` shows it.
         id: u64,
@@ -199,7 +199,7 @@ async fn sessions(a: SessionsArgs) -> Outcome {
     if let Some(SessionsCommand::Kill { id }) = a.command {
         return match call(socket, Request::Kill { id }).await? {
             Response::Killed(true) => {
-                say!("killed session {id}; its ticket is refused from now on");
+                say!("killed session {id}; its ticket is refused until it expires");
                 Ok(())
             }
             Response::Killed(false) => Err(format!("no session {id}")),

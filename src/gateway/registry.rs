@@ -60,7 +60,8 @@ pub(crate) struct Registry {
     sessions: Mutex<HashMap<u64, Arc<Session>>>,
     next_id: AtomicU64,
     /// Tickets of killed sessions, refused from then on (oldest forgotten
-    /// first past `MAX_KILLED`; by then they have long expired).
+    /// first past `MAX_KILLED`; by then they have long expired). The store
+    /// keeps them across restarts (`Store::bar_ticket`).
     killed: Mutex<std::collections::VecDeque<TicketId>>,
 }
 
@@ -253,19 +254,29 @@ impl Registry {
 
     /// Kill a session; its ticket cannot open a session again (the
     /// engineer needs a fresh ticket, which the cloud decides anew).
-    pub(crate) fn kill(&self, id: u64) -> bool {
-        let Some(s) = lock(&self.sessions).get(&id).cloned() else {
-            return false;
-        };
-        if let Some(t) = &s.cred.ticket {
-            let mut killed = lock(&self.killed);
-            if killed.len() >= MAX_KILLED {
-                killed.pop_front();
-            }
-            killed.push_back(t.ticket().id);
-        }
+    /// `None`: no such session; else the ticket barred and its expiry, for
+    /// the store to keep across restarts.
+    pub(crate) fn kill(&self, id: u64) -> Option<Option<(TicketId, UnixTime)>> {
+        let s = lock(&self.sessions).get(&id).cloned()?;
+        let barred = s.cred.ticket.as_ref().map(|t| {
+            self.bar(t.ticket().id);
+            (t.ticket().id, t.ticket().expires_at)
+        });
         s.end(SessionEnd::Killed);
-        true
+        Some(barred)
+    }
+
+    /// Refuse this ticket from now on (a killed session's, also those the
+    /// store kept from before a restart).
+    pub(crate) fn bar(&self, ticket: TicketId) {
+        let mut killed = lock(&self.killed);
+        if killed.contains(&ticket) {
+            return;
+        }
+        if killed.len() >= MAX_KILLED {
+            killed.pop_front();
+        }
+        killed.push_back(ticket);
     }
 
     /// Whether this ticket belonged to a killed session.

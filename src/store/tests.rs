@@ -310,3 +310,38 @@ fn store_is_send_and_sync() {
     fn assert<T: Send + Sync>() {}
     assert::<Store>();
 }
+
+#[test]
+fn barred_tickets_survive_reopen_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = ok_store(dir.path());
+        s.bar_ticket([1; 16], T0 + 100).unwrap();
+        s.bar_ticket([2; 16], T0 - 1).unwrap();
+        s.bar_ticket([1; 16], T0 + 200).unwrap(); // again: one entry
+        assert_eq!(s.barred_tickets(T0).unwrap(), vec![[1; 16]]);
+    }
+    let s = ok_store(dir.path());
+    assert_eq!(s.barred_tickets(T0).unwrap(), vec![[1; 16]]);
+    // The expired one was dropped from disk, not just filtered.
+    assert_eq!(s.db().open_tree("barred").unwrap().len(), 1);
+    assert!(s.barred_tickets(T0 + 201).unwrap().is_empty());
+}
+
+#[test]
+fn barred_tickets_are_bounded_dropping_the_soonest_to_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    const CAP: usize = 8; // MAX_BARRED in production; small here (each bar is flushed)
+    for i in (0..=CAP as u64).rev() {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&i.to_be_bytes());
+        s.bar_ticket_within(id, T0 + 10 + i, CAP).unwrap();
+    }
+    let live = s.barred_tickets(T0).unwrap();
+    assert_eq!(live.len(), CAP);
+    assert!(
+        !live.contains(&[0u8; 16]),
+        "the soonest to expire went first"
+    );
+}
