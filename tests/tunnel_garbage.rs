@@ -190,6 +190,10 @@ fn oversized_frame_on_quic_closes_the_connection() {
         Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
             assert_eq!(&c.reason[..], b"no valid first frame", "{c:?}")
         }
+        // The daemon closed and already forgot the connection by the time
+        // the client's next packet arrived: it answered with a stateless
+        // reset. Closed by the daemon all the same.
+        Ok(quinn::ConnectionError::Reset) => {}
         other => panic!("connection not closed by the daemon: {other:?}"),
     }
     assert!(d_alive(&d));
