@@ -5,32 +5,22 @@
 //! printed revocation push closes Henk's streams; Ctrl-C (SIGINT) stops the
 //! demo and removes its directory.
 
-// The daemon side of the harness is not used: the demo starts its own.
+// Of the daemon side of the harness only `Client` is used: the demo starts
+// its own daemon.
 #[allow(unused_imports)]
 #[path = "tunnel_support/harness.rs"]
 mod harness;
 
 use harness::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const EDGEGATED: &str = env!("CARGO_BIN_EXE_edgegated");
 const EDGEGATE: &str = env!("CARGO_BIN_EXE_edgegate");
 
-struct Proc {
-    child: Child,
-    stdout: Lines,
-    stderr: Lines,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(program: &str, args: &[String]) -> Proc {
+/// Start a program with piped output, as the harness's `Client` (which
+/// kills it when dropped).
+fn spawn(program: &str, args: &[String]) -> Client {
     let mut child = Command::new(program)
         .args(args)
         .env("NO_COLOR", "1")
@@ -38,7 +28,7 @@ fn spawn(program: &str, args: &[String]) -> Proc {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    Proc {
+    Client {
         stdout: Lines::new(child.stdout.take().unwrap()),
         stderr: Lines::new(child.stderr.take().unwrap()),
         child,
@@ -61,17 +51,6 @@ fn port_for(args: &[String], service: &str) -> u16 {
         .find_map(|a| a.strip_suffix(&format!("={service}")))
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no -L PORT={service} in {args:?}"))
-}
-
-fn wait_exit(p: &mut Proc, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
-        if let Some(s) = p.child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }
 
 #[test]
@@ -113,15 +92,7 @@ fn the_demo_does_what_it_prints() {
 
     // Henk: allowed everything; the PLC page, the WebSocket echo, VNC.
     let mut h = spawn(EDGEGATE, &henk);
-    h.stdout
-        .wait_for(Duration::from_secs(20), |l| l == "ready")
-        .unwrap_or_else(|| {
-            panic!(
-                "henk: {:?} {:?}",
-                h.stdout.seen,
-                h.stderr.rest(Duration::from_millis(200))
-            )
-        });
+    h.ready();
     for service in ["plc-web", "maintenance", "hmi-vnc", "lan"] {
         assert!(
             h.stdout
@@ -139,7 +110,9 @@ fn the_demo_does_what_it_prints() {
 
     // Bert: denied the PLC page, as printed.
     let mut b = spawn(EDGEGATE, &bert);
-    let status = wait_exit(&mut b, Duration::from_secs(20)).expect("bert's connect exits");
+    let status = b
+        .exit(Duration::from_secs(20))
+        .expect("bert's connect exits");
     assert!(!status.success());
     assert_eq!(
         b.stderr.rest(Duration::from_millis(200)),
@@ -148,7 +121,9 @@ fn the_demo_does_what_it_prints() {
 
     // Sven: site consent required, then granted with the printed command.
     let mut s = spawn(EDGEGATE, &sven);
-    let status = wait_exit(&mut s, Duration::from_secs(20)).expect("sven's connect exits");
+    let status = s
+        .exit(Duration::from_secs(20))
+        .expect("sven's connect exits");
     assert!(!status.success());
     assert_eq!(
         s.stderr.rest(Duration::from_millis(200)),
@@ -164,15 +139,7 @@ fn the_demo_does_what_it_prints() {
         .unwrap();
     assert!(grant.status.success(), "{grant:?}");
     let mut s = spawn(EDGEGATE, &sven);
-    s.stdout
-        .wait_for(Duration::from_secs(20), |l| l == "ready")
-        .unwrap_or_else(|| {
-            panic!(
-                "sven: {:?} {:?}",
-                s.stdout.seen,
-                s.stderr.rest(Duration::from_millis(200))
-            )
-        });
+    s.ready();
     let sven_vnc = echo_through(port_for(&sven, "hmi-vnc"));
     let socket = args_of(grant_line, "consent");
     let socket = socket.last().unwrap();
@@ -207,7 +174,9 @@ fn the_demo_does_what_it_prints() {
     );
     assert!(wait_closed(vnc, Duration::from_secs(5)).is_some());
     assert!(wait_closed(ws, Duration::from_secs(5)).is_some());
-    let status = wait_exit(&mut h, Duration::from_secs(5)).expect("henk's connect exits");
+    let status = h
+        .exit(Duration::from_secs(5))
+        .expect("henk's connect exits");
     assert!(!status.success());
     assert!(h
         .stderr
@@ -217,7 +186,9 @@ fn the_demo_does_what_it_prints() {
     // Ctrl-C stops the demo and cleans up after it.
     let pid = nix::unistd::Pid::from_raw(demo.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = wait_exit(&mut demo, Duration::from_secs(10)).expect("the demo stops on Ctrl-C");
+    let status = demo
+        .exit(Duration::from_secs(10))
+        .expect("the demo stops on Ctrl-C");
     assert!(status.success(), "{status:?}");
     assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
 }
