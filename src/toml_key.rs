@@ -20,20 +20,30 @@ fn holds(span: Option<Range<usize>>, at: usize) -> bool {
 }
 
 fn table(t: &Table, at: usize, path: &mut Vec<String>) -> bool {
-    for (name, i) in t.iter() {
-        path.push(name.to_string());
-        if holds(t.key(name).and_then(|k| k.span()), at) || item(i, at, path) {
-            return true;
-        }
-        path.pop();
-    }
-    false
+    let entries = t
+        .iter()
+        .map(|(name, i)| (name, t.key(name).and_then(|k| k.span()), i));
+    entries_hold(entries, at, path, item)
 }
 
 fn inline(t: &InlineTable, at: usize, path: &mut Vec<String>) -> bool {
-    for (name, v) in t.iter() {
+    let entries = t
+        .iter()
+        .map(|(name, v)| (name, t.key(name).and_then(|k| k.span()), v));
+    entries_hold(entries, at, path, value)
+}
+
+/// The entries of a table (name, key span, value): whether one holds `at`,
+/// in its key or (through `inner`) its value, with `path` left naming it.
+fn entries_hold<'a, T: 'a>(
+    entries: impl Iterator<Item = (&'a str, Option<Range<usize>>, &'a T)>,
+    at: usize,
+    path: &mut Vec<String>,
+    inner: fn(&T, usize, &mut Vec<String>) -> bool,
+) -> bool {
+    for (name, key, v) in entries {
         path.push(name.to_string());
-        if holds(t.key(name).and_then(|k| k.span()), at) || value(v, at, path) {
+        if holds(key, at) || inner(v, at, path) {
             return true;
         }
         path.pop();

@@ -76,29 +76,23 @@ impl TlsLink {
         gateway: SocketAddr,
         ticket: Vec<u8>,
     ) -> Result<(TlsLink, Welcome, Conn), ClientError> {
-        let hello = async {
+        let welcomed = async {
             let mut conn = dial(&connector, gateway).await?;
-            let hello = Frame::Hello {
-                ticket: ticket.clone(),
-            };
-            write_frame(&mut conn, &hello).await.map_err(link)?;
+            write_frame(&mut conn, &hello(&ticket))
+                .await
+                .map_err(link)?;
             let welcome = welcome_of(expect_frame(&mut conn, MAX_FRAME).await.map_err(link)?)?;
             Ok::<_, ClientError>((conn, welcome))
         };
-        let (held, spare) = tokio::join!(hello, dial(&connector, gateway));
+        let (held, spare) = tokio::join!(welcomed, dial(&connector, gateway));
         let (mut held, welcome) = held?;
         write_frame(&mut held, &Frame::Hold).await.map_err(link)?;
         // A spare that failed is no loss: the first stream dials afresh.
         let spare = match spare {
-            Ok(mut conn) => {
-                let hello = Frame::Hello {
-                    ticket: ticket.clone(),
-                };
-                write_frame(&mut conn, &hello)
-                    .await
-                    .ok()
-                    .map(|()| (Instant::now(), conn))
-            }
+            Ok(mut conn) => write_frame(&mut conn, &hello(&ticket))
+                .await
+                .ok()
+                .map(|()| (Instant::now(), conn)),
             Err(_) => None,
         };
         let link = TlsLink {
@@ -159,10 +153,9 @@ impl TlsLink {
             }
         }
         let mut conn = dial(&self.connector, self.gateway).await?;
-        let hello = Frame::Hello {
-            ticket: self.ticket.clone(),
-        };
-        write_frame(&mut conn, &hello).await.map_err(link)?;
+        write_frame(&mut conn, &hello(&self.ticket))
+            .await
+            .map_err(link)?;
         write_frame(&mut conn, open).await.map_err(link)?;
         match answers(&mut conn, session).await {
             Ok(answer) => Ok((conn, Ok(answer))),
@@ -174,6 +167,13 @@ impl TlsLink {
     fn take_spare(&self) -> Option<Conn> {
         let spare = super::lock(&self.spare).take()?;
         (spare.0.elapsed() < SPARE_MAX_AGE).then_some(spare.1)
+    }
+}
+
+/// The first frame of every connection of the session.
+fn hello(ticket: &[u8]) -> Frame {
+    Frame::Hello {
+        ticket: ticket.to_vec(),
     }
 }
 
