@@ -332,17 +332,20 @@ impl Store {
     /// unreadable entry) are dropped from disk on the way.
     pub fn barred_tickets(&self, now: UnixTime) -> Result<Vec<TicketId>, StoreError> {
         let tree = self.db.open_tree(TREE_BARRED)?;
-        let mut live = Vec::new();
+        let (mut live, mut dropped) = (Vec::new(), false);
         for entry in tree.iter() {
             let (k, v) = entry?;
             match (<TicketId>::try_from(k.as_ref()), barred_until(&v)) {
                 (Ok(id), Some(until)) if until >= now => live.push(id),
                 _ => {
                     tree.remove(k)?;
+                    dropped = true;
                 }
             }
         }
-        self.db.flush()?;
+        if dropped {
+            self.db.flush()?;
+        }
         Ok(live)
     }
 
