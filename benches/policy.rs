@@ -87,11 +87,7 @@ fn accept_path(bytes: &[u8], trust: &TrustPolicy, vb: &VerifiedBundle) {
     for _ in 0..ACCEPT_RUNS {
         let (dir, store) = fresh_store(trust);
         let t = Instant::now();
-        let (applied, _, ix) = store
-            .accept(bytes, wall, |vb| {
-                PolicyIndex::compile(vb).map_err(|e| e.to_string())
-            })
-            .unwrap();
+        let (applied, _, ix) = store.accept(bytes, wall, PolicyIndex::compile).unwrap();
         accept.push(t.elapsed());
         assert!(matches!(applied, Applied::Accepted { .. }));
         black_box(ix);

@@ -45,6 +45,8 @@ pub struct Target {
     /// target shares, made at first use: one socket however many sessions,
     /// and ~0.2 ms less set-up for each after the first.
     quic: Mutex<Option<quinn::Endpoint>>,
+    /// Set when the gateway presents a key other than `device_key`.
+    pin: tlsid::PinWatch,
 }
 
 /// Why a session or stream could not be opened.
@@ -66,16 +68,16 @@ fn link(e: impl std::fmt::Display) -> ClientError {
 }
 
 /// A failed handshake, worded for the engineer: the one failure they can
-/// fix themselves is a `--gateway-key` that is not this gateway's.
-fn handshake_error(e: impl std::fmt::Display) -> ClientError {
-    let text = e.to_string();
-    if text.contains("invalid peer certificate") {
+/// fix themselves is a `--gateway-key` that is not this gateway's, which
+/// the pinning verifier reports to `watch`.
+fn handshake_error(watch: &tlsid::PinWatch, e: impl std::fmt::Display) -> ClientError {
+    if watch.take() {
         return ClientError::Link(
             "the gateway's key is not the pinned --gateway-key (wrong key, or another gateway)"
                 .into(),
         );
     }
-    ClientError::Link(text)
+    ClientError::Link(e.to_string())
 }
 
 enum Link {
@@ -123,11 +125,13 @@ impl Target {
             identity,
             tls,
             quic: Mutex::new(None),
+            pin: tlsid::PinWatch::default(),
         }
     }
 
     fn tls_connector(&self) -> Result<TlsConnector, ClientError> {
-        let config = tlsid::client_config(&self.identity, self.device_key).map_err(link)?;
+        let config = tlsid::client_config_watched(&self.identity, self.device_key, &self.pin)
+            .map_err(link)?;
         Ok(TlsConnector::from(Arc::new(config)))
     }
 
@@ -147,7 +151,8 @@ impl Target {
             return Ok(endpoint.clone());
         }
         let endpoint =
-            transport::quic::client(self.gateway, &self.identity, self.device_key).map_err(link)?;
+            transport::quic::client(self.gateway, &self.identity, self.device_key, &self.pin)
+                .map_err(link)?;
         *quic = Some(endpoint.clone());
         Ok(endpoint)
     }
@@ -160,7 +165,7 @@ impl Target {
         let conn = timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| ClientError::Link("timed out connecting".into()))?
-            .map_err(handshake_error)?;
+            .map_err(|e| handshake_error(&self.pin, e))?;
         Ok((endpoint, conn))
     }
 
@@ -168,7 +173,7 @@ impl Target {
     /// (bundle push).
     pub(crate) async fn exchange(&self, first: Frame, cap: usize) -> Result<Frame, ClientError> {
         if self.tls {
-            let mut tls = tls::dial(&self.tls_connector()?, self.gateway).await?;
+            let mut tls = tls::dial(&self.tls_connector()?, self.gateway, &self.pin).await?;
             write_frame(&mut tls, &first).await.map_err(link)?;
             expect_frame(&mut tls, cap).await.map_err(link)
         } else {
@@ -201,8 +206,13 @@ pub async fn open_session(
     let streams = Arc::new(Mutex::new(HashMap::new()));
     let reported = Arc::new(Mutex::new(HashSet::new()));
     if target.tls {
-        let (link, welcome, held) =
-            TlsLink::open(target.tls_connector()?, target.gateway, ticket).await?;
+        let (link, welcome, held) = TlsLink::open(
+            target.tls_connector()?,
+            target.pin.clone(),
+            target.gateway,
+            ticket,
+        )
+        .await?;
         let (s, r, e) = (streams.clone(), reported.clone(), events.clone());
         link.watch(held, move |ending| match ending {
             tls::Ending::Closed(end) => session_ended(&s, &r, &e, end),

@@ -106,7 +106,7 @@ pub async fn run() -> anyhow::Result<()> {
 }
 
 async fn demo(dir: &Path) -> anyhow::Result<()> {
-    let now = crate::gateway::wall_clock();
+    let now = crate::clock::Clock::system().wall();
     let authority = keyfile::generate(&dir.join("authority.key"))?;
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
     let b = Backends {

@@ -3,32 +3,35 @@
 //!
 //! Owns the store, the published policy (a `watch` channel carrying the
 //! compiled [`PolicyIndex`] of the bundle in force), site consent, the
-//! session registry and the audit hooks. Every live stream waits on the
-//! policy and consent channels, its session's kill switch and its own time
-//! deadline, and re-runs [`Gateway::admit`] — the very function that
-//! admitted it — whenever one fires (`admit.rs`, `stream.rs`).
+//! session registry, the clock and the audit hooks. One function,
+//! `Gateway::authorize` (`authorize.rs`), admits every session and stream
+//! and re-checks them: every live session and stream waits on the policy
+//! and consent channels, its session's end and its own time deadline, and
+//! runs it again whenever one fires (`redecide.rs`).
 //!
 //! Sockets are accepted in `quic.rs` and `tls.rs`; the bundle accept path
 //! is `push.rs`; the control socket's view is `control.rs`. Deciding is the
 //! policy module's business: this module only gathers the inputs.
 
-mod admit;
 mod audit_hooks;
+mod authorize;
 mod control;
 mod health;
 mod pending;
 mod push;
 mod quic;
+mod redecide;
 mod registry;
 mod reload;
 mod session;
 mod stream;
 mod tls;
 
-pub use admit::Credentials;
+pub use authorize::Credentials;
 pub use control::ControlView;
 pub use reload::Reloaded;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::Consent;
 use crate::policy::PolicyIndex;
@@ -36,8 +39,8 @@ use crate::store::Store;
 use crate::tlsid::Identity;
 use edgegate_proto::{UnixTime, VerifiedBundle};
 use registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::SystemTime;
 use tokio::sync::watch;
 
 /// The bundle in force, compiled. The decoded bundle is not kept: the index
@@ -53,7 +56,11 @@ pub struct Active {
 pub struct Gateway {
     /// Swapped whole by a reload (`reload.rs`); read with `config()`.
     config: std::sync::RwLock<Arc<Config>>,
-    store: Store,
+    /// Wall time; `now()` floors it with the store's time floor.
+    clock: Clock,
+    /// Bumped when the trusted keys change: tickets are verified again.
+    trust_epoch: AtomicU64,
+    store: Arc<Store>,
     identity: Identity,
     consent: Arc<Consent>,
     policy: watch::Sender<Option<Arc<Active>>>,
@@ -73,7 +80,7 @@ pub struct Gateway {
 pub enum GatewayError {
     /// The stored bundle verified but does not compile.
     #[error("stored bundle does not compile: {0}")]
-    Compile(String),
+    Compile(#[from] crate::policy::CompileError),
     /// The audit log could not be opened.
     #[error("audit log: {0}")]
     Audit(String),
@@ -88,14 +95,6 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-/// Seconds since the epoch on the wall clock (0 if the clock is before 1970).
-pub fn wall_clock() -> UnixTime {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Gateway {
     /// Assemble the gateway from a validated config, the opened store and
     /// the stored bundle (already verified and checked by the store).
@@ -105,21 +104,33 @@ impl Gateway {
         stored: Option<VerifiedBundle>,
         identity: Identity,
     ) -> Result<Arc<Gateway>, GatewayError> {
+        Gateway::with_clock(config, store, stored, identity, Clock::system())
+    }
+
+    /// [`Gateway::new`] with the wall clock as an input (tests run it on
+    /// tokio's paused time with [`Clock::following_tokio`]).
+    pub fn with_clock(
+        config: Config,
+        store: Store,
+        stored: Option<VerifiedBundle>,
+        identity: Identity,
+        clock: Clock,
+    ) -> Result<Arc<Gateway>, GatewayError> {
         let active = match stored {
             Some(bundle) => {
-                let index = PolicyIndex::compile(&bundle)
-                    .map_err(|e| GatewayError::Compile(e.to_string()))?;
+                let index = PolicyIndex::compile(&bundle)?;
                 Some(Arc::new(Active { index }))
             }
             None => None,
         };
-        let audit = audit_hooks::Audit::open(&store, &config)?;
+        let store = Arc::new(store);
+        let audit = audit_hooks::Audit::open(&store, &config, clock)?;
         let consent = Arc::new(Consent::new());
         tokio::spawn(consent.clone().run_expiry());
         audit.watch_consent_expiry(&consent);
         let registry = Registry::default();
         // Tickets of sessions killed before a restart stay refused.
-        let now = wall_clock().max(store.time_floor());
+        let now = store.now(clock.wall());
         match store.barred_tickets(now) {
             Ok(barred) => barred.into_iter().for_each(|t| registry.bar(t)),
             Err(e) => tracing::warn!("store: reading the killed sessions' tickets: {e}"),
@@ -132,6 +143,8 @@ impl Gateway {
             bound: std::sync::OnceLock::new(),
             probe: health::ProbeSlot::default(),
             config: std::sync::RwLock::new(Arc::new(config)),
+            clock,
+            trust_epoch: AtomicU64::new(0),
             store,
             identity,
             consent,
@@ -170,7 +183,13 @@ impl Gateway {
 
     /// The daemon's notion of now: the wall clock, never below the time floor.
     pub fn now(&self) -> UnixTime {
-        self.store.now(wall_clock())
+        self.store.now(self.clock.wall())
+    }
+
+    /// The wall clock as it reads, unfloored (what a bundle's acceptance
+    /// compares against: the store floors it itself).
+    pub(crate) fn wall(&self) -> UnixTime {
+        self.clock.wall()
     }
 
     /// Site consent.

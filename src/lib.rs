@@ -5,6 +5,7 @@ pub use edgegate_proto::PublicKey;
 pub mod audit;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod control;

@@ -103,9 +103,34 @@ impl std::fmt::Display for Decision {
     }
 }
 
+/// A denial and the step of DESIGN §2 that gave it. The step, not the
+/// reason's name, says what the denial covers: `mfa-required` from step 4 is
+/// the user's own 2FA demand and refuses the whole session, the same word
+/// from step 6 is one role's demand and refuses only that service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Denial {
+    /// The stable reason.
+    pub reason: DenyReason,
+    /// The step of DESIGN §2 (1 to 7) that denied.
+    pub step: u8,
+}
+
+impl Denial {
+    /// Steps 1–4 judge the bundle, the ticket and the user: they deny the
+    /// whole session. Steps 5–7 judge one service or destination.
+    pub fn ends_session(self) -> bool {
+        self.step <= 4
+    }
+}
+
 /// Decide a request per DESIGN §2, in order. Does not allocate.
 pub fn decide(p: &Policy, r: &Request) -> Decision {
     eval::evaluate(p, r, &mut eval::NoTrace)
+}
+
+/// [`decide`], with the step a denial came from. Does not allocate.
+pub fn decide_scoped(p: &Policy, r: &Request) -> Result<Level, Denial> {
+    eval::run(p, r, &mut eval::NoTrace)
 }
 
 /// The same evaluation as `decide`, with the trace of every check it made.

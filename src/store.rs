@@ -267,7 +267,7 @@ impl Store {
         &self,
         bytes: &[u8],
         wall_now: UnixTime,
-        compile: impl FnOnce(&VerifiedBundle) -> Result<T, String>,
+        compile: impl FnOnce(&VerifiedBundle) -> Result<T, crate::policy::CompileError>,
     ) -> Result<(Applied, VerifiedBundle, T), RejectReason> {
         let vb = VerifiedBundle::verify(bytes, &self.trust())?;
         let compiled = compile(&vb).map_err(RejectReason::InvalidPolicy)?;

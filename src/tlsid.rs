@@ -206,6 +206,21 @@ fn tls12_refused() -> Result<HandshakeSignatureValid, rustls::Error> {
 #[derive(Debug)]
 struct PinnedServer {
     pinned: PublicKey,
+    /// Told when a server presents another key.
+    watch: PinWatch,
+}
+
+/// Records that a server presented a key other than the pinned one, so a
+/// failed handshake can be told apart from other failures by a flag the
+/// verifier set, not by the text of an error.
+#[derive(Debug, Clone, Default)]
+pub struct PinWatch(Arc<std::sync::atomic::AtomicBool>);
+
+impl PinWatch {
+    /// Whether a mismatch was seen since the last call (clears the flag).
+    pub fn take(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
 }
 
 impl ServerCertVerifier for PinnedServer {
@@ -219,9 +234,14 @@ impl ServerCertVerifier for PinnedServer {
     ) -> Result<ServerCertVerified, rustls::Error> {
         match ed25519_key_of(end_entity) {
             Some(key) if key == self.pinned => Ok(ServerCertVerified::assertion()),
-            _ => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            )),
+            _ => {
+                self.watch
+                    .0
+                    .store(true, std::sync::atomic::Ordering::Release);
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                ))
+            }
         }
     }
 
@@ -313,10 +333,23 @@ pub fn server_config(id: &Identity) -> Result<rustls::ServerConfig, TlsIdError> 
 
 /// The client's rustls configuration, pinned to `device`.
 pub fn client_config(id: &Identity, device: PublicKey) -> Result<rustls::ClientConfig, TlsIdError> {
+    client_config_watched(id, device, &PinWatch::default())
+}
+
+/// [`client_config`], telling `watch` when the server's key is not `device`.
+pub fn client_config_watched(
+    id: &Identity,
+    device: PublicKey,
+    watch: &PinWatch,
+) -> Result<rustls::ClientConfig, TlsIdError> {
+    let verifier = PinnedServer {
+        pinned: device,
+        watch: watch.clone(),
+    };
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedServer { pinned: device }))
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(id.chain(), id.private_key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
@@ -333,8 +366,10 @@ pub fn quic_server_config(id: &Identity) -> Result<quinn::ServerConfig, TlsIdErr
 pub fn quic_client_config(
     id: &Identity,
     device: PublicKey,
+    watch: &PinWatch,
 ) -> Result<quinn::ClientConfig, TlsIdError> {
-    let tls = quinn::crypto::rustls::QuicClientConfig::try_from(client_config(id, device)?)
+    let tls = client_config_watched(id, device, watch)?;
+    let tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsIdError::Quic(e.to_string()))?;
     Ok(quinn::ClientConfig::new(Arc::new(tls)))
 }

@@ -174,7 +174,8 @@ fn oversized_frame_on_quic_closes_the_connection() {
     let (device_key, quic) = (d.device_key, d.quic);
     let outcome = rt.block_on(async move {
         let id = Identity::new(&key(6)).unwrap();
-        let endpoint = edgegate::transport::quic::client(quic, &id, device_key).unwrap();
+        let endpoint =
+            edgegate::transport::quic::client(quic, &id, device_key, &Default::default()).unwrap();
         let conn = endpoint
             .connect(quic, edgegate::tlsid::SERVER_NAME)
             .unwrap()
@@ -220,7 +221,9 @@ fn flood_of_half_open_quic_handshakes_does_not_lock_out_a_real_session() {
     let device_key = d.device_key;
     let endpoint = rt.block_on(async move {
         let id = Identity::new(&key(7)).unwrap();
-        let endpoint = edgegate::transport::quic::client(trap_addr, &id, device_key).unwrap();
+        let endpoint =
+            edgegate::transport::quic::client(trap_addr, &id, device_key, &Default::default())
+                .unwrap();
         // Never completes: the trap does not answer.
         let connecting = endpoint
             .connect(trap_addr, edgegate::tlsid::SERVER_NAME)

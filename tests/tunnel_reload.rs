@@ -82,7 +82,9 @@ fn new_limits_and_trusted_keys_apply_to_live_sessions() {
     assert!(alice.exit(Duration::from_millis(10)).is_none());
 
     // Only the new key: the live tickets (old key) no longer verify, and the
-    // bundle in force (old key) neither: sessions closed, gateway fails closed.
+    // bundle in force (old key) neither: sessions closed, gateway fails
+    // closed. The one decision function reports the first step that fails,
+    // DESIGN §2 step 1 (the bundle) before step 2 (the ticket).
     let started = Instant::now();
     reload(&d, |t| {
         t.replace(&format!("[\"{old}\", \"{new}\"]"), &format!("[\"{new}\"]"))
@@ -98,7 +100,7 @@ fn new_limits_and_trusted_keys_apply_to_live_sessions() {
     assert!(alice
         .stderr
         .rest(Duration::from_millis(200))
-        .contains(&"closed: session: bad-ticket".to_string()));
+        .contains(&"closed: session: no-valid-bundle".to_string()));
     assert!(bob.exit(Duration::from_secs(10)).is_some());
     assert!(d
         .stderr

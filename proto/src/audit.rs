@@ -113,11 +113,14 @@ pub enum CloseReason {
     Shutdown,
     /// A transport or backend error, described.
     Error(String),
+    /// The client went away (its connection closed or was lost) while the
+    /// stream was open: nobody on the daemon's side ended it.
+    Disconnected,
 }
 
 impl CloseReason {
     /// Stable name: `normal`, a deny reason name, `killed`, `idle-timeout`,
-    /// `shutdown`, or `error: <text>`.
+    /// `shutdown`, `error: <text>` or `disconnected`.
     pub fn name(&self) -> String {
         match self {
             CloseReason::Normal => "normal".into(),
@@ -126,6 +129,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle-timeout".into(),
             CloseReason::Shutdown => "shutdown".into(),
             CloseReason::Error(e) => format!("error: {e}"),
+            CloseReason::Disconnected => "disconnected".into(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! end. Socket I/O is the `edgegate` crate's.
 
 use crate::audit::{AuditRecord, AuditVerifyError, Transport, VerifyReport};
-use crate::codec::{self, DecodeError};
+use crate::codec;
 use crate::keys::PublicKey;
 use crate::reason::Level;
 use crate::UnixTime;
@@ -163,38 +163,13 @@ pub struct StreamInfo {
     pub started: UnixTime,
 }
 
-/// The outcome of a bundle push.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PushResult {
-    /// Stored, flushed and now enforced.
-    Accepted {
-        /// Its serial.
-        serial: u64,
-    },
-    /// The same bundle is already enforced; nothing changed.
-    Unchanged {
-        /// Its serial.
-        serial: u64,
-    },
-    /// Refused; the running policy is unchanged.
-    Rejected {
-        /// Stable reason code.
-        code: String,
-        /// One-line description.
-        message: String,
-    },
-}
+/// The outcome of a bundle push: one type for the control socket and the
+/// tunnel (their encodings were the same; now they are one).
+pub use crate::frame::PushResult;
 
-/// Why a frame could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
-    /// The announced length exceeds [`MAX_FRAME`].
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
-    TooLarge(usize),
-    /// The body is not a valid message.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-}
+/// Why a frame could not be read: one type for the control socket and the
+/// tunnel.
+pub use crate::frame::FrameError;
 
 /// Encode a message as one frame: length prefix and body.
 pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
@@ -203,7 +178,10 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
 
 /// Check a frame's announced length before reading the body.
 pub fn check_frame_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
-    codec::prefixed_len(prefix, MAX_FRAME).map_err(FrameError::TooLarge)
+    codec::prefixed_len(prefix, MAX_FRAME).map_err(|len| FrameError::TooLarge {
+        len,
+        cap: MAX_FRAME,
+    })
 }
 
 /// Decode a frame body.
@@ -241,7 +219,13 @@ mod tests {
     #[test]
     fn oversized_frames_are_refused_before_reading() {
         let n = (MAX_FRAME as u32 + 1).to_be_bytes();
-        assert_eq!(check_frame_len(n), Err(FrameError::TooLarge(MAX_FRAME + 1)));
+        assert_eq!(
+            check_frame_len(n),
+            Err(FrameError::TooLarge {
+                len: MAX_FRAME + 1,
+                cap: MAX_FRAME
+            })
+        );
         assert!(decode_body::<Request>(&[99]).is_err());
     }
 }

@@ -374,7 +374,7 @@ mod tests {
         }
         assert_eq!(DenyReason::UserInactive.stream_code(), 0x107);
         assert_eq!(DenyReason::from_stream_code(0x99), None);
-        assert_eq!(DenyReason::from_stream_code(0x100 + 15), None);
+        assert_eq!(DenyReason::from_stream_code(0x100 + 16), None);
     }
 
     #[test]
@@ -399,7 +399,7 @@ mod tests {
             SessionEnd::from_conn_code(u64::from(CONN_PROTOCOL_ERROR)),
             None
         );
-        assert_eq!(SessionEnd::from_conn_code(0x200 + 15), None);
+        assert_eq!(SessionEnd::from_conn_code(0x200 + 16), None);
     }
 
     #[test]

@@ -39,11 +39,17 @@ pub enum DenyReason {
     NoGrant,
     /// A per-user or global limit is exceeded.
     LimitExceeded,
+    /// Not a decision of DESIGN §2 but the end of a live stream: what the
+    /// stream was admitted to (its level, the service's kind, target or
+    /// networks) changed with a new bundle. The stream is closed rather than
+    /// left on the old backend or filter; a new stream follows the new
+    /// definition.
+    PermitChanged,
 }
 
 impl DenyReason {
     /// Every reason, in wire order.
-    pub const ALL: [DenyReason; 15] = [
+    pub const ALL: [DenyReason; 16] = [
         DenyReason::NoValidBundle,
         DenyReason::BadTicket,
         DenyReason::WrongDevice,
@@ -59,6 +65,7 @@ impl DenyReason {
         DenyReason::SiteConsentRequired,
         DenyReason::NoGrant,
         DenyReason::LimitExceeded,
+        DenyReason::PermitChanged,
     ];
 
     /// The stable name, e.g. `no-grant`.
@@ -79,6 +86,7 @@ impl DenyReason {
             DenyReason::SiteConsentRequired => "site-consent-required",
             DenyReason::NoGrant => "no-grant",
             DenyReason::LimitExceeded => "limit-exceeded",
+            DenyReason::PermitChanged => "permit-changed",
         }
     }
 

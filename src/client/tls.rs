@@ -35,6 +35,8 @@ const SPARE_MAX_AGE: Duration = Duration::from_secs(5);
 /// How a TLS session reaches the daemon again for each stream.
 pub(crate) struct TlsLink {
     connector: TlsConnector,
+    /// Told by the connector's verifier when the key is not the pinned one.
+    pin: tlsid::PinWatch,
     gateway: SocketAddr,
     ticket: Vec<u8>,
     /// A connection with its `Hello` answered, until a stream uses it.
@@ -47,6 +49,7 @@ pub(crate) struct TlsLink {
 pub(crate) async fn dial(
     connector: &TlsConnector,
     gateway: SocketAddr,
+    pin: &tlsid::PinWatch,
 ) -> Result<Conn, ClientError> {
     let dial = async {
         let tcp = TcpStream::connect(gateway).await.map_err(link)?;
@@ -57,7 +60,7 @@ pub(crate) async fn dial(
         connector
             .connect(tlsid::server_name(), tcp)
             .await
-            .map_err(super::handshake_error)
+            .map_err(|e| super::handshake_error(pin, e))
     };
     timeout(super::CONNECT_TIMEOUT, dial)
         .await
@@ -73,18 +76,19 @@ impl TlsLink {
     /// [`TlsLink::watch`].
     pub(crate) async fn open(
         connector: TlsConnector,
+        pin: tlsid::PinWatch,
         gateway: SocketAddr,
         ticket: Vec<u8>,
     ) -> Result<(TlsLink, Welcome, Conn), ClientError> {
         let welcomed = async {
-            let mut conn = dial(&connector, gateway).await?;
+            let mut conn = dial(&connector, gateway, &pin).await?;
             write_frame(&mut conn, &hello(&ticket))
                 .await
                 .map_err(link)?;
             let welcome = welcome_of(expect_frame(&mut conn, MAX_FRAME).await.map_err(link)?)?;
             Ok::<_, ClientError>((conn, welcome))
         };
-        let (held, spare) = tokio::join!(welcomed, dial(&connector, gateway));
+        let (held, spare) = tokio::join!(welcomed, dial(&connector, gateway, &pin));
         let (mut held, welcome) = held?;
         write_frame(&mut held, &Frame::Hold).await.map_err(link)?;
         // A spare that failed is no loss: the first stream dials afresh.
@@ -96,6 +100,7 @@ impl TlsLink {
             Err(_) => None,
         };
         let link = TlsLink {
+            pin,
             connector,
             gateway,
             ticket,
@@ -152,7 +157,7 @@ impl TlsLink {
                 }
             }
         }
-        let mut conn = dial(&self.connector, self.gateway).await?;
+        let mut conn = dial(&self.connector, self.gateway, &self.pin).await?;
         write_frame(&mut conn, &hello(&self.ticket))
             .await
             .map_err(link)?;

@@ -6,8 +6,9 @@
 
 use super::registry::{Session, StreamStats};
 use super::stream::OpenRequest;
-use super::{wall_clock, GatewayError};
+use super::GatewayError;
 use crate::audit::{AuditLog, AuditWriter};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::{Consent, ConsentState};
 use crate::store::Store;
@@ -21,15 +22,40 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub(crate) struct Audit {
     writer: AuditWriter,
+    /// Records are stamped with the gateway's floored now (DESIGN §3).
+    now: Now,
+}
+
+/// The gateway's notion of now: the clock floored by the store.
+#[derive(Debug, Clone)]
+struct Now {
+    clock: Clock,
+    store: Arc<Store>,
+}
+
+impl Now {
+    fn get(&self) -> edgegate_proto::UnixTime {
+        self.store.now(self.clock.wall())
+    }
 }
 
 impl Audit {
-    pub(crate) fn open(store: &Store, config: &Config) -> Result<Audit, GatewayError> {
+    pub(crate) fn open(
+        store: &Arc<Store>,
+        config: &Config,
+        clock: Clock,
+    ) -> Result<Audit, GatewayError> {
         let log = AuditLog::open(store.db(), config.limits.audit_retention)
             .map_err(|e| GatewayError::Audit(e.to_string()))?;
         let writer = AuditWriter::start(Arc::new(log))
             .map_err(|e| GatewayError::Audit(format!("starting the audit writer: {e}")))?;
-        Ok(Audit { writer })
+        Ok(Audit {
+            writer,
+            now: Now {
+                clock,
+                store: store.clone(),
+            },
+        })
     }
 
     /// The log, for readers: call [`Audit::sync`] first to see every event
@@ -52,7 +78,7 @@ impl Audit {
     /// Audit consent windows that run out (grants and revokes are audited
     /// where the operator's request is answered).
     pub(crate) fn watch_consent_expiry(&self, consent: &Consent) {
-        let writer = self.writer.clone();
+        let (writer, clock) = (self.writer.clone(), self.now.clone());
         let mut rx = consent.subscribe();
         tokio::spawn(async move {
             let mut before = *rx.borrow_and_update();
@@ -60,7 +86,7 @@ impl Audit {
                 let now = *rx.borrow_and_update();
                 let expired = matches!(before, ConsentState::Until(end) if end <= Instant::now());
                 if now == ConsentState::Inactive && expired {
-                    writer.append(wall_clock(), AuditEvent::ConsentExpired);
+                    writer.append(clock.get(), AuditEvent::ConsentExpired);
                 }
                 before = now;
             }
@@ -68,7 +94,7 @@ impl Audit {
     }
 
     pub(crate) fn append(&self, event: AuditEvent) {
-        self.writer.append(wall_clock(), event);
+        self.writer.append(self.now.get(), event);
     }
 
     pub(crate) fn decision(

@@ -1,7 +1,7 @@
 //! The gateway as the control socket sees it: status, sessions, kill,
 //! consent, audit and bundle push, answered from the live state.
 
-use super::{wall_clock, Gateway};
+use super::Gateway;
 use crate::control::{
     audit_response, audit_verify_response, BoxFuture, BundleStatus, ControlHandler, PeerCred,
     Request, Response, StatusInfo,
@@ -31,7 +31,7 @@ impl Gateway {
                 issued_at: a.index.issued_at(),
                 not_after: a.index.not_after(),
             }),
-            consent: self.consent.info(wall_clock()),
+            consent: self.consent.info(self.now()),
             sessions: u32::try_from(self.registry.len()).unwrap_or(u32::MAX),
             listen_quic: quic,
             listen_tls: tls,
@@ -58,7 +58,7 @@ impl ControlHandler for ControlView {
                 }
                 Request::ConsentGrant { secs } => {
                     gw.consent.grant(secs);
-                    let info = gw.consent.info(wall_clock());
+                    let info = gw.consent.info(gw.now());
                     gw.audit.append(AuditEvent::ConsentGranted {
                         until: info.until,
                         by_uid: peer.uid,
@@ -69,7 +69,7 @@ impl ControlHandler for ControlView {
                     gw.consent.revoke();
                     gw.audit
                         .append(AuditEvent::ConsentRevoked { by_uid: peer.uid });
-                    Response::Consent(gw.consent.info(wall_clock()))
+                    Response::Consent(gw.consent.info(gw.now()))
                 }
                 Request::PushBundle { bytes } => Response::Push(gw.push_bundle(bytes).await),
             }

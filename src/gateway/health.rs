@@ -37,6 +37,6 @@ impl Gateway {
         let _config = self.config();
         let _sessions = self.registry.len();
         let _policy = self.policy.borrow().is_some();
-        self.store.heartbeat(super::wall_clock())
+        self.store.heartbeat(self.wall())
     }
 }

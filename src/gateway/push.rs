@@ -2,7 +2,7 @@
 //! socket: verify → compile (`invalid-policy`) → store (flushed) → publish
 //! the new index → every live stream re-decides.
 
-use super::{wall_clock, Active, Gateway};
+use super::{Active, Gateway};
 use crate::policy::PolicyIndex;
 use crate::store::Applied;
 use edgegate_proto::control::PushResult;
@@ -25,9 +25,7 @@ impl Gateway {
         let _one = self.push_lock.lock().await;
         let gw = self.clone();
         let accepted = tokio::task::spawn_blocking(move || {
-            gw.store.accept(&bytes, wall_clock(), |vb| {
-                PolicyIndex::compile(vb).map_err(|e| e.to_string())
-            })
+            gw.store.accept(&bytes, gw.wall(), PolicyIndex::compile)
         })
         .await;
         match accepted {

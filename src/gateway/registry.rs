@@ -6,7 +6,7 @@
 //! so connections presenting the same client key and ticket join one
 //! registry entry, which lives while any of them does.
 
-use super::admit::Credentials;
+use super::authorize::Credentials;
 use crate::config::Limits;
 use edgegate_proto::audit::Transport;
 use edgegate_proto::control::{SessionInfo, StreamInfo};
@@ -35,6 +35,9 @@ pub(crate) struct Session {
     /// Why the daemon ended the session; the first reason wins.
     end: Mutex<Option<SessionEnd>>,
     streams: Mutex<HashMap<u64, Arc<StreamStats>>>,
+    /// Stream slots taken by streams being decided or connected (under the
+    /// `streams` lock's discipline: counted with them against the limit).
+    reserved: AtomicUsize,
     /// TLS connections currently attached (1 for QUIC).
     attached: AtomicUsize,
     /// A TLS connection holds the session (`Hold`); at most one does.
@@ -85,31 +88,15 @@ impl Session {
         *lock(&self.end)
     }
 
-    /// Add a stream unless the session is at its stream limit.
-    pub(crate) fn add_stream(
-        &self,
-        id: u64,
-        service: &str,
-        destination: Option<String>,
-        level: Level,
-        max: usize,
-    ) -> Option<Arc<StreamStats>> {
-        let mut streams = lock(&self.streams);
-        if streams.len() >= max {
+    /// Take a stream slot unless the session is at its stream limit. The
+    /// slot counts against the limit until it is filled or dropped.
+    pub(crate) fn reserve_stream(&self, max: usize) -> Option<StreamSlot<'_>> {
+        let streams = lock(&self.streams);
+        if streams.len() + self.reserved.load(Ordering::Acquire) >= max {
             return None;
         }
-        let stats = Arc::new(StreamStats {
-            service: service.to_string(),
-            destination,
-            level,
-            up: AtomicU64::new(0),
-            down: AtomicU64::new(0),
-            started: Instant::now(),
-            started_wall: super::wall_clock(),
-        });
-        streams.insert(id, stats.clone());
-        *lock(&self.last_activity) = Instant::now();
-        Some(stats)
+        self.reserved.fetch_add(1, Ordering::AcqRel);
+        Some(StreamSlot { session: self })
     }
 
     pub(crate) fn remove_stream(&self, id: u64) {
@@ -186,15 +173,63 @@ impl Session {
     }
 }
 
+/// A stream slot of a session, taken before the stream is decided.
+#[derive(Debug)]
+pub(crate) struct StreamSlot<'a> {
+    session: &'a Session,
+}
+
+impl StreamSlot<'_> {
+    /// The stream is open (since `now`, wall time): it holds a place of its
+    /// own until `remove_stream`, and the reservation is given back.
+    pub(crate) fn fill(
+        self,
+        id: u64,
+        service: &str,
+        destination: Option<String>,
+        level: Level,
+        now: UnixTime,
+    ) -> Arc<StreamStats> {
+        let stats = Arc::new(StreamStats {
+            service: service.to_string(),
+            destination,
+            level,
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            started: Instant::now(),
+            started_wall: now,
+        });
+        // Under one lock: a concurrent `reserve_stream` sees the stream or
+        // its reservation, never both and never neither.
+        let mut streams = lock(&self.session.streams);
+        streams.insert(id, stats.clone());
+        self.session.reserved.fetch_sub(1, Ordering::AcqRel);
+        *lock(&self.session.last_activity) = Instant::now();
+        drop(streams);
+        std::mem::forget(self);
+        stats
+    }
+}
+
+impl Drop for StreamSlot<'_> {
+    /// Never filled: give the reservation back.
+    fn drop(&mut self) {
+        let _streams = lock(&self.session.streams);
+        self.session.reserved.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Registry {
     /// Register a session, or join the live TLS session of the same client
-    /// key and ticket. `Err(limit-exceeded)` when a new one would pass a limit.
+    /// key and ticket. `Err(limit-exceeded)` when a new one would pass a
+    /// limit. `now` is the gateway's wall time.
     pub(crate) fn attach(
         &self,
-        cred: &Credentials,
+        cred: Credentials,
         transport: Transport,
         remote: String,
         ends_at: UnixTime,
+        now: UnixTime,
         limits: &Limits,
     ) -> Result<Arc<Session>, DenyReason> {
         let ticket = cred.ticket.as_ref().ok_or(DenyReason::BadTicket)?.ticket();
@@ -223,15 +258,16 @@ impl Registry {
         let session = Arc::new(Session {
             id,
             user: ticket.user.clone(),
-            cred: cred.clone(),
+            cred,
             transport,
             remote,
             ends_at,
-            started_wall: super::wall_clock(),
+            started_wall: now,
             started: Instant::now(),
             kill: watch::channel(false).0,
             end: Mutex::new(None),
             streams: Mutex::new(HashMap::new()),
+            reserved: AtomicUsize::new(0),
             attached: AtomicUsize::new(1),
             held: AtomicBool::new(false),
             last_activity: Mutex::new(Instant::now()),

@@ -4,8 +4,11 @@
 //!
 //! Parsing and validating the file is `Config::load`'s job (a config that
 //! fails is refused by the caller before it gets here). After the swap every
-//! live session and stream is decided again by the same admission function
-//! that admitted it: the policy channel is poked, which wakes every guard.
+//! live session and stream is decided again by the same function that
+//! admitted it (`authorize`): new trusted keys bump the trust epoch, so each
+//! session's ticket is verified again there, and the policy channel is
+//! poked, which wakes every guard. A trust change is one more input of the
+//! one re-decide loop, not a path of its own.
 //!
 //! Not applied here: QUIC stream credit is fixed in the endpoint's transport
 //! config at start, so a raised `max_streams_per_session` is enforced by the
@@ -13,8 +16,8 @@
 
 use super::Gateway;
 use crate::config::Config;
-use edgegate_proto::frame::SessionEnd;
-use edgegate_proto::{DenyReason, VerifiedTicket};
+use edgegate_proto::VerifiedTicket;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// What a reload did, for the log and the tests.
@@ -24,8 +27,8 @@ pub struct Reloaded {
     pub needs_restart: Vec<&'static str>,
     /// Whether the trusted keys or threshold changed.
     pub trust_changed: bool,
-    /// Sessions closed with `bad-ticket` because their ticket no longer
-    /// verifies under the new trust.
+    /// Live sessions whose ticket no longer verifies under the new trust:
+    /// their guards close them with `bad-ticket`.
     pub bad_tickets: usize,
     /// Whether the bundle in force stopped verifying (the gateway now fails
     /// closed with `no-valid-bundle`).
@@ -93,14 +96,17 @@ impl Gateway {
         if out.trust_changed {
             let trust = applied.trust();
             self.store.set_trust(trust.clone());
-            // Tickets first: a session whose ticket no longer verifies is
-            // closed for that (step 2), not for the bundle it may also lose.
-            for s in self.registry.all() {
-                if VerifiedTicket::verify(&s.cred.ticket_bytes, &trust).is_err() {
-                    s.end(SessionEnd::Denied(DenyReason::BadTicket));
-                    out.bad_tickets += 1;
-                }
-            }
+            // Counted for the log only; the guards decide (step 2 comes
+            // before step 1's bundle only in the reason they report: a
+            // session losing both its ticket and the bundle sees
+            // `no-valid-bundle`, the evaluator's order).
+            out.bad_tickets = self
+                .registry
+                .all()
+                .iter()
+                .filter(|s| VerifiedTicket::verify(&s.cred.ticket_bytes, &trust).is_err())
+                .count();
+            self.trust_epoch.fetch_add(1, Ordering::AcqRel);
             out.bundle_dropped = self.reverify_bundle().await;
         }
         // Wake every session and stream guard: each runs its admission

@@ -2,20 +2,16 @@
 //! (ticket) → `Welcome` (user, end, one decision per service) or `Refused`;
 //! or `PushBundle` → `PushResult`.
 
-use super::admit::Credentials;
+use super::authorize::Credentials;
 use super::registry::Session;
 use super::Gateway;
-use crate::policy::Decision;
 use crate::tlsid::AuthenticatedPeer;
 use crate::transport::write_frame;
 use edgegate_proto::audit::{CloseReason, Transport};
-use edgegate_proto::control::PushResult;
 use edgegate_proto::frame::SessionEnd;
-use edgegate_proto::frame::{Frame, PushResult as WirePush, ServiceDecision, Verdict, Welcome};
-use edgegate_proto::VerifiedTicket;
+use edgegate_proto::frame::{Frame, ServiceDecision, Verdict, Welcome};
 use std::sync::Arc;
 use tokio::io::AsyncWrite;
-use tokio::time::{sleep_until, Duration, Instant};
 
 /// The audited close reason of a session that ended (`None`: normally).
 pub(crate) fn close_reason(end: Option<SessionEnd>) -> CloseReason {
@@ -39,25 +35,23 @@ impl Gateway {
         remote: std::net::SocketAddr,
         out: &mut W,
     ) -> Option<Arc<Session>> {
-        let cred = Credentials {
-            peer,
-            ticket: VerifiedTicket::verify(ticket, &self.config().trust()).ok(),
-            ticket_bytes: ticket.into(),
-        };
+        let cred = Credentials::new(self, peer, ticket);
+        let user = cred.user().map(str::to_owned);
         let ends_at = self.session_end(&cred);
-        let admitted = self.admit_session(&cred).and_then(|()| {
+        let admitted = self.authorize_session(&cred).and_then(|()| {
             self.registry.attach(
-                &cred,
+                cred,
                 transport,
                 remote.to_string(),
                 ends_at,
+                self.now(),
                 &self.config().limits,
             )
         });
         let session = match admitted {
             Ok(s) => s,
             Err(reason) => {
-                self.audit.session_refused(cred.user(), reason);
+                self.audit.session_refused(user.as_deref(), reason);
                 let _ = write_frame(out, &Frame::Refused { reason }).await;
                 return None;
             }
@@ -71,7 +65,8 @@ impl Gateway {
             for s in &welcome.services {
                 self.audit.listing_decision(&session, &s.id, s.decision);
             }
-            tokio::spawn(self.clone().session_guard(session.clone()));
+            let (gw, guarded) = (self.clone(), session.clone());
+            tokio::spawn(async move { gw.session_guard(&guarded).await });
             if transport == Transport::Tls {
                 tokio::spawn(self.clone().tls_idle_watch(session.clone()));
             }
@@ -91,38 +86,6 @@ impl Gateway {
         }
     }
 
-    /// Re-decide the session as a whole (DESIGN §2 steps 1–4, through
-    /// `admit_session`, the check that admitted it) on every policy change
-    /// and at its time deadline; end it when that turns to deny. Returns
-    /// when the session ends for any reason.
-    async fn session_guard(self: Arc<Self>, session: Arc<Session>) {
-        let mut policy_rx = self.policy.subscribe();
-        let mut kill_rx = session.kill.subscribe();
-        loop {
-            policy_rx.borrow_and_update();
-            if *kill_rx.borrow_and_update() {
-                return;
-            }
-            if let Err(reason) = self.admit_session(&session.cred) {
-                session.end(SessionEnd::Denied(reason));
-                return;
-            }
-            let deadline = self.next_deadline(&session.cred, "", None);
-            let timer = async {
-                match deadline {
-                    // At least one second: the deadline has second resolution.
-                    Some(at) => sleep_until(at.max(Instant::now() + Duration::from_secs(1))).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = policy_rx.changed() => {}
-                _ = kill_rx.changed() => {}
-                _ = timer => {}
-            }
-        }
-    }
-
     fn welcome(&self, session: &Session) -> Welcome {
         let services = match self.active() {
             Some(active) => active
@@ -131,9 +94,9 @@ impl Gateway {
                 .map(|s| ServiceDecision {
                     id: s.id.clone(),
                     kind: s.kind,
-                    decision: match self.admit_listing(&session.cred, &s.id, s.kind, &s.target) {
-                        Decision::Allow(level) => Verdict::Allow(level),
-                        Decision::Deny(reason) => Verdict::Deny(reason),
+                    decision: match self.authorize_listing(&session.cred, &s.id, &s.target) {
+                        Ok(level) => Verdict::Allow(level),
+                        Err(reason) => Verdict::Deny(reason),
                     },
                 })
                 .collect(),
@@ -157,11 +120,7 @@ impl Gateway {
         bundle: Vec<u8>,
         out: &mut W,
     ) {
-        let result = match self.push_bundle(bundle).await {
-            PushResult::Accepted { serial } => WirePush::Accepted { serial },
-            PushResult::Unchanged { serial } => WirePush::Unchanged { serial },
-            PushResult::Rejected { code, message } => WirePush::Rejected { code, message },
-        };
+        let result = self.push_bundle(bundle).await;
         let _ = write_frame(out, &Frame::PushResult(result)).await;
     }
 }

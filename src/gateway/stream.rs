@@ -2,19 +2,19 @@
 //! the `Open`, reach the target, proxy both ways (through the read-level
 //! filter when the level is `read`), and keep re-deciding until it ends.
 
+use super::authorize::{Permit, Scope, Subject};
+use super::redecide::GuardEnd;
 use super::registry::{Session, StreamStats};
-use super::{admit, session, Gateway};
-use crate::filter::{self, ByteFilter};
-use crate::policy::Decision;
+use super::{session, Gateway};
+use crate::filter::ByteFilter;
 use crate::transport::{self, PipeReader, PipeWriter, PumpEnd};
 use edgegate_proto::audit::CloseReason;
-use edgegate_proto::bundle::Target;
 use edgegate_proto::frame::{Frame, SessionEnd, STREAM_READ_ONLY};
-use edgegate_proto::{DenyReason, Level};
+use edgegate_proto::DenyReason;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::timeout;
 
 /// The audited close reason of a read-level violation.
 const READ_ONLY: &str = "read-only-violation";
@@ -27,18 +27,11 @@ pub(crate) struct OpenRequest {
     pub(crate) destination: Option<String>,
 }
 
-/// Why the guard of a live stream ended it.
-enum GuardEnd {
-    /// The decision turned to deny.
-    Denied(DenyReason),
-    /// The whole session ended (its own decision, a kill, idle, shutdown).
-    SessionEnded(SessionEnd),
-}
-
 /// How the proxy part ended on its own.
 enum ProxyEnd {
     Finished,
-    Violation,
+    /// The read-level filter refused the client's bytes; its stable code.
+    Violation(&'static str),
     Error,
 }
 
@@ -46,7 +39,8 @@ impl ProxyEnd {
     fn reason(self) -> CloseReason {
         match self {
             ProxyEnd::Finished => CloseReason::Normal,
-            ProxyEnd::Violation => CloseReason::Error(READ_ONLY.into()),
+            // `read-only-violation: forbidden-method`, … (audited code).
+            ProxyEnd::Violation(code) => CloseReason::Error(format!("{READ_ONLY}: {code}")),
             ProxyEnd::Error => CloseReason::Error("transport".into()),
         }
     }
@@ -67,57 +61,53 @@ impl Gateway {
             .destination
             .as_deref()
             .and_then(|d| d.parse::<SocketAddr>().ok());
-        let Some((level, filter, backend)) = self
+        let Some((permit, stats, mut backend)) = self
             .admit_and_connect(session, &open, destination, &mut writer)
             .await
         else {
             let _ = writer.finish().await;
             return;
         };
-        let max = self.config().limits.max_streams_per_session;
-        let added = session.add_stream(
-            open.stream_id,
-            &open.service,
-            open.destination.clone(),
-            level,
-            max,
-        );
-        let Some(stats) = added else {
-            let _ = writer
-                .write_frame(&Frame::Denied {
-                    reason: DenyReason::LimitExceeded,
-                })
-                .await;
-            let _ = writer.finish().await;
-            return;
-        };
-        if writer.write_frame(&Frame::Opened { level }).await.is_err() {
+        if writer
+            .write_frame(&Frame::Opened {
+                level: permit.level,
+            })
+            .await
+            .is_err()
+        {
             session.remove_stream(open.stream_id);
             return;
         }
         self.audit.stream_opened(session, &stats);
-        let mut backend = backend;
+        let subject = Subject::Stream {
+            service: &open.service,
+            destination,
+            over_limit: false,
+        };
         let buf = self.config().limits.stream_buffer;
         let mut session_end = None;
         let reason = tokio::select! {
             // The guard first: when a kill or deny also breaks the
             // transport, the audited reason is the decision, not the error.
             biased;
-            end = self.guard(session, &open.service, destination, level) => match end {
+            end = self.stream_guard(session, subject, &permit) => match end {
                 GuardEnd::Denied(r) => CloseReason::Denied(r),
-                GuardEnd::SessionEnded(end) => {
+                GuardEnd::SessionEnded(None) => CloseReason::Disconnected,
+                GuardEnd::SessionEnded(Some(end)) => {
                     session_end = Some(end);
                     session::close_reason(Some(end))
                 }
             },
-            end = proxy(&mut reader, &mut writer, &mut backend, filter, &stats, buf) => end.reason(),
+            end = proxy(&mut reader, &mut writer, &mut backend, permit.byte_filter(), &stats, buf) => end.reason(),
         };
         close_pipe(&mut reader, &mut writer, &reason, session_end, on_cut).await;
         session.remove_stream(open.stream_id);
         self.audit.stream_closed(session, &stats, reason);
     }
 
-    /// Decide, pick the filter, connect the target. On refusal the answer
+    /// Take a stream slot, authorize, audit the decision, connect the
+    /// target. The slot is taken first so that the stream limit is part of
+    /// the one decision (step 7) and audited with it. On refusal the answer
     /// frame is already written and `None` returned.
     async fn admit_and_connect(
         &self,
@@ -125,115 +115,63 @@ impl Gateway {
         open: &OpenRequest,
         destination: Option<SocketAddr>,
         writer: &mut PipeWriter,
-    ) -> Option<(Level, Option<Box<dyn ByteFilter>>, TcpStream)> {
-        let over_limit = session.stream_count() >= self.config().limits.max_streams_per_session;
-        let decision = self.admit(&session.cred, &open.service, destination, over_limit);
-        let decision = match (decision, self.active()) {
-            (Decision::Allow(level), Some(active)) => {
-                let svc = active.index.service(&open.service)?;
-                let filter = match level {
-                    Level::Manage => Ok(None),
-                    // A read grant on a kind that cannot be filtered is no
-                    // usable grant: refuse rather than pass unfiltered.
-                    Level::Read => filter::for_read_level(svc.kind)
-                        .map(Some)
-                        .ok_or(DenyReason::NoGrant),
-                };
-                let target = match (&svc.target, destination) {
-                    (Target::Endpoint { host, port }, _) => format!("{host}:{port}"),
-                    (Target::Networks { .. }, Some(d)) => d.to_string(),
-                    (Target::Networks { .. }, None) => String::new(),
-                };
-                filter.map(|f| (level, f, target))
+    ) -> Option<(Permit, Arc<StreamStats>, TcpStream)> {
+        let max = self.config().limits.max_streams_per_session;
+        let slot = session.reserve_stream(max);
+        let subject = Subject::Stream {
+            service: &open.service,
+            destination,
+            over_limit: slot.is_none(),
+        };
+        let outcome = self.authorize(&session.cred, subject).outcome;
+        let outcome = match outcome {
+            Ok(Some(permit)) => Ok(permit),
+            // A stream subject always yields a permit when allowed.
+            Ok(None) => Err(DenyReason::UnknownService),
+            Err(r) => {
+                if r.scope == Scope::Session {
+                    session.end(SessionEnd::Denied(r.reason));
+                }
+                Err(r.reason)
             }
-            (Decision::Allow(_), None) => Err(DenyReason::NoValidBundle),
-            (Decision::Deny(r), _) => Err(r),
         };
         self.audit
-            .decision(session, open, decision.as_ref().map(|d| d.0));
-        let (level, filter, target) = match decision {
-            Ok(d) => d,
-            Err(reason) => {
+            .decision(session, open, outcome.as_ref().map(|p| p.level));
+        // Over the limit step 7 has denied, so an allowed stream has its slot.
+        let (permit, slot) = match (outcome, slot) {
+            (Ok(permit), Some(slot)) => (permit, slot),
+            (outcome, _) => {
+                let reason = outcome.err().unwrap_or(DenyReason::LimitExceeded);
                 let _ = writer.write_frame(&Frame::Denied { reason }).await;
                 return None;
             }
         };
         let limit = self.config().limits.handshake_timeout;
-        match timeout(limit, TcpStream::connect(target.as_str())).await {
-            Ok(Ok(tcp)) => {
-                let _ = tcp.set_nodelay(true);
-                Some((level, filter, tcp))
-            }
-            Ok(Err(e)) => {
-                self.fail(writer, format!("cannot reach {}: {e}", open.service))
-                    .await
-            }
+        let what = &open.service;
+        let tcp = match timeout(limit, TcpStream::connect(permit.target.as_str())).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return self.fail(writer, format!("cannot reach {what}: {e}")).await,
             Err(_) => {
-                self.fail(writer, format!("cannot reach {}: timed out", open.service))
+                return self
+                    .fail(writer, format!("cannot reach {what}: timed out"))
                     .await
             }
-        }
+        };
+        let _ = tcp.set_nodelay(true);
+        let stats = slot.fill(
+            open.stream_id,
+            &open.service,
+            open.destination.clone(),
+            permit.level,
+            self.now(),
+        );
+        Some((permit, stats, tcp))
     }
 
     async fn fail<T>(&self, writer: &mut PipeWriter, message: String) -> Option<T> {
         tracing::warn!("{message}");
         let _ = writer.write_frame(&Frame::Failed { message }).await;
         None
-    }
-
-    /// Wait until the stream must end: re-run `admit` on every policy,
-    /// consent or kill change and at the decision's own time deadline.
-    async fn guard(
-        &self,
-        session: &Session,
-        service: &str,
-        destination: Option<SocketAddr>,
-        level: Level,
-    ) -> GuardEnd {
-        let mut policy_rx = self.policy.subscribe();
-        let mut consent_rx = self.consent.subscribe();
-        let mut kill_rx = session.kill.subscribe();
-        loop {
-            policy_rx.borrow_and_update();
-            consent_rx.borrow_and_update();
-            if *kill_rx.borrow_and_update() {
-                let end = session.end_reason().unwrap_or(SessionEnd::Killed);
-                return GuardEnd::SessionEnded(end);
-            }
-            match self.admit(&session.cred, service, destination, false) {
-                // Steps 1–4 decide the session, not this stream: end it all
-                // (the session's own guard may not have run yet).
-                Decision::Deny(r) if admit::session_level(r) => {
-                    session.end(SessionEnd::Denied(r));
-                    let end = session.end_reason().unwrap_or(SessionEnd::Denied(r));
-                    return GuardEnd::SessionEnded(end);
-                }
-                Decision::Deny(r) => return GuardEnd::Denied(r),
-                // The filter was chosen at open; a lower level now is not
-                // the grant this stream was admitted under.
-                Decision::Allow(now) if now < level => {
-                    return GuardEnd::Denied(DenyReason::NoGrant)
-                }
-                Decision::Allow(_) => {}
-            }
-            let deadline = self.next_deadline(&session.cred, service, destination);
-            let timer = async {
-                match deadline {
-                    // At least one second: the deadline has second resolution.
-                    Some(at) => {
-                        sleep_until(at.max(Instant::now() + std::time::Duration::from_secs(1)))
-                            .await
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = policy_rx.changed() => {}
-                _ = consent_rx.changed() => {}
-                _ = kill_rx.changed() => {}
-                _ = timer => {}
-            }
-        }
     }
 }
 
@@ -264,8 +202,9 @@ async fn close_pipe(
             reader.stop(r.stream_code());
             on_cut(r);
         }
-        CloseReason::Normal => {}
-        CloseReason::Error(e) if e == READ_ONLY => {
+        // Nobody is left to tell.
+        CloseReason::Normal | CloseReason::Disconnected => {}
+        CloseReason::Error(e) if e.starts_with(READ_ONLY) => {
             writer.refuse().await;
             reader.stop(STREAM_READ_ONLY);
         }
@@ -309,7 +248,14 @@ async fn proxy(
         tokio::select! {
             end = &mut up, if !up_done => match end {
                 Ok(PumpEnd::Finished) => up_done = true,
-                Ok(PumpEnd::Refused) => return ProxyEnd::Violation,
+                Ok(PumpEnd::Refused) => {
+                    // A filter that failed fails again with the same error.
+                    let code = filter
+                        .as_ref()
+                        .and_then(|f| lock(f).feed(&[], &mut Vec::new()).err())
+                        .map_or("unknown", |v| v.code());
+                    return ProxyEnd::Violation(code);
+                }
                 Ok(PumpEnd::Cut(_) | PumpEnd::SessionClosed(_)) | Err(_) => return ProxyEnd::Error,
             },
             end = &mut down, if !down_done => match end {

@@ -2,10 +2,10 @@
 //! session-level classification, session end, the time deadline, limits.
 //! The data path is covered end to end in `tests/tunnel_*.rs`.
 
-use super::admit::Credentials;
+use super::authorize::{Credentials, Subject};
 use super::Gateway;
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::policy::Decision;
 use crate::store::Store;
 use crate::tlsid::{AuthenticatedPeer, Identity};
 use ed25519_dalek::SigningKey;
@@ -13,20 +13,38 @@ use edgegate_proto::audit::Transport;
 use edgegate_proto::bundle::*;
 use edgegate_proto::control::PushResult;
 use edgegate_proto::ticket::{self, Ticket};
-use edgegate_proto::{DenyReason, Level, PublicKey, VerifiedTicket};
+use edgegate_proto::{DenyReason, Level, PublicKey};
 use std::sync::Arc;
 
 fn authority() -> SigningKey {
     SigningKey::from_bytes(&[1; 32])
 }
 
+mod redecide;
+
 fn now() -> u64 {
-    super::wall_clock()
+    Clock::system().wall()
 }
 
 fn bundle(serial: u64, bob_active: bool) -> Vec<u8> {
-    let t = now();
-    let b = Bundle {
+    bundle_with(serial, now(), |b| {
+        if !bob_active {
+            b.users[0].status = Status::Inactive;
+        }
+    })
+}
+
+/// The test bundle issued at `t`, after `edit`, signed by the authority.
+fn bundle_with(serial: u64, t: u64, edit: impl FnOnce(&mut Bundle)) -> Vec<u8> {
+    let mut b = base_bundle(serial, t);
+    edit(&mut b);
+    seal(&b, &[&authority()])
+}
+
+/// User bob, company role eng granting manage on category web, http
+/// service plc at 127.0.0.1:9; issued at `t - 60`, valid a day.
+fn base_bundle(serial: u64, t: u64) -> Bundle {
+    Bundle {
         device_id: "r1".into(),
         serial,
         issued_at: t - 60,
@@ -59,11 +77,7 @@ fn bundle(serial: u64, bob_active: bool) -> Vec<u8> {
             id: "bob".into(),
             name: "Bob B.".into(),
             org: "c".into(),
-            status: if bob_active {
-                Status::Active
-            } else {
-                Status::Inactive
-            },
+            status: Status::Active,
             roles: vec!["eng".into()],
             memberships: vec![],
             mfa: false,
@@ -85,11 +99,15 @@ fn bundle(serial: u64, bob_active: bool) -> Vec<u8> {
             }],
         },
         revoked_tickets: vec![],
-    };
-    seal(&b, &[&authority()])
+    }
 }
 
 async fn gateway(dir: &std::path::Path, limits: &str) -> Arc<Gateway> {
+    gateway_on(dir, limits, Clock::system()).await
+}
+
+/// A gateway whose wall clock is `clock` (paused-time tests).
+async fn gateway_on(dir: &std::path::Path, limits: &str, clock: Clock) -> Arc<Gateway> {
     let config = Config::from_toml_str(&format!(
         r#"device_id = "r1"
 device_key = "{d}/device.key"
@@ -106,12 +124,25 @@ control_socket = "{d}/control.sock"
     .unwrap();
     let opened = Store::open(dir, &config.trust(), "r1", |_| Ok(())).unwrap();
     let id = Identity::new(&SigningKey::from_bytes(&[2; 32])).unwrap();
-    Gateway::new(config, opened.store, opened.bundle, id).unwrap()
+    Gateway::with_clock(config, opened.store, opened.bundle, id, clock).unwrap()
 }
 
 fn credentials(user: &str, client: u8, edit: impl FnOnce(&mut Ticket)) -> Credentials {
+    let trust =
+        edgegate_proto::TrustPolicy::new(vec![PublicKey::from(authority().verifying_key())], 1)
+            .unwrap();
+    let (key, bytes) = ticket_bytes(user, client, now(), edit);
+    Credentials::for_tests(AuthenticatedPeer::for_tests(key), &bytes, &trust)
+}
+
+/// A ticket of `user` for client key seed `client`, issued at `t`, valid 2 h.
+fn ticket_bytes(
+    user: &str,
+    client: u8,
+    t: u64,
+    edit: impl FnOnce(&mut Ticket),
+) -> (PublicKey, Vec<u8>) {
     let key = PublicKey::from(SigningKey::from_bytes(&[client; 32]).verifying_key());
-    let t = now();
     let mut ticket = Ticket {
         id: [client; 16],
         user: user.into(),
@@ -123,14 +154,22 @@ fn credentials(user: &str, client: u8, edit: impl FnOnce(&mut Ticket)) -> Creden
         mfa: false,
     };
     edit(&mut ticket);
-    let bytes = ticket::seal(&ticket, &[&authority()]);
-    let trust =
-        edgegate_proto::TrustPolicy::new(vec![PublicKey::from(authority().verifying_key())], 1)
-            .unwrap();
-    Credentials {
-        peer: AuthenticatedPeer::for_tests(key),
-        ticket: VerifiedTicket::verify(&bytes, &trust).ok(),
-        ticket_bytes: bytes.into(),
+    (key, ticket::seal(&ticket, &[&authority()]))
+}
+
+fn stream(service: &str) -> Subject<'_> {
+    Subject::Stream {
+        service,
+        destination: None,
+        over_limit: false,
+    }
+}
+
+fn level_of(gw: &Gateway, cred: &Credentials, subject: Subject<'_>) -> Result<Level, DenyReason> {
+    match gw.authorize(cred, subject).outcome {
+        Ok(Some(p)) => Ok(p.level),
+        Ok(None) => panic!("a stream subject yields a permit"),
+        Err(r) => Err(r.reason),
     }
 }
 
@@ -139,39 +178,45 @@ async fn session_level_reasons_refuse_the_session_service_ones_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path(), "").await;
     let bob = credentials("bob", 3, |_| {});
-    assert_eq!(gw.admit_session(&bob), Err(DenyReason::NoValidBundle));
+    assert_eq!(gw.authorize_session(&bob), Err(DenyReason::NoValidBundle));
     assert!(matches!(
         gw.push_bundle(bundle(1, true)).await,
         PushResult::Accepted { serial: 1 }
     ));
-    assert_eq!(gw.admit_session(&bob), Ok(()));
+    assert_eq!(gw.authorize_session(&bob), Ok(()));
+    assert_eq!(level_of(&gw, &bob, stream("plc")), Ok(Level::Manage));
     assert_eq!(
-        gw.admit(&bob, "plc", None, false),
-        Decision::Allow(Level::Manage)
+        level_of(&gw, &bob, stream("nope")),
+        Err(DenyReason::UnknownService)
     );
-    assert_eq!(
-        gw.admit(&bob, "nope", None, false),
-        Decision::Deny(DenyReason::UnknownService)
-    );
-    assert_eq!(
-        gw.admit(&bob, "plc", None, true),
-        Decision::Deny(DenyReason::LimitExceeded)
-    );
-    let forged = Credentials {
-        ticket: None,
-        ..bob.clone()
+    let over = Subject::Stream {
+        service: "plc",
+        destination: None,
+        over_limit: true,
     };
-    assert_eq!(gw.admit_session(&forged), Err(DenyReason::BadTicket));
+    assert_eq!(level_of(&gw, &bob, over), Err(DenyReason::LimitExceeded));
+    let untrusted = edgegate_proto::TrustPolicy::new(
+        vec![PublicKey::from(
+            SigningKey::from_bytes(&[9; 32]).verifying_key(),
+        )],
+        1,
+    )
+    .unwrap();
+    let forged = Credentials::for_tests(bob.peer, &bob.ticket_bytes, &untrusted);
+    assert_eq!(gw.authorize_session(&forged), Err(DenyReason::BadTicket));
     let stranger = credentials("zed", 4, |_| {});
-    assert_eq!(gw.admit_session(&stranger), Err(DenyReason::UnknownUser));
+    assert_eq!(
+        gw.authorize_session(&stranger),
+        Err(DenyReason::UnknownUser)
+    );
     assert!(matches!(
         gw.push_bundle(bundle(2, false)).await,
         PushResult::Accepted { serial: 2 }
     ));
-    assert_eq!(gw.admit_session(&bob), Err(DenyReason::UserInactive));
+    assert_eq!(gw.authorize_session(&bob), Err(DenyReason::UserInactive));
     assert_eq!(
-        gw.admit(&bob, "plc", None, false),
-        Decision::Deny(DenyReason::UserInactive)
+        level_of(&gw, &bob, stream("plc")),
+        Err(DenyReason::UserInactive)
     );
 }
 
@@ -184,7 +229,10 @@ async fn session_end_and_deadline_follow_logout_and_expiry() {
     let bob = credentials("bob", 3, |_| {});
     let t = bob.ticket.as_ref().unwrap().ticket().clone();
     assert_eq!(gw.session_end(&bob), t.auth_time + 3600);
-    let deadline = gw.next_deadline(&bob, "plc", None).expect("a deadline");
+    let deadline = gw
+        .authorize(&bob, stream("plc"))
+        .recheck_at
+        .expect("a deadline");
     let wait = deadline - tokio::time::Instant::now();
     let expect = (t.auth_time + 3600 - now()) as f64;
     assert!(
@@ -197,7 +245,8 @@ async fn session_end_and_deadline_follow_logout_and_expiry() {
         gw.session_end(&short),
         short.ticket.as_ref().unwrap().ticket().expires_at
     );
-    let wait = gw.next_deadline(&short, "plc", None).unwrap() - tokio::time::Instant::now();
+    let wait =
+        gw.authorize(&short, stream("plc")).recheck_at.unwrap() - tokio::time::Instant::now();
     assert!(wait.as_secs() <= 60 && wait.as_secs() >= 58, "{wait:?}");
 }
 
@@ -212,22 +261,23 @@ async fn registry_limits_and_tls_joining() {
     gw.push_bundle(bundle(1, true)).await;
     let config = gw.config();
     let limits = &config.limits;
-    let a = credentials("bob", 3, |_| {});
-    let b = credentials("bob", 4, |_| {});
-    let attach = |c: &Credentials, t| gw.registry.attach(c, t, "peer".into(), 0, limits);
-    let s1 = attach(&a, Transport::Quic).unwrap();
-    let s2 = attach(&a, Transport::Tls).unwrap();
+    let attach = |seed: u8, t| {
+        let c = credentials("bob", seed, |_| {});
+        gw.registry.attach(c, t, "peer".into(), 0, 0, limits)
+    };
+    let s1 = attach(3, Transport::Quic).unwrap();
+    let s2 = attach(3, Transport::Tls).unwrap();
     // Same key and ticket over TLS joins the live TLS session.
-    let s2b = attach(&a, Transport::Tls).unwrap();
+    let s2b = attach(3, Transport::Tls).unwrap();
     assert_eq!(s2.id, s2b.id);
     assert_eq!(
-        attach(&b, Transport::Quic).unwrap_err(),
+        attach(4, Transport::Quic).unwrap_err(),
         DenyReason::LimitExceeded
     );
     assert_eq!(gw.session_count(), 2);
     assert!(!gw.registry.detach(&s2b));
     assert!(gw.registry.detach(&s2));
-    assert!(attach(&b, Transport::Quic).is_ok());
+    assert!(attach(4, Transport::Quic).is_ok());
     assert!(gw.kill(s1.id));
     assert!(*s1.kill.borrow());
     assert!(!gw.kill(999));
@@ -239,9 +289,12 @@ async fn ended_sessions_hold_no_slot_and_are_not_joined() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path(), "[limits]\nmax_sessions_per_user = 1\n").await;
     let config = gw.config();
-    let a = credentials("bob", 3, |_| {});
-    let attach = |c: &Credentials, t| gw.registry.attach(c, t, "peer".into(), 0, &config.limits);
-    let s1 = attach(&a, Transport::Tls).unwrap();
+    let attach = |t| {
+        let c = credentials("bob", 3, |_| {});
+        gw.registry
+            .attach(c, t, "peer".into(), 0, 0, &config.limits)
+    };
+    let s1 = attach(Transport::Tls).unwrap();
     s1.end(SessionEnd::Denied(DenyReason::UserInactive));
     // The first reason wins.
     s1.end(SessionEnd::Killed);
@@ -250,7 +303,7 @@ async fn ended_sessions_hold_no_slot_and_are_not_joined() {
         Some(SessionEnd::Denied(DenyReason::UserInactive))
     );
     // Still winding down, yet a new connection starts a new session.
-    let s2 = attach(&a, Transport::Tls).unwrap();
+    let s2 = attach(Transport::Tls).unwrap();
     assert_ne!(s1.id, s2.id);
     assert_eq!(gw.session_count(), 2);
 }

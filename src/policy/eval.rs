@@ -5,7 +5,7 @@
 //! `fmt::Arguments`, which are only formatted by a tracer that keeps them.
 
 use super::compile::{CUser, Candidate, CompiledService, PolicyIndex};
-use super::{Decision, Policy, Request, TicketInput, SKEW};
+use super::{Decision, Denial, Policy, Request, TicketInput, SKEW};
 use edgegate_proto::bundle::Target;
 use edgegate_proto::{DenyReason, Level, Ticket};
 use std::fmt;
@@ -84,17 +84,23 @@ pub(super) fn closest_miss(only_mfa: bool, only_consent: bool, both: bool) -> De
 pub(super) fn evaluate<T: Tracer>(p: &Policy, r: &Request, t: &mut T) -> Decision {
     match run(p, r, t) {
         Ok(level) => Decision::Allow(level),
-        Err(reason) => Decision::Deny(reason),
+        Err(denial) => Decision::Deny(denial.reason),
     }
 }
 
-fn run<T: Tracer>(p: &Policy, r: &Request, t: &mut T) -> Result<Level, DenyReason> {
-    let ix = bundle(p, r, t)?;
-    let ticket = ticket(ix, r, t)?;
-    let user = user(ix, ticket, t)?;
-    session(user, ticket, r, t)?;
-    let service = service(ix, r, t)?;
-    let level = grants(ix, user, service, ticket.mfa, r.consent, t)?;
+/// Tag a step's reason with the step that gave it.
+fn at(step: u8) -> impl Fn(DenyReason) -> Denial {
+    move |reason| Denial { reason, step }
+}
+
+/// Steps 1 to 7; a denial names the step it came from.
+pub(super) fn run<T: Tracer>(p: &Policy, r: &Request, t: &mut T) -> Result<Level, Denial> {
+    let ix = bundle(p, r, t).map_err(at(1))?;
+    let ticket = ticket(ix, r, t).map_err(at(2))?;
+    let user = user(ix, ticket, t).map_err(at(3))?;
+    session(user, ticket, r, t).map_err(at(4))?;
+    let service = service(ix, r, t).map_err(at(5))?;
+    let level = grants(ix, user, service, ticket.mfa, r.consent, t).map_err(at(6))?;
     check(
         t,
         7,
@@ -109,7 +115,8 @@ fn run<T: Tracer>(p: &Policy, r: &Request, t: &mut T) -> Result<Level, DenyReaso
                 "respected"
             }
         ),
-    )?;
+    )
+    .map_err(at(7))?;
     Ok(level)
 }
 

@@ -21,7 +21,6 @@ use super::*;
 use edgegate_proto::bundle::BundleError;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a successful sled open read back.
 struct Loaded {
@@ -230,10 +229,7 @@ fn read_u64(v: Option<sled::IVec>, what: &str) -> Result<Option<u64>, OpenFailur
 /// dropped every handle on it.
 fn move_aside(dir: &Path) -> Result<PathBuf, StoreError> {
     let from = dir.join(SLED_DIR);
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = crate::clock::Clock::system().wall();
     let base = format!("{SLED_DIR}.broken-{secs}");
     let to = (0..)
         .map(|n| match n {

@@ -13,7 +13,7 @@ pub enum RejectReason {
     /// The envelope or body failed verification (signatures, size, format).
     Invalid(BundleError),
     /// The bundle verified but does not compile into a policy (the caller's check).
-    InvalidPolicy(String),
+    InvalidPolicy(crate::policy::CompileError),
     /// The bundle is for another device.
     WrongDevice {
         /// This device's id.
@@ -66,7 +66,7 @@ impl fmt::Display for RejectReason {
         let code = self.code();
         match self {
             RejectReason::Invalid(e) => write!(f, "{code}: {e}"),
-            RejectReason::InvalidPolicy(m) => write!(f, "{code}: {}", one_line(m)),
+            RejectReason::InvalidPolicy(e) => write!(f, "{code}: {}", one_line(&e.to_string())),
             RejectReason::WrongDevice { expected, got } => {
                 write!(
                     f,

@@ -193,13 +193,15 @@ fn invalid_policy_rejected_before_storing() {
     let s = ok_store(dir.path());
     let e = s
         .accept(&seal(&body(1, T0), &[1]), T0, |_| {
-            Err::<(), _>("role r1: unknown category c9\nsecond line".into())
+            Err::<(), _>(crate::policy::CompileError::GroupCycle {
+                group: "g1\nsecond line".into(),
+            })
         })
         .unwrap_err();
     assert_eq!(e.code(), "invalid-policy");
     assert_eq!(
         e.to_string(),
-        "invalid-policy: role r1: unknown category c9 second line"
+        "invalid-policy: group \"g1 second line\" is its own ancestor (parent cycle)"
     );
     assert_eq!(s.serial(), None);
 }
@@ -285,7 +287,9 @@ fn reject_reasons_have_stable_codes_and_one_line() {
             not_after: 1,
             now: 2,
         },
-        RejectReason::InvalidPolicy("x\ny".into()),
+        RejectReason::InvalidPolicy(crate::policy::CompileError::GroupCycle {
+            group: "x\ny".into(),
+        }),
         RejectReason::Storage("disk\nfull".into()),
     ];
     let codes: Vec<_> = reasons.iter().map(|r| r.code()).collect();

@@ -90,6 +90,7 @@ async fn the_daemon_picks_the_suite_cheapest_for_its_cpu() {
     let id = Identity::new(&c).unwrap();
     let pinned = PinnedServer {
         pinned: PublicKey::from(d.verifying_key()),
+        watch: PinWatch::default(),
     };
     let mut client_cfg = rustls::ClientConfig::builder_with_provider(Arc::new(p))
         .with_protocol_versions(&[&rustls::version::TLS13])

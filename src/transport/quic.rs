@@ -123,11 +123,13 @@ pub fn server(
     endpoint(addr, Some(config))
 }
 
-/// A client endpoint able to reach `gateway`, pinned to `device`.
+/// A client endpoint able to reach `gateway`, pinned to `device` (a server
+/// presenting another key is reported to `watch`).
 pub fn client(
     gateway: SocketAddr,
     id: &Identity,
     device: PublicKey,
+    watch: &tlsid::PinWatch,
 ) -> Result<quinn::Endpoint, EndpointError> {
     let local: SocketAddr = if gateway.is_ipv6() {
         "[::]:0".parse().expect("literal")
@@ -135,7 +137,7 @@ pub fn client(
         "0.0.0.0:0".parse().expect("literal")
     };
     let mut endpoint = endpoint(local, None)?;
-    let mut config = tlsid::quic_client_config(id, device)?;
+    let mut config = tlsid::quic_client_config(id, device, watch)?;
     // The daemon opens no streams towards the client.
     config.transport_config(Arc::new(transport(0, true)));
     endpoint.set_default_client_config(config);
@@ -173,7 +175,8 @@ mod tests {
             conn.close(0u32.into(), b"done");
             stats
         });
-        let client = client(addr, &cid, PublicKey::from(dk.verifying_key())).unwrap();
+        let watch = tlsid::PinWatch::default();
+        let client = client(addr, &cid, PublicKey::from(dk.verifying_key()), &watch).unwrap();
         let conn = client
             .connect(addr, tlsid::SERVER_NAME)
             .unwrap()
