@@ -141,8 +141,9 @@ expiry_grace = "0s"
     let henk = client(dir, "henk", &authority, now)?;
     let bert = client(dir, "bert", &authority, now)?;
     let sven = client(dir, "sven", &authority, now)?;
+    let stop = daemon::terminated();
     print!("{}", instructions(dir, &running, &b, &henk, &bert, &sven));
-    daemon::terminated().await;
+    stop.await;
     println!("stopping the demo");
     running.shutdown().await;
     Ok(())
