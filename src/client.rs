@@ -53,6 +53,15 @@ pub enum ClientError {
     /// The daemon refused (session or stream) with a policy reason.
     #[error("{0}")]
     Denied(DenyReason),
+    /// The daemon refused the session, with a line saying more than the
+    /// reason word (empty when it had nothing to add).
+    #[error("{reason}")]
+    Refused {
+        /// The stable reason.
+        reason: DenyReason,
+        /// One line from the daemon, or empty.
+        detail: String,
+    },
     /// The stream was allowed but the daemon could not reach the target.
     #[error("{0}")]
     Failed(String),
@@ -186,7 +195,11 @@ impl Target {
 fn welcome_of(frame: Frame) -> Result<Welcome, ClientError> {
     match frame {
         Frame::Welcome(w) => Ok(w),
-        Frame::Refused { reason } => Err(ClientError::Denied(reason)),
+        Frame::Refused { reason } => Err(ClientError::Refused {
+            reason,
+            detail: String::new(),
+        }),
+        Frame::RefusedWithDetail { reason, detail } => Err(ClientError::Refused { reason, detail }),
         _ => Err(ClientError::Link("unexpected answer to Hello".into())),
     }
 }

@@ -46,7 +46,9 @@ pub async fn forward(session: Arc<Session>, listener: TcpListener, service: Stri
 /// Print why a stream could not be opened.
 pub(crate) fn report_open_error(service: &str, e: &ClientError) {
     match e {
-        ClientError::Denied(reason) => eprintln!("denied: {service}: {reason}"),
+        ClientError::Denied(reason) | ClientError::Refused { reason, .. } => {
+            eprintln!("denied: {service}: {reason}")
+        }
         ClientError::Failed(m) | ClientError::Link(m) => eprintln!("error: {service}: {m}"),
     }
 }

@@ -118,7 +118,7 @@ async fn serve(session: Arc<Session>, mut tcp: TcpStream) -> std::io::Result<()>
     let code = match &last {
         Some(ClientError::Failed(_)) => REP_REFUSED,
         Some(ClientError::Link(_)) => REP_FAILURE,
-        Some(ClientError::Denied(_)) | None => REP_NOT_ALLOWED,
+        Some(ClientError::Denied(_) | ClientError::Refused { .. }) | None => REP_NOT_ALLOWED,
     };
     let what = format!("socks {destination}");
     match &last {

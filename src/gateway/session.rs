@@ -12,7 +12,7 @@ use edgegate_proto::audit::{CloseReason, Transport};
 use edgegate_proto::control::PushResult;
 use edgegate_proto::frame::SessionEnd;
 use edgegate_proto::frame::{Frame, PushResult as WirePush, ServiceDecision, Verdict, Welcome};
-use edgegate_proto::VerifiedTicket;
+use edgegate_proto::{DenyReason, VerifiedTicket};
 use std::sync::Arc;
 use tokio::io::AsyncWrite;
 use tokio::time::{sleep_until, Duration, Instant};
@@ -29,8 +29,28 @@ pub(crate) fn close_reason(end: Option<SessionEnd>) -> CloseReason {
 }
 
 impl Gateway {
+    /// The line that says what a refusal's reason word cannot: which
+    /// device the ticket names and which this gateway is, or what is wrong
+    /// with the ticket (`ticket_problem`). Empty for the other reasons.
+    fn refusal_detail(
+        &self,
+        reason: DenyReason,
+        cred: &Credentials,
+        ticket_problem: Option<String>,
+    ) -> String {
+        match (reason, &cred.ticket) {
+            (DenyReason::WrongDevice, Some(t)) => format!(
+                "the ticket is for device {:?}; this gateway is device {:?}",
+                t.ticket().device,
+                self.config().device_id
+            ),
+            (DenyReason::BadTicket, _) => ticket_problem.unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
     /// Verify the ticket, admit the session and answer. `None` when it was
-    /// refused (the `Refused` frame is written).
+    /// refused (the `RefusedWithDetail` frame is written).
     pub(crate) async fn open_session<W: AsyncWrite + Unpin>(
         self: &Arc<Self>,
         peer: AuthenticatedPeer,
@@ -39,9 +59,11 @@ impl Gateway {
         remote: std::net::SocketAddr,
         out: &mut W,
     ) -> Option<Arc<Session>> {
+        let verified = VerifiedTicket::verify(ticket, &self.config().trust());
+        let ticket_problem = verified.as_ref().err().map(|e| e.detail());
         let cred = Credentials {
             peer,
-            ticket: VerifiedTicket::verify(ticket, &self.config().trust()).ok(),
+            ticket: verified.ok(),
             ticket_bytes: ticket.into(),
         };
         let ends_at = self.session_end(&cred);
@@ -58,7 +80,8 @@ impl Gateway {
             Ok(s) => s,
             Err(reason) => {
                 self.audit.session_refused(cred.user(), reason);
-                let _ = write_frame(out, &Frame::Refused { reason }).await;
+                let detail = self.refusal_detail(reason, &cred, ticket_problem);
+                let _ = write_frame(out, &Frame::RefusedWithDetail { reason, detail }).await;
                 return None;
             }
         };
