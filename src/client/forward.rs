@@ -101,9 +101,9 @@ pub(crate) async fn splice(
     if let Some(end) = ended {
         session.ended(end);
     }
-    // A notice still in flight for this stream finds nothing and is
-    // dropped: the cut was reported above, from the stream's own reset.
-    session.forget(stream_id);
-    // Dropping the local socket closes it; an unfinished tunnel stream is
-    // reset by quinn when its handles drop.
+    // Dropping `stream` takes it out of the session's bookkeeping: a notice
+    // still in flight for it finds nothing (the cut was reported above,
+    // from the stream's own reset), nor does a later session end. Dropping
+    // the local socket closes it; an unfinished tunnel stream is reset by
+    // quinn when its handles drop.
 }
