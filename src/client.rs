@@ -55,6 +55,15 @@ pub enum ClientError {
     /// The daemon refused (session or stream) with a policy reason.
     #[error("{0}")]
     Denied(DenyReason),
+    /// The daemon refused the session, with a line saying more than the
+    /// reason word (empty when it had nothing to add).
+    #[error("{reason}")]
+    Refused {
+        /// The stable reason.
+        reason: DenyReason,
+        /// One line from the daemon, or empty.
+        detail: String,
+    },
     /// The stream was allowed but the daemon could not reach the target.
     #[error("{0}")]
     Failed(String),
@@ -191,7 +200,11 @@ impl Target {
 fn welcome_of(frame: Frame) -> Result<Welcome, ClientError> {
     match frame {
         Frame::Welcome(w) => Ok(w),
-        Frame::Refused { reason } => Err(ClientError::Denied(reason)),
+        Frame::Refused { reason } => Err(ClientError::Refused {
+            reason,
+            detail: String::new(),
+        }),
+        Frame::RefusedWithDetail { reason, detail } => Err(ClientError::Refused { reason, detail }),
         _ => Err(ClientError::Link("unexpected answer to Hello".into())),
     }
 }
@@ -357,6 +370,23 @@ pub struct Stream {
     pub reader: PipeReader,
     /// Bytes to the daemon.
     pub writer: PipeWriter,
+    _entry: Entry,
+}
+
+/// A stream's place in the session's bookkeeping, taken out when dropped:
+/// only a stream someone still holds can be reported cut, however its task
+/// ended (finished, failed, timed out or cancelled).
+struct Entry {
+    id: u64,
+    streams: Arc<Mutex<HashMap<u64, String>>>,
+    reported: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        lock(&self.streams).remove(&self.id);
+        lock(&self.reported).remove(&self.id);
+    }
 }
 
 impl Session {
@@ -370,38 +400,57 @@ impl Session {
             service: service.to_string(),
             destination,
         };
-        let (id, reader, writer, answer) = match &self.link {
+        let (entry, reader, writer, answer) = match &self.link {
             Link::Quic { conn, .. } => {
                 let (mut send, mut recv) = conn.open_bi().await.map_err(link)?;
-                let id = u64::from(send.id());
-                lock(&self.streams).insert(id, service.to_string());
+                let entry = self.register(u64::from(send.id()), service);
                 write_frame(&mut send, &open).await.map_err(link)?;
                 let answer = expect_frame(&mut recv, MAX_FRAME).await.map_err(link);
-                (id, PipeReader::Quic(recv), PipeWriter::Quic(send), answer)
+                (
+                    entry,
+                    PipeReader::Quic(recv),
+                    PipeWriter::Quic(send),
+                    answer,
+                )
             }
             Link::Tls(tls) => {
                 let (conn, answer) = tls.stream(self, &open).await?;
-                let id = self.next_tls_id.fetch_add(1, Ordering::Relaxed);
-                lock(&self.streams).insert(id, service.to_string());
+                let entry =
+                    self.register(self.next_tls_id.fetch_add(1, Ordering::Relaxed), service);
                 let (r, w) = tokio::io::split(conn);
                 (
-                    id,
+                    entry,
                     PipeReader::Framed(Box::new(r)),
                     PipeWriter::Framed(Box::new(w)),
                     answer,
                 )
             }
         };
-        let refused = match answer {
-            Ok(Frame::Opened { .. }) => return Ok(Stream { id, reader, writer }),
-            Ok(Frame::Denied { reason }) => ClientError::Denied(reason),
-            Ok(Frame::Failed { message }) => ClientError::Failed(message),
-            Ok(_) => ClientError::Link("unexpected answer to Open".into()),
-            Err(e) => e,
-        };
-        // Never opened: no cut or session end may be reported for it.
-        self.forget(id);
-        Err(refused)
+        // Refused or failed: the entry goes with this frame, so no cut or
+        // session end is ever reported for a stream that never opened.
+        match answer {
+            Ok(Frame::Opened { .. }) => Ok(Stream {
+                id: entry.id,
+                reader,
+                writer,
+                _entry: entry,
+            }),
+            Ok(Frame::Denied { reason }) => Err(ClientError::Denied(reason)),
+            Ok(Frame::Failed { message }) => Err(ClientError::Failed(message)),
+            Ok(_) => Err(ClientError::Link("unexpected answer to Open".into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Enter stream `id` of `service` in the bookkeeping, until the entry
+    /// is dropped.
+    fn register(&self, id: u64, service: &str) -> Entry {
+        lock(&self.streams).insert(id, service.to_string());
+        Entry {
+            id,
+            streams: self.streams.clone(),
+            reported: self.reported.clone(),
+        }
     }
 
     /// Report a cut seen on the stream itself (TLS `Close`, QUIC reset).
@@ -412,12 +461,6 @@ impl Session {
     /// The daemon ended the whole session (seen on a TLS stream).
     pub(crate) fn ended(&self, end: SessionEnd) {
         session_ended(&self.streams, &self.reported, &self.events, end);
-    }
-
-    /// Drop the bookkeeping of a finished stream.
-    pub(crate) fn forget(&self, stream: u64) {
-        lock(&self.streams).remove(&stream);
-        lock(&self.reported).remove(&stream);
     }
 
     /// Give a closed QUIC connection a moment (bounded) to tell the daemon,

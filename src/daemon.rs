@@ -52,8 +52,23 @@ pub fn device_key(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(key)
 }
 
+/// Bind the QUIC (UDP) and TLS (TCP) ports; an error is one line naming
+/// the config key, the address and the listener.
+async fn bind_listeners(config: &Config) -> anyhow::Result<(std::net::UdpSocket, TcpListener)> {
+    let (quic, tls) = (config.listen_quic, config.listen_tls);
+    let udp = std::net::UdpSocket::bind(quic)
+        .map_err(|e| anyhow!("listen_quic: cannot listen for QUIC on UDP {quic}: {e}"))?;
+    let tcp = TcpListener::bind(tls)
+        .await
+        .map_err(|e| anyhow!("listen_tls: cannot listen for TLS on TCP {tls}: {e}"))?;
+    Ok((udp, tcp))
+}
+
 /// Start everything; listeners are bound when this returns.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    // Ports first: a taken port is the likeliest start-up failure, and it
+    // must leave nothing behind (no device key made for a daemon that never ran).
+    let (udp, tls) = bind_listeners(&config).await?;
     let key = device_key(&config.device_key)?;
     let identity = Identity::new(&key)?;
     std::fs::create_dir_all(&config.state_dir)
@@ -67,14 +82,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     for w in &opened.warnings {
         tracing::warn!("store: {w}");
     }
-    let endpoint = crate::transport::quic::server(
-        config.listen_quic,
-        &identity,
-        config.limits.max_streams_per_session,
-    )?;
-    let tls = TcpListener::bind(config.listen_tls)
-        .await
-        .with_context(|| format!("binding listen_tls {}", config.listen_tls))?;
+    let endpoint =
+        crate::transport::quic::server(udp, &identity, config.limits.max_streams_per_session)?;
     let control = ControlServer::bind(&config.control_socket, config.control_group.as_deref())
         .with_context(|| format!("binding control_socket {}", config.control_socket.display()))?;
     let control_path = config.control_socket.clone();
@@ -148,16 +157,23 @@ async fn reload(gateway: &Arc<Gateway>, path: &Path) {
     );
 }
 
-/// Wait for SIGTERM or SIGINT.
-pub async fn terminated() {
+/// Wait for SIGTERM or SIGINT. The handlers are installed by the call, not
+/// at the first poll: call it before telling anyone the daemon is up, or a
+/// signal sent on that cue kills it with the default action.
+pub fn terminated() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let (term, int) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            },
+            _ => std::future::pending().await,
+        }
     }
 }
 
@@ -165,6 +181,9 @@ pub async fn terminated() {
 /// SIGTERM/SIGINT; print where it listens.
 pub async fn run(config: Config, path: &Path) -> anyhow::Result<()> {
     let running = start(config).await?;
+    let term = terminated();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     println!("device key {}", running.gateway.identity().public());
     println!("listening quic {}", running.quic);
     println!("listening tls {}", running.tls);
@@ -183,9 +202,6 @@ pub async fn run(config: Config, path: &Path) -> anyhow::Result<()> {
         let alive = listeners.iter().all(|t| !t.is_finished());
         async move { alive && gw.healthy().await }
     });
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("installing the SIGHUP handler")?;
-    let term = terminated();
     tokio::pin!(term);
     loop {
         tokio::select! {

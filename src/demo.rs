@@ -15,7 +15,6 @@ use ed25519_dalek::SigningKey;
 use edgegate_proto::control::PushResult;
 use edgegate_proto::ticket::{self, Ticket};
 use edgegate_proto::{bundle, PublicKey};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -87,13 +86,38 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// The `edgegate` built beside this `edgegated`, by absolute path, so the
+/// printed commands run as printed whatever the reader's `PATH` holds.
+/// `cargo run --bin edgegated` builds only the daemon: then say so, once.
 fn edgegate_command() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("edgegate")))
-        .filter(|p| p.exists())
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "edgegate".to_string())
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("edgegated"));
+    let sibling = exe.with_file_name("edgegate");
+    if !sibling.exists() {
+        eprintln!(
+            "warning: no edgegate beside {}: build it (cargo build --release --locked) before running the commands below",
+            exe.display()
+        );
+    }
+    shell_word(&sibling.display().to_string())
+}
+
+/// `text` as one shell word: as it is when it needs no quoting, else in
+/// single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=,@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// A Python 3 one-liner (Debian's `python3`) that opens a WebSocket on
+/// `port`, sends `hello` and prints the answer's status line and the echo.
+fn websocket_hello(port: u16) -> String {
+    format!(
+        r#"python3 -c 'import socket;s=socket.create_connection(("127.0.0.1",{port}));s.sendall(b"GET / HTTP/1.1\r\nHost: hmi\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x85\0\0\0\0hello");f=s.makefile("rb");print(f.readline().decode().strip());any(l==b"\r\n" for l in iter(f.readline,b""));print(f.read(7)[2:].decode())'"#
+    )
 }
 
 /// Run the demo until Ctrl-C.
@@ -141,8 +165,9 @@ expiry_grace = "0s"
     let henk = client(dir, "henk", &authority, now)?;
     let bert = client(dir, "bert", &authority, now)?;
     let sven = client(dir, "sven", &authority, now)?;
+    let stop = daemon::terminated();
     print!("{}", instructions(dir, &running, &b, &henk, &bert, &sven));
-    daemon::terminated().await;
+    stop.await;
     println!("stopping the demo");
     running.shutdown().await;
     Ok(())
@@ -157,7 +182,9 @@ fn instructions(
     sven: &(PathBuf, PathBuf),
 ) -> String {
     let eg = edgegate_command();
+    let path = |p: &Path| shell_word(&p.display().to_string());
     let key = running.gateway.identity().public();
+    let control = path(&running.control);
     let (web, ws, vnc, socks, bert_web, sven_vnc) = (
         free_port(),
         free_port(),
@@ -170,94 +197,97 @@ fn instructions(
         format!(
             "{eg} connect --gateway {} --gateway-key {key} --identity {} --ticket {}",
             running.quic,
-            who.0.display(),
-            who.1.display()
+            path(&who.0),
+            path(&who.1)
         )
     };
+    // Every indented line that is not a `->` result is a command that runs
+    // as printed (tests/demo.rs runs them through `sh`); remarks follow `#`.
     let mut s = String::new();
-    let _ = writeln!(
-        s,
+    let mut line = |text: String| {
+        s.push_str(&text);
+        s.push('\n');
+    };
+    line(format!(
         "edgegate demo: device {DEVICE}, state in {}",
         dir.display()
-    );
-    let _ = writeln!(
-        s,
+    ));
+    line(format!(
         "  daemon: QUIC udp/{}  TLS tcp/{}  control {}",
         running.quic,
         running.tls,
         running.control.display()
-    );
-    let _ = writeln!(s, "  device key {key}");
-    let _ = writeln!(
-        s,
+    ));
+    line(format!("  device key {key}"));
+    line(format!(
         "  machine network: PLC page http://{}  WebSocket echo ws://{}  VNC stand-in (TCP echo) {}",
         b.http, b.ws, b.vnc
-    );
-    let _ = writeln!(
-        s,
-        "\nHenk (engineer: vpn, vnc, http, maintenance) -- in another terminal:"
-    );
-    let _ = writeln!(
-        s,
+    ));
+    line(String::new());
+    line("Henk (engineer: vpn, vnc, http, maintenance) -- in another terminal:".into());
+    line(format!(
         "  {} -L {web}=plc-web -L {ws}=maintenance -L {vnc}=hmi-vnc --socks {socks}",
         base(henk)
-    );
-    let _ = writeln!(s, "then:");
-    let _ = writeln!(s, "  curl http://127.0.0.1:{web}/");
-    let _ = writeln!(
-        s,
-        "  curl --socks5 127.0.0.1:{socks} http://{}/      # through the vpn service 'lan'",
+    ));
+    line("then:".into());
+    line(format!("  curl http://127.0.0.1:{web}/"));
+    line(format!(
+        "  curl --socks5 127.0.0.1:{socks} http://{}/   # through the vpn service 'lan'",
         b.http
-    );
-    let _ = writeln!(
-        s,
-        "  websocat ws://127.0.0.1:{ws}/                 # any WebSocket client"
-    );
-    let _ = writeln!(
-        s,
-        "  nc 127.0.0.1 {vnc}                              # the VNC stand-in echoes"
-    );
-    let _ = writeln!(
-        s,
+    ));
+    line(format!(
+        "  {}   # a WebSocket: prints the 101 and the echoed hello",
+        websocket_hello(ws)
+    ));
+    line(format!(
+        "  curl -N telnet://127.0.0.1:{vnc}   # the VNC stand-in echoes each line you type; Ctrl-C ends"
+    ));
+    line(format!(
         "  (add --tls and use --gateway {} for the TCP fallback)",
         running.tls
-    );
-    let _ = writeln!(
-        s,
-        "\nBert (customer operator: read-only VNC only) is denied the PLC page:"
-    );
-    let _ = writeln!(s, "  {} -L {bert_web}=plc-web", base(bert));
-    let _ = writeln!(s, "  -> denied: plc-web: no-grant");
-    let _ = writeln!(
-        s,
-        "\nSven (FieldService GmbH, service technician) needs on-site consent for the HMI:"
-    );
-    let _ = writeln!(s, "  {} -L {sven_vnc}=hmi-vnc", base(sven));
-    let _ = writeln!(
-        s,
-        "  -> denied: hmi-vnc: site-consent-required; then, on the router:"
-    );
-    let _ = writeln!(
-        s,
-        "  {eg} consent grant --for 1h --socket {}   (and run Sven's command again;",
-        running.control.display()
-    );
-    let _ = writeln!(s, "  `consent revoke` cuts his stream at once)");
-    let _ = writeln!(
-        s,
-        "\nRevoke Henk while his tunnel is open (his streams close with user-inactive):"
-    );
-    let _ = writeln!(
-        s,
+    ));
+    line(String::new());
+    line("Bert (customer operator: read-only VNC only) is denied the PLC page:".into());
+    line(format!("  {} -L {bert_web}=plc-web", base(bert)));
+    line("  -> denied: plc-web: no-grant".into());
+    line(String::new());
+    line("Sven (FieldService GmbH, service technician) needs on-site consent for the HMI:".into());
+    line(format!("  {} -L {sven_vnc}=hmi-vnc", base(sven)));
+    line("  -> denied: hmi-vnc: site-consent-required; then, on the router:".into());
+    line(format!(
+        "  {eg} consent grant --for 1h --socket {control}   # then run Sven's command again"
+    ));
+    line(format!(
+        "  {eg} consent revoke --socket {control}   # cuts his stream at once"
+    ));
+    line(String::new());
+    line("Revoke Henk while his tunnel is open (his streams close with user-inactive):".into());
+    line(format!(
         "  {eg} bundle push {} --gateway {} --gateway-key {key}",
-        dir.join("bundle-2-henk-inactive.bin").display(),
+        path(&dir.join("bundle-2-henk-inactive.bin")),
         running.quic
-    );
-    let _ = writeln!(
-        s,
-        "\nOn the router: {eg} status --socket {}   (also: sessions, audit, consent grant)",
-        running.control.display()
-    );
-    let _ = writeln!(s, "Ctrl-C stops the demo and removes {}.", dir.display());
+    ));
+    line(String::new());
+    line("On the router (also: sessions, audit, consent grant):".into());
+    line(format!("  {eg} status --socket {control}"));
+    line(format!(
+        "Ctrl-C stops the demo and removes {}.",
+        dir.display()
+    ));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words_quote_only_what_needs_it() {
+        assert_eq!(
+            shell_word("/tmp/edgegate-demo-1/henk.key"),
+            "/tmp/edgegate-demo-1/henk.key"
+        );
+        assert_eq!(shell_word("/home/a b/edgegate"), "'/home/a b/edgegate'");
+        assert_eq!(shell_word("/it's"), r"'/it'\''s'");
+    }
 }

@@ -710,3 +710,51 @@ fn a_closed_stdout_ends_a_command_quietly() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+#[test]
+fn zero_lifetimes_are_refused() {
+    let t = setup();
+    let out = t.dir.join("expired.bundle");
+    let err = fails(&[
+        "bundle",
+        "build",
+        &example(1),
+        "--device",
+        "router-b1",
+        "--serial",
+        "1",
+        "--valid-for",
+        "0s",
+        "--key",
+        s(&t.authority),
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(
+        err,
+        "error: --valid-for must be longer than 0s: the bundle would expire as it is issued"
+    );
+    assert!(!out.exists(), "no bundle written");
+    let ticket = t.dir.join("expired.ticket");
+    let err = fails(&[
+        "ticket",
+        "issue",
+        "--user",
+        "bert",
+        "--device",
+        "router-b1",
+        "--client-key",
+        &t.authority_pub,
+        "--ttl",
+        "0s",
+        "--key",
+        s(&t.authority),
+        "--out",
+        s(&ticket),
+    ]);
+    assert_eq!(
+        err,
+        "error: --ttl must be longer than 0s: the ticket would expire as it is issued"
+    );
+    assert!(!ticket.exists(), "no ticket written");
+}

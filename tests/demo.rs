@@ -1,5 +1,6 @@
 //! `edgegated --demo` as the README tells a newcomer to use it: start it,
-//! paste the commands it prints. Henk reaches the PLC page, the WebSocket
+//! paste the commands it prints (each run by `sh` exactly as printed, with
+//! no edgegate on `PATH`; only `curl` and `python3` besides ours). Henk reaches the PLC page, the WebSocket
 //! and the VNC stand-in; Bert is denied the PLC page; Sven is denied the HMI
 //! until on-site consent is granted, and cut when it is revoked; the
 //! printed revocation push closes Henk's streams; Ctrl-C (SIGINT) stops the
@@ -20,9 +21,8 @@ const EDGEGATE: &str = env!("CARGO_BIN_EXE_edgegate");
 
 /// Start a program with piped output, as the harness's `Client` (which
 /// kills it when dropped).
-fn spawn(program: &str, args: &[String]) -> Client {
-    let mut child = Command::new(program)
-        .args(args)
+fn spawn(mut cmd: Command) -> Client {
+    let mut child = cmd
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -35,27 +35,79 @@ fn spawn(program: &str, args: &[String]) -> Client {
     }
 }
 
-/// The arguments of a printed `…/edgegate SUBCOMMAND …` line (paths, keys
-/// and addresses: no spaces inside an argument).
-fn args_of(line: &str, subcommand: &str) -> Vec<String> {
-    let at = line
-        .find(&format!("edgegate {subcommand} "))
-        .unwrap_or_else(|| panic!("no `edgegate {subcommand}` in {line:?}"));
-    let rest = &line[at + "edgegate ".len()..];
-    let rest = rest.split("   ").next().unwrap(); // drop trailing comments
-    rest.split_whitespace().map(str::to_string).collect()
+/// `PATH` without any directory holding an `edgegate`: a printed command
+/// must not depend on one being installed.
+fn path_without_edgegate() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .filter(|d| !d.join("edgegate").exists() && !d.join("edgegated").exists())
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
-fn port_for(args: &[String], service: &str) -> u16 {
-    args.iter()
+/// A printed command line, run as a reader pastes it: by `sh`, from
+/// another directory, with a `PATH` that has no edgegate.
+fn shell(line: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("exec {line}"))
+        .current_dir(std::env::temp_dir())
+        .env("PATH", path_without_edgegate())
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The printed command containing `needle` (once, indented by two spaces).
+fn command<'a>(out: &'a [String], needle: &str) -> &'a str {
+    let found: Vec<&String> = out.iter().filter(|l| l.contains(needle)).collect();
+    assert_eq!(found.len(), 1, "one line with {needle:?}: {found:?}");
+    found[0].strip_prefix("  ").expect("commands are indented")
+}
+
+fn run(line: &str) -> std::process::Output {
+    let out = shell(line).output().unwrap();
+    assert!(out.status.success(), "{line}: {out:?}");
+    out
+}
+
+fn port_for(line: &str, service: &str) -> u16 {
+    line.split_whitespace()
         .find_map(|a| a.strip_suffix(&format!("={service}")))
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no -L PORT={service} in {args:?}"))
+        .unwrap_or_else(|| panic!("no -L PORT={service} in {line}"))
+}
+
+/// Every indented line of the demo's output that is not a `->` result or a
+/// parenthesised remark is a command; its program must be one a reader has:
+/// the `edgegate` beside `edgegated` by absolute path, or a Debian tool.
+fn assert_runnable_as_printed(out: &[String]) {
+    let commands: Vec<&str> = out
+        .iter()
+        .skip(4) // the header: addresses and keys
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| !l.starts_with("->") && !l.starts_with('('))
+        .collect();
+    assert_eq!(commands.len(), 11, "{commands:#?}");
+    let edgegate = std::path::Path::new(EDGEGATE).canonicalize().unwrap();
+    for c in commands {
+        let program = c.split_whitespace().next().unwrap();
+        match program {
+            "curl" | "python3" => {}
+            _ => assert_eq!(
+                std::path::Path::new(program).canonicalize().ok().as_ref(),
+                Some(&edgegate),
+                "{c}"
+            ),
+        }
+    }
 }
 
 #[test]
 fn the_demo_does_what_it_prints() {
-    let mut demo = spawn(EDGEGATED, &["--demo".into()]);
+    let mut cmd = Command::new(EDGEGATED);
+    cmd.arg("--demo");
+    let mut demo = spawn(cmd);
     demo.stdout
         .wait_for(Duration::from_secs(30), |l| {
             l.starts_with("Ctrl-C stops the demo")
@@ -75,23 +127,22 @@ fn the_demo_does_what_it_prints() {
         .expect("the first line names the demo's directory")
         .to_string();
     assert!(std::path::Path::new(&dir).is_dir());
-    let connects: Vec<&String> = out
+    assert_runnable_as_printed(&out);
+    let connects: Vec<&str> = out
         .iter()
         .filter(|l| l.contains("edgegate connect "))
+        .map(|l| l.trim_start())
         .collect();
     assert_eq!(
         connects.len(),
         3,
         "Henk's, Bert's and Sven's commands: {text}"
     );
-    let (henk, bert, sven) = (
-        args_of(connects[0], "connect"),
-        args_of(connects[1], "connect"),
-        args_of(connects[2], "connect"),
-    );
+    let (henk, bert, sven) = (connects[0], connects[1], connects[2]);
 
-    // Henk: allowed everything; the PLC page, the WebSocket echo, VNC.
-    let mut h = spawn(EDGEGATE, &henk);
+    // Henk: allowed everything; the PLC page (directly and through the
+    // SOCKS proxy), the WebSocket echo, VNC, each with the printed command.
+    let mut h = spawn(shell(henk));
     h.ready();
     for service in ["plc-web", "maintenance", "hmi-vnc", "lan"] {
         assert!(
@@ -103,13 +154,33 @@ fn the_demo_does_what_it_prints() {
             h.stdout.seen
         );
     }
-    let page = http_get(port_for(&henk, "plc-web"), "/");
-    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
-    let vnc = echo_through(port_for(&henk, "hmi-vnc"));
-    let ws = ws_open(port_for(&henk, "maintenance"));
+    for needle in ["curl http://", "curl --socks5 "] {
+        let page = run(command(&out, needle));
+        assert!(
+            String::from_utf8_lossy(&page.stdout).contains("Filling line PLC"),
+            "{page:?}"
+        );
+    }
+    let hello = run(command(&out, "python3 "));
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout),
+        "HTTP/1.1 101 Switching Protocols\nhello\n"
+    );
+    let mut telnet = shell(command(&out, "telnet://"));
+    telnet.stdin(Stdio::piped());
+    let mut telnet = spawn(telnet);
+    let mut typed = telnet.child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut typed, b"hello vnc\n").unwrap();
+    assert!(telnet
+        .stdout
+        .wait_for(Duration::from_secs(10), |l| l == "hello vnc")
+        .is_some());
+    drop((typed, telnet));
+    let vnc = echo_through(port_for(henk, "hmi-vnc"));
+    let ws = ws_open(port_for(henk, "maintenance"));
 
     // Bert: denied the PLC page, as printed.
-    let mut b = spawn(EDGEGATE, &bert);
+    let mut b = spawn(shell(bert));
     let status = b
         .exit(Duration::from_secs(20))
         .expect("bert's connect exits");
@@ -120,7 +191,7 @@ fn the_demo_does_what_it_prints() {
     );
 
     // Sven: site consent required, then granted with the printed command.
-    let mut s = spawn(EDGEGATE, &sven);
+    let mut s = spawn(shell(sven));
     let status = s
         .exit(Duration::from_secs(20))
         .expect("sven's connect exits");
@@ -129,25 +200,11 @@ fn the_demo_does_what_it_prints() {
         s.stderr.rest(Duration::from_millis(200)),
         ["denied: hmi-vnc: site-consent-required"]
     );
-    let grant_line = out
-        .iter()
-        .find(|l| l.contains("edgegate consent grant"))
-        .expect("consent line");
-    let grant = Command::new(EDGEGATE)
-        .args(args_of(grant_line, "consent"))
-        .output()
-        .unwrap();
-    assert!(grant.status.success(), "{grant:?}");
-    let mut s = spawn(EDGEGATE, &sven);
+    run(command(&out, "edgegate consent grant "));
+    let mut s = spawn(shell(sven));
     s.ready();
-    let sven_vnc = echo_through(port_for(&sven, "hmi-vnc"));
-    let socket = args_of(grant_line, "consent");
-    let socket = socket.last().unwrap();
-    let revoke = Command::new(EDGEGATE)
-        .args(["consent", "revoke", "--socket", socket])
-        .output()
-        .unwrap();
-    assert!(revoke.status.success(), "{revoke:?}");
+    let sven_vnc = echo_through(port_for(sven, "hmi-vnc"));
+    run(command(&out, "edgegate consent revoke "));
     assert!(
         wait_closed(sven_vnc, Duration::from_secs(5)).is_some(),
         "revoking consent cuts Sven's stream"
@@ -159,15 +216,7 @@ fn the_demo_does_what_it_prints() {
         .is_some());
 
     // The printed push makes Henk inactive: his streams are cut.
-    let push_line = out
-        .iter()
-        .find(|l| l.contains("edgegate bundle push"))
-        .expect("push line");
-    let push = Command::new(EDGEGATE)
-        .args(args_of(push_line, "bundle"))
-        .output()
-        .unwrap();
-    assert!(push.status.success(), "{push:?}");
+    let push = run(command(&out, "edgegate bundle push "));
     assert_eq!(
         String::from_utf8_lossy(&push.stdout).trim(),
         "accepted serial 2"
@@ -182,6 +231,13 @@ fn the_demo_does_what_it_prints() {
         .stderr
         .rest(Duration::from_millis(200))
         .contains(&"closed: session: user-inactive".to_string()));
+
+    // The router's side, as printed.
+    let status = run(command(&out, "edgegate status "));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("demo-router"),
+        "{status:?}"
+    );
 
     // Ctrl-C stops the demo and cleans up after it.
     let pid = nix::unistd::Pid::from_raw(demo.child.id() as i32);

@@ -264,12 +264,23 @@ fn session_level_refusals_name_their_reason() {
 
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
+    // wrong-device says, on the next line, which device the ticket names
+    // and which this gateway is (the client knows only the former).
+    let (key, ticket) = d.client_with("wd", "alice", |t| t.device = "router-9".into());
+    for tls in [false, true] {
+        let mut c = d.connect(&key, &ticket, tls, &[]);
+        let status = c.exit(Duration::from_secs(20)).expect("client exits");
+        assert!(!status.success());
+        assert_eq!(
+            c.stderr.rest(Duration::from_millis(200)),
+            [
+                "denied: wrong-device",
+                "the ticket is for device \"router-9\"; this gateway is device \"router-1\""
+            ],
+            "tls={tls}"
+        );
+    }
     let cases: Vec<(&str, (std::path::PathBuf, std::path::PathBuf), &str)> = vec![
-        (
-            "wrong-device",
-            d.client_with("wd", "alice", |t| t.device = "router-9".into()),
-            "denied: wrong-device",
-        ),
         (
             "expired",
             d.client_with("ex", "alice", |t| t.expires_at = now() - 5),
@@ -317,12 +328,31 @@ fn session_level_refusals_name_their_reason() {
     edgegate::keyfile::write_new(&kp, &k).unwrap();
     let forged = ticket_bytes("alice", DEVICE, &public(&k), &harness::key(61));
     let tp = d.write("untrusted.ticket", &forged);
-    let mut c = d.connect(&kp, &tp, false, &[]);
-    assert!(c.exit(Duration::from_secs(20)).is_some());
-    assert_eq!(
-        c.stderr.rest(Duration::from_millis(200)),
-        ["denied: bad-ticket"]
-    );
+    // bad-ticket says what is wrong: an untrusted signer, a signature that
+    // does not verify (the body altered), or bytes that are no ticket.
+    let mut altered = ticket_bytes("alice", DEVICE, &public(&k), &d.authority);
+    let at = altered
+        .windows(5)
+        .position(|w| w == b"alice")
+        .expect("the user id is in the body");
+    altered[at + 4] = b'x';
+    let altered = d.write("altered.ticket", &altered);
+    let garbage = d.write("garbage.ticket", b"not a ticket");
+    for (ticket, detail) in [
+        (&tp, "signer not trusted: signed by 0 trusted key(s), 1 required; 1 signature(s) by keys not trusted here"),
+        (&altered, "bad signature: signed by 0 trusted key(s), 1 required; 1 signature(s) by a trusted key do not verify (altered or damaged bytes)"),
+        (&garbage, "malformed: envelope: "),
+    ] {
+        for tls in [false, true] {
+            let mut c = d.connect(&kp, ticket, tls, &[]);
+            assert!(c.exit(Duration::from_secs(20)).is_some());
+            let err = c.stderr.rest(Duration::from_millis(200));
+            assert_eq!(err.len(), 2, "{err:?}");
+            assert_eq!(err[0], "denied: bad-ticket");
+            assert!(err[1].starts_with(detail), "{err:?}, want {detail}");
+            println!("{} tls={tls}: {}", ticket.display(), err[1]);
+        }
+    }
     // With 2FA, Mira is in; the daemon is still serving after every refusal.
     let (key, ticket) = d.client_with("mira2", "mira", |t| t.mfa = true);
     let mut c = d.connect(&key, &ticket, false, &[]);

@@ -120,3 +120,38 @@ fn control_socket_push_uses_the_same_accept_path() {
         .iter()
         .any(|e| matches!(e, AuditEvent::BundleRejected { code, .. } if code == "rollback")));
 }
+
+/// `edgegate bundle push` answers in the same words whether it goes over
+/// the control socket or to `--gateway` (DESIGN §8): `accepted serial N`,
+/// `unchanged serial N`, `rejected: REASON`.
+#[test]
+fn push_answers_read_the_same_over_the_socket_and_the_gateway() {
+    let d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    let policy = policy_text(http.addr, echo, "active");
+    let b3 = d.write("b3", &bundle_bytes(&policy, DEVICE, 3, &d.authority));
+    let b4 = d.write("b4", &bundle_bytes(&policy, DEVICE, 4, &d.authority));
+    let b2 = d.write("b2", &bundle_bytes(&policy, DEVICE, 2, &d.authority));
+    let over_socket = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_edgegate"))
+            .args(["bundle", "push"])
+            .arg(file)
+            .arg("--socket")
+            .arg(&d.control)
+            .output()
+            .unwrap()
+    };
+    let out = over_socket(&b3);
+    assert_eq!(stdout(&out), "accepted serial 3", "{}", stderr(&out));
+    assert_eq!(stdout(&over_socket(&b3)), "unchanged serial 3");
+    let out = d.push(&b4, false);
+    assert_eq!(stdout(&out), "accepted serial 4", "{}", stderr(&out));
+    assert_eq!(stdout(&d.push(&b4, true)), "unchanged serial 4");
+    for out in [over_socket(&b2), d.push(&b2, false)] {
+        assert!(!out.status.success());
+        assert_eq!(
+            stderr(&out),
+            "error: rejected: rollback: serial 2 is not greater than stored serial 4"
+        );
+    }
+}

@@ -132,3 +132,96 @@ fn session_is_closed_when_the_logout_period_ends() {
     assert_eq!(err, ["closed: session: session-expired"]);
     wait_for_close(&d, "dora", CloseReason::Denied(DenyReason::SessionExpired));
 }
+
+/// One SOCKS5 CONNECT to the echo backend (the vpn service `lan`): a
+/// line there and back, then closed by this side.
+fn socks_echo_once(proxy: u16, echo: std::net::SocketAddr) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let std::net::SocketAddr::V4(v4) = echo else {
+        panic!("v4 only")
+    };
+    let mut req = vec![5, 1, 0, 5, 1, 0, 1];
+    req.extend_from_slice(&v4.ip().octets());
+    req.extend_from_slice(&v4.port().to_be_bytes());
+    s.write_all(&req).unwrap();
+    let mut reply = [0u8; 12];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[3], 0, "{reply:?}");
+    s.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+}
+
+/// Streams that already ended are not reported when the session is later
+/// cut; one still open is, once.
+fn only_open_streams_are_reported_cut(tls: bool) {
+    let d = start_daemon();
+    let (http, echo) = (http_backend(), echo_backend());
+    d.install(http.addr, echo);
+    let (key, ticket) = d.client("alice", "alice");
+    let (web, hmi, socks) = (free_port(), free_port(), free_port());
+    let mut c = d.connect(
+        &key,
+        &ticket,
+        tls,
+        &[
+            "-L".into(),
+            format!("{web}=web"),
+            "-L".into(),
+            format!("{hmi}=hmi"),
+            "--socks".into(),
+            format!("127.0.0.1:{socks}"),
+        ],
+    );
+    c.ready();
+    assert!(http_get(web, "/").contains("hello from the plc"));
+    drop(echo_through(hmi));
+    socks_echo_once(socks, echo);
+    // Both finished streams are gone on the daemon's side too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let Response::Sessions(live) = d.control(Request::Sessions) else {
+            panic!()
+        };
+        if live.len() == 1 && live[0].streams.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "streams still listed: {live:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let open = echo_through(hmi);
+    let b2 = d.write(
+        "b2",
+        &bundle_bytes(
+            &policy_text(http.addr, echo, "inactive"),
+            DEVICE,
+            2,
+            &d.authority,
+        ),
+    );
+    assert!(d.push(&b2, false).status.success());
+    assert!(wait_closed(open, Duration::from_secs(5)).is_some());
+    let status = c.exit(Duration::from_secs(5)).expect("client exits");
+    assert!(!status.success());
+    assert_eq!(
+        c.stderr.rest(Duration::from_millis(200)),
+        [
+            "closed: hmi: user-inactive",
+            "closed: session: user-inactive"
+        ],
+        "tls={tls}"
+    );
+}
+
+#[test]
+fn quic_finished_streams_are_not_reported_cut() {
+    only_open_streams_are_reported_cut(false);
+}
+
+#[test]
+fn tls_finished_streams_are_not_reported_cut() {
+    only_open_streams_are_reported_cut(true);
+}

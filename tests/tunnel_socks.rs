@@ -109,3 +109,57 @@ fn socks5_over_quic() {
 fn socks5_over_tls() {
     socks_roundtrip(true);
 }
+
+/// A SOCKS stream lives as long as it is used: the client's 30 s limit is
+/// on the SOCKS handshake only. Idle past it, the stream still carries
+/// bytes; cut by a revocation, it is reported once, and nothing is
+/// reported for a stream that ended before.
+#[test]
+fn socks_streams_outlive_the_handshake_timeout() {
+    let d = start_daemon();
+    let http = http_backend();
+    let echo = echo_backend();
+    d.install(http.addr, echo);
+    let (key, ticket) = d.client("alice", "alice");
+    let proxy = free_port();
+    let mut c = d.connect(
+        &key,
+        &ticket,
+        false,
+        &["--socks".into(), format!("127.0.0.1:{proxy}")],
+    );
+    c.ready();
+    let (code, mut s) = socks_connect(proxy, echo);
+    assert_eq!(code, 0);
+    // Nothing arrives for 31 s, and the stream is not closed meanwhile:
+    // the read waits out its timeout instead of seeing an end.
+    s.set_read_timeout(Some(Duration::from_secs(31))).unwrap();
+    let mut byte = [0u8; 1];
+    let idle = s.read(&mut byte);
+    assert!(
+        matches!(&idle, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "the idle SOCKS stream ended: {idle:?}"
+    );
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"still here").unwrap();
+    let mut back = [0u8; 10];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"still here");
+
+    let b2 = bundle_bytes(
+        &policy_text(http.addr, echo, "inactive"),
+        DEVICE,
+        2,
+        &d.authority,
+    );
+    assert!(d.push(&d.write("b2", &b2), false).status.success());
+    assert!(wait_closed(s, Duration::from_secs(5)).is_some());
+    c.exit(Duration::from_secs(5)).expect("client exits");
+    assert_eq!(
+        c.stderr.rest(Duration::from_millis(200)),
+        [
+            "closed: lan: user-inactive",
+            "closed: session: user-inactive"
+        ]
+    );
+}

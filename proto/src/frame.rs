@@ -134,6 +134,17 @@ pub enum Frame {
     /// closes it to end the session. One per session; QUIC does not use it
     /// (its control stream does this).
     Hold,
+    /// Daemon → client, instead of `Refused` (which it no longer sends): the
+    /// session is refused as a whole, with one line for the engineer saying
+    /// what the stable reason word cannot (for `wrong-device`, the device
+    /// the ticket names and the one this gateway is; for `bad-ticket`, what
+    /// is wrong with it). Empty when there is nothing to add.
+    RefusedWithDetail {
+        /// Why (as in `Refused`).
+        reason: DenyReason,
+        /// One human-readable line, or empty.
+        detail: String,
+    },
 }
 
 /// Why the daemon ended a whole session. Variants are only ever added at

@@ -53,6 +53,30 @@ pub enum TicketError {
     Body(DecodeError),
 }
 
+impl TicketError {
+    /// What is wrong, in one line for the engineer whose ticket it is:
+    /// `signer not trusted: …`, `bad signature: …` or `malformed: …`.
+    pub fn detail(&self) -> String {
+        match self {
+            TicketError::Envelope(e @ EnvelopeError::BelowThreshold { broken, .. }) => {
+                if *broken > 0 {
+                    format!("bad signature: {e}")
+                } else {
+                    format!("signer not trusted: {e}")
+                }
+            }
+            TicketError::Envelope(e @ EnvelopeError::UnsatisfiableThreshold { .. }) => {
+                format!("the gateway's trust policy: {e}")
+            }
+            TicketError::Envelope(EnvelopeError::Malformed(e)) => {
+                format!("malformed: envelope: {e}")
+            }
+            TicketError::Envelope(e) => format!("malformed: {e}"),
+            TicketError::Body(e) => format!("malformed: ticket body: {e}"),
+        }
+    }
+}
+
 /// A ticket whose signature met the trust policy. Only `verify` constructs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedTicket {

@@ -117,6 +117,20 @@ fn samples() -> Vec<(Frame, &'static str)> {
             "000000020d01",
         ),
         (Frame::Hold, "000000010e"),
+        (
+            Frame::RefusedWithDetail {
+                reason: DenyReason::WrongDevice,
+                detail: "r-2".into(),
+            },
+            "000000060f0203722d32",
+        ),
+        (
+            Frame::RefusedWithDetail {
+                reason: DenyReason::UserInactive,
+                detail: String::new(),
+            },
+            "000000030f0700",
+        ),
     ]
 }
 

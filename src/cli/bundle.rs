@@ -8,7 +8,7 @@
 use super::{BuildArgs, InspectArgs};
 use crate::duration::{format_time, unix_now};
 use crate::policy_file::{compile_for_device, PolicyFile};
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use edgegate_proto::bundle::{self, Bundle, Service, Target};
 use edgegate_proto::envelope::{self, Purpose};
 use edgegate_proto::{PublicKey, TrustPolicy, VerifiedBundle};
@@ -19,6 +19,9 @@ pub(super) fn build(a: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let policy = PolicyFile::load(&a.policy)?;
     let keys = super::load_keys(&a.keys)?;
     let issued_at = a.issued_at.unwrap_or_else(unix_now);
+    if a.valid_for == 0 {
+        bail!("--valid-for must be longer than 0s: the bundle would expire as it is issued");
+    }
     let not_after = issued_at
         .checked_add(a.valid_for)
         .filter(|t| *t <= crate::duration::LAST_RFC3339)

@@ -152,6 +152,19 @@ async fn connect(
             eprintln!("denied: {reason}");
             return Ok(ExitCode::FAILURE);
         }
+        Err(ClientError::Refused { reason, detail }) => {
+            // The reason word stays alone on its line (scripts match it);
+            // what the gateway said about it follows.
+            eprintln!("denied: {reason}");
+            if !detail.is_empty() {
+                let line: String = detail
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                eprintln!("{line}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
         Err(e) => bail!("connecting to {}: {e}", target.gateway),
     };
     let mut out = std::io::stdout().lock();

@@ -289,11 +289,11 @@ async fn push(socket: PathBuf, file: PathBuf) -> Outcome {
     let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     match call(&socket, Request::PushBundle { bytes }).await? {
         Response::Push(PushResult::Accepted { serial }) => {
-            say!("accepted: serial {serial}");
+            say!("accepted serial {serial}");
             Ok(())
         }
         Response::Push(PushResult::Unchanged { serial }) => {
-            say!("unchanged: serial {serial} is already enforced");
+            say!("unchanged serial {serial}");
             Ok(())
         }
         Response::Push(PushResult::Rejected { code, message }) => {

@@ -15,7 +15,7 @@ pub(super) fn issue(a: &IssueArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let issued_at = a.issued_at.unwrap_or_else(unix_now);
     let auth_time = a.auth_time.unwrap_or(issued_at);
     if a.ttl == 0 {
-        bail!("--ttl must be longer than 0s");
+        bail!("--ttl must be longer than 0s: the ticket would expire as it is issued");
     }
     if issued_at.saturating_add(a.ttl) > crate::duration::LAST_RFC3339 {
         bail!("--ttl is too long: the ticket would expire after 9999");

@@ -46,7 +46,9 @@ pub async fn forward(session: Arc<Session>, listener: TcpListener, service: Stri
 /// Print why a stream could not be opened.
 pub(crate) fn report_open_error(service: &str, e: &ClientError) {
     match e {
-        ClientError::Denied(reason) => eprintln!("denied: {service}: {reason}"),
+        ClientError::Denied(reason) | ClientError::Refused { reason, .. } => {
+            eprintln!("denied: {service}: {reason}")
+        }
         ClientError::Failed(m) | ClientError::Link(m) => eprintln!("error: {service}: {m}"),
     }
 }
@@ -99,9 +101,9 @@ pub(crate) async fn splice(
     if let Some(end) = ended {
         session.ended(end);
     }
-    // A notice still in flight for this stream finds nothing and is
-    // dropped: the cut was reported above, from the stream's own reset.
-    session.forget(stream_id);
-    // Dropping the local socket closes it; an unfinished tunnel stream is
-    // reset by quinn when its handles drop.
+    // Dropping `stream` takes it out of the session's bookkeeping: a notice
+    // still in flight for it finds nothing (the cut was reported above,
+    // from the stream's own reset), nor does a later session end. Dropping
+    // the local socket closes it; an unfinished tunnel stream is reset by
+    // quinn when its handles drop.
 }

@@ -32,7 +32,7 @@ pub async fn socks5(session: Arc<Session>, listener: TcpListener) {
         let session = session.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
-            let _ = timeout(Duration::from_secs(30), serve(session, tcp)).await;
+            let _ = serve(session, tcp).await;
         });
     }
 }
@@ -92,8 +92,15 @@ async fn handshake(tcp: &mut TcpStream) -> std::io::Result<Option<String>> {
     Ok(Some(format!("{host}:{port}")))
 }
 
+/// How long a SOCKS client may take over its greeting and request. It
+/// wraps that phase only: the stream that follows lives as long as it is used.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn serve(session: Arc<Session>, mut tcp: TcpStream) -> std::io::Result<()> {
-    let Some(destination) = handshake(&mut tcp).await? else {
+    let Ok(asked) = timeout(HANDSHAKE_TIMEOUT, handshake(&mut tcp)).await else {
+        return Ok(());
+    };
+    let Some(destination) = asked? else {
         return Ok(());
     };
     let vpns: Vec<String> = session
@@ -118,7 +125,7 @@ async fn serve(session: Arc<Session>, mut tcp: TcpStream) -> std::io::Result<()>
     let code = match &last {
         Some(ClientError::Failed(_)) => REP_REFUSED,
         Some(ClientError::Link(_)) => REP_FAILURE,
-        Some(ClientError::Denied(_)) | None => REP_NOT_ALLOWED,
+        Some(ClientError::Denied(_) | ClientError::Refused { .. }) | None => REP_NOT_ALLOWED,
     };
     let what = format!("socks {destination}");
     match &last {

@@ -199,7 +199,7 @@ async fn answers(conn: &mut Conn, session: &Session) -> Result<Frame, Refusal> {
         .map_err(|e| Refusal::Link(link(e)))?;
     match first {
         Frame::Welcome(_) => {}
-        Frame::Refused { reason } => {
+        Frame::Refused { reason } | Frame::RefusedWithDetail { reason, .. } => {
             // Over TLS a session no longer admitted shows here.
             session.ended(SessionEnd::Denied(reason));
             return Err(Refusal::Session(ClientError::Denied(reason)));

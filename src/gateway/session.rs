@@ -10,6 +10,7 @@ use crate::transport::write_frame;
 use edgegate_proto::audit::{CloseReason, Transport};
 use edgegate_proto::frame::SessionEnd;
 use edgegate_proto::frame::{Frame, ServiceDecision, Verdict, Welcome};
+use edgegate_proto::{DenyReason, VerifiedTicket};
 use std::sync::Arc;
 use tokio::io::AsyncWrite;
 
@@ -25,8 +26,31 @@ pub(crate) fn close_reason(end: Option<SessionEnd>) -> CloseReason {
 }
 
 impl Gateway {
+    /// The line that says what a refusal's reason word cannot: which
+    /// device the ticket names and which this gateway is, or what is wrong
+    /// with the ticket (`ticket_problem`). Empty for the other reasons.
+    fn refusal_detail(
+        &self,
+        reason: DenyReason,
+        ticket_device: Option<String>,
+        ticket: &[u8],
+    ) -> String {
+        match (reason, ticket_device) {
+            (DenyReason::WrongDevice, Some(device)) => format!(
+                "the ticket is for device {device:?}; this gateway is device {:?}",
+                self.config().device_id
+            ),
+            // Verified again for the words only: a refusal is the rare path.
+            (DenyReason::BadTicket, _) => VerifiedTicket::verify(ticket, &self.config().trust())
+                .err()
+                .map(|e| e.detail())
+                .unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
     /// Verify the ticket, admit the session and answer. `None` when it was
-    /// refused (the `Refused` frame is written).
+    /// refused (the `RefusedWithDetail` frame is written).
     pub(crate) async fn open_session<W: AsyncWrite + Unpin>(
         self: &Arc<Self>,
         peer: AuthenticatedPeer,
@@ -37,6 +61,7 @@ impl Gateway {
     ) -> Option<Arc<Session>> {
         let cred = Credentials::new(self, peer, ticket);
         let user = cred.user().map(str::to_owned);
+        let ticket_device = cred.ticket.as_ref().map(|t| t.ticket().device.clone());
         let ends_at = self.session_end(&cred);
         let admitted = self.authorize_session(&cred).and_then(|()| {
             self.registry.attach(
@@ -52,7 +77,8 @@ impl Gateway {
             Ok(s) => s,
             Err(reason) => {
                 self.audit.session_refused(user.as_deref(), reason);
-                let _ = write_frame(out, &Frame::Refused { reason }).await;
+                let detail = self.refusal_detail(reason, ticket_device, ticket);
+                let _ = write_frame(out, &Frame::RefusedWithDetail { reason, detail }).await;
                 return None;
             }
         };

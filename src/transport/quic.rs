@@ -39,13 +39,15 @@ pub enum EndpointError {
     /// TLS configuration failed.
     #[error(transparent)]
     Tls(#[from] TlsIdError),
-    /// Binding the UDP socket failed.
-    #[error("binding UDP {addr}: {source}")]
+    /// Binding the UDP socket failed. The cause is part of the message and
+    /// deliberately not a `source`: an error chain printed with `{:#}` would
+    /// name it twice.
+    #[error("binding UDP {addr}: {cause}")]
     Bind {
         /// Address.
         addr: SocketAddr,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -73,8 +75,20 @@ fn endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
 ) -> Result<quinn::Endpoint, EndpointError> {
-    let bind = |source| EndpointError::Bind { addr, source };
-    let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+    let socket =
+        std::net::UdpSocket::bind(addr).map_err(|cause| EndpointError::Bind { addr, cause })?;
+    endpoint_on(socket, server)
+}
+
+/// `socket` wrapped in quinn with our endpoint settings, its buffers enlarged.
+fn endpoint_on(
+    socket: std::net::UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, EndpointError> {
+    let addr = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let bind = |cause| EndpointError::Bind { addr, cause };
     enlarge_buffers(&socket);
     let mut config = quinn::EndpointConfig::default();
     config
@@ -112,15 +126,17 @@ fn enlarge_buffers(socket: &std::net::UdpSocket) {
 /// session; the QUIC credit is two more: the control stream, and one stream
 /// over the limit so the client hears `limit-exceeded` instead of waiting
 /// for credit.
+/// `socket` is bound beforehand ([`std::net::UdpSocket::bind`]): the daemon
+/// binds its ports before it makes or loads anything.
 pub fn server(
-    addr: SocketAddr,
+    socket: std::net::UdpSocket,
     id: &Identity,
     max_streams: usize,
 ) -> Result<quinn::Endpoint, EndpointError> {
     let mut config = tlsid::quic_server_config(id)?;
     let streams = u32::try_from(max_streams.saturating_add(2)).unwrap_or(u32::MAX);
     config.transport_config(Arc::new(transport(streams, false)));
-    endpoint(addr, Some(config))
+    endpoint_on(socket, Some(config))
 }
 
 /// A client endpoint able to reach `gateway`, pinned to `device` (a server
@@ -159,7 +175,8 @@ mod tests {
             SigningKey::from_bytes(&[2; 32]),
         );
         let (did, cid) = (Identity::new(&dk).unwrap(), Identity::new(&ck).unwrap());
-        let server = server("127.0.0.1:0".parse().unwrap(), &did, 4).unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = server(udp, &did, 4).unwrap();
         let addr = server.local_addr().unwrap();
         let total = 32usize << 20;
         let serve = tokio::spawn(async move {
