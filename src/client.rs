@@ -1,8 +1,10 @@
 //! The engineer's side of a tunnel: open a session (QUIC, or TLS over TCP
 //! with `--tls`), read the daemon's per-service decisions, and open one
-//! stream per forwarded connection. Local listeners (`-L`, SOCKS5) live in
-//! `client/forward.rs` and `client/socks.rs`; bundle push in `client/push.rs`;
-//! the TLS transport's connection handling in `client/tls.rs`.
+//! stream per forwarded connection. The session sees only the transport's
+//! `Connection`: QUIC, or TLS over TCP with its streams multiplexed on the
+//! one connection (`client/tls.rs` dials it). Local listeners (`-L`,
+//! SOCKS5) live in `client/forward.rs` and `client/socks.rs`; bundle push in
+//! `client/push.rs`.
 
 mod forward;
 mod push;
@@ -14,16 +16,17 @@ pub use push::push_bundle;
 pub use socks::socks5;
 
 use crate::tlsid::{self, Identity};
-use crate::transport::{self, expect_frame, read_frame, write_frame, PipeReader, PipeWriter};
+use crate::transport::{
+    self, expect_frame, read_frame, write_frame, Closed, Connection, PipeReader, PipeWriter,
+    QuicConn,
+};
 use crate::PublicKey;
 use edgegate_proto::frame::{Frame, SessionEnd, Welcome, MAX_FRAME};
 use edgegate_proto::DenyReason;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tls::TlsLink;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
@@ -89,27 +92,18 @@ fn handshake_error(watch: &tlsid::PinWatch, e: impl std::fmt::Display) -> Client
     ClientError::Link(e.to_string())
 }
 
-enum Link {
-    Quic {
-        conn: quinn::Connection,
-        endpoint: quinn::Endpoint,
-    },
-    Tls(Box<TlsLink>),
-}
-
 /// An open session.
 pub struct Session {
-    link: Link,
+    conn: Arc<dyn Connection>,
     /// What the daemon answered to `Hello`.
     pub welcome: Welcome,
     /// Stream id → service, for `StreamClosed` notices.
     streams: Arc<Mutex<HashMap<u64, String>>>,
-    /// Streams whose cut was already reported (a QUIC cut is seen twice).
+    /// Streams whose cut was already reported (a cut is seen on the stream
+    /// and in a notice).
     reported: Arc<Mutex<HashSet<u64>>>,
-    /// Next local id of a TLS stream (TLS has no stream ids on the wire).
-    next_tls_id: AtomicU64,
-    /// Session-ending events (TLS: seen on a stream's connection; the
-    /// sender also keeps the channel open while the session lives).
+    /// Session-ending events (also seen on a stream; the sender keeps the
+    /// channel open while the session lives).
     events: mpsc::UnboundedSender<SessionEvent>,
 }
 
@@ -178,22 +172,25 @@ impl Target {
         Ok((endpoint, conn))
     }
 
+    /// A new connection to the gateway, over QUIC or TLS.
+    async fn connect(&self) -> Result<Arc<dyn Connection>, ClientError> {
+        if self.tls {
+            let conn = tls::dial(&self.tls_connector()?, self.gateway, &self.pin).await?;
+            return Ok(Arc::new(conn));
+        }
+        let (endpoint, conn) = self.quic_connect().await?;
+        Ok(Arc::new(QuicConn::new(conn, Some(endpoint))))
+    }
+
     /// Send one first frame on a fresh connection and read one answer
     /// (bundle push).
     pub(crate) async fn exchange(&self, first: Frame, cap: usize) -> Result<Frame, ClientError> {
-        if self.tls {
-            let mut tls = tls::dial(&self.tls_connector()?, self.gateway, &self.pin).await?;
-            write_frame(&mut tls, &first).await.map_err(link)?;
-            expect_frame(&mut tls, cap).await.map_err(link)
-        } else {
-            let (endpoint, conn) = self.quic_connect().await?;
-            let (mut send, mut recv) = conn.open_bi().await.map_err(link)?;
-            write_frame(&mut send, &first).await.map_err(link)?;
-            let answer = expect_frame(&mut recv, cap).await.map_err(link);
-            conn.close(0u32.into(), b"done");
-            drop(endpoint);
-            answer
-        }
+        let conn = self.connect().await?;
+        let mut stream = conn.open_bi().await.map_err(link)?;
+        write_frame(&mut stream.send, &first).await.map_err(link)?;
+        let answer = expect_frame(&mut stream.recv, cap).await.map_err(link);
+        conn.close(0, "done");
+        answer
     }
 }
 
@@ -218,64 +215,41 @@ pub async fn open_session(
     let (events, events_rx) = mpsc::unbounded_channel();
     let streams = Arc::new(Mutex::new(HashMap::new()));
     let reported = Arc::new(Mutex::new(HashSet::new()));
-    if target.tls {
-        let (link, welcome, held) = TlsLink::open(
-            target.tls_connector()?,
-            target.pin.clone(),
-            target.gateway,
-            ticket,
-        )
-        .await?;
-        let (s, r, e) = (streams.clone(), reported.clone(), events.clone());
-        link.watch(held, move |ending| match ending {
-            tls::Ending::Closed(end) => session_ended(&s, &r, &e, end),
-            tls::Ending::Lost(why) => {
-                let _ = e.send(SessionEvent::Ended(why));
-            }
-        });
-        let session = Session {
-            link: Link::Tls(Box::new(link)),
-            welcome,
-            streams,
-            reported,
-            next_tls_id: AtomicU64::new(1),
-            events,
-        };
-        return Ok((session, events_rx));
-    }
-    let (endpoint, conn) = target.quic_connect().await?;
-    let (mut send, mut recv) = conn.open_bi().await.map_err(link)?;
-    write_frame(&mut send, &Frame::Hello { ticket })
+    let conn = target.connect().await?;
+    let mut control = conn.open_bi().await.map_err(link)?;
+    write_frame(&mut control.send, &Frame::Hello { ticket })
         .await
         .map_err(link)?;
-    let welcome = welcome_of(expect_frame(&mut recv, MAX_FRAME).await.map_err(link)?)?;
+    let answer = expect_frame(&mut control.recv, MAX_FRAME).await;
+    let welcome = match answer.map_err(link).and_then(welcome_of) {
+        Ok(welcome) => welcome,
+        Err(e) => {
+            conn.close(0, "refused");
+            return Err(e);
+        }
+    };
     let session = Session {
-        link: Link::Quic {
-            conn: conn.clone(),
-            endpoint,
-        },
+        conn: conn.clone(),
         welcome,
         streams: streams.clone(),
         reported: reported.clone(),
-        next_tls_id: AtomicU64::new(1),
         events: events.clone(),
     };
-    tokio::spawn(watch_control(conn, send, recv, streams, reported, events));
+    tokio::spawn(watch_control(conn, control, streams, reported, events));
     Ok((session, events_rx))
 }
 
 /// Read `StreamClosed` notices until the connection ends.
 async fn watch_control(
-    conn: quinn::Connection,
-    _send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    conn: Arc<dyn Connection>,
+    mut control: transport::BiStream,
     streams: Arc<Mutex<HashMap<u64, String>>>,
     reported: Arc<Mutex<HashSet<u64>>>,
     events: mpsc::UnboundedSender<SessionEvent>,
 ) {
     let mut said = None;
     loop {
-        match read_frame(&mut recv, MAX_FRAME).await {
+        match read_frame(&mut control.recv, MAX_FRAME).await {
             Ok(Some(Frame::StreamClosed { stream, reason })) => {
                 let service = lock(&streams).get(&stream).cloned();
                 if let Some(service) = service {
@@ -291,23 +265,19 @@ async fn watch_control(
                     report_open_streams(&streams, &reported, r);
                 }
                 said = Some(reason);
-                conn.close(reason.conn_code().into(), b"session closed");
+                conn.close(reason.conn_code(), "session closed");
                 break;
             }
             _ => break,
         }
     }
-    let why = match conn.closed().await {
-        quinn::ConnectionError::ApplicationClosed(c) => {
-            match said.or(SessionEnd::from_conn_code(c.error_code.into_inner())) {
-                Some(end) => describe(end),
-                None => String::from_utf8_lossy(&c.reason).into_owned(),
-            }
-        }
-        e => match said {
+    let why = match (said, conn.closed().await) {
+        (Some(end), _) => describe(end),
+        (None, Closed::App { code, reason }) => match SessionEnd::from_conn_code(code) {
             Some(end) => describe(end),
-            None => e.to_string(),
+            None => reason,
         },
+        (None, Closed::Lost(why)) => why,
     };
     let _ = events.send(SessionEvent::Ended(why));
 }
@@ -400,32 +370,13 @@ impl Session {
             service: service.to_string(),
             destination,
         };
-        let (entry, reader, writer, answer) = match &self.link {
-            Link::Quic { conn, .. } => {
-                let (mut send, mut recv) = conn.open_bi().await.map_err(link)?;
-                let entry = self.register(u64::from(send.id()), service);
-                write_frame(&mut send, &open).await.map_err(link)?;
-                let answer = expect_frame(&mut recv, MAX_FRAME).await.map_err(link);
-                (
-                    entry,
-                    PipeReader::Quic(recv),
-                    PipeWriter::Quic(send),
-                    answer,
-                )
-            }
-            Link::Tls(tls) => {
-                let (conn, answer) = tls.stream(self, &open).await?;
-                let entry =
-                    self.register(self.next_tls_id.fetch_add(1, Ordering::Relaxed), service);
-                let (r, w) = tokio::io::split(conn);
-                (
-                    entry,
-                    PipeReader::Framed(Box::new(r)),
-                    PipeWriter::Framed(Box::new(w)),
-                    answer,
-                )
-            }
-        };
+        let mut stream = self.conn.open_bi().await.map_err(link)?;
+        let entry = self.register(stream.id, service);
+        write_frame(&mut stream.send, &open).await.map_err(link)?;
+        let answer = expect_frame(&mut stream.recv, MAX_FRAME)
+            .await
+            .map_err(link);
+        let (reader, writer) = (stream.recv, stream.send);
         // Refused or failed: the entry goes with this frame, so no cut or
         // session end is ever reported for a stream that never opened.
         match answer {
@@ -463,22 +414,16 @@ impl Session {
         session_ended(&self.streams, &self.reported, &self.events, end);
     }
 
-    /// Give a closed QUIC connection a moment (bounded) to tell the daemon,
-    /// so it forgets the session at once rather than after a timeout.
+    /// Close the session (if not yet) and give the close a moment
+    /// (bounded) to reach the daemon, so it forgets the session at once
+    /// rather than after a timeout.
     pub async fn drain(&self) {
-        match &self.link {
-            Link::Quic { endpoint, .. } => {
-                let _ = timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
-            }
-            // Closing the holding connection is what ends a TLS session.
-            Link::Tls(tls) => tls.release().await,
-        }
+        self.conn.close(0, "bye");
+        let _ = timeout(Duration::from_millis(200), self.conn.drain()).await;
     }
 
-    /// Close the session politely (TLS: [`Session::drain`] does it).
+    /// Close the session politely.
     pub fn close(&self) {
-        if let Link::Quic { conn, .. } = &self.link {
-            conn.close(0u32.into(), b"bye");
-        }
+        self.conn.close(0, "bye");
     }
 }

@@ -9,12 +9,14 @@
 //! and consent channels, its session's end and its own time deadline, and
 //! runs it again whenever one fires (`redecide.rs`).
 //!
-//! Sockets are accepted in `quic.rs` and `tls.rs`; the bundle accept path
+//! Sockets are accepted in `quic.rs` and `tls.rs` and served, the same on
+//! both transports, in `connection.rs`; the bundle accept path
 //! is `push.rs`; the control socket's view is `control.rs`. Deciding is the
 //! policy module's business: this module only gathers the inputs.
 
 mod audit_hooks;
 mod authorize;
+mod connection;
 mod control;
 mod health;
 mod pending;

@@ -10,10 +10,14 @@ use edgegate_proto::frame::{self, Frame, FrameError};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+mod conn;
+pub mod mux;
 mod pipe;
 mod pool;
 pub mod quic;
 
+pub use conn::{BiStream, BoxFuture, Closed, Connection, QuicConn};
+pub use mux::MuxConn;
 pub use pipe::{
     pipe_to_socket, socket_to_pipe, Chunk, PipeReader, PipeWriter, PumpEnd, Transform, FRAMED_CHUNK,
 };

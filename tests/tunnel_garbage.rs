@@ -144,24 +144,40 @@ fn oversized_frame_closes_the_connection() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let device_key = d.device_key;
     let tls_addr = d.tls;
-    let closed = rt.block_on(async move {
+    let (closed, raw) = rt.block_on(async move {
+        use edgegate::transport::mux::{MuxConn, Side};
+        use edgegate::transport::Connection;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let id = Identity::new(&key(5)).unwrap();
         let config = tlsid::client_config(&id, device_key).unwrap();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        // The session's first stream, multiplexed as a client does: a
+        // frame of 4 GiB announced is refused before anything is allocated.
         let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
-        let mut tls = connector.connect(tlsid::server_name(), tcp).await.unwrap();
-        // 4 GiB announced: refused before anything is allocated.
-        tls.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+        let tls = connector.connect(tlsid::server_name(), tcp).await.unwrap();
+        let conn = MuxConn::new(tls, Side::Client, 4, None, tls_addr);
+        let mut stream = conn.open_bi().await.unwrap();
+        stream
+            .send
+            .write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
             .await
             .unwrap();
+        stream.send.flush().await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        // Bytes that are not even the multiplexer's framing: closed too
+        // (after the multiplexer's own goodbye, if any).
+        let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+        let mut tls = connector.connect(tlsid::server_name(), tcp).await.unwrap();
+        tls.write_all(&[0xff; 64]).await.unwrap();
         tls.flush().await.unwrap();
-        let mut buf = [0u8; 16];
-        tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await
+        let mut rest = Vec::new();
+        let raw = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut rest)).await;
+        (closed, raw)
     });
-    match closed {
-        Ok(Ok(0)) | Ok(Err(_)) => {}
-        other => panic!("connection not closed: {other:?}"),
+    assert!(closed.is_ok(), "multiplexed connection not closed");
+    match raw {
+        Ok(Ok(_)) | Ok(Err(_)) => {}
+        Err(_) => panic!("raw garbage: connection not closed"),
     }
     assert!(d_alive(&d));
 }

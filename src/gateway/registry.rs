@@ -1,10 +1,6 @@
 //! Live sessions and their streams: who, over what, since when, how many
-//! bytes; the session limits; the per-session kill switch.
-//!
-//! A QUIC connection is one session. Over TLS every stream is its own
-//! connection (and one more may hold the session while it has no stream),
-//! so connections presenting the same client key and ticket join one
-//! registry entry, which lives while any of them does.
+//! bytes; the session limits; the per-session kill switch. One connection
+//! is one session, over QUIC and TLS alike.
 
 use super::authorize::Credentials;
 use crate::config::Limits;
@@ -14,7 +10,7 @@ use edgegate_proto::frame::SessionEnd;
 use edgegate_proto::ticket::TicketId;
 use edgegate_proto::{DenyReason, Level, UnixTime};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -38,10 +34,6 @@ pub(crate) struct Session {
     /// Stream slots taken by streams being decided or connected (under the
     /// `streams` lock's discipline: counted with them against the limit).
     reserved: AtomicUsize,
-    /// TLS connections currently attached (1 for QUIC).
-    attached: AtomicUsize,
-    /// A TLS connection holds the session (`Hold`); at most one does.
-    held: AtomicBool,
     /// When a stream last opened or closed (idle timeout).
     last_activity: Mutex<Instant>,
 }
@@ -112,32 +104,6 @@ impl Session {
             return None;
         }
         Some(*lock(&self.last_activity) + idle)
-    }
-
-    /// Bytes moved so far by the streams open now, and when a stream last
-    /// opened or closed: together they say whether anything happened.
-    pub(crate) fn activity(&self) -> (u64, Instant) {
-        let moved = lock(&self.streams)
-            .values()
-            .map(|s| s.up.load(Ordering::Relaxed) + s.down.load(Ordering::Relaxed))
-            .sum();
-        (moved, *lock(&self.last_activity))
-    }
-
-    /// Claim the session's one holding connection (TLS `Hold`); false when
-    /// another connection holds it already.
-    pub(crate) fn try_hold(&self) -> bool {
-        !self.held.swap(true, Ordering::AcqRel)
-    }
-
-    /// The holding connection let go.
-    pub(crate) fn release_hold(&self) {
-        self.held.store(false, Ordering::Release);
-    }
-
-    /// Connections attached (TLS: one per stream; QUIC: 1).
-    pub(crate) fn connections(&self) -> usize {
-        self.attached.load(Ordering::Relaxed)
     }
 
     pub(crate) fn stream_count(&self) -> usize {
@@ -220,8 +186,7 @@ impl Drop for StreamSlot<'_> {
 }
 
 impl Registry {
-    /// Register a session, or join the live TLS session of the same client
-    /// key and ticket. `Err(limit-exceeded)` when a new one would pass a
+    /// Register a session. `Err(limit-exceeded)` when it would pass a
     /// limit. `now` is the gateway's wall time.
     pub(crate) fn attach(
         &self,
@@ -234,19 +199,6 @@ impl Registry {
     ) -> Result<Arc<Session>, DenyReason> {
         let ticket = cred.ticket.as_ref().ok_or(DenyReason::BadTicket)?.ticket();
         let mut sessions = lock(&self.sessions);
-        if transport == Transport::Tls {
-            // A session the daemon ended is on its way out: not joined.
-            let joined = sessions.values().find(|s| {
-                s.transport == Transport::Tls
-                    && s.end_reason().is_none()
-                    && s.cred.peer == cred.peer
-                    && s.cred.ticket.as_ref().map(|t| t.ticket().id) == Some(ticket.id)
-            });
-            if let Some(s) = joined {
-                s.attached.fetch_add(1, Ordering::Relaxed);
-                return Ok(s.clone());
-            }
-        }
         // Sessions the daemon already ended hold no slot while their
         // connections wind down.
         let live = || sessions.values().filter(|s| s.end_reason().is_none());
@@ -268,24 +220,20 @@ impl Registry {
             end: Mutex::new(None),
             streams: Mutex::new(HashMap::new()),
             reserved: AtomicUsize::new(0),
-            attached: AtomicUsize::new(1),
-            held: AtomicBool::new(false),
             last_activity: Mutex::new(Instant::now()),
         });
         sessions.insert(id, session.clone());
         Ok(session)
     }
 
-    /// Detach one connection; returns true when that ended the session.
+    /// The session's connection is gone: forget the session. Returns false
+    /// when it was already forgotten.
     pub(crate) fn detach(&self, session: &Session) -> bool {
-        let mut sessions = lock(&self.sessions);
-        if session.attached.fetch_sub(1, Ordering::Relaxed) == 1 {
-            sessions.remove(&session.id);
-            // Stops the session's guard; the end reason stays as it was.
-            session.kill.send_replace(true);
-            return true;
-        }
-        false
+        let removed = lock(&self.sessions).remove(&session.id).is_some();
+        // Stops the guards; the end reason stays as it was (none: the
+        // client went away).
+        session.kill.send_replace(true);
+        removed
     }
 
     /// Kill a session; its ticket cannot open a session again (the

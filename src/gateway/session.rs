@@ -83,20 +83,14 @@ impl Gateway {
             }
         };
         let welcome = self.welcome(&session);
-        // A TLS connection joining a live session is not a new session.
-        if session.connections() == 1 {
-            self.audit.session_opened(&session);
-            // The per-service decisions the client is shown are decisions
-            // too (each stream it opens is decided and audited again).
-            for s in &welcome.services {
-                self.audit.listing_decision(&session, &s.id, s.decision);
-            }
-            let (gw, guarded) = (self.clone(), session.clone());
-            tokio::spawn(async move { gw.session_guard(&guarded).await });
-            if transport == Transport::Tls {
-                tokio::spawn(self.clone().tls_idle_watch(session.clone()));
-            }
+        self.audit.session_opened(&session);
+        // The per-service decisions the client is shown are decisions too
+        // (each stream it opens is decided and audited again).
+        for s in &welcome.services {
+            self.audit.listing_decision(&session, &s.id, s.decision);
         }
+        let (gw, guarded) = (self.clone(), session.clone());
+        tokio::spawn(async move { gw.session_guard(&guarded).await });
         if write_frame(out, &Frame::Welcome(welcome)).await.is_err() {
             self.end_session(&session);
             return None;

@@ -21,6 +21,7 @@ fn authority() -> SigningKey {
 }
 
 mod redecide;
+mod session;
 
 fn now() -> u64 {
     Clock::system().wall()
@@ -251,7 +252,7 @@ async fn session_end_and_deadline_follow_logout_and_expiry() {
 }
 
 #[tokio::test]
-async fn registry_limits_and_tls_joining() {
+async fn registry_limits_hold_per_user_and_overall() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(
         dir.path(),
@@ -266,17 +267,17 @@ async fn registry_limits_and_tls_joining() {
         gw.registry.attach(c, t, "peer".into(), 0, 0, limits)
     };
     let s1 = attach(3, Transport::Quic).unwrap();
+    // One connection is one session, on TLS as on QUIC: the same ticket
+    // twice is two sessions.
     let s2 = attach(3, Transport::Tls).unwrap();
-    // Same key and ticket over TLS joins the live TLS session.
-    let s2b = attach(3, Transport::Tls).unwrap();
-    assert_eq!(s2.id, s2b.id);
+    assert_ne!(s1.id, s2.id);
     assert_eq!(
         attach(4, Transport::Quic).unwrap_err(),
         DenyReason::LimitExceeded
     );
     assert_eq!(gw.session_count(), 2);
-    assert!(!gw.registry.detach(&s2b));
     assert!(gw.registry.detach(&s2));
+    assert!(!gw.registry.detach(&s2), "already gone");
     assert!(attach(4, Transport::Quic).is_ok());
     assert!(gw.kill(s1.id));
     assert!(*s1.kill.borrow());

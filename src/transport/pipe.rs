@@ -101,8 +101,13 @@ fn quic_read_error(e: quinn::ReadError) -> io::Result<Chunk> {
 /// straight into `buf`; any other frame is read whole and decoded, so what is
 /// accepted is exactly what `frame::decode` accepts.
 async fn read_framed_chunk(r: &mut BoxRead, buf: &mut Vec<u8>) -> io::Result<Chunk> {
+    // A framed stream ends with a `Close` frame; the stream ending without
+    // one was reset or lost (a dropped multiplexed stream), never finished.
     let Some(prefix) = read_prefix(r).await? else {
-        return Ok(Chunk::End);
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "stream ended without a Close frame",
+        ));
     };
     let len = frame::check_len(prefix, MAX_FRAME).map_err(|e| io_err(TransportError::from(e)))?;
     let mut start = Vec::new();
@@ -444,5 +449,56 @@ where
         counter.fetch_add(n as u64, Ordering::Relaxed);
         observe(&buf.space()[..n]);
         send.write_chunk(buf.freeze(n)).await.map_err(io_err)?;
+    }
+}
+
+/// Raw reads, for the frames a stream starts with (`Hello`, `Open`, the
+/// answers) before its data phase.
+impl AsyncRead for PipeReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            PipeReader::Quic(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+            PipeReader::Framed(r) => std::pin::Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+/// Raw writes, for the frames a stream starts with and control frames.
+impl AsyncWrite for PipeWriter {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            PipeWriter::Quic(w) => std::pin::Pin::new(w)
+                .poll_write(cx, buf)
+                .map_err(io::Error::from),
+            PipeWriter::Framed(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            PipeWriter::Quic(w) => std::pin::Pin::new(w).poll_flush(cx),
+            PipeWriter::Framed(w) => std::pin::Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            PipeWriter::Quic(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+            PipeWriter::Framed(w) => std::pin::Pin::new(w).poll_shutdown(cx),
+        }
     }
 }

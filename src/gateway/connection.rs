@@ -1,0 +1,195 @@
+//! One connection, the same over every transport (`transport::Connection`):
+//! one connection is one session. Its first stream is the control stream
+//! (`Hello`/`Welcome`, later `StreamClosed` and `SessionClosed` notices), or
+//! carries one `PushBundle` and its answer; every further stream carries one
+//! `Open` and then the stream's bytes. QUIC and TLS differ only in how they
+//! are accepted (`quic.rs`, `tls.rs`) and how a stream's bytes are shaped
+//! (the pipes).
+
+use super::pending::Phase;
+use super::registry::Session;
+use super::stream::OpenRequest;
+use super::Gateway;
+use crate::transport::{read_frame, write_frame, BiStream, Connection, PipeWriter};
+use edgegate_proto::frame::{self, Frame, SessionEnd, CONN_PROTOCOL_ERROR};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, Instant};
+
+/// How long the daemon lingers after its last answer for the client to
+/// read it and close.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// How long a session-closed notice may take to be written before the
+/// connection closes anyway (a QUIC close code carries the reason too).
+const NOTICE_FLUSH: Duration = Duration::from_millis(200);
+
+/// What the control stream's writer is asked to do.
+enum Notice {
+    /// Write this frame.
+    Frame(Frame),
+    /// Answer once everything before has been written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Write notices on the control stream until the session ends.
+async fn write_notices(mut control: PipeWriter, mut rx: mpsc::UnboundedReceiver<Notice>) {
+    while let Some(n) = rx.recv().await {
+        match n {
+            Notice::Frame(f) => {
+                if write_frame(&mut control, &f).await.is_err() {
+                    break;
+                }
+            }
+            Notice::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Serve an authenticated connection to its end. `phase` bounds its
+    /// unauthenticated part (up to the first frame).
+    pub(crate) async fn serve_connection(self: Arc<Self>, conn: Arc<dyn Connection>, phase: Phase) {
+        let config = self.config();
+        let limits = &config.limits;
+        let Some(peer) = conn.peer() else {
+            return conn.close(CONN_PROTOCOL_ERROR, "no client key");
+        };
+        let first = timeout(limits.first_frame_timeout, async {
+            let mut control = conn.accept_bi().await.ok()?;
+            let cap = limits
+                .max_bundle_size
+                .saturating_add(64)
+                .min(frame::MAX_PUSH_FRAME);
+            let f = read_frame(&mut control.recv, cap).await.ok()??;
+            Some((control, f))
+        })
+        .await;
+        let Ok(Some((mut control, first))) = first else {
+            return conn.close(CONN_PROTOCOL_ERROR, "no valid first frame");
+        };
+        // Handshake and first frame are the unauthenticated phase the
+        // `Phase` bounds; a push or a session goes on without it.
+        if !phase.finish() {
+            return;
+        }
+        let ticket = match first {
+            Frame::Hello { ticket } => ticket,
+            Frame::PushBundle { bundle } => {
+                self.answer_push(bundle, &mut control.send).await;
+                let _ = control.send.finish().await;
+                let _ = timeout(LINGER, conn.closed()).await;
+                return conn.close(0, "done");
+            }
+            _ => return conn.close(CONN_PROTOCOL_ERROR, "unexpected first frame"),
+        };
+        let transport = conn.transport();
+        let opened = self
+            .open_session(peer, &ticket, transport, conn.remote(), &mut control.send)
+            .await;
+        let Some(session) = opened else {
+            let _ = control.send.finish().await;
+            let _ = timeout(LINGER, conn.closed()).await;
+            return conn.close(0, "refused");
+        };
+        self.session_loop(&conn, &session, control.send).await;
+        self.end_session(&session);
+    }
+
+    /// Accept the session's streams until it ends: by the daemon (a
+    /// decision, a kill, the idle rule, shutdown), or by the client.
+    async fn session_loop(
+        self: &Arc<Self>,
+        conn: &Arc<dyn Connection>,
+        session: &Arc<Session>,
+        control: PipeWriter,
+    ) {
+        // At most one notice per stream plus the session's own: bounded by
+        // the stream limit.
+        let (notices, notices_rx) = mpsc::unbounded_channel::<Notice>();
+        tokio::spawn(write_notices(control, notices_rx));
+        let mut ended = session.kill.subscribe();
+        loop {
+            // Read every turn: a reload may change it.
+            let idle = self.config().limits.idle_timeout;
+            // The idle rule, the same on every transport: no stream open
+            // for `idle_timeout`. Re-checked at least every idle period:
+            // streams opening and closing move the deadline.
+            let deadline = session
+                .idle_deadline(idle)
+                .unwrap_or_else(|| Instant::now() + idle);
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    let still_idle = session
+                        .idle_deadline(idle)
+                        .is_some_and(|d| d <= Instant::now());
+                    if still_idle {
+                        session.end(SessionEnd::IdleTimeout);
+                    }
+                }
+                bi = conn.accept_bi() => match bi {
+                    Ok(stream) => {
+                        let (gw, session, notices) = (self.clone(), session.clone(), notices.clone());
+                        tokio::spawn(async move { gw.serve_bi(&session, stream, notices).await });
+                    }
+                    Err(_) => break,
+                },
+                _ = ended.changed() => {}
+            }
+            if let Some(end) = session.end_reason() {
+                // Let the streams post their own notices first (bounded),
+                // say why on the control stream, give it a moment to leave,
+                // then close with the code that says it too.
+                let settle = Instant::now() + NOTICE_FLUSH;
+                while session.stream_count() > 0 && Instant::now() < settle {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let (flushed, flushed_rx) = oneshot::channel();
+                let _ = notices.send(Notice::Frame(Frame::SessionClosed { reason: end }));
+                let _ = notices.send(Notice::Flush(flushed));
+                let _ = timeout(NOTICE_FLUSH, flushed_rx).await;
+                // The client closes once it read the notice; closing first
+                // could reach it before the streams' resets.
+                let _ = timeout(NOTICE_FLUSH, conn.closed()).await;
+                conn.close(end.conn_code(), end.as_str());
+                break;
+            }
+        }
+    }
+
+    /// One data stream: its `Open`, then `serve_stream`.
+    async fn serve_bi(
+        &self,
+        session: &Arc<Session>,
+        mut stream: BiStream,
+        notices: mpsc::UnboundedSender<Notice>,
+    ) {
+        let id = stream.id;
+        let open = timeout(
+            self.config().limits.first_frame_timeout,
+            read_frame(&mut stream.recv, frame::MAX_FRAME),
+        )
+        .await;
+        let Ok(Ok(Some(Frame::Open {
+            service,
+            destination,
+        }))) = open
+        else {
+            stream.recv.stop(CONN_PROTOCOL_ERROR);
+            stream.send.abort().await;
+            return;
+        };
+        let open = OpenRequest {
+            stream_id: id,
+            service,
+            destination,
+        };
+        self.serve_stream(session, open, stream.recv, stream.send, move |reason| {
+            let _ = notices.send(Notice::Frame(Frame::StreamClosed { stream: id, reason }));
+        })
+        .await;
+    }
+}

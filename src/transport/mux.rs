@@ -1,0 +1,343 @@
+//! The TLS-over-TCP transport: one TCP connection per session, its streams
+//! multiplexed by yamux. yamux needs one task to drive the connection (it
+//! reads and writes the socket for every stream); [`MuxConn`] is a handle
+//! to that task: it asks it for outbound streams, receives the inbound
+//! ones, and learns how the connection ended.
+//!
+//! A multiplexed stream has no reset codes, so its bytes travel as
+//! `Data`/`Close` frames (`PipeReader::Framed`), which carry a cut's reason,
+//! a read-level refusal and a session's end in band.
+
+use super::conn::{BiStream, BoxFuture, Closed, Connection};
+use super::{PipeReader, PipeWriter};
+use crate::tlsid::AuthenticatedPeer;
+use edgegate_proto::audit::Transport;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+
+/// Which end of the connection this is (yamux numbers streams by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The end that dialled.
+    Client,
+    /// The end that accepted.
+    Server,
+}
+
+/// Most streams a connection may hold at once, whatever the config says.
+pub const MAX_STREAMS: usize = 1024;
+
+/// How long closing may take before the socket is simply dropped.
+const CLOSE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Largest window yamux grows a stream's receive window to: a bulk stream
+/// on a fast path wants more than the initial 256 KiB, a router's memory
+/// wants a bound (yamux requires at least 256 KiB per allowed stream).
+fn config(max_streams: usize) -> yamux::Config {
+    let mut c = yamux::Config::default();
+    // yamux asserts `max_streams * 256 KiB <= window`: keep both in range.
+    let max_streams = max_streams.clamp(1, MAX_STREAMS);
+    c.set_max_num_streams(max_streams);
+    c.set_max_connection_receive_window(Some((max_streams * (256 << 10)).max(16 << 20)));
+    c
+}
+
+enum Command {
+    Open(oneshot::Sender<io::Result<yamux::Stream>>),
+    Close,
+}
+
+/// A handle to one multiplexed connection. Cheap to clone; the connection
+/// closes when every handle is gone.
+#[derive(Clone)]
+pub struct MuxConn {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    commands: mpsc::UnboundedSender<Command>,
+    inbound: tokio::sync::Mutex<mpsc::UnboundedReceiver<yamux::Stream>>,
+    ended: watch::Receiver<Option<Closed>>,
+    /// How this end closed it, if it did (reported by `closed`).
+    closed_here: Mutex<Option<Closed>>,
+    peer: Option<AuthenticatedPeer>,
+    remote: SocketAddr,
+}
+
+impl std::fmt::Debug for MuxConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxConn")
+            .field("remote", &self.shared.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MuxConn {
+    /// Start multiplexing over `io` (an established TLS stream), allowing
+    /// the peer at most `max_streams` streams at once.
+    pub fn new<T>(
+        io: T,
+        side: Side,
+        max_streams: usize,
+        peer: Option<AuthenticatedPeer>,
+        remote: SocketAddr,
+    ) -> MuxConn
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mode = match side {
+            Side::Client => yamux::Mode::Client,
+            Side::Server => yamux::Mode::Server,
+        };
+        let conn = yamux::Connection::new(io.compat(), config(max_streams), mode);
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (inbound_tx, inbound) = mpsc::unbounded_channel();
+        let (ended_tx, ended) = watch::channel(None);
+        tokio::spawn(drive(conn, commands_rx, inbound_tx, ended_tx));
+        MuxConn {
+            shared: Arc::new(Shared {
+                commands,
+                inbound: tokio::sync::Mutex::new(inbound),
+                ended,
+                closed_here: Mutex::new(None),
+                peer,
+                remote,
+            }),
+        }
+    }
+}
+
+fn lost(why: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, why.to_string())
+}
+
+fn bi(stream: yamux::Stream) -> BiStream {
+    let id = u64::from(stream.id().val());
+    let (r, w) = tokio::io::split(stream.compat());
+    BiStream {
+        id,
+        send: PipeWriter::Framed(Box::new(w)),
+        recv: PipeReader::Framed(Box::new(r)),
+    }
+}
+
+/// Drive the connection until it ends or is asked to close: serve open
+/// requests, hand inbound streams over, and publish how it ended.
+async fn drive<T>(
+    mut conn: yamux::Connection<tokio_util::compat::Compat<T>>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    inbound: mpsc::UnboundedSender<yamux::Stream>,
+    ended: watch::Sender<Option<Closed>>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut opening: std::collections::VecDeque<oneshot::Sender<io::Result<yamux::Stream>>> =
+        Default::default();
+    let end = poll_fn(|cx| {
+        loop {
+            match commands.poll_recv(cx) {
+                Poll::Ready(Some(Command::Open(reply))) => opening.push_back(reply),
+                // Asked to close, or every handle is gone.
+                Poll::Ready(Some(Command::Close) | None) => return Poll::Ready(None),
+                Poll::Pending => break,
+            }
+        }
+        while !opening.is_empty() {
+            match conn.poll_new_outbound(cx) {
+                Poll::Ready(result) => {
+                    let reply = opening.pop_front().expect("not empty");
+                    let _ = reply.send(result.map_err(lost));
+                }
+                Poll::Pending => break,
+            }
+        }
+        loop {
+            match conn.poll_next_inbound(cx) {
+                // Nobody accepting any more: the stream is dropped (reset).
+                Poll::Ready(Some(Ok(stream))) => drop(inbound.send(stream)),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Closed::Lost(e.to_string()))),
+                Poll::Ready(None) => {
+                    return Poll::Ready(Some(Closed::Lost("connection closed by the peer".into())))
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await;
+    for reply in opening {
+        let _ = reply.send(Err(lost("connection closed")));
+    }
+    let end = match end {
+        Some(lost) => lost,
+        None => {
+            // Say goodbye (yamux GoAway, TLS close_notify), bounded.
+            let close = poll_fn(|cx| conn.poll_close(cx));
+            let _ = tokio::time::timeout(CLOSE_LIMIT, close).await;
+            Closed::Lost("connection closed".into())
+        }
+    };
+    ended.send_replace(Some(end));
+}
+
+impl Connection for MuxConn {
+    fn transport(&self) -> Transport {
+        Transport::Tls
+    }
+
+    fn remote(&self) -> SocketAddr {
+        self.shared.remote
+    }
+
+    fn peer(&self) -> Option<AuthenticatedPeer> {
+        self.shared.peer
+    }
+
+    fn open_bi(&self) -> BoxFuture<'_, io::Result<BiStream>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.shared
+                .commands
+                .send(Command::Open(reply))
+                .map_err(|_| lost("connection closed"))?;
+            let stream = answer.await.map_err(|_| lost("connection closed"))??;
+            Ok(bi(stream))
+        })
+    }
+
+    fn accept_bi(&self) -> BoxFuture<'_, io::Result<BiStream>> {
+        Box::pin(async move {
+            let mut inbound = self.shared.inbound.lock().await;
+            match inbound.recv().await {
+                Some(stream) => Ok(bi(stream)),
+                None => Err(lost("connection closed")),
+            }
+        })
+    }
+
+    fn close(&self, code: u32, reason: &str) {
+        let mut here = self
+            .shared
+            .closed_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        here.get_or_insert(Closed::App {
+            code: code.into(),
+            reason: reason.to_string(),
+        });
+        let _ = self.shared.commands.send(Command::Close);
+    }
+
+    fn drain(&self) -> BoxFuture<'_, ()> {
+        // The driver ends once its goodbye is written (bounded).
+        Box::pin(async move { drop(self.closed().await) })
+    }
+
+    fn closed(&self) -> BoxFuture<'_, Closed> {
+        Box::pin(async move {
+            let mut ended = self.shared.ended.clone();
+            let end = match ended.wait_for(Option::is_some).await {
+                Ok(end) => end.clone().expect("waited for Some"),
+                Err(_) => Closed::Lost("connection closed".into()),
+            };
+            let here = self
+                .shared
+                .closed_here
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            here.unwrap_or(end)
+        })
+    }
+}
+
+/// TCP keep-alive on a session's socket: a peer that vanished (a laptop
+/// closed, a cellular link gone) is noticed within about a minute even
+/// while no stream moves a byte. Best effort.
+pub fn keep_alive(tcp: &tokio::net::TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let _ = setsockopt(tcp, sockopt::KeepAlive, &true);
+        let _ = setsockopt(tcp, sockopt::TcpKeepIdle, &30);
+        let _ = setsockopt(tcp, sockopt::TcpKeepInterval, &10);
+        let _ = setsockopt(tcp, sockopt::TcpKeepCount, &3);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = tcp;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{expect_frame, write_frame, Chunk};
+    use edgegate_proto::frame::{Frame, MAX_FRAME};
+
+    fn pair() -> (MuxConn, MuxConn) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        (
+            MuxConn::new(a, Side::Client, 8, None, addr),
+            MuxConn::new(b, Side::Server, 8, None, addr),
+        )
+    }
+
+    #[tokio::test]
+    async fn streams_carry_frames_both_ways_and_share_ids() {
+        let (client, server) = pair();
+        for n in 0..3u8 {
+            let mut out = client.open_bi().await.unwrap();
+            write_frame(&mut out.send, &Frame::Data(vec![n; 10]))
+                .await
+                .unwrap();
+            let mut inc = server.accept_bi().await.unwrap();
+            assert_eq!(inc.id, out.id);
+            let got = expect_frame(&mut inc.recv, MAX_FRAME).await.unwrap();
+            assert_eq!(got, Frame::Data(vec![n; 10]));
+            inc.send.write(&[n; 70_000]).await.unwrap();
+            inc.send.finish().await.unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut total = 0;
+            loop {
+                match out.recv.read_chunk(&mut buf).await.unwrap() {
+                    Chunk::Data(k) => total += k,
+                    Chunk::End => break,
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(total, 70_000);
+        }
+    }
+
+    #[tokio::test]
+    async fn closing_ends_both_sides_and_says_how() {
+        let (client, server) = pair();
+        let _s = client.open_bi().await.unwrap();
+        client.close(7, "bye");
+        assert_eq!(
+            client.closed().await,
+            Closed::App {
+                code: 7,
+                reason: "bye".into()
+            }
+        );
+        assert!(matches!(server.closed().await, Closed::Lost(_)));
+        // At most the stream opened before (if its SYN left), then the end.
+        let first = server.accept_bi().await.is_err();
+        assert!(first || server.accept_bi().await.is_err());
+        assert!(client.open_bi().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_handle_set_closes_the_connection() {
+        let (client, server) = pair();
+        drop(client);
+        assert!(matches!(server.closed().await, Closed::Lost(_)));
+    }
+}
