@@ -129,6 +129,15 @@ impl BundleBuilder {
         self
     }
 
+    /// A category named `name`.
+    pub fn category(mut self, id: &str, name: &str) -> Self {
+        self.0.categories.push(Category {
+            id: id.into(),
+            name: name.into(),
+        });
+        self
+    }
+
     /// Categories, each named after its id.
     pub fn categories<S: AsRef<str>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
         let named = ids.into_iter().map(|id| Category {

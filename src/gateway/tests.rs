@@ -7,17 +7,18 @@ use super::Gateway;
 use crate::config::Config;
 use crate::policy::Decision;
 use crate::store::Store;
+use crate::testkit::{self, endpoint, role, service, user};
 use crate::tlsid::{AuthenticatedPeer, Identity};
 use ed25519_dalek::SigningKey;
 use edgegate_proto::audit::Transport;
-use edgegate_proto::bundle::*;
+use edgegate_proto::bundle::ServiceKind;
 use edgegate_proto::control::PushResult;
-use edgegate_proto::ticket::{self, Ticket};
-use edgegate_proto::{DenyReason, Level, PublicKey, VerifiedTicket};
+use edgegate_proto::ticket::Ticket;
+use edgegate_proto::{DenyReason, Level, VerifiedTicket};
 use std::sync::Arc;
 
 fn authority() -> SigningKey {
-    SigningKey::from_bytes(&[1; 32])
+    testkit::key(1)
 }
 
 fn now() -> u64 {
@@ -26,67 +27,26 @@ fn now() -> u64 {
 
 fn bundle(serial: u64, bob_active: bool) -> Vec<u8> {
     let t = now();
-    let b = Bundle {
-        device_id: "r1".into(),
-        serial,
-        issued_at: t - 60,
-        not_after: t + 86_400,
-        company: Company {
-            id: "c".into(),
-            name: "C".into(),
-        },
-        organizations: vec![Organization {
-            id: "c".into(),
-            name: "C".into(),
-        }],
-        categories: vec![Category {
-            id: "web".into(),
-            name: "Web".into(),
-        }],
-        groups: vec![],
-        roles: vec![Role {
-            id: "eng".into(),
-            name: "Eng".into(),
-            scope: Scope::Company,
-            grants: vec![Grant {
-                category: "web".into(),
-                level: Level::Manage,
-            }],
-            mfa: false,
-            site_consent: false,
-        }],
-        users: vec![User {
-            id: "bob".into(),
-            name: "Bob B.".into(),
-            org: "c".into(),
-            status: if bob_active {
-                Status::Active
-            } else {
-                Status::Inactive
-            },
-            roles: vec!["eng".into()],
-            memberships: vec![],
-            mfa: false,
-            logout_period: 3600,
-        }],
-        device: Device {
-            id: "r1".into(),
-            name: "R1".into(),
-            groups: vec![],
-            services: vec![Service {
-                id: "plc".into(),
-                name: "PLC".into(),
-                kind: ServiceKind::Http,
-                target: Target::Endpoint {
-                    host: "127.0.0.1".into(),
-                    port: 9,
-                },
-                category: "web".into(),
-            }],
-        },
-        revoked_tickets: vec![],
-    };
-    seal(&b, &[&authority()])
+    let b = testkit::bundle("r1")
+        .serial(serial)
+        .valid(t - 60, t + 86_400)
+        .company("c", "C")
+        .org("c", "C")
+        .categories(["web"])
+        .roles([role("eng").grant("web", Level::Manage)])
+        .users([user("bob")
+            .org("c")
+            .role("eng")
+            .active(bob_active)
+            .logout_period(3600)])
+        .services([service(
+            "plc",
+            ServiceKind::Http,
+            "web",
+            endpoint("127.0.0.1", 9),
+        )])
+        .build();
+    testkit::seal(&b, &authority())
 }
 
 async fn gateway(dir: &std::path::Path, limits: &str) -> Arc<Gateway> {
@@ -101,35 +61,26 @@ control_socket = "{d}/control.sock"
 {limits}
 "#,
         d = dir.display(),
-        k = PublicKey::from(authority().verifying_key()),
+        k = testkit::public(&authority()),
     ))
     .unwrap();
     let opened = Store::open(dir, &config.trust(), "r1", |_| Ok(())).unwrap();
-    let id = Identity::new(&SigningKey::from_bytes(&[2; 32])).unwrap();
+    let id = Identity::new(&testkit::key(2)).unwrap();
     Gateway::new(config, opened.store, opened.bundle, id).unwrap()
 }
 
 fn credentials(user: &str, client: u8, edit: impl FnOnce(&mut Ticket)) -> Credentials {
-    let key = PublicKey::from(SigningKey::from_bytes(&[client; 32]).verifying_key());
-    let t = now();
+    let (key, t) = (testkit::public(&testkit::key(client)), now());
     let mut ticket = Ticket {
         id: [client; 16],
-        user: user.into(),
-        device: "r1".into(),
-        client_key: key,
-        issued_at: t - 10,
         expires_at: t + 7200,
-        auth_time: t - 10,
-        mfa: false,
+        ..testkit::ticket(user, "r1", key, t)
     };
     edit(&mut ticket);
-    let bytes = ticket::seal(&ticket, &[&authority()]);
-    let trust =
-        edgegate_proto::TrustPolicy::new(vec![PublicKey::from(authority().verifying_key())], 1)
-            .unwrap();
+    let bytes = testkit::seal_ticket(&ticket, &authority());
     Credentials {
         peer: AuthenticatedPeer::for_tests(key),
-        ticket: VerifiedTicket::verify(&bytes, &trust).ok(),
+        ticket: VerifiedTicket::verify(&bytes, &testkit::trust(&authority())).ok(),
         ticket_bytes: bytes.into(),
     }
 }
