@@ -29,10 +29,12 @@ pub struct ConnectArgs {
     /// The ticket file issued for this client key.
     #[arg(long, value_name = "FILE")]
     pub ticket: PathBuf,
-    /// Forward a local port to a service: `[ADDR:]PORT=SERVICE` (ADDR defaults to 127.0.0.1).
+    /// Forward a local port to a service: `[ADDR:]PORT=SERVICE` (ADDR defaults
+    /// to 127.0.0.1; PORT 0 picks a free port, printed as `forward ADDR:PORT SERVICE`).
     #[arg(short = 'L', value_name = "[ADDR:]PORT=SERVICE")]
     pub forward: Vec<String>,
-    /// Run a SOCKS5 proxy for vpn services on `[ADDR:]PORT`.
+    /// Run a SOCKS5 proxy for vpn services on `[ADDR:]PORT` (PORT 0 picks a
+    /// free port, printed as `socks ADDR:PORT`).
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub socks: Option<String>,
     /// Use TLS over TCP instead of QUIC.
@@ -176,17 +178,21 @@ async fn connect(
             }
         }
     }
+    // Each listener reports the address it bound (port 0 picks a free one),
+    // so a caller never has to reserve a port and hope it stays free.
     let session = Arc::new(session);
     for f in forwards {
         let listener = TcpListener::bind(f.listen)
             .await
             .with_context(|| format!("-L {}: binding {}", f.service, f.listen))?;
+        writeln!(out, "forward {} {}", listener.local_addr()?, f.service)?;
         tokio::spawn(client::forward(session.clone(), listener, f.service));
     }
     if let Some(addr) = socks {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("--socks: binding {addr}"))?;
+        writeln!(out, "socks {}", listener.local_addr()?)?;
         tokio::spawn(client::socks5(session.clone(), listener));
     }
     writeln!(out, "ready")?;
