@@ -26,14 +26,12 @@ fn session_closes(d: &Daemon, user: &str) -> Vec<CloseReason> {
 }
 
 fn wait_for_close(d: &Daemon, user: &str, want: CloseReason) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if session_closes(d, user).contains(&want) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let seen = wait_until(Duration::from_secs(5), || {
+        session_closes(d, user).contains(&want).then_some(())
+    });
+    if seen.is_none() {
+        panic!("no SessionClose {want:?}: {:?}", session_closes(d, user));
     }
-    panic!("no SessionClose {want:?}: {:?}", session_closes(d, user));
 }
 
 fn inactive_user_closes_session(tls: bool) {
@@ -41,8 +39,7 @@ fn inactive_user_closes_session(tls: bool) {
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=hmi")]);
+    let mut c = d.connect(&key, &ticket, tls, &forwards(&["hmi"]));
     c.ready();
     // No stream at all: over QUIC the connection is the session, over TLS
     // the connection the client sent `Hold` on. Either way it is listed.

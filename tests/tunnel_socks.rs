@@ -36,14 +36,9 @@ fn socks_roundtrip(tls: bool) {
     let echo = echo_backend();
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
-    let proxy = free_port();
-    let mut c = d.connect(
-        &key,
-        &ticket,
-        tls,
-        &["--socks".into(), format!("127.0.0.1:{proxy}")],
-    );
+    let mut c = d.connect(&key, &ticket, tls, &["--socks".into(), "0".into()]);
     c.ready();
+    let proxy = c.socks();
 
     // Inside the networks and on the allowed port (the echo backend).
     let (code, mut s) = socks_connect(proxy, echo);
