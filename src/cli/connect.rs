@@ -195,15 +195,18 @@ async fn connect(
         writeln!(out, "socks {}", listener.local_addr()?)?;
         tokio::spawn(client::socks5(session.clone(), listener));
     }
+    // Interrupted (Ctrl-C) or stopped (SIGTERM, a service manager): close
+    // the session so the daemon forgets it now, not at its idle timeout.
+    // Installed before `ready`: a signal sent as soon as `ready` is read
+    // must not find the default action (exit without closing).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     writeln!(out, "ready")?;
     out.flush()?;
     drop(out);
-    // Interrupted (Ctrl-C) or stopped (SIGTERM, a service manager): close
-    // the session so the daemon forgets it now, not at its idle timeout.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(leave(&session, ExitCode::SUCCESS).await),
+        _ = int.recv() => Ok(leave(&session, ExitCode::SUCCESS).await),
         _ = term.recv() => Ok(leave(&session, ExitCode::SUCCESS).await),
         ev = events.recv() => {
             let why = match ev {
