@@ -17,9 +17,8 @@ use ed25519_dalek::SigningKey;
 use edgegate::policy::{decide, explain, Decision, Policy, PolicyIndex, Request, TicketInput};
 use edgegate::store::{Applied, Store};
 use edgegate::synth::{synth_bundle, SplitMix, SYNTH_DEVICE, SYNTH_ISSUED_AT};
-use edgegate_proto::{
-    bundle, ticket, PublicKey, Ticket, TrustPolicy, VerifiedBundle, VerifiedTicket,
-};
+use edgegate::testkit;
+use edgegate_proto::{ticket, PublicKey, Ticket, TrustPolicy, VerifiedBundle, VerifiedTicket};
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -29,12 +28,12 @@ const REQUESTS: usize = 200_000;
 const BATCH: usize = 100;
 
 fn main() {
-    let authority = SigningKey::from_bytes(&[1; 32]);
-    let client: PublicKey = SigningKey::from_bytes(&[2; 32]).verifying_key().into();
-    let trust = TrustPolicy::new(vec![authority.verifying_key().into()], 1).unwrap();
+    let authority = testkit::key(1);
+    let client = testkit::public(&testkit::key(2));
+    let trust = testkit::trust(&authority);
 
     let b = synth_bundle(USERS, 1_000, 100, 50, 1);
-    let bytes = bundle::seal(&b, &[&authority]);
+    let bytes = testkit::seal(&b, &authority);
     println!("bundle: {USERS} users, 1000 groups, 100 roles, 50 services");
     println!(
         "encoded envelope size: {} bytes ({:.1} KiB)",

@@ -21,6 +21,8 @@ pub mod policy_file;
 pub mod sdnotify;
 pub mod store;
 pub mod synth;
+#[doc(hidden)]
+pub mod testkit;
 pub mod tlsid;
 pub mod toml_key;
 pub mod transport;

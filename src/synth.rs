@@ -7,9 +7,10 @@
 //! The generator is a local SplitMix64 so the output never changes with a
 //! dependency's version.
 
+use crate::testkit;
 use edgegate_proto::bundle::{
-    Bundle, Category, Company, Device, Grant, Group, Membership, Network, Organization, PortRange,
-    Role, Scope, Service, ServiceKind, Status, Target, User,
+    Bundle, Grant, Group, Membership, Network, PortRange, Role, Scope, Service, ServiceKind,
+    Status, Target, User,
 };
 use edgegate_proto::Level;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -73,8 +74,8 @@ pub fn synth_bundle(
     let roles_v = synth_roles(&mut rng, roles);
     let users_v = synth_users(&mut rng, users, &groups_v, &roles_v);
     let device_groups = pick_device_groups(&mut rng, &groups_v);
-    let services_v = (0..services).map(|i| synth_service(&mut rng, i)).collect();
-    let revoked_tickets = (0..users / 10)
+    let services_v: Vec<Service> = (0..services).map(|i| synth_service(&mut rng, i)).collect();
+    let revoked_tickets: Vec<_> = (0..users / 10)
         .map(|_| {
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
@@ -82,38 +83,23 @@ pub fn synth_bundle(
             id
         })
         .collect();
-    Bundle {
-        device_id: SYNTH_DEVICE.into(),
-        serial: 1,
-        issued_at: SYNTH_ISSUED_AT,
-        not_after: SYNTH_NOT_AFTER,
-        company: Company {
-            id: "company-0".into(),
-            name: "Synthetic Machines Ltd".into(),
-        },
-        organizations: (0..5)
-            .map(|i| Organization {
-                id: format!("org-{i}"),
-                name: format!("Organization {i}"),
-            })
-            .collect(),
-        categories: (0..SYNTH_CATEGORIES)
-            .map(|i| Category {
-                id: format!("cat-{i}"),
-                name: format!("Category {i} access"),
-            })
-            .collect(),
-        groups: groups_v,
-        roles: roles_v,
-        users: users_v,
-        device: Device {
-            id: SYNTH_DEVICE.into(),
-            name: "Synthetic router".into(),
-            groups: device_groups,
-            services: services_v,
-        },
-        revoked_tickets,
-    }
+    let builder = (0..5).fold(testkit::bundle(SYNTH_DEVICE), |b, i| {
+        b.org(&format!("org-{i}"), &format!("Organization {i}"))
+    });
+    (0..SYNTH_CATEGORIES)
+        .fold(builder, |b, i| {
+            b.category(&format!("cat-{i}"), &format!("Category {i} access"))
+        })
+        .valid(SYNTH_ISSUED_AT, SYNTH_NOT_AFTER)
+        .company("company-0", "Synthetic Machines Ltd")
+        .groups(groups_v)
+        .roles(roles_v)
+        .users(users_v)
+        .device_name("Synthetic router")
+        .device_groups(device_groups)
+        .services(services_v)
+        .revoked(revoked_tickets)
+        .build()
 }
 
 const KINDS: [&str; 4] = ["region", "division", "customer", "site"];

@@ -9,7 +9,7 @@ use edgegate::control::{
 };
 use edgegate::store::Store;
 use edgegate_proto::audit::{AuditEntry, AuditEvent, CloseReason};
-use edgegate_proto::{DenyReason, PublicKey, TrustPolicy};
+use edgegate_proto::DenyReason;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,8 +30,7 @@ impl ControlHandler for AuditOnly {
 }
 
 fn open_store(dir: &Path) -> Store {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-    let trust = TrustPolicy::new(vec![PublicKey::from(key.verifying_key())], 1).unwrap();
+    let trust = edgegate::testkit::trust(&edgegate::testkit::key(1));
     Store::open(dir, &trust, "router-1", |_| Ok(()))
         .unwrap()
         .store

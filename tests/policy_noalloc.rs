@@ -7,12 +7,10 @@
 //! The file holds a single test, so no other test thread allocates while the
 //! region is measured.
 
-use ed25519_dalek::SigningKey;
 use edgegate::policy::{decide, next_change, Decision, Policy, PolicyIndex, Request, TicketInput};
 use edgegate::synth::{synth_bundle, SYNTH_DEVICE, SYNTH_ISSUED_AT};
-use edgegate_proto::{
-    bundle, ticket, PublicKey, Ticket, TrustPolicy, VerifiedBundle, VerifiedTicket,
-};
+use edgegate::testkit;
+use edgegate_proto::{Ticket, VerifiedTicket};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
 use std::net::SocketAddr;
@@ -22,11 +20,9 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 #[test]
 fn decide_does_not_allocate() {
-    let authority = SigningKey::from_bytes(&[1; 32]);
-    let client: PublicKey = SigningKey::from_bytes(&[2; 32]).verifying_key().into();
-    let trust = TrustPolicy::new(vec![authority.verifying_key().into()], 1).unwrap();
-    let b = synth_bundle(2_000, 200, 40, 20, 7);
-    let vb = VerifiedBundle::verify(&bundle::seal(&b, &[&authority]), &trust).unwrap();
+    let authority = testkit::key(1);
+    let client = testkit::public(&testkit::key(2));
+    let vb = testkit::verified(&synth_bundle(2_000, 200, 40, 20, 7), &authority);
     let ix = PolicyIndex::compile(&vb).unwrap();
     let now = SYNTH_ISSUED_AT + 600;
     let tickets: Vec<VerifiedTicket> = (0..64u32)
@@ -46,7 +42,7 @@ fn decide_does_not_allocate() {
                 auth_time: now - 120,
                 mfa: i % 3 == 0,
             };
-            VerifiedTicket::verify(&ticket::seal(&t, &[&authority]), &trust).unwrap()
+            testkit::verified_ticket(&t, &authority)
         })
         .collect();
     let services: Vec<&str> = ix

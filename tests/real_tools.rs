@@ -36,19 +36,13 @@ fn curl_through_a_forward_and_through_socks() {
     assert!(d.push(&b1, false).status.success());
     let (key, ticket) = d.client("alice", "alice");
     for tls in [false, true] {
-        let (web, socks) = (free_port(), free_port());
-        let mut c = d.connect(
-            &key,
-            &ticket,
-            tls,
-            &[
-                "-L".into(),
-                format!("{web}=web"),
-                "--socks".into(),
-                format!("127.0.0.1:{socks}"),
-            ],
-        );
+        let args = [
+            forwards(&["web"]),
+            vec!["--socks".into(), "127.0.0.1:0".into()],
+        ];
+        let mut c = d.connect(&key, &ticket, tls, &args.concat());
         c.ready();
+        let (web, socks) = (c.forwarded("web"), c.socks());
         // Two requests on one kept-alive connection through the forward.
         let page = curl(&[
             format!("http://127.0.0.1:{web}/"),

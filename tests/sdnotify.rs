@@ -154,6 +154,7 @@ async fn watchdog_pings_only_while_healthy() {
         let (h, s) = (h.clone(), s.clone());
         async move {
             if s.load(Ordering::SeqCst) {
+                // A slow health check is the scenario, not a wait.
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             h.load(Ordering::SeqCst)

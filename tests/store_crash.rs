@@ -21,8 +21,8 @@
 
 use ed25519_dalek::SigningKey;
 use edgegate::store::Store;
-use edgegate_proto::bundle::{self, Bundle, Company, Device, Status, User};
-use edgegate_proto::{PublicKey, TrustPolicy, UnixTime, VerifiedBundle};
+use edgegate::testkit::{self, user};
+use edgegate_proto::{TrustPolicy, UnixTime, VerifiedBundle};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
@@ -40,11 +40,11 @@ const BASE: UnixTime = 1_750_000_000;
 const PREFETCH: usize = 3;
 
 fn authority() -> SigningKey {
-    SigningKey::from_bytes(&[42; 32])
+    testkit::key(42)
 }
 
 fn trust() -> TrustPolicy {
-    TrustPolicy::new(vec![PublicKey::from(authority().verifying_key())], 1).unwrap()
+    testkit::trust(&authority())
 }
 
 fn issued_at(serial: u64) -> UnixTime {
@@ -60,40 +60,17 @@ fn bundle_for(serial: u64) -> Vec<u8> {
     } else {
         (serial % 40) as usize
     };
-    let b = Bundle {
-        device_id: DEV.into(),
-        serial,
-        issued_at: issued_at(serial),
-        not_after: issued_at(serial) + 365 * 86_400,
-        company: Company {
-            id: "acme".into(),
-            name: "Acme".into(),
-        },
-        organizations: vec![],
-        categories: vec![],
-        groups: vec![],
-        roles: vec![],
-        users: (0..users)
-            .map(|i| User {
-                id: format!("u{i}"),
-                name: format!("User {i} of bundle {serial}"),
-                org: "acme".into(),
-                status: Status::Active,
-                roles: vec![],
-                memberships: vec![],
-                mfa: false,
-                logout_period: 3600,
-            })
-            .collect(),
-        device: Device {
-            id: DEV.into(),
-            name: "Router".into(),
-            groups: vec![],
-            services: vec![],
-        },
-        revoked_tickets: vec![],
-    };
-    bundle::seal(&b, &[&authority()])
+    let b = testkit::bundle(DEV)
+        .serial(serial)
+        .valid(issued_at(serial), issued_at(serial) + 365 * 86_400)
+        .users((0..users).map(|i| {
+            user(&format!("u{i}"))
+                .name(&format!("User {i} of bundle {serial}"))
+                .org("acme")
+                .logout_period(3600)
+        }))
+        .build();
+    testkit::seal(&b, &authority())
 }
 
 /// The child: a no-op unless re-executed by the parent.
@@ -209,6 +186,7 @@ fn run_child(exe: &Path, dir: &Path, rng: &mut impl Rng) -> (Option<u64>, Vec<u6
         Some(Event::Ack(_)) => Duration::from_micros(rng.gen_range(0..=4_000)),
         _ => Duration::from_millis(rng.gen_range(5..=150)),
     };
+    // The pause is the scenario (a kill at a random moment), not a wait.
     std::thread::sleep(pause);
     if let Some(status) = child.try_wait().unwrap() {
         panic!(

@@ -36,9 +36,10 @@ fn world() -> (Daemon, HttpBackend, std::net::SocketAddr) {
 fn fetch_through(tls: bool) {
     let (d, http, _) = world();
     let (key, ticket) = d.client("alice", "alice");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=web")]);
+    let mut c = d.connect(&key, &ticket, tls, &forwards(&["web"]));
     c.ready();
+    let port = c.forwarded("web");
+    // DESIGN §6: one line per service, then what each listener bound, then `ready`.
     assert_eq!(
         c.stdout.seen,
         [
@@ -46,6 +47,7 @@ fn fetch_through(tls: bool) {
             "allow info read",
             "allow hmi manage",
             "allow lan manage",
+            format!("forward 127.0.0.1:{port} web").as_str(),
             "ready"
         ]
     );
@@ -71,8 +73,7 @@ fn http_fetch_over_tls() {
 fn denied_service_exits_before_listening() {
     let (d, _, _) = world();
     let (key, ticket) = d.client("bob", "bob");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=web")]);
+    let mut c = d.connect(&key, &ticket, false, &forwards(&["web"]));
     let status = c.exit(Duration::from_secs(20)).expect("client exits");
     assert!(!status.success());
     let err = c.stderr.rest(Duration::from_millis(300));
@@ -80,11 +81,13 @@ fn denied_service_exits_before_listening() {
         err.contains(&"denied: web: no-grant".to_string()),
         "{err:?}"
     );
-    assert!(!c
-        .stdout
-        .rest(Duration::from_millis(100))
-        .contains(&"ready".to_string()));
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    // It has exited, so this is all it printed: no listener, no `ready`.
+    let out = c.stdout.rest(Duration::from_secs(5));
+    assert!(
+        !out.iter()
+            .any(|l| l == "ready" || l.starts_with("forward ")),
+        "{out:?}"
+    );
     // The client closed its session before exiting: the daemon forgets it
     // at once, not after QUIC's 30-second idle timeout.
     assert!(
@@ -126,14 +129,7 @@ fn live_sessions(d: &Daemon) -> usize {
 
 /// Whether the daemon holds no session within `within`.
 fn sessions_gone(d: &Daemon, within: Duration) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    while live_sessions(d) > 0 {
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
+    wait_until(within, || (live_sessions(d) == 0).then_some(())).is_some()
 }
 
 #[test]
@@ -211,9 +207,9 @@ fn read_level_passes_get_and_blocks_post() {
 fn read_level(tls: bool) {
     let (d, http, _) = world();
     let (key, ticket) = d.client("bob", "bob");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=info")]);
+    let mut c = d.connect(&key, &ticket, tls, &forwards(&["info"]));
     c.ready();
+    let port = c.forwarded("info");
     assert!(http_get(port, "/").contains("hello from the plc"));
     let answer = http_request(port, "POST", "/setpoint");
     assert!(!answer.contains("200 OK"), "{answer}");
@@ -233,14 +229,14 @@ fn read_level(tls: bool) {
 fn vnc_stand_in_echoes_over_tls() {
     let (d, _, _) = world();
     let (key, ticket) = d.client("alice", "alice");
-    let port = free_port();
     let mut c = d.connect(
         &key,
         &ticket,
         true,
-        &["-L".into(), format!("127.0.0.1:{port}=hmi")],
+        &["-L".into(), "127.0.0.1:0=hmi".into()],
     );
     c.ready();
+    let port = c.forwarded("hmi");
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let payload = vec![7u8; 200_000];

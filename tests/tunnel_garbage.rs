@@ -48,10 +48,10 @@ fn garbage_on_both_ports_is_harmless() {
     // A legitimate session still opens quickly, over both transports.
     let (key, ticket) = d.client("alice", "alice");
     for tls in [false, true] {
-        let port = free_port();
         let started = Instant::now();
-        let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=web")]);
+        let mut c = d.connect(&key, &ticket, tls, &forwards(&["web"]));
         c.ready();
+        let port = c.forwarded("web");
         let took = started.elapsed();
         println!("session opened amid garbage (tls={tls}) in {took:?}");
         assert!(took < Duration::from_secs(3), "{took:?}");
@@ -124,10 +124,10 @@ fn flood_of_half_open_connections_does_not_lock_out_a_real_session() {
 /// under a second, amid whatever the test has thrown at the daemon.
 fn session_and_fetch_within_a_second(d: &Daemon, tls: bool, amid: &str) {
     let (key, ticket) = d.client("alice", "alice");
-    let port = free_port();
     let started = Instant::now();
-    let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=web")]);
+    let mut c = d.connect(&key, &ticket, tls, &forwards(&["web"]));
     c.ready();
+    let port = c.forwarded("web");
     let page = http_get(port, "/");
     let took = started.elapsed();
     let transport = if tls { "TLS" } else { "QUIC" };

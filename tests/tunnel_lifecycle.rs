@@ -31,9 +31,9 @@ fn restart_keeps_bundle_and_audit() {
 
     // Sessions work on the restored bundle, without a new push.
     let (key, ticket) = d.client("alice", "alice");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=web")]);
+    let mut c = d.connect(&key, &ticket, false, &forwards(&["web"]));
     c.ready();
+    let port = c.forwarded("web");
     assert!(http_get(port, "/").contains("hello from the plc"));
     drop(c);
 
@@ -75,9 +75,9 @@ fn sigterm_ends_sessions_and_exits_cleanly() {
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=hmi")]);
+    let mut c = d.connect(&key, &ticket, false, &forwards(&["hmi"]));
     c.ready();
+    let port = c.forwarded("hmi");
     let s = echo_through(port);
     // And an idle TLS session (no stream: only its holding connection).
     let (key2, ticket2) = d.client("alice-tls", "alice");
@@ -104,10 +104,11 @@ fn idle_session_is_closed() {
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=web")]);
+    let mut c = d.connect(&key, &ticket, false, &forwards(&["web"]));
     c.ready();
-    // Traffic keeps it alive past the timeout...
+    let port = c.forwarded("web");
+    // Traffic keeps it alive past the timeout... (the sleeps are the idle
+    // periods of the scenario, not waits for an event)
     thread_sleep(1200);
     assert!(http_get(port, "/").contains("hello"));
     thread_sleep(1200);
@@ -136,9 +137,9 @@ fn session_and_stream_limits_say_limit_exceeded() {
         // slot until the dead-peer timeout.
         let user = if tls { "dora" } else { "alice" };
         let (key, ticket) = d.client(&format!("{user}-{tls}"), user);
-        let port = free_port();
-        let mut first = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=hmi")]);
+        let mut first = d.connect(&key, &ticket, tls, &forwards(&["hmi"]));
         first.ready();
+        let port = first.forwarded("hmi");
         let held = echo_through(port);
         if !tls {
             // A second session of the same user.
@@ -167,8 +168,19 @@ fn session_and_stream_limits_say_limit_exceeded() {
             first.stderr.seen
         );
         drop(held);
-        drop(first);
-        thread_sleep(300);
+        // Stopped (not killed: a killed QUIC client's session would hold
+        // on until the dead-peer timeout), the client closes its session;
+        // the next round starts once the daemon has let it go.
+        let pid = nix::unistd::Pid::from_raw(first.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert!(first.exit(Duration::from_secs(10)).is_some());
+        let gone = wait_until(Duration::from_secs(10), || {
+            match d.control(Request::Sessions) {
+                Response::Sessions(s) => s.is_empty().then_some(()),
+                other => panic!("{other:?}"),
+            }
+        });
+        assert!(gone.is_some(), "tls={tls}: session still held");
     }
 }
 

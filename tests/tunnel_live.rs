@@ -33,9 +33,8 @@ fn consent_gates_and_revoking_cuts_the_stream() {
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
     let (key, ticket) = d.client("sven", "sven");
-    let port = free_port();
 
-    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=hmi")]);
+    let mut c = d.connect(&key, &ticket, false, &forwards(&["hmi"]));
     assert!(c.exit(Duration::from_secs(20)).is_some());
     assert_eq!(
         c.stderr.rest(Duration::from_millis(200)),
@@ -46,8 +45,9 @@ fn consent_gates_and_revoking_cuts_the_stream() {
         panic!()
     };
     assert!(info.active);
-    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=hmi")]);
+    let mut c = d.connect(&key, &ticket, false, &forwards(&["hmi"]));
     c.ready();
+    let port = c.forwarded("hmi");
     assert!(c.stdout.seen.contains(&"allow hmi manage".to_string()));
     let s = echo_through(port);
     let revoked = Instant::now();
@@ -79,9 +79,9 @@ fn logout_period_ending_mid_stream_closes_it() {
     d.install(http.addr, echo);
     // Dora's logout period is 22h; she authenticated 22h minus 3s ago.
     let (key, ticket) = d.client_with("dora", "dora", |t| t.auth_time = now() - 22 * 3600 + 3);
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=hmi")]);
+    let mut c = d.connect(&key, &ticket, false, &forwards(&["hmi"]));
     c.ready();
+    let port = c.forwarded("hmi");
     let s = echo_through(port);
     let took = wait_closed(s, Duration::from_secs(10)).expect("closed by the timer");
     println!("stream closed by the logout timer after {took:?}");
@@ -105,9 +105,9 @@ fn ticket_expiring_mid_stream_closes_it_over_tls() {
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
     let (key, ticket) = d.client_with("alice2", "alice", |t| t.expires_at = now() + 3);
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, true, &["-L".into(), format!("{port}=hmi")]);
+    let mut c = d.connect(&key, &ticket, true, &forwards(&["hmi"]));
     c.ready();
+    let port = c.forwarded("hmi");
     let s = echo_through(port);
     assert!(wait_closed(s, Duration::from_secs(10)).is_some());
     assert!(
@@ -126,9 +126,9 @@ fn killing_a_session_ends_it() {
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, false, &["-L".into(), format!("{port}=hmi")]);
+    let mut c = d.connect(&key, &ticket, false, &forwards(&["hmi"]));
     c.ready();
+    let port = c.forwarded("hmi");
     let s = echo_through(port);
     let Response::Sessions(sessions) = d.control(Request::Sessions) else {
         panic!()
@@ -150,17 +150,13 @@ fn killing_a_session_ends_it() {
         .contains(&"closed: session: session killed".to_string()));
     // The client closes first (on the notice); the daemon forgets the
     // session right after.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let Response::Sessions(sessions) = d.control(Request::Sessions) else {
-            panic!()
-        };
-        if sessions.is_empty() {
-            break;
+    let gone = wait_until(Duration::from_secs(2), || {
+        match d.control(Request::Sessions) {
+            Response::Sessions(sessions) => sessions.is_empty().then_some(()),
+            other => panic!("{other:?}"),
         }
-        assert!(Instant::now() < deadline, "{sessions:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
+    assert!(gone.is_some(), "{:?}", d.control(Request::Sessions));
     // The killed session's ticket does not get back in.
     let mut again = d.connect(&key, &ticket, true, &[]);
     assert!(again.exit(Duration::from_secs(20)).is_some());
@@ -192,9 +188,9 @@ fn consent_running_out_cuts_the_stream_and_is_audited() {
     d.install(http.addr, echo);
     d.control(Request::ConsentGrant { secs: Some(2) });
     let (key, ticket) = d.client("sven", "sven");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, true, &["-L".into(), format!("{port}=hmi")]);
+    let mut c = d.connect(&key, &ticket, true, &forwards(&["hmi"]));
     c.ready();
+    let port = c.forwarded("hmi");
     let s = echo_through(port);
     let took = wait_closed(s, Duration::from_secs(10)).expect("closed at consent expiry");
     println!("consent window ended -> stream closed after {took:?}");
@@ -203,6 +199,8 @@ fn consent_running_out_cuts_the_stream_and_is_audited() {
         .wait_for(Duration::from_secs(5), |l| l
             == "closed: hmi: site-consent-required")
         .is_some());
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(d.audit_events().contains(&AuditEvent::ConsentExpired));
+    let audited = wait_until(Duration::from_secs(5), || {
+        (d.audit_events().contains(&AuditEvent::ConsentExpired)).then_some(())
+    });
+    assert!(audited.is_some(), "{:?}", d.audit_events());
 }

@@ -61,9 +61,9 @@ fn rejected_pushes_leave_the_policy_unchanged() {
 
     // Alice is still active: the running policy is serial 5.
     let (k, t) = d.client("alice", "alice");
-    let port = free_port();
-    let mut c = d.connect(&k, &t, false, &["-L".into(), format!("{port}=web")]);
+    let mut c = d.connect(&k, &t, false, &forwards(&["web"]));
     c.ready();
+    let port = c.forwarded("web");
     assert!(http_get(port, "/").contains("hello from the plc"));
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_edgegate"))
         .args(["bundle", "push"])

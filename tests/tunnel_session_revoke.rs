@@ -26,14 +26,12 @@ fn session_closes(d: &Daemon, user: &str) -> Vec<CloseReason> {
 }
 
 fn wait_for_close(d: &Daemon, user: &str, want: CloseReason) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if session_closes(d, user).contains(&want) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let seen = wait_until(Duration::from_secs(5), || {
+        session_closes(d, user).contains(&want).then_some(())
+    });
+    if seen.is_none() {
+        panic!("no SessionClose {want:?}: {:?}", session_closes(d, user));
     }
-    panic!("no SessionClose {want:?}: {:?}", session_closes(d, user));
 }
 
 fn inactive_user_closes_session(tls: bool) {
@@ -41,8 +39,7 @@ fn inactive_user_closes_session(tls: bool) {
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, tls, &["-L".into(), format!("{port}=hmi")]);
+    let mut c = d.connect(&key, &ticket, tls, &forwards(&["hmi"]));
     c.ready();
     // No stream at all: over QUIC the connection is the session, over TLS
     // the connection the client sent `Hold` on. Either way it is listed.
@@ -162,36 +159,22 @@ fn only_open_streams_are_reported_cut(tls: bool) {
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
-    let (web, hmi, socks) = (free_port(), free_port(), free_port());
-    let mut c = d.connect(
-        &key,
-        &ticket,
-        tls,
-        &[
-            "-L".into(),
-            format!("{web}=web"),
-            "-L".into(),
-            format!("{hmi}=hmi"),
-            "--socks".into(),
-            format!("127.0.0.1:{socks}"),
-        ],
-    );
+    let mut args = forwards(&["web", "hmi"]);
+    args.extend(["--socks".into(), "127.0.0.1:0".into()]);
+    let mut c = d.connect(&key, &ticket, tls, &args);
     c.ready();
+    let (web, hmi, socks) = (c.forwarded("web"), c.forwarded("hmi"), c.socks());
     assert!(http_get(web, "/").contains("hello from the plc"));
     drop(echo_through(hmi));
     socks_echo_once(socks, echo);
     // Both finished streams are gone on the daemon's side too.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let gone = wait_until(Duration::from_secs(5), || {
         let Response::Sessions(live) = d.control(Request::Sessions) else {
             panic!()
         };
-        if live.len() == 1 && live[0].streams.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "streams still listed: {live:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (live.len() == 1 && live[0].streams.is_empty()).then_some(())
+    });
+    assert!(gone.is_some(), "finished streams still listed");
     let open = echo_through(hmi);
     let b2 = d.write(
         "b2",

@@ -36,14 +36,9 @@ fn socks_roundtrip(tls: bool) {
     let echo = echo_backend();
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
-    let proxy = free_port();
-    let mut c = d.connect(
-        &key,
-        &ticket,
-        tls,
-        &["--socks".into(), format!("127.0.0.1:{proxy}")],
-    );
+    let mut c = d.connect(&key, &ticket, tls, &["--socks".into(), "0".into()]);
     c.ready();
+    let proxy = c.socks();
 
     // Inside the networks and on the allowed port (the echo backend).
     let (code, mut s) = socks_connect(proxy, echo);
@@ -121,14 +116,14 @@ fn socks_streams_outlive_the_handshake_timeout() {
     let echo = echo_backend();
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
-    let proxy = free_port();
     let mut c = d.connect(
         &key,
         &ticket,
         false,
-        &["--socks".into(), format!("127.0.0.1:{proxy}")],
+        &["--socks".into(), "127.0.0.1:0".into()],
     );
     c.ready();
+    let proxy = c.socks();
     let (code, mut s) = socks_connect(proxy, echo);
     assert_eq!(code, 0);
     // Nothing arrives for 31 s, and the stream is not closed meanwhile:

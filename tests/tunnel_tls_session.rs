@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 /// Wait until the audit log holds a session close, and return the reasons.
 fn session_closes(d: &Daemon) -> Vec<CloseReason> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_until(Duration::from_secs(5), || {
         let closes: Vec<CloseReason> = d
             .audit_events()
             .into_iter()
@@ -26,11 +25,9 @@ fn session_closes(d: &Daemon) -> Vec<CloseReason> {
                 _ => None,
             })
             .collect();
-        if !closes.is_empty() || Instant::now() > deadline {
-            return closes;
-        }
-        std::thread::yield_now();
-    }
+        (!closes.is_empty()).then_some(closes)
+    })
+    .unwrap_or_default()
 }
 
 /// The daemon's established TCP connections accepted on `port`: its own
@@ -64,9 +61,9 @@ fn a_tls_session_is_one_connection_and_a_kill_closes_all_its_streams() {
     let (http, echo) = (http_backend(), echo_backend());
     d.install(http.addr, echo);
     let (key, ticket) = d.client("alice", "alice");
-    let port = free_port();
-    let mut c = d.connect(&key, &ticket, true, &["-L".into(), format!("{port}=hmi")]);
+    let mut c = d.connect(&key, &ticket, true, &forwards(&["hmi"]));
     c.ready();
+    let port = c.forwarded("hmi");
     let streams: Vec<_> = (0..4).map(|_| echo_through(port)).collect();
     let Response::Sessions(sessions) = d.control(Request::Sessions) else {
         panic!()

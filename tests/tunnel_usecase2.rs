@@ -116,10 +116,6 @@ fn ws_roundtrip(port: u16, expect_echo: bool) {
 
 fn exercise(d: &Daemon, user: &str, tls: bool, mfa: bool) {
     let (key, ticket) = d.client_with(&format!("{user}-{tls}-{mfa}"), user, |t| t.mfa = mfa);
-    let ports: Vec<(String, u16)> = ["hmi-vnc", "plc-web", "machine-info", "maintenance"]
-        .iter()
-        .map(|s| (s.to_string(), free_port()))
-        .collect();
     // Forward only what the listing allows (a denied -L would end the client).
     let lines = expected(user);
     let allowed = |svc: &str| {
@@ -127,18 +123,16 @@ fn exercise(d: &Daemon, user: &str, tls: bool, mfa: bool) {
             .iter()
             .any(|l| l.starts_with(&format!("allow {svc} ")))
     };
-    let mut args = Vec::new();
-    for (svc, port) in &ports {
-        if allowed(svc) {
-            args.push("-L".to_string());
-            args.push(format!("{port}={svc}"));
-        }
-    }
-    let socks = free_port();
-    args.push("--socks".into());
-    args.push(socks.to_string());
+    let services: Vec<&str> = ["hmi-vnc", "plc-web", "machine-info", "maintenance"]
+        .into_iter()
+        .filter(|s| allowed(s))
+        .collect();
+    let mut args = forwards(&services);
+    args.extend(["--socks".into(), "0".into()]);
     let mut c = d.connect(&key, &ticket, tls, &args);
     c.ready();
+    let socks = c.socks();
+    let ports: Vec<(&str, u16)> = services.iter().map(|s| (*s, c.forwarded(s))).collect();
     let listed: Vec<&str> = c.stdout.seen.iter().map(String::as_str).collect();
     if mfa {
         assert!(
@@ -148,20 +142,17 @@ fn exercise(d: &Daemon, user: &str, tls: bool, mfa: bool) {
     } else {
         assert_eq!(&listed[..5], &lines[..], "{user} tls={tls}");
     }
-    for (svc, port) in &ports {
-        if !allowed(svc) {
-            continue;
-        }
+    for &(svc, port) in &ports {
         let level_read = !mfa && lines.iter().any(|l| *l == format!("allow {svc} read"));
-        match svc.as_str() {
+        match svc {
             "plc-web" | "machine-info" => {
                 assert!(
-                    http_get(*port, "/").contains("Filling line PLC"),
+                    http_get(port, "/").contains("Filling line PLC"),
                     "{user} {svc}"
                 );
             }
-            "maintenance" => ws_roundtrip(*port, !level_read),
-            "hmi-vnc" => drop(echo_through(*port)),
+            "maintenance" => ws_roundtrip(port, !level_read),
+            "hmi-vnc" => drop(echo_through(port)),
             _ => unreachable!(),
         }
     }

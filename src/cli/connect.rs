@@ -29,10 +29,12 @@ pub struct ConnectArgs {
     /// The ticket file issued for this client key.
     #[arg(long, value_name = "FILE")]
     pub ticket: PathBuf,
-    /// Forward a local port to a service: `[ADDR:]PORT=SERVICE` (ADDR defaults to 127.0.0.1).
+    /// Forward a local port to a service: `[ADDR:]PORT=SERVICE` (ADDR defaults
+    /// to 127.0.0.1; PORT 0 picks a free port, printed as `forward ADDR:PORT SERVICE`).
     #[arg(short = 'L', value_name = "[ADDR:]PORT=SERVICE")]
     pub forward: Vec<String>,
-    /// Run a SOCKS5 proxy for vpn services on `[ADDR:]PORT`.
+    /// Run a SOCKS5 proxy for vpn services on `[ADDR:]PORT` (PORT 0 picks a
+    /// free port, printed as `socks ADDR:PORT`).
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub socks: Option<String>,
     /// Use TLS over TCP instead of QUIC.
@@ -189,28 +191,35 @@ async fn connect(
             }
         }
     }
+    // Each listener reports the address it bound (port 0 picks a free one),
+    // so a caller never has to reserve a port and hope it stays free.
     let session = Arc::new(session);
     for f in forwards {
         let listener = TcpListener::bind(f.listen)
             .await
             .with_context(|| format!("-L {}: binding {}", f.service, f.listen))?;
+        writeln!(out, "forward {} {}", listener.local_addr()?, f.service)?;
         tokio::spawn(client::forward(session.clone(), listener, f.service));
     }
     if let Some(addr) = socks {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("--socks: binding {addr}"))?;
+        writeln!(out, "socks {}", listener.local_addr()?)?;
         tokio::spawn(client::socks5(session.clone(), listener));
     }
+    // Interrupted (Ctrl-C) or stopped (SIGTERM, a service manager): close
+    // the session so the daemon forgets it now, not at its idle timeout.
+    // Installed before `ready`: a signal sent as soon as `ready` is read
+    // must not find the default action (exit without closing).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     writeln!(out, "ready")?;
     out.flush()?;
     drop(out);
-    // Interrupted (Ctrl-C) or stopped (SIGTERM, a service manager): close
-    // the session so the daemon forgets it now, not at its idle timeout.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(leave(&session, ExitCode::SUCCESS).await),
+        _ = int.recv() => Ok(leave(&session, ExitCode::SUCCESS).await),
         _ = term.recv() => Ok(leave(&session, ExitCode::SUCCESS).await),
         ev = events.recv() => {
             let why = match ev {

@@ -1,8 +1,7 @@
 use super::*;
 
 fn key(seed: u8) -> String {
-    let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-    PublicKey::from(sk.verifying_key()).to_string()
+    crate::testkit::public(&crate::testkit::key(seed)).to_string()
 }
 
 /// A documented example, every key spelled out (the shipped

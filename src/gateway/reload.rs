@@ -142,9 +142,7 @@ mod tests {
 
     #[test]
     fn restart_only_keys_keep_their_running_values() {
-        let key = edgegate_proto::PublicKey::from(
-            ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key(),
-        );
+        let key = crate::testkit::public(&crate::testkit::key(1));
         let text = format!(
             "device_id = \"r1\"\ndevice_key = \"/k\"\nstate_dir = \"/s\"\n\
              trusted_keys = [\"{key}\"]\nlisten_quic = \"127.0.0.1:1\"\n\

@@ -7,17 +7,19 @@ use super::Gateway;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::Store;
+use crate::testkit::{self, endpoint, role, service, user};
 use crate::tlsid::{AuthenticatedPeer, Identity};
 use ed25519_dalek::SigningKey;
 use edgegate_proto::audit::Transport;
-use edgegate_proto::bundle::*;
+use edgegate_proto::bundle::ServiceKind;
+use edgegate_proto::bundle::{Bundle, Network, Status, Target};
 use edgegate_proto::control::PushResult;
-use edgegate_proto::ticket::{self, Ticket};
+use edgegate_proto::ticket::Ticket;
 use edgegate_proto::{DenyReason, Level, PublicKey};
 use std::sync::Arc;
 
 fn authority() -> SigningKey {
-    SigningKey::from_bytes(&[1; 32])
+    testkit::key(1)
 }
 
 mod redecide;
@@ -39,68 +41,27 @@ fn bundle(serial: u64, bob_active: bool) -> Vec<u8> {
 fn bundle_with(serial: u64, t: u64, edit: impl FnOnce(&mut Bundle)) -> Vec<u8> {
     let mut b = base_bundle(serial, t);
     edit(&mut b);
-    seal(&b, &[&authority()])
+    testkit::seal(&b, &authority())
 }
 
 /// User bob, company role eng granting manage on category web, http
 /// service plc at 127.0.0.1:9; issued at `t - 60`, valid a day.
 fn base_bundle(serial: u64, t: u64) -> Bundle {
-    Bundle {
-        device_id: "r1".into(),
-        serial,
-        issued_at: t - 60,
-        not_after: t + 86_400,
-        company: Company {
-            id: "c".into(),
-            name: "C".into(),
-        },
-        organizations: vec![Organization {
-            id: "c".into(),
-            name: "C".into(),
-        }],
-        categories: vec![Category {
-            id: "web".into(),
-            name: "Web".into(),
-        }],
-        groups: vec![],
-        roles: vec![Role {
-            id: "eng".into(),
-            name: "Eng".into(),
-            scope: Scope::Company,
-            grants: vec![Grant {
-                category: "web".into(),
-                level: Level::Manage,
-            }],
-            mfa: false,
-            site_consent: false,
-        }],
-        users: vec![User {
-            id: "bob".into(),
-            name: "Bob B.".into(),
-            org: "c".into(),
-            status: Status::Active,
-            roles: vec!["eng".into()],
-            memberships: vec![],
-            mfa: false,
-            logout_period: 3600,
-        }],
-        device: Device {
-            id: "r1".into(),
-            name: "R1".into(),
-            groups: vec![],
-            services: vec![Service {
-                id: "plc".into(),
-                name: "PLC".into(),
-                kind: ServiceKind::Http,
-                target: Target::Endpoint {
-                    host: "127.0.0.1".into(),
-                    port: 9,
-                },
-                category: "web".into(),
-            }],
-        },
-        revoked_tickets: vec![],
-    }
+    testkit::bundle("r1")
+        .serial(serial)
+        .valid(t - 60, t + 86_400)
+        .company("c", "C")
+        .org("c", "C")
+        .categories(["web"])
+        .roles([role("eng").grant("web", Level::Manage)])
+        .users([user("bob").org("c").role("eng").logout_period(3600)])
+        .services([service(
+            "plc",
+            ServiceKind::Http,
+            "web",
+            endpoint("127.0.0.1", 9),
+        )])
+        .build()
 }
 
 async fn gateway(dir: &std::path::Path, limits: &str) -> Arc<Gateway> {
@@ -120,20 +81,21 @@ control_socket = "{d}/control.sock"
 {limits}
 "#,
         d = dir.display(),
-        k = PublicKey::from(authority().verifying_key()),
+        k = testkit::public(&authority()),
     ))
     .unwrap();
     let opened = Store::open(dir, &config.trust(), "r1", |_| Ok(())).unwrap();
-    let id = Identity::new(&SigningKey::from_bytes(&[2; 32])).unwrap();
+    let id = Identity::new(&testkit::key(2)).unwrap();
     Gateway::with_clock(config, opened.store, opened.bundle, id, clock).unwrap()
 }
 
 fn credentials(user: &str, client: u8, edit: impl FnOnce(&mut Ticket)) -> Credentials {
-    let trust =
-        edgegate_proto::TrustPolicy::new(vec![PublicKey::from(authority().verifying_key())], 1)
-            .unwrap();
     let (key, bytes) = ticket_bytes(user, client, now(), edit);
-    Credentials::for_tests(AuthenticatedPeer::for_tests(key), &bytes, &trust)
+    Credentials::for_tests(
+        AuthenticatedPeer::for_tests(key),
+        &bytes,
+        &testkit::trust(&authority()),
+    )
 }
 
 /// A ticket of `user` for client key seed `client`, issued at `t`, valid 2 h.
@@ -143,19 +105,14 @@ fn ticket_bytes(
     t: u64,
     edit: impl FnOnce(&mut Ticket),
 ) -> (PublicKey, Vec<u8>) {
-    let key = PublicKey::from(SigningKey::from_bytes(&[client; 32]).verifying_key());
+    let key = testkit::public(&testkit::key(client));
     let mut ticket = Ticket {
         id: [client; 16],
-        user: user.into(),
-        device: "r1".into(),
-        client_key: key,
-        issued_at: t - 10,
         expires_at: t + 7200,
-        auth_time: t - 10,
-        mfa: false,
+        ..testkit::ticket(user, "r1", key, t)
     };
     edit(&mut ticket);
-    (key, ticket::seal(&ticket, &[&authority()]))
+    (key, testkit::seal_ticket(&ticket, &authority()))
 }
 
 fn stream(service: &str) -> Subject<'_> {

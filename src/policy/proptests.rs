@@ -5,10 +5,10 @@
 
 use super::testutil::{client_key, compile, other_key, verify_ticket};
 use super::{decide, explain, next_change, Decision, Policy, Request, TicketInput, SKEW};
-use edgegate_proto::bundle::{
-    Bundle, Category, Company, Device, Grant, Group, Membership, Network, PortRange, Role, Scope,
-    Service, ServiceKind, Status, Target, User,
+use crate::testkit::{
+    bundle, endpoint, group, networks, role, service, user, ServiceBuilder, UserBuilder,
 };
+use edgegate_proto::bundle::{Bundle, Role, Scope, Service, ServiceKind, Status, Target, User};
 use edgegate_proto::{DenyReason as D, Level, PublicKey, Ticket};
 use proptest::prelude::*;
 use std::net::{IpAddr, SocketAddr};
@@ -128,38 +128,28 @@ fn req_spec() -> impl Strategy<Value = ReqSpec> {
         })
 }
 
-fn net(addr: &str, prefix: u8) -> Network {
-    Network {
-        addr: addr.parse().unwrap(),
-        prefix,
-    }
-}
-
 fn build_roles(spec: &Spec) -> Vec<Role> {
     let roles = spec.roles.iter().enumerate();
     roles
-        .map(|(i, (company, grants, mfa, consent))| Role {
-            id: format!("r{i}"),
-            name: String::new(),
-            scope: if *company {
+        .map(|(i, (company, grants, mfa, consent))| {
+            let scope = if *company {
                 Scope::Company
             } else {
                 Scope::Group
-            },
-            grants: grants
+            };
+            let r = role(&format!("r{i}")).scope(scope).mfa(*mfa);
+            grants
                 .iter()
-                .map(|&(c, read)| Grant {
-                    category: format!("c{}", c as usize % CATS),
-                    level: if read { Level::Read } else { Level::Manage },
+                .fold(r.site_consent(*consent), |r, &(c, read)| {
+                    let level = if read { Level::Read } else { Level::Manage };
+                    r.grant(&format!("c{}", c as usize % CATS), level)
                 })
-                .collect(),
-            mfa: *mfa,
-            site_consent: *consent,
+                .into()
         })
         .collect()
 }
 
-fn build_users(spec: &Spec, roles: &[Role]) -> Vec<User> {
+fn build_users(spec: &Spec, roles: &[Role]) -> Vec<UserBuilder> {
     let of = |scope| -> Vec<&str> {
         roles
             .iter()
@@ -171,35 +161,25 @@ fn build_users(spec: &Spec, roles: &[Role]) -> Vec<User> {
     let ng = spec.groups.len();
     let users = spec.users.iter().enumerate();
     users
-        .map(|(i, (active, mfa, short, rs, ms))| User {
-            id: format!("u{i}"),
-            name: String::new(),
-            org: "o".into(),
-            status: if *active {
-                Status::Active
-            } else {
-                Status::Inactive
-            },
-            roles: rs
-                .iter()
+        .map(|(i, (active, mfa, short, rs, ms))| {
+            let u = user(&format!("u{i}"))
+                .active(*active)
+                .mfa(*mfa)
+                .logout_period(if *short { 300 } else { 2000 });
+            let u = (rs.iter())
                 .filter(|_| !company.is_empty())
-                .map(|&r| company[r as usize % company.len()].into())
-                .collect(),
-            memberships: ms
-                .iter()
+                .fold(u, |u, &r| u.role(company[r as usize % company.len()]));
+            (ms.iter())
                 .filter(|_| !group.is_empty())
-                .map(|&(g, r)| Membership {
-                    group: format!("g{}", g as usize % ng),
-                    role: group[r as usize % group.len()].into(),
+                .fold(u, |u, &(g, r)| {
+                    let role = group[r as usize % group.len()];
+                    u.member(&format!("g{}", g as usize % ng), role)
                 })
-                .collect(),
-            mfa: *mfa,
-            logout_period: if *short { 300 } else { 2000 },
         })
         .collect()
 }
 
-fn build_services(spec: &Spec) -> Vec<Service> {
+fn build_services(spec: &Spec) -> Vec<ServiceBuilder> {
     let kinds = [
         ServiceKind::Vpn,
         ServiceKind::Vnc,
@@ -208,25 +188,21 @@ fn build_services(spec: &Spec) -> Vec<Service> {
     ];
     let services = spec.services.iter().enumerate();
     services
-        .map(|(i, &(k, c))| Service {
-            id: format!("s{i}"),
-            name: String::new(),
-            kind: kinds[k as usize % 4],
-            target: match kinds[k as usize % 4] {
-                ServiceKind::Vpn => Target::Networks {
-                    networks: vec![net("10.0.0.0", 8), net("fd00::", 16)],
-                    ports: if k % 8 < 4 {
-                        vec![PortRange { start: 20, end: 30 }]
-                    } else {
-                        vec![]
-                    },
-                },
-                _ => Target::Endpoint {
-                    host: "10.0.0.1".into(),
-                    port: 80,
-                },
-            },
-            category: format!("c{}", c as usize % CATS),
+        .map(|(i, &(k, c))| {
+            let kind = kinds[k as usize % 4];
+            let target = match kind {
+                ServiceKind::Vpn if k % 8 < 4 => {
+                    networks(&["10.0.0.0/8", "fd00::/16"], &[(20, 30)])
+                }
+                ServiceKind::Vpn => networks(&["10.0.0.0/8", "fd00::/16"], &[]),
+                _ => endpoint("10.0.0.1", 80),
+            };
+            service(
+                &format!("s{i}"),
+                kind,
+                &format!("c{}", c as usize % CATS),
+                target,
+            )
         })
         .collect()
 }
@@ -235,52 +211,25 @@ fn build(spec: &Spec) -> Bundle {
     let ng = spec.groups.len();
     let roles = build_roles(spec);
     let users = build_users(spec, &roles);
-    Bundle {
-        device_id: DEVICE.into(),
-        serial: 1,
-        issued_at: T - 10,
-        not_after: T + 1000,
-        company: Company {
-            id: "co".into(),
-            name: String::new(),
-        },
-        organizations: vec![],
-        categories: (0..CATS)
-            .map(|c| Category {
-                id: format!("c{c}"),
-                name: String::new(),
-            })
-            .collect(),
-        groups: (spec.groups.iter().enumerate())
-            .map(|(i, &(parent, active))| Group {
-                id: format!("g{i}"),
-                name: String::new(),
-                kind: "k".into(),
-                // Parents point to earlier groups, so there is never a cycle.
-                parent: parent
-                    .filter(|_| i > 0)
-                    .map(|p| format!("g{}", p as usize % i)),
-                status: if active {
-                    Status::Active
-                } else {
-                    Status::Inactive
-                },
-            })
-            .collect(),
-        roles,
-        users,
-        device: Device {
-            id: DEVICE.into(),
-            name: String::new(),
-            groups: spec
-                .device_groups
-                .iter()
-                .map(|&g| format!("g{}", g as usize % ng))
-                .collect(),
-            services: build_services(spec),
-        },
-        revoked_tickets: spec.revoked.iter().map(|&b| [b; 16]).collect(),
-    }
+    let groups = (spec.groups.iter().enumerate()).map(|(i, &(parent, active))| {
+        let g = group(&format!("g{i}")).active(active);
+        // Parents point to earlier groups, so there is never a cycle.
+        match parent.filter(|_| i > 0) {
+            Some(p) => g.parent(&format!("g{}", p as usize % i)),
+            None => g,
+        }
+    });
+    let device_groups = (spec.device_groups.iter()).map(|&g| format!("g{}", g as usize % ng));
+    bundle(DEVICE)
+        .valid(T - 10, T + 1000)
+        .categories((0..CATS).map(|c| format!("c{c}")))
+        .groups(groups)
+        .roles(roles)
+        .users(users)
+        .device_groups(device_groups)
+        .services(build_services(spec))
+        .revoked(spec.revoked.iter().map(|&b| [b; 16]))
+        .build()
 }
 
 const DESTS: [&str; 6] = [

@@ -5,13 +5,10 @@
 use super::{
     decide, explain, CompileError, Decision, Explanation, Policy, PolicyIndex, Request, TicketInput,
 };
+use crate::testkit::{self, bundle, endpoint, group, networks, role, service, user, UserBuilder};
 use ed25519_dalek::SigningKey;
-use edgegate_proto::bundle::{
-    self, Bundle, Category, Company, Device, Grant, Group, Membership, Network, Organization,
-    PortRange, Role, Scope, Service, ServiceKind, Status, Target, User,
-};
-use edgegate_proto::ticket;
-use edgegate_proto::{Level, PublicKey, Ticket, TrustPolicy, VerifiedBundle, VerifiedTicket};
+use edgegate_proto::bundle::{Bundle, Scope, ServiceKind};
+use edgegate_proto::{Level, PublicKey, Ticket, VerifiedBundle, VerifiedTicket};
 use std::net::SocketAddr;
 
 pub(super) const T0: u64 = 1_000_000;
@@ -19,23 +16,19 @@ pub(super) const NOT_AFTER: u64 = T0 + 86_400;
 pub(super) const DEVICE: &str = "dev-1";
 
 fn authority() -> SigningKey {
-    SigningKey::from_bytes(&[1; 32])
-}
-
-pub(super) fn trust() -> TrustPolicy {
-    TrustPolicy::new(vec![authority().verifying_key().into()], 1).unwrap()
+    testkit::key(1)
 }
 
 pub(super) fn client_key() -> PublicKey {
-    SigningKey::from_bytes(&[2; 32]).verifying_key().into()
+    testkit::public(&testkit::key(2))
 }
 
 pub(super) fn other_key() -> PublicKey {
-    SigningKey::from_bytes(&[3; 32]).verifying_key().into()
+    testkit::public(&testkit::key(3))
 }
 
 pub(super) fn verify_bundle(b: &Bundle) -> VerifiedBundle {
-    VerifiedBundle::verify(&bundle::seal(b, &[&authority()]), &trust()).unwrap()
+    testkit::verified(b, &authority())
 }
 
 pub(super) fn compile(b: &Bundle) -> Result<PolicyIndex, CompileError> {
@@ -43,216 +36,106 @@ pub(super) fn compile(b: &Bundle) -> Result<PolicyIndex, CompileError> {
 }
 
 pub(super) fn verify_ticket(t: &Ticket) -> VerifiedTicket {
-    VerifiedTicket::verify(&ticket::seal(t, &[&authority()]), &trust()).unwrap()
+    testkit::verified_ticket(t, &authority())
 }
 
-fn group(id: &str, parent: Option<&str>, active: bool) -> Group {
-    Group {
-        id: id.into(),
-        name: id.into(),
-        kind: "group".into(),
-        parent: parent.map(Into::into),
-        status: if active {
-            Status::Active
-        } else {
-            Status::Inactive
-        },
-    }
-}
-
-fn role(id: &str, scope: Scope, grants: &[(&str, Level)], mfa: bool, site_consent: bool) -> Role {
-    Role {
-        id: id.into(),
-        name: id.into(),
-        scope,
-        grants: grants
-            .iter()
-            .map(|&(c, level)| Grant {
-                category: c.into(),
-                level,
-            })
-            .collect(),
-        mfa,
-        site_consent,
-    }
-}
-
-pub(super) fn user(id: &str, roles: &[&str], memberships: &[(&str, &str)]) -> User {
-    User {
-        id: id.into(),
-        name: format!("User {id}"),
-        org: "org-1".into(),
-        status: Status::Active,
-        roles: roles.iter().map(|&r| r.into()).collect(),
-        memberships: memberships
-            .iter()
-            .map(|&(g, r)| Membership {
-                group: g.into(),
-                role: r.into(),
-            })
-            .collect(),
-        mfa: false,
-        logout_period: 12 * 3600,
-    }
-}
-
-fn service(id: &str, kind: ServiceKind, category: &str, target: Target) -> Service {
-    Service {
-        id: id.into(),
-        name: id.into(),
-        kind,
-        target,
-        category: category.into(),
-    }
-}
-
-fn endpoint(port: u16) -> Target {
-    Target::Endpoint {
-        host: "10.10.0.5".into(),
-        port,
-    }
-}
-
-fn net(addr: &str, prefix: u8) -> Network {
-    Network {
-        addr: addr.parse().unwrap(),
-        prefix,
-    }
-}
-
-fn services() -> Vec<Service> {
-    let vpn = Target::Networks {
-        networks: vec![net("10.10.0.0", 16), net("fd00:10::", 32)],
-        ports: vec![
-            PortRange { start: 22, end: 22 },
-            PortRange { start: 80, end: 90 },
-        ],
-    };
-    let vpn_any = Target::Networks {
-        networks: vec![net("192.168.1.0", 24)],
-        ports: vec![],
-    };
-    vec![
-        service("vpn", ServiceKind::Vpn, "vpn-access", vpn),
-        service("vpn-any", ServiceKind::Vpn, "vpn-access", vpn_any),
-        service("vnc", ServiceKind::Vnc, "vnc-access", endpoint(5900)),
-        service("dash", ServiceKind::Http, "info-access", endpoint(80)),
-        service("ws", ServiceKind::Websocket, "maint-access", endpoint(8080)),
-    ]
-}
-
-fn roles() -> Vec<Role> {
-    use Level::{Manage as M, Read as R};
-    use Scope::{Company as C, Group as G};
-    vec![
-        role(
-            "admin",
-            C,
-            &[("vpn-access", M), ("vnc-access", M), ("info-access", M)],
-            true,
-            false,
-        ),
-        role("viewer", C, &[("info-access", R)], false, false),
-        role(
-            "service-manager",
-            G,
-            &[("vnc-access", M), ("vpn-access", M)],
-            false,
-            false,
-        ),
-        role(
-            "operator",
-            G,
-            &[("vnc-access", M), ("info-access", R)],
-            false,
-            false,
-        ),
-        role(
-            "provider",
-            G,
-            &[("maint-access", M), ("vnc-access", R)],
-            false,
-            true,
-        ),
-        role("secure-op", G, &[("maint-access", M)], true, false),
-        role("info-manager", G, &[("info-access", M)], false, false),
-        role("both", G, &[("vpn-access", M)], true, true),
-        role("vpn-reader", C, &[("vpn-access", R)], true, false),
-    ]
-}
-
-fn users() -> Vec<User> {
-    let mut inactive = user("ivan", &["admin"], &[]);
-    inactive.status = Status::Inactive;
-    let mut judy = user("judy", &["viewer"], &[]);
-    judy.mfa = true;
-    vec![
-        user("alice", &["admin"], &[]),
-        user("bob", &[], &[("europe", "service-manager")]),
-        user("carol", &[], &[("div-2", "service-manager")]),
-        user("dave", &[], &[("plant", "operator")]),
-        user("erin", &[], &[("line-x", "operator")]),
-        user("frank", &["viewer"], &[("cust-a", "info-manager")]),
-        user("gina", &["viewer"], &[]),
-        user("hank", &[], &[("cust-a", "provider")]),
-        inactive,
-        judy,
-        user("kim", &[], &[("cust-a", "both"), ("cust-a", "provider")]),
-        user(
-            "leo",
-            &[],
-            &[("cust-a", "secure-op"), ("div-1", "provider")],
-        ),
-        user("mia", &[], &[("legacy", "operator")]),
-        user("nina", &["vpn-reader"], &[]),
-        user("oscar", &["vpn-reader"], &[("europe", "service-manager")]),
-    ]
+/// A user of the fixture: company roles `roles`, memberships (group, role).
+fn member(id: &str, roles: &[&str], memberships: &[(&str, &str)]) -> UserBuilder {
+    let u = roles.iter().fold(user(id), |u, r| u.role(r));
+    memberships.iter().fold(u, |u, &(g, r)| u.member(g, r))
 }
 
 /// Europe > div-1 > cust-a and Europe > div-2 > cust-b; `plant` (inactive
 /// root); `legacy` (inactive root) > `line-x` (active). The device is in
 /// cust-a, plant and line-x.
 pub(super) fn fixture() -> Bundle {
-    Bundle {
-        device_id: DEVICE.into(),
-        serial: 7,
-        issued_at: T0 - 100,
-        not_after: NOT_AFTER,
-        company: Company {
-            id: "acme".into(),
-            name: "Acme".into(),
-        },
-        organizations: vec![Organization {
-            id: "org-1".into(),
-            name: "Org 1".into(),
-        }],
-        categories: ["vpn-access", "vnc-access", "info-access", "maint-access"]
-            .iter()
-            .map(|&c| Category {
-                id: c.into(),
-                name: c.into(),
-            })
-            .collect(),
-        groups: vec![
-            group("europe", None, true),
-            group("div-1", Some("europe"), true),
-            group("cust-a", Some("div-1"), true),
-            group("div-2", Some("europe"), true),
-            group("cust-b", Some("div-2"), true),
-            group("plant", None, false),
-            group("legacy", None, false),
-            group("line-x", Some("legacy"), true),
-        ],
-        roles: roles(),
-        users: users(),
-        device: Device {
-            id: DEVICE.into(),
-            name: "Router".into(),
-            groups: vec!["cust-a".into(), "plant".into(), "line-x".into()],
-            services: services(),
-        },
-        revoked_tickets: vec![[0xee; 16]],
-    }
+    use Level::{Manage as M, Read as R};
+    use Scope::Group as G;
+    let host = |port| endpoint("10.10.0.5", port);
+    let vpn = networks(&["10.10.0.0/16", "fd00:10::/32"], &[(22, 22), (80, 90)]);
+    bundle(DEVICE)
+        .serial(7)
+        .valid(T0 - 100, NOT_AFTER)
+        .org("org-1", "Org 1")
+        .categories(["vpn-access", "vnc-access", "info-access", "maint-access"])
+        .groups([
+            group("europe"),
+            group("div-1").parent("europe"),
+            group("cust-a").parent("div-1"),
+            group("div-2").parent("europe"),
+            group("cust-b").parent("div-2"),
+            group("plant").active(false),
+            group("legacy").active(false),
+            group("line-x").parent("legacy"),
+        ])
+        .roles([
+            role("admin")
+                .grant("vpn-access", M)
+                .grant("vnc-access", M)
+                .grant("info-access", M)
+                .mfa(true),
+            role("viewer").grant("info-access", R),
+            role("service-manager")
+                .scope(G)
+                .grant("vnc-access", M)
+                .grant("vpn-access", M),
+            role("operator")
+                .scope(G)
+                .grant("vnc-access", M)
+                .grant("info-access", R),
+            role("provider")
+                .scope(G)
+                .grant("maint-access", M)
+                .grant("vnc-access", R)
+                .site_consent(true),
+            role("secure-op")
+                .scope(G)
+                .grant("maint-access", M)
+                .mfa(true),
+            role("info-manager").scope(G).grant("info-access", M),
+            role("both")
+                .scope(G)
+                .grant("vpn-access", M)
+                .mfa(true)
+                .site_consent(true),
+            role("vpn-reader").grant("vpn-access", R).mfa(true),
+        ])
+        .users([
+            member("alice", &["admin"], &[]),
+            member("bob", &[], &[("europe", "service-manager")]),
+            member("carol", &[], &[("div-2", "service-manager")]),
+            member("dave", &[], &[("plant", "operator")]),
+            member("erin", &[], &[("line-x", "operator")]),
+            member("frank", &["viewer"], &[("cust-a", "info-manager")]),
+            member("gina", &["viewer"], &[]),
+            member("hank", &[], &[("cust-a", "provider")]),
+            member("ivan", &["admin"], &[]).active(false),
+            member("judy", &["viewer"], &[]).mfa(true),
+            member("kim", &[], &[("cust-a", "both"), ("cust-a", "provider")]),
+            member(
+                "leo",
+                &[],
+                &[("cust-a", "secure-op"), ("div-1", "provider")],
+            ),
+            member("mia", &[], &[("legacy", "operator")]),
+            member("nina", &["vpn-reader"], &[]),
+            member("oscar", &["vpn-reader"], &[("europe", "service-manager")]),
+        ])
+        .device_groups(["cust-a", "plant", "line-x"])
+        .services([
+            service("vpn", ServiceKind::Vpn, "vpn-access", vpn),
+            service(
+                "vpn-any",
+                ServiceKind::Vpn,
+                "vpn-access",
+                networks(&["192.168.1.0/24"], &[]),
+            ),
+            service("vnc", ServiceKind::Vnc, "vnc-access", host(5900)),
+            service("dash", ServiceKind::Http, "info-access", host(80)),
+            service("ws", ServiceKind::Websocket, "maint-access", host(8080)),
+        ])
+        .revoked([[0xee; 16]])
+        .build()
 }
 
 /// A request with owned parts; `ticket: None` stands for an invalid ticket.
@@ -272,14 +155,10 @@ impl Case {
     pub(super) fn new(user: &str, service: &str) -> Case {
         Case {
             ticket: Some(Ticket {
-                id: [9; 16],
-                user: user.into(),
-                device: DEVICE.into(),
-                client_key: client_key(),
                 issued_at: T0,
-                expires_at: T0 + 3600,
                 auth_time: T0,
-                mfa: false,
+                expires_at: T0 + 3600,
+                ..testkit::ticket(user, DEVICE, client_key(), T0)
             }),
             key: client_key(),
             service: service.into(),

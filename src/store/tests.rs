@@ -1,9 +1,9 @@
 //! The accept rules of `apply`, on a fake clock (wall time is an argument).
 
 use super::*;
+use crate::testkit::{self, key};
 use ed25519_dalek::SigningKey;
-use edgegate_proto::bundle::{self, Bundle, Company, Device};
-use edgegate_proto::PublicKey;
+use edgegate_proto::bundle::{self, Bundle};
 
 mod recovery;
 
@@ -11,41 +11,16 @@ const DEV: &str = "dev-1";
 const T0: UnixTime = 1_700_000_000;
 const DAY: u64 = 86_400;
 
-fn key(n: u8) -> SigningKey {
-    SigningKey::from_bytes(&[n; 32])
-}
-
 fn trust(keys: &[u8], threshold: usize) -> TrustPolicy {
-    let keys = keys
-        .iter()
-        .map(|&n| PublicKey::from(key(n).verifying_key()))
-        .collect();
+    let keys = keys.iter().map(|&n| testkit::public(&key(n))).collect();
     TrustPolicy::new(keys, threshold).unwrap()
 }
 
 fn body(serial: u64, issued_at: UnixTime) -> Bundle {
-    Bundle {
-        device_id: DEV.into(),
-        serial,
-        issued_at,
-        not_after: issued_at + 30 * DAY,
-        company: Company {
-            id: "acme".into(),
-            name: "Acme".into(),
-        },
-        organizations: vec![],
-        categories: vec![],
-        groups: vec![],
-        roles: vec![],
-        users: vec![],
-        device: Device {
-            id: DEV.into(),
-            name: "Router".into(),
-            groups: vec![],
-            services: vec![],
-        },
-        revoked_tickets: vec![],
-    }
+    testkit::bundle(DEV)
+        .serial(serial)
+        .valid(issued_at, issued_at + 30 * DAY)
+        .build()
 }
 
 fn seal(b: &Bundle, signers: &[u8]) -> Vec<u8> {

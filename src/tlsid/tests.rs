@@ -1,10 +1,7 @@
 use super::*;
+use crate::testkit::key;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
 
 #[test]
 fn certificate_carries_the_key() {

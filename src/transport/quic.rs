@@ -163,17 +163,13 @@ pub fn client(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::SigningKey;
 
     /// A bulk transfer on loopback climbs above Ethernet's 1452 bytes and
     /// never trips black-hole detection: the guard on `MAX_UDP_PAYLOAD`
     /// staying within one segmentation-offload send of quinn's batch.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn loopback_transfers_use_large_datagrams_without_loss() {
-        let (dk, ck) = (
-            SigningKey::from_bytes(&[1; 32]),
-            SigningKey::from_bytes(&[2; 32]),
-        );
+        let (dk, ck) = (crate::testkit::key(1), crate::testkit::key(2));
         let (did, cid) = (Identity::new(&dk).unwrap(), Identity::new(&ck).unwrap());
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let server = server(udp, &did, 4).unwrap();

@@ -79,7 +79,9 @@ fn spawn_daemon(config_path: &Path) -> (Child, SocketAddr, SocketAddr, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgegated"))
         .arg("--config")
         .arg(config_path)
-        .env("EDGEGATE_LOG", "warn")
+        // The daemon's own info lines too: "config reloaded" is what a
+        // reload test waits for.
+        .env("EDGEGATE_LOG", "warn,edgegate::daemon=info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -107,14 +109,7 @@ impl Daemon {
     pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_until(within, || self.child.try_wait().unwrap())
     }
 
     /// Stop with SIGTERM and start again on the same config and state.
@@ -276,7 +271,37 @@ impl Drop for Client {
     }
 }
 
+/// `-L 0=SERVICE` for each service: the client picks the ports and reports
+/// them (`Client::forwarded`).
+pub fn forwards(services: &[&str]) -> Vec<String> {
+    services
+        .iter()
+        .flat_map(|s| ["-L".to_string(), format!("0={s}")])
+        .collect()
+}
+
 impl Client {
+    /// The local port the client bound for `-L ...=SERVICE`, from its
+    /// `forward ADDR SERVICE` line (printed before `ready`).
+    pub fn forwarded(&self, service: &str) -> u16 {
+        self.reported(|l| {
+            let (addr, svc) = l.strip_prefix("forward ")?.split_once(' ')?;
+            (svc == service).then_some(addr)
+        })
+    }
+
+    /// The local port of the client's SOCKS5 proxy, from its `socks ADDR` line.
+    pub fn socks(&self) -> u16 {
+        self.reported(|l| l.strip_prefix("socks "))
+    }
+
+    fn reported<'a>(&'a self, pick: impl Fn(&'a str) -> Option<&'a str>) -> u16 {
+        let addr = self.stdout.seen.iter().find_map(|l| pick(l));
+        let addr =
+            addr.unwrap_or_else(|| panic!("no such line before ready: {:?}", self.stdout.seen));
+        addr.parse::<SocketAddr>().expect("ADDR:PORT").port()
+    }
+
     /// Wait for `ready`; panics with the output otherwise.
     pub fn ready(&mut self) {
         if self
@@ -294,13 +319,6 @@ impl Client {
 
     /// Exit status within `within`, if it exited.
     pub fn exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_until(within, || self.child.try_wait().unwrap())
     }
 }

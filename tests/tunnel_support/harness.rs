@@ -9,8 +9,8 @@ pub use daemon::*;
 
 use ed25519_dalek::SigningKey;
 use edgegate::policy_file::{compile_for_device, PolicyFile};
-use edgegate_proto::ticket::{self, Ticket};
-use edgegate_proto::{bundle, PublicKey};
+use edgegate_proto::ticket::Ticket;
+use edgegate_proto::PublicKey;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -29,22 +29,7 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
-pub fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
-
-pub fn public(k: &SigningKey) -> PublicKey {
-    PublicKey::from(k.verifying_key())
-}
-
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use edgegate::testkit::{key, public};
 
 /// An HTTP/1.1 backend: `GET /` answers a small page, `GET /stream` sends
 /// headers then a chunk every 10 ms until the client goes away. Every
@@ -91,6 +76,7 @@ fn serve_http(conn: TcpStream, log: Arc<Mutex<Vec<String>>>) {
                 if out.write_all(&[b'x'; 1024]).is_err() {
                     return;
                 }
+                // The pace of the stream (a scenario, not a wait).
                 thread::sleep(Duration::from_millis(10));
             }
         }
@@ -241,7 +227,7 @@ pub fn bundle_bytes(policy: &str, device: &str, serial: u64, signer: &SigningKey
     let file = PolicyFile::parse(policy, "test-policy.toml").expect("test policy parses");
     let now = now();
     let b = compile_for_device(&file, device, serial, now - 60, now + 86_400).unwrap();
-    bundle::seal(&b, &[signer])
+    edgegate::testkit::seal(&b, signer)
 }
 
 pub fn ticket_bytes(
@@ -261,19 +247,12 @@ pub fn ticket_with(
     authority: &SigningKey,
     edit: impl FnOnce(&mut Ticket),
 ) -> Vec<u8> {
-    let now = now();
     let mut t = Ticket {
         id: rand::random(),
-        user: user.into(),
-        device: device.into(),
-        client_key: *client,
-        issued_at: now - 10,
-        expires_at: now + 3600,
-        auth_time: now - 10,
-        mfa: false,
+        ..edgegate::testkit::ticket(user, device, *client, now())
     };
     edit(&mut t);
-    ticket::seal(&t, &[authority])
+    edgegate::testkit::seal_ticket(&t, authority)
 }
 
 /// Lines of a child's output, collected by a thread.
@@ -298,12 +277,19 @@ impl Lines {
         }
     }
 
-    /// Wait for a line satisfying `f` (up to `within`).
+    /// Wait for a line satisfying `f` (up to `within`), among those already
+    /// seen too.
     pub fn wait_for(&mut self, within: Duration, f: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + within;
         if let Some(l) = self.seen.iter().find(|l| f(l)) {
             return Some(l.clone());
         }
+        self.wait_for_new(within, f)
+    }
+
+    /// Wait for a line satisfying `f` among those not yet seen: for a line
+    /// printed once per event (each reload logs the same one).
+    pub fn wait_for_new(&mut self, within: Duration, f: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + within;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
             let line = self.rx.recv_timeout(left).ok()?;
@@ -324,6 +310,23 @@ impl Lines {
             }
         }
         self.seen.clone()
+    }
+}
+
+/// The one polling wait of the tests, for what the code reports only when
+/// asked (an exit status, the control socket's answers): `f` every 20 ms
+/// until it gives `Some`, or `None` after `within`. Anything the code
+/// prints is waited for with `Lines::wait_for` instead.
+pub fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 

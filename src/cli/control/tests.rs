@@ -3,7 +3,7 @@ use super::*;
 use crate::control::{BundleStatus, ConsentInfo, SessionInfo, StatusInfo, StreamInfo};
 use clap::Parser;
 use edgegate_proto::audit::Transport;
-use edgegate_proto::{Level, PublicKey};
+use edgegate_proto::Level;
 
 #[derive(Debug, clap::Parser)]
 struct Top {
@@ -166,8 +166,7 @@ fn status_is_aligned_key_value_lines() {
 
 #[test]
 fn sessions_render() {
-    let key: PublicKey =
-        PublicKey::from(ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key());
+    let key = crate::testkit::public(&crate::testkit::key(1));
     let s = SessionInfo {
         id: 3,
         user: "anna".into(),

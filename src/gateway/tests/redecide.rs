@@ -11,6 +11,7 @@ use crate::gateway::registry::Session;
 use crate::gateway::stream::OpenRequest;
 use crate::transport::{expect_frame, PipeReader, PipeWriter};
 use edgegate_proto::audit::{AuditEvent, CloseReason, Outcome};
+use edgegate_proto::bundle::{seal, Category, Grant, Role, Scope, Service};
 use edgegate_proto::frame::{Frame, SessionEnd, MAX_FRAME};
 use std::time::Duration;
 use tokio::task::JoinHandle;

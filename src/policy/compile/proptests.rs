@@ -4,10 +4,8 @@
 //! the wrong scope, repeated ids and targets of the wrong shape.
 
 use crate::policy::testutil::compile;
-use edgegate_proto::bundle::{
-    Bundle, Category, Company, Device, Grant, Group, Membership, Network, Role, Scope, Service,
-    ServiceKind, Status, Target, User,
-};
+use crate::testkit::{self, bundle, group, role, user, ServiceBuilder};
+use edgegate_proto::bundle::{Bundle, Scope, ServiceKind, Target};
 use edgegate_proto::Level;
 use proptest::prelude::*;
 use std::collections::HashSet;
@@ -86,95 +84,52 @@ fn build(s: &Spec) -> Bundle {
             .collect()
     };
     let (company_roles, group_roles) = (scoped(true), scoped(false));
-    let mut b = Bundle {
-        device_id: "d".into(),
-        serial: 1,
-        issued_at: 0,
-        not_after: 10,
-        company: Company {
-            id: "co".into(),
-            name: String::new(),
-        },
-        organizations: vec![],
-        categories: (0..nc)
-            .map(|c| Category {
-                id: format!("c{c}"),
-                name: String::new(),
-            })
-            .collect(),
-        groups: (s.groups.iter().enumerate())
-            .map(|(i, p)| Group {
-                id: format!("g{i}"),
-                name: String::new(),
-                kind: "k".into(),
-                // Mostly an earlier group (no cycle), sometimes any.
-                parent: p.and_then(|p| match (p >= 12, i) {
-                    (true, 0) => None,
-                    (true, _) => Some(format!("g{}", p as usize % i)),
-                    (false, _) => Some(id("g", p, ng)),
-                }),
-                status: Status::Active,
-            })
-            .collect(),
-        roles: (s.roles.iter().enumerate())
-            .map(|(i, (company, cats))| Role {
-                id: format!("r{i}"),
-                name: String::new(),
-                scope: if *company {
-                    Scope::Company
-                } else {
-                    Scope::Group
-                },
-                grants: cats
-                    .iter()
-                    .map(|&c| Grant {
-                        category: pick(c, &cat_ids, "c", nc),
-                        level: Level::Read,
-                    })
-                    .collect(),
-                mfa: false,
-                site_consent: false,
-            })
-            .collect(),
-        users: (s.users.iter().enumerate())
-            .map(|(i, (roles, ms))| User {
-                id: format!("u{i}"),
-                name: String::new(),
-                org: "o".into(),
-                status: Status::Active,
-                roles: roles
-                    .iter()
-                    .map(|&r| pick(r, &company_roles, "r", nr))
-                    .collect(),
-                memberships: ms
-                    .iter()
-                    .map(|&(g, r)| Membership {
-                        group: pick(g, &groups, "g", ng),
-                        role: pick(r, &group_roles, "r", nr),
-                    })
-                    .collect(),
-                mfa: false,
-                logout_period: 1,
-            })
-            .collect(),
-        device: Device {
-            id: if s.wrong_device {
-                "other".into()
-            } else {
-                "d".into()
-            },
-            name: String::new(),
-            groups: s
-                .device_groups
-                .iter()
-                .map(|&g| pick(g, &groups, "g", ng))
-                .collect(),
-            services: (s.services.iter().enumerate())
-                .map(|(i, &(vpn, fits, c))| service(i, vpn, fits, pick(c, &cat_ids, "c", nc)))
-                .collect(),
-        },
-        revoked_tickets: vec![],
-    };
+    let group_forest = (s.groups.iter().enumerate()).map(|(i, p)| {
+        // Mostly an earlier group (no cycle), sometimes any.
+        let parent = p.and_then(|p| match (p >= 12, i) {
+            (true, 0) => None,
+            (true, _) => Some(format!("g{}", p as usize % i)),
+            (false, _) => Some(id("g", p, ng)),
+        });
+        let g = group(&format!("g{i}"));
+        match parent {
+            Some(p) => g.parent(&p),
+            None => g,
+        }
+    });
+    let roles = (s.roles.iter().enumerate()).map(|(i, (company, cats))| {
+        let scope = if *company {
+            Scope::Company
+        } else {
+            Scope::Group
+        };
+        (cats.iter()).fold(role(&format!("r{i}")).scope(scope), |r, &c| {
+            r.grant(&pick(c, &cat_ids, "c", nc), Level::Read)
+        })
+    });
+    let users = (s.users.iter().enumerate()).map(|(i, (roles, ms))| {
+        let u = (roles.iter()).fold(user(&format!("u{i}")), |u, &r| {
+            u.role(&pick(r, &company_roles, "r", nr))
+        });
+        (ms.iter()).fold(u, |u, &(g, r)| {
+            u.member(&pick(g, &groups, "g", ng), &pick(r, &group_roles, "r", nr))
+        })
+    });
+    let device_groups = (s.device_groups.iter()).map(|&g| pick(g, &groups, "g", ng));
+    let services = (s.services.iter().enumerate())
+        .map(|(i, &(vpn, fits, c))| service(i, vpn, fits, &pick(c, &cat_ids, "c", nc)));
+    let mut b = bundle("d")
+        .valid(0, 10)
+        .categories(&cat_ids)
+        .groups(group_forest)
+        .roles(roles)
+        .users(users)
+        .device_groups(device_groups)
+        .services(services)
+        .build();
+    if s.wrong_device {
+        b.device.id = "other".into();
+    }
     match s.dup {
         Some(0) if ng > 1 => b.groups[1].id = "g0".into(),
         Some(1) if nr > 1 => b.roles[1].id = "r0".into(),
@@ -185,29 +140,19 @@ fn build(s: &Spec) -> Bundle {
     b
 }
 
-fn service(i: usize, vpn: bool, fits: bool, category: String) -> Service {
-    let networks = Target::Networks {
-        networks: vec![Network {
-            addr: "10.0.0.0".parse().unwrap(),
-            prefix: 8,
-        }],
-        ports: vec![],
-    };
-    let endpoint = Target::Endpoint {
-        host: "h".into(),
-        port: 1,
-    };
-    Service {
-        id: format!("s{i}"),
-        name: String::new(),
-        kind: if vpn {
+/// A vpn or http service; `fits` says whether its target has its kind's shape.
+fn service(i: usize, vpn: bool, fits: bool, category: &str) -> ServiceBuilder {
+    let (kind, networks, endpoint) = (
+        if vpn {
             ServiceKind::Vpn
         } else {
             ServiceKind::Http
         },
-        target: if vpn == fits { networks } else { endpoint },
-        category,
-    }
+        testkit::networks(&["10.0.0.0/8"], &[]),
+        testkit::endpoint("h", 1),
+    );
+    let target = if vpn == fits { networks } else { endpoint };
+    testkit::service(&format!("s{i}"), kind, category, target)
 }
 
 fn unique<'a>(ids: impl Iterator<Item = &'a String>) -> bool {
