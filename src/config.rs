@@ -56,7 +56,9 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time from handshake to the session's first frame (default 10s).
     pub first_frame_timeout: Duration,
-    /// A session with no open stream and no traffic for this long is closed (default 30m).
+    /// A session that has had no stream open for this long is closed; an
+    /// open stream keeps it however quiet (default 30m). The same rule over
+    /// QUIC and TLS.
     pub idle_timeout: Duration,
     /// Most live sessions in total (default 256).
     pub max_sessions: usize,
