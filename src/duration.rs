@@ -79,11 +79,6 @@ pub fn unix_seconds(t: SystemTime) -> UnixTime {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The system clock now, in seconds. Only the binaries' edges call this.
-pub fn unix_now() -> UnixTime {
-    unix_seconds(SystemTime::now())
-}
-
 /// Parse an RFC 3339 instant in UTC (`2026-11-25T08:00:00Z`; a space may
 /// replace the `T`, fractional seconds are allowed, offsets are not).
 pub fn parse_time(text: &str) -> Result<UnixTime, String> {

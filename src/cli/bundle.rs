@@ -6,7 +6,8 @@
 //! non-zero when they do not, after printing the report).
 
 use super::{BuildArgs, InspectArgs};
-use crate::duration::{format_time, unix_now};
+use crate::clock::Clock;
+use crate::duration::format_time;
 use crate::policy_file::{compile_for_device, PolicyFile};
 use anyhow::{anyhow, bail, Context};
 use edgegate_proto::bundle::{self, Bundle, Service, Target};
@@ -18,7 +19,7 @@ use std::io::Write;
 pub(super) fn build(a: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let policy = PolicyFile::load(&a.policy)?;
     let keys = super::load_keys(&a.keys)?;
-    let issued_at = a.issued_at.unwrap_or_else(unix_now);
+    let issued_at = a.issued_at.unwrap_or_else(|| Clock::system().wall());
     if a.valid_for == 0 {
         bail!("--valid-for must be longer than 0s: the bundle would expire as it is issued");
     }

@@ -210,7 +210,7 @@ async fn sessions(a: SessionsArgs) -> Outcome {
         Response::Sessions(list) => list,
         other => return Err(unexpected(&other)),
     };
-    let now = render::wall_now();
+    let now = crate::clock::Clock::system().wall();
     if a.json {
         list.iter()
             .for_each(|s| render::print_json(&render::session_json(s)));
@@ -267,7 +267,7 @@ async fn consent(a: ConsentArgs) -> Outcome {
         Response::Consent(info) => {
             say!(
                 "consent {verb}: {}",
-                render::consent_text(&info, render::wall_now())
+                render::consent_text(&info, crate::clock::Clock::system().wall())
             );
             Ok(())
         }

@@ -9,7 +9,8 @@
 
 use super::evaluate::{self, ask, compile_bundle, outcome, outcome_text, Question};
 use super::{CheckArgs, ExplainArgs};
-use crate::duration::{format_time, unix_now};
+use crate::clock::Clock;
+use crate::duration::format_time;
 use crate::policy::{Explanation, PolicyIndex};
 use crate::policy_file::{compile_for_device, PolicyFile, PolicyTest, TestTime, TEST_AUTH_TIME};
 use anyhow::{anyhow, bail};
@@ -107,7 +108,7 @@ pub(super) fn explain(a: &ExplainArgs, out: &mut dyn Write) -> anyhow::Result<()
     let index = evaluate::compile_verified(&verified)?;
     // A daemon holding this bundle never evaluates before its issue time
     // (the time floor, DESIGN §3): neither does the explanation.
-    let asked = a.at.unwrap_or_else(unix_now);
+    let asked = a.at.unwrap_or_else(|| Clock::system().wall());
     let now = asked.max(index.issued_at());
     let floored = (now != asked).then(|| {
         format!(

@@ -2,7 +2,8 @@
 //! open a session. Prints the ticket id (hex) and its expiry.
 
 use super::IssueArgs;
-use crate::duration::{format_time, unix_now};
+use crate::clock::Clock;
+use crate::duration::format_time;
 use crate::keyfile;
 use anyhow::bail;
 use edgegate_proto::ticket::{self, Ticket};
@@ -12,7 +13,7 @@ use std::io::Write;
 pub(super) fn issue(a: &IssueArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let client_key = keyfile::load_public_key(&a.client_key)?;
     let keys = super::load_keys(&a.keys)?;
-    let issued_at = a.issued_at.unwrap_or_else(unix_now);
+    let issued_at = a.issued_at.unwrap_or_else(|| Clock::system().wall());
     let auth_time = a.auth_time.unwrap_or(issued_at);
     if a.ttl == 0 {
         bail!("--ttl must be longer than 0s: the ticket would expire as it is issued");

@@ -4,13 +4,6 @@ use crate::control::{ConsentInfo, SessionInfo, StatusInfo};
 use edgegate_proto::UnixTime;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-pub(super) fn wall_now() -> UnixTime {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 pub(super) fn print_json(v: &Value) {
     emit(&format!("{v}\n"));
