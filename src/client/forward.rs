@@ -7,7 +7,8 @@ use edgegate_proto::frame::SessionEnd;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 
 /// Copy buffer per direction: large reads keep per-frame overhead low.
 const BUF: usize = 64 * 1024;
@@ -53,15 +54,13 @@ pub(crate) fn report_open_error(service: &str, e: &ClientError) {
 
 /// Copy between a local connection and a tunnel stream until both
 /// directions end, or the daemon cuts the stream.
-pub(crate) async fn splice(
-    session: &Session,
-    mut tcp: TcpStream,
-    mut stream: Stream,
-    service: &str,
-) {
+pub(crate) async fn splice<C>(session: &Session, local: C, mut stream: Stream, service: &str)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     let stream_id = stream.id;
     let (up_count, down_count) = (AtomicU64::new(0), AtomicU64::new(0));
-    let (mut local_r, mut local_w) = tcp.split();
+    let (mut local_r, mut local_w) = tokio::io::split(local);
     let up = socket_to_pipe(&mut local_r, &mut stream.writer, BUF, &up_count, |_| {});
     let down = pipe_to_socket(&mut stream.reader, &mut local_w, BUF, &down_count, None);
     tokio::pin!(up, down);
