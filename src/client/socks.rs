@@ -7,6 +7,8 @@
 //! opening the tunnel stream and carrying bytes.
 
 pub mod parse;
+#[cfg(test)]
+mod tests;
 
 use super::forward::{report_open_error, splice};
 use super::{ClientError, Session, Stream};
@@ -89,23 +91,23 @@ impl Upstream for Session {
     }
 }
 
-/// One client connection: the handshake (bounded), then the stream.
-pub(crate) async fn connection<U, C>(upstream: Arc<U>, client: C)
+/// One client connection: the handshake, bounded by [`HANDSHAKE_TIMEOUT`],
+/// then the stream, not bounded by any timer here (DESIGN: a timeout wraps
+/// a phase, never a lifetime).
+pub(crate) async fn connection<U, C>(upstream: Arc<U>, mut client: C)
 where
     U: Upstream,
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let _ = timeout(HANDSHAKE_TIMEOUT, serve(upstream, client)).await;
-}
-
-async fn serve<U, C>(upstream: Arc<U>, mut client: C)
-where
-    U: Upstream,
-    C: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let destination = match handshake(&mut client).await {
-        Ok(Some(destination)) => destination,
-        Ok(None) | Err(_) => return,
+    let destination = match timeout(HANDSHAKE_TIMEOUT, handshake(&mut client)).await {
+        Ok(Ok(Some(destination))) => destination,
+        // Refused and answered, or the client left mid-handshake.
+        Ok(Ok(None)) | Ok(Err(_)) => return,
+        Err(_) => {
+            let secs = HANDSHAKE_TIMEOUT.as_secs();
+            eprintln!("error: socks: the client did not finish its handshake in {secs} s; closed");
+            return;
+        }
     };
     let _ = open_and_carry(&*upstream, client, destination).await;
 }
