@@ -7,9 +7,9 @@
 //! authentication, the CONNECT command, IPv4, IPv6 and domain addresses.
 //!
 //! Written here rather than taken from a crate: the SOCKS5 crates on
-//! crates.io (socks5-proto, fast-socks5, socks5-server) parse straight from
-//! an `AsyncRead`, so none gives a sync parser over a slice to fuzz, and
-//! this subset is a hundred lines.
+//! crates.io (socks5-proto, fast-socks5, socks5-impl) read straight from an
+//! `AsyncRead` (or an `io::Read`), so none gives a parser over a slice that
+//! says how many bytes it still needs; this subset is a hundred lines.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
