@@ -42,7 +42,8 @@ for t in "${targets[@]}"; do
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
     printf 'fuzz %-18s ok: %s execs in %ss\n' "$t" "$runs" "$time"
   else
-    tail -n 40 "$log"
+    # The panic or sanitizer report and the input, without backtrace frames.
+    grep -v -E '^ +([0-9]+: | at |#[0-9]+ )' "$log" | tail -n 40
     printf 'fuzz %-18s CRASHED (input in fuzz/artifacts/%s/)\n' "$t" "$t"
     failed+=("$t")
   fi
