@@ -20,11 +20,6 @@ pub enum DecodeError {
     /// the tag as encoded (the enum variant index: 0 is format version 1).
     #[error("unknown format version {} (this build reads version 1: a newer edgegate wrote it, or it is not an edgegate file)", u64::from(*.0) + 1)]
     UnknownVersion(u32),
-    /// The bytes decode, but are not the encoding this build writes for
-    /// that value (postcard accepts overlong varints such as `ff 00` for
-    /// 127): rejected where one value must have one byte form.
-    #[error("not the canonical encoding of its value")]
-    NotCanonical,
 }
 
 /// Decode exactly one value from `bytes`, rejecting trailing bytes.
@@ -33,16 +28,6 @@ pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError>
         postcard::take_from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
-    }
-    Ok(value)
-}
-
-/// [`decode_exact`], and the bytes must be what [`encode`] writes for the
-/// value: for stored records whose hash covers their bytes.
-pub fn decode_canonical<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let value = decode_exact(bytes)?;
-    if encode(&value) != bytes {
-        return Err(DecodeError::NotCanonical);
     }
     Ok(value)
 }
