@@ -8,7 +8,7 @@
 
 mod forward;
 mod push;
-mod socks;
+pub(crate) mod socks;
 mod tls;
 
 pub use forward::{forward, Forward};

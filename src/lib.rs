@@ -26,3 +26,10 @@ pub mod testkit;
 pub mod tlsid;
 pub mod toml_key;
 pub mod transport;
+
+/// Decoders of untrusted bytes that live inside private modules, reachable
+/// for the fuzz crate (`fuzz/`). Not part of the library's API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::client::socks::parse as socks5;
+}

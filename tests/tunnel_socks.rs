@@ -105,12 +105,10 @@ fn socks5_over_tls() {
     socks_roundtrip(true);
 }
 
-/// A SOCKS stream lives as long as it is used: the client's 30 s limit is
-/// on the SOCKS handshake only. Idle past it, the stream still carries
-/// bytes; cut by a revocation, it is reported once, and nothing is
+/// A SOCKS stream cut by a revocation is reported once, and nothing is
 /// reported for a stream that ended before.
 #[test]
-fn socks_streams_outlive_the_handshake_timeout() {
+fn a_revoked_socks_stream_is_reported_once() {
     let d = start_daemon();
     let http = http_backend();
     let echo = echo_backend();
@@ -126,15 +124,8 @@ fn socks_streams_outlive_the_handshake_timeout() {
     let proxy = c.socks();
     let (code, mut s) = socks_connect(proxy, echo);
     assert_eq!(code, 0);
-    // Nothing arrives for 31 s, and the stream is not closed meanwhile:
-    // the read waits out its timeout instead of seeing an end.
-    s.set_read_timeout(Some(Duration::from_secs(31))).unwrap();
-    let mut byte = [0u8; 1];
-    let idle = s.read(&mut byte);
-    assert!(
-        matches!(&idle, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
-        "the idle SOCKS stream ended: {idle:?}"
-    );
+    // That the stream outlives the 30 s handshake limit, busy or idle, is
+    // shown on paused time in `src/client/socks/tests.rs`.
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"still here").unwrap();
     let mut back = [0u8; 10];

@@ -7,6 +7,7 @@ use edgegate_proto::frame::SessionEnd;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Copy buffer per direction: large reads keep per-frame overhead low.
@@ -36,7 +37,7 @@ pub async fn forward(session: Arc<Session>, listener: TcpListener, service: Stri
         let (session, service) = (session.clone(), service.clone());
         tokio::spawn(async move {
             match session.open(&service, None).await {
-                Ok(stream) => splice(&session, tcp, stream, &service).await,
+                Ok(stream) => splice_tcp(&session, tcp, stream, &service).await,
                 Err(e) => report_open_error(&service, &e),
             }
         });
@@ -55,15 +56,38 @@ pub(crate) fn report_open_error(service: &str, e: &ClientError) {
 
 /// Copy between a local connection and a tunnel stream until both
 /// directions end, or the daemon cuts the stream.
-pub(crate) async fn splice(
+pub(crate) async fn splice<C>(session: &Session, local: C, stream: Stream, service: &str)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let (local_r, local_w) = tokio::io::split(local);
+    splice_halves(session, local_r, local_w, stream, service).await
+}
+
+/// [`splice`] for a TCP connection, split without a lock (the `-L` path,
+/// where the bytes of a bulk transfer go).
+pub(crate) async fn splice_tcp(
     session: &Session,
     mut tcp: TcpStream,
-    mut stream: Stream,
+    stream: Stream,
     service: &str,
 ) {
+    let (local_r, local_w) = tcp.split();
+    splice_halves(session, local_r, local_w, stream, service).await
+}
+
+async fn splice_halves<R, W>(
+    session: &Session,
+    mut local_r: R,
+    mut local_w: W,
+    mut stream: Stream,
+    service: &str,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let stream_id = stream.id;
     let (up_count, down_count) = (AtomicU64::new(0), AtomicU64::new(0));
-    let (mut local_r, mut local_w) = tcp.split();
     let up = socket_to_pipe(&mut local_r, &mut stream.writer, BUF, &up_count, |_| {});
     let down = pipe_to_socket(&mut stream.reader, &mut local_w, BUF, &down_count, None);
     tokio::pin!(up, down);

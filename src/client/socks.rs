@@ -1,26 +1,30 @@
 //! A minimal SOCKS5 server (RFC 1928: no authentication, CONNECT only) for
 //! `vpn` services: a CONNECT to `host:port` becomes a stream on the first
 //! allowed vpn service that accepts that destination.
+//!
+//! The parsing is `socks/parse.rs` (pure, fuzzed); this file owns the
+//! socket side: reading what the parser asks for, the handshake timeout,
+//! opening the tunnel stream and carrying bytes.
+
+pub mod parse;
+#[cfg(test)]
+mod tests;
 
 use super::forward::{report_open_error, splice};
-use super::{ClientError, Session};
+use super::{ClientError, Session, Stream};
+use edgegate_proto::bundle::ServiceKind;
 use edgegate_proto::frame::Verdict;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use parse::{Destination, Parsed};
+use std::future::Future;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::time::{timeout, Duration};
 
-const VERSION: u8 = 5;
-const NO_AUTH: u8 = 0;
-const NO_ACCEPTABLE: u8 = 0xff;
-const CMD_CONNECT: u8 = 1;
-const REP_OK: u8 = 0;
-const REP_FAILURE: u8 = 1;
-const REP_NOT_ALLOWED: u8 = 2;
-const REP_REFUSED: u8 = 5;
-const REP_CMD_UNSUPPORTED: u8 = 7;
-const REP_ATYP_UNSUPPORTED: u8 = 8;
+/// How long a client may take for its greeting and request together. It
+/// bounds the handshake only: a stream, once open, lives as long as both
+/// ends and the daemon's decision do.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve SOCKS5 on a bound listener until the session ends.
 pub async fn socks5(session: Arc<Session>, listener: TcpListener) {
@@ -29,108 +33,163 @@ pub async fn socks5(session: Arc<Session>, listener: TcpListener) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let session = session.clone();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let _ = serve(session, tcp).await;
-        });
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(connection(session.clone(), tcp));
     }
 }
 
-async fn reply(tcp: &mut TcpStream, code: u8) -> std::io::Result<()> {
-    // Bound address 0.0.0.0:0: clients ignore it for CONNECT.
-    tcp.write_all(&[VERSION, code, 0, 1, 0, 0, 0, 0, 0, 0])
-        .await
+/// What the SOCKS server needs from a session: which services may carry a
+/// destination, opening a stream on one, and carrying bytes over it. The
+/// seam lets tests serve SOCKS over in-memory streams on paused time.
+pub(crate) trait Upstream: Send + Sync + 'static {
+    /// An open tunnel stream.
+    type Stream: Send;
+
+    /// The allowed `vpn` services, in the order to try them.
+    fn vpn_services(&self) -> Vec<String>;
+
+    /// Open a stream to `destination` on `service`.
+    fn open(
+        &self,
+        service: &str,
+        destination: String,
+    ) -> impl Future<Output = Result<Self::Stream, ClientError>> + Send;
+
+    /// Carry bytes between the local client and the stream until both end.
+    fn splice<C>(
+        &self,
+        client: C,
+        stream: Self::Stream,
+        service: &str,
+    ) -> impl Future<Output = ()> + Send
+    where
+        C: AsyncRead + AsyncWrite + Unpin + Send;
 }
 
-/// Read the greeting and the request; `Ok(None)` when already answered.
-async fn handshake(tcp: &mut TcpStream) -> std::io::Result<Option<String>> {
-    let mut head = [0u8; 2];
-    tcp.read_exact(&mut head).await?;
-    if head[0] != VERSION {
-        return Ok(None);
+impl Upstream for Session {
+    type Stream = Stream;
+
+    fn vpn_services(&self) -> Vec<String> {
+        self.welcome
+            .services
+            .iter()
+            .filter(|s| matches!(s.decision, Verdict::Allow(_)))
+            .filter(|s| s.kind == ServiceKind::Vpn)
+            .map(|s| s.id.clone())
+            .collect()
     }
-    let mut methods = vec![0u8; usize::from(head[1])];
-    tcp.read_exact(&mut methods).await?;
-    if !methods.contains(&NO_AUTH) {
-        tcp.write_all(&[VERSION, NO_ACCEPTABLE]).await?;
-        return Ok(None);
+
+    async fn open(&self, service: &str, destination: String) -> Result<Stream, ClientError> {
+        Session::open(self, service, Some(destination)).await
     }
-    tcp.write_all(&[VERSION, NO_AUTH]).await?;
-    let mut req = [0u8; 4];
-    tcp.read_exact(&mut req).await?;
-    if req[0] != VERSION {
-        return Ok(None);
+
+    async fn splice<C>(&self, client: C, stream: Stream, service: &str)
+    where
+        C: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        splice(self, client, stream, service).await
     }
-    if req[1] != CMD_CONNECT {
-        reply(tcp, REP_CMD_UNSUPPORTED).await?;
-        return Ok(None);
-    }
-    let host = match req[3] {
-        1 => {
-            let mut a = [0u8; 4];
-            tcp.read_exact(&mut a).await?;
-            Ipv4Addr::from(a).to_string()
-        }
-        4 => {
-            let mut a = [0u8; 16];
-            tcp.read_exact(&mut a).await?;
-            format!("[{}]", Ipv6Addr::from(a))
-        }
-        3 => {
-            let len = tcp.read_u8().await?;
-            let mut name = vec![0u8; usize::from(len)];
-            tcp.read_exact(&mut name).await?;
-            String::from_utf8_lossy(&name).into_owned()
-        }
-        _ => {
-            reply(tcp, REP_ATYP_UNSUPPORTED).await?;
-            return Ok(None);
-        }
-    };
-    let port = tcp.read_u16().await?;
-    Ok(Some(format!("{host}:{port}")))
 }
 
-/// How long a SOCKS client may take over its greeting and request. It
-/// wraps that phase only: the stream that follows lives as long as it is used.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// One client connection: the handshake, bounded by [`HANDSHAKE_TIMEOUT`],
+/// then the stream, not bounded by any timer here (DESIGN: a timeout wraps
+/// a phase, never a lifetime).
+pub(crate) async fn connection<U, C>(upstream: Arc<U>, mut client: C)
+where
+    U: Upstream,
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let destination = match timeout(HANDSHAKE_TIMEOUT, handshake(&mut client)).await {
+        Ok(Ok(Some(destination))) => destination,
+        // Refused and answered, or the client left mid-handshake.
+        Ok(Ok(None)) | Ok(Err(_)) => return,
+        Err(_) => {
+            let secs = HANDSHAKE_TIMEOUT.as_secs();
+            eprintln!("error: socks: the client did not finish its handshake in {secs} s; closed");
+            return;
+        }
+    };
+    let _ = open_and_carry(&*upstream, client, destination).await;
+}
 
-async fn serve(session: Arc<Session>, mut tcp: TcpStream) -> std::io::Result<()> {
-    let Ok(asked) = timeout(HANDSHAKE_TIMEOUT, handshake(&mut tcp)).await else {
-        return Ok(());
+/// Read messages of `parse` until one is whole; exactly the bytes asked
+/// for are read, so nothing after the message is taken from the client.
+async fn read_message<C, T>(
+    client: &mut C,
+    parse: fn(&[u8]) -> Parsed<T>,
+) -> std::io::Result<Result<T, parse::Refusal>>
+where
+    C: AsyncRead + Unpin,
+{
+    let mut buf = Vec::new();
+    loop {
+        match parse(&buf) {
+            Parsed::NeedMore(n) => {
+                let start = buf.len();
+                buf.resize(start + n, 0);
+                client.read_exact(&mut buf[start..]).await?;
+            }
+            Parsed::Done { value, .. } => return Ok(Ok(value)),
+            Parsed::Refused(refusal) => return Ok(Err(refusal)),
+        }
+    }
+}
+
+/// Read the greeting and the request; `Ok(None)` when refused (and
+/// answered, when SOCKS has an answer for it).
+async fn handshake<C>(client: &mut C) -> std::io::Result<Option<Destination>>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let refusal = match read_message(client, parse::parse_greeting).await? {
+        Ok(()) => {
+            client.write_all(&parse::GREETING_ACCEPTED).await?;
+            match read_message(client, parse::parse_request).await? {
+                Ok(destination) => return Ok(Some(destination)),
+                Err(refusal) => refusal,
+            }
+        }
+        Err(refusal) => refusal,
     };
-    let Some(destination) = asked? else {
-        return Ok(());
-    };
-    let vpns: Vec<String> = session
-        .welcome
-        .services
-        .iter()
-        .filter(|s| matches!(s.decision, Verdict::Allow(_)))
-        .filter(|s| s.kind == edgegate_proto::bundle::ServiceKind::Vpn)
-        .map(|s| s.id.clone())
-        .collect();
+    eprintln!("error: socks: {refusal}");
+    if let Some(answer) = refusal.answer() {
+        client.write_all(answer).await?;
+    }
+    Ok(None)
+}
+
+/// Open a stream on the first vpn service that takes `destination`, answer
+/// the client, and carry bytes; on failure answer why.
+async fn open_and_carry<U, C>(
+    upstream: &U,
+    mut client: C,
+    destination: Destination,
+) -> std::io::Result<()>
+where
+    U: Upstream,
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let destination = destination.to_string();
     let mut last = None;
-    for service in &vpns {
-        match session.open(service, Some(destination.clone())).await {
+    for service in upstream.vpn_services() {
+        match upstream.open(&service, destination.clone()).await {
             Ok(stream) => {
-                reply(&mut tcp, REP_OK).await?;
-                splice(&session, tcp, stream, service).await;
+                client.write_all(&parse::reply(parse::REP_OK)).await?;
+                upstream.splice(client, stream, &service).await;
                 return Ok(());
             }
             Err(e) => last = Some(e),
         }
     }
     let code = match &last {
-        Some(ClientError::Failed(_)) => REP_REFUSED,
-        Some(ClientError::Link(_)) => REP_FAILURE,
-        Some(ClientError::Denied(_) | ClientError::Refused { .. }) | None => REP_NOT_ALLOWED,
+        Some(ClientError::Failed(_)) => parse::REP_REFUSED,
+        Some(ClientError::Link(_)) => parse::REP_FAILURE,
+        Some(ClientError::Denied(_) | ClientError::Refused { .. }) | None => parse::REP_NOT_ALLOWED,
     };
     let what = format!("socks {destination}");
     match &last {
         Some(e) => report_open_error(&what, e),
         None => eprintln!("denied: {what}: no vpn service allowed"),
     }
-    reply(&mut tcp, code).await
+    client.write_all(&parse::reply(code)).await
 }
