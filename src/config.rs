@@ -60,15 +60,22 @@ pub struct Limits {
     /// open stream keeps it however quiet (default 30m). The same rule over
     /// QUIC and TLS.
     pub idle_timeout: Duration,
-    /// Most live sessions in total (default 256).
+    /// Most live sessions in total (default 4: the memory budget of
+    /// `docs/deploy.md` for the unit's 64 MiB).
     pub max_sessions: usize,
-    /// Most live sessions of one user (default 8).
+    /// Most live sessions of one user (default 2).
     pub max_sessions_per_user: usize,
-    /// Most concurrently open streams in one session (default 64).
+    /// Most concurrently open streams in one session (default 16).
     pub max_streams_per_session: usize,
-    /// Most handshakes in progress at once; more are refused (default 64).
+    /// Most connections in their unauthenticated phase at once, per
+    /// listener (default 32; a quarter of them, at least 2, per source
+    /// address).
     pub max_handshakes: usize,
-    /// Largest bundle accepted over any channel, in bytes (default and cap 32 MiB).
+    /// Largest bundle accepted over any channel, in bytes (default 4 MiB:
+    /// a 10,000-user bundle is 714 KiB; the format's cap is 32 MiB). Every
+    /// push is checked against it from its frame header, before its body is
+    /// read, and its worst case counts in the memory budget
+    /// (`docs/deploy.md`).
     pub max_bundle_size: usize,
     /// Bytes buffered per stream direction while proxying (default 64 KiB).
     pub stream_buffer: usize,
@@ -76,17 +83,21 @@ pub struct Limits {
     pub audit_retention: usize,
 }
 
+/// The default bundle size cap: well under a quarter of the unit's
+/// `MemoryMax` (64 MiB), so the worst case of every limit at once fits.
+pub const DEFAULT_MAX_BUNDLE: usize = 4 << 20;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             handshake_timeout: Duration::from_secs(10),
             first_frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30 * 60),
-            max_sessions: 256,
-            max_sessions_per_user: 8,
-            max_streams_per_session: 64,
-            max_handshakes: 64,
-            max_bundle_size: Purpose::Bundle.max_size(),
+            max_sessions: 4,
+            max_sessions_per_user: 2,
+            max_streams_per_session: 16,
+            max_handshakes: 32,
+            max_bundle_size: DEFAULT_MAX_BUNDLE,
             stream_buffer: 64 << 10,
             audit_retention: 100_000,
         }

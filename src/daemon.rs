@@ -82,8 +82,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     for w in &opened.warnings {
         tracing::warn!("store: {w}");
     }
-    let endpoint =
-        crate::transport::quic::server(udp, &identity, config.limits.max_streams_per_session)?;
+    let endpoint = crate::transport::quic::server(udp, &identity)?;
     let control = ControlServer::bind(&config.control_socket, config.control_group.as_deref())
         .with_context(|| format!("binding control_socket {}", config.control_socket.display()))?;
     let control_path = config.control_socket.clone();

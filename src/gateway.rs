@@ -69,6 +69,9 @@ pub struct Gateway {
     registry: Registry,
     /// Serialises bundle installs so publish order follows store order.
     push_lock: tokio::sync::Mutex<()>,
+    /// One bundle-sized push body read from the network at a time
+    /// (`connection.rs`).
+    push_slot: Arc<tokio::sync::Semaphore>,
     audit: audit_hooks::Audit,
     shutdown: watch::Sender<bool>,
     /// The watchdog's probe in flight, if any.
@@ -141,6 +144,7 @@ impl Gateway {
             registry,
             policy: watch::channel(active).0,
             push_lock: tokio::sync::Mutex::new(()),
+            push_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             shutdown: watch::channel(false).0,
             bound: std::sync::OnceLock::new(),
             probe: health::ProbeSlot::default(),

@@ -16,7 +16,7 @@ mod pipe;
 mod pool;
 pub mod quic;
 
-pub use conn::{BiStream, BoxFuture, Closed, Connection, QuicConn};
+pub use conn::{BiStream, BoxFuture, Closed, Connection, Grant, QuicConn};
 pub use mux::MuxConn;
 pub use pipe::{
     pipe_to_socket, socket_to_pipe, Chunk, PipeReader, PipeWriter, PumpEnd, Transform, FRAMED_CHUNK,

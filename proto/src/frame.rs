@@ -299,6 +299,11 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
     codec::encode_prefixed(frame)
 }
 
+/// postcard variant index of [`Frame::PushBundle`]: the first byte of a
+/// push's body, which the daemon reads before the rest (pinned by the
+/// golden tests).
+pub const PUSH_TAG: u8 = 9;
+
 /// postcard variant index of [`Frame::Data`] (pinned by the golden tests and
 /// by `data_header_matches_encode`).
 const DATA_TAG: u8 = 7;

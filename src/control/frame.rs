@@ -25,8 +25,13 @@ pub(crate) async fn read_frame<T: DeserializeOwned>(
         Err(e) => return Err(e.into()),
     }
     let len = check_frame_len(prefix)?;
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    // Grow with the bytes actually received, not with the announced length:
+    // a large announcement costs nothing until it is really sent.
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    r.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(Some(decode_body(&body)?))
 }
 

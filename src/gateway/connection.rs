@@ -10,10 +10,13 @@ use super::pending::Phase;
 use super::registry::Session;
 use super::stream::OpenRequest;
 use super::Gateway;
-use crate::transport::{read_frame, write_frame, BiStream, Connection, PipeWriter};
-use edgegate_proto::frame::{self, Frame, SessionEnd, CONN_PROTOCOL_ERROR};
+use crate::transport::{
+    read_body, read_frame, read_prefix, write_frame, BiStream, Connection, Grant, PipeWriter,
+};
+use edgegate_proto::frame::{self, Frame, PushResult, SessionEnd, CONN_PROTOCOL_ERROR};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, Instant};
 
@@ -24,6 +27,14 @@ const LINGER: Duration = Duration::from_secs(5);
 /// How long a session-closed notice may take to be written before the
 /// connection closes anyway (a QUIC close code carries the reason too).
 const NOTICE_FLUSH: Duration = Duration::from_millis(200);
+
+/// A connection's first frame, or a push turned away before its body.
+enum First {
+    /// The frame (with the push slot, for a large push).
+    Frame(BiStream, Frame, Option<tokio::sync::OwnedSemaphorePermit>),
+    /// A large push while another one is being received.
+    Busy(BiStream),
+}
 
 /// What the control stream's writer is asked to do.
 enum Notice {
@@ -58,18 +69,19 @@ impl Gateway {
         let Some(peer) = conn.peer() else {
             return conn.close(CONN_PROTOCOL_ERROR, "no client key");
         };
-        let first = timeout(limits.first_frame_timeout, async {
-            let mut control = conn.accept_bi().await.ok()?;
-            let cap = limits
-                .max_bundle_size
-                .saturating_add(64)
-                .min(frame::MAX_PUSH_FRAME);
-            let f = read_frame(&mut control.recv, cap).await.ok()??;
-            Some((control, f))
-        })
-        .await;
-        let Ok(Some((mut control, first))) = first else {
-            return conn.close(CONN_PROTOCOL_ERROR, "no valid first frame");
+        let first = timeout(limits.first_frame_timeout, self.first_frame(&*conn, limits)).await;
+        let (mut control, first, _push_slot) = match first {
+            Ok(Some(First::Frame(control, f, slot))) => (control, f, slot),
+            Ok(Some(First::Busy(mut control))) => {
+                let busy = PushResult::Rejected {
+                    code: "busy".into(),
+                    message: "another bundle is being received; push again shortly".into(),
+                };
+                let _ = write_frame(&mut control.send, &Frame::PushResult(busy)).await;
+                let _ = control.send.finish().await;
+                return conn.close(0, "busy");
+            }
+            _ => return conn.close(CONN_PROTOCOL_ERROR, "no valid first frame"),
         };
         // Handshake and first frame are the unauthenticated phase the
         // `Phase` bounds; a push or a session goes on without it.
@@ -86,9 +98,8 @@ impl Gateway {
             }
             _ => return conn.close(CONN_PROTOCOL_ERROR, "unexpected first frame"),
         };
-        let transport = conn.transport();
         let opened = self
-            .open_session(peer, &ticket, transport, conn.remote(), &mut control.send)
+            .open_session(peer, &ticket, &*conn, &mut control.send)
             .await;
         let Some(session) = opened else {
             let _ = control.send.finish().await;
@@ -97,6 +108,40 @@ impl Gateway {
         };
         self.session_loop(&conn, &session, control.send).await;
         self.end_session(&session);
+    }
+
+    /// The connection's first stream and frame, within the unauthenticated
+    /// phase. Only a push may be larger than an ordinary frame; its body is
+    /// read only by the one push that holds the push slot (a second is
+    /// answered `busy` before its body is read), with the connection's
+    /// window raised for it: at most one bundle-sized body is in memory,
+    /// whatever strangers send.
+    async fn first_frame(
+        &self,
+        conn: &dyn Connection,
+        limits: &crate::config::Limits,
+    ) -> Option<First> {
+        let mut control = conn.accept_bi().await.ok()?;
+        let prefix = read_prefix(&mut control.recv).await.ok()??;
+        let cap = limits
+            .max_bundle_size
+            .saturating_add(64)
+            .min(frame::MAX_PUSH_FRAME);
+        let len = frame::check_len(prefix, cap).ok()?;
+        if len <= frame::MAX_FRAME {
+            let f = read_body(&mut control.recv, len, Vec::new()).await.ok()?;
+            return Some(First::Frame(control, f, None));
+        }
+        let tag = control.recv.read_u8().await.ok()?;
+        if tag != frame::PUSH_TAG {
+            return None;
+        }
+        let Ok(slot) = self.push_slot.clone().try_acquire_owned() else {
+            return Some(First::Busy(control));
+        };
+        conn.grant(Grant::Push { bytes: len as u64 });
+        let f = read_body(&mut control.recv, len, vec![tag]).await.ok()?;
+        Some(First::Frame(control, f, Some(slot)))
     }
 
     /// Accept the session's streams until it ends: by the daemon (a

@@ -18,8 +18,20 @@ impl Gateway {
                 i = endpoint.accept() => match i { Some(i) => i, None => break },
                 _ = shutdown.changed() => break,
             };
+            let source = incoming.remote_address().ip();
+            // Past half the handshake slots, a source must prove its
+            // address (QUIC Retry: one round trip, no state kept here) so
+            // that spoofed Initials cost a packet, not a slot.
+            if pending.len() * 2 >= pending.cap() && !incoming.remote_address_validated() {
+                if incoming.may_retry() {
+                    let _ = incoming.retry();
+                } else {
+                    incoming.ignore();
+                }
+                continue;
+            }
             let gw = self.clone();
-            pending.spawn(move |phase| gw.quic_connection(incoming, phase));
+            pending.spawn(source, move |phase| gw.quic_connection(incoming, phase));
         }
         endpoint.close(quinn::VarInt::from_u32(CONN_SHUTDOWN), b"shutdown");
     }

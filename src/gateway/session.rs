@@ -6,8 +6,8 @@ use super::authorize::Credentials;
 use super::registry::Session;
 use super::Gateway;
 use crate::tlsid::AuthenticatedPeer;
-use crate::transport::write_frame;
-use edgegate_proto::audit::{CloseReason, Transport};
+use crate::transport::{write_frame, Connection, Grant};
+use edgegate_proto::audit::CloseReason;
 use edgegate_proto::frame::SessionEnd;
 use edgegate_proto::frame::{Frame, ServiceDecision, Verdict, Welcome};
 use edgegate_proto::{DenyReason, VerifiedTicket};
@@ -51,14 +51,16 @@ impl Gateway {
 
     /// Verify the ticket, admit the session and answer. `None` when it was
     /// refused (the `RefusedWithDetail` frame is written).
+    /// Admitted, the connection is granted the session's streams before
+    /// `Welcome` leaves (a client may open one the moment it reads it).
     pub(crate) async fn open_session<W: AsyncWrite + Unpin>(
         self: &Arc<Self>,
         peer: AuthenticatedPeer,
         ticket: &[u8],
-        transport: Transport,
-        remote: std::net::SocketAddr,
+        conn: &dyn Connection,
         out: &mut W,
     ) -> Option<Arc<Session>> {
+        let (transport, remote) = (conn.transport(), conn.remote());
         let cred = Credentials::new(self, peer, ticket);
         let user = cred.user().map(str::to_owned);
         let ticket_device = cred.ticket.as_ref().map(|t| t.ticket().device.clone());
@@ -91,6 +93,16 @@ impl Gateway {
         }
         let (gw, guarded) = (self.clone(), session.clone());
         tokio::spawn(async move { gw.session_guard(&guarded).await });
+        // The control stream, the session's streams and one over the limit
+        // (refused with `limit-exceeded` rather than left waiting).
+        let streams = self
+            .config()
+            .limits
+            .max_streams_per_session
+            .saturating_add(2);
+        conn.grant(Grant::Session {
+            streams: u32::try_from(streams).unwrap_or(u32::MAX),
+        });
         if write_frame(out, &Frame::Welcome(welcome)).await.is_err() {
             self.end_session(&session);
             return None;

@@ -43,7 +43,9 @@ impl Gateway {
                 _ = shutdown.changed() => break,
             };
             let (gw, acceptor) = (self.clone(), acceptor.clone());
-            pending.spawn(move |phase| gw.tls_connection(tcp, remote, acceptor, phase));
+            pending.spawn(remote.ip(), move |phase| {
+                gw.tls_connection(tcp, remote, acceptor, phase)
+            });
         }
     }
 

@@ -35,6 +35,22 @@ pub struct BiStream {
     pub recv: PipeReader,
 }
 
+/// What a daemon grants a connection once its first frame is judged:
+/// before that it may have one stream and a small window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// A push may send its bundle: this many bytes in flight.
+    Push {
+        /// The bundle's frame size.
+        bytes: u64,
+    },
+    /// An admitted session may open this many streams (at once).
+    Session {
+        /// Streams, control stream included.
+        streams: u32,
+    },
+}
+
 /// How a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Closed {
@@ -70,6 +86,9 @@ pub trait Connection: Send + Sync {
 
     /// The peer's key, proven by the handshake.
     fn peer(&self) -> Option<AuthenticatedPeer>;
+
+    /// Let the peer send more than before admission (daemon side).
+    fn grant(&self, grant: Grant);
 
     /// Open a stream towards the peer.
     fn open_bi(&self) -> BoxFuture<'_, io::Result<BiStream>>;
@@ -149,6 +168,22 @@ fn quic_stream((send, recv): (quinn::SendStream, quinn::RecvStream)) -> BiStream
 impl Connection for QuicConn {
     fn transport(&self) -> Transport {
         Transport::Quic
+    }
+
+    fn grant(&self, grant: Grant) {
+        use super::quic::SESSION_WINDOW;
+        match grant {
+            Grant::Push { bytes } => {
+                let window = bytes.clamp(SESSION_WINDOW.into(), quinn::VarInt::MAX.into_inner());
+                self.conn.set_receive_window(
+                    quinn::VarInt::from_u64(window).unwrap_or(quinn::VarInt::MAX),
+                );
+            }
+            Grant::Session { streams } => {
+                self.conn.set_receive_window(SESSION_WINDOW.into());
+                self.conn.set_max_concurrent_bi_streams(streams.into());
+            }
+        }
     }
 
     fn remote(&self) -> SocketAddr {

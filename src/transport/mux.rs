@@ -8,7 +8,7 @@
 //! `Data`/`Close` frames (`PipeReader::Framed`), which carry a cut's reason,
 //! a read-level refusal and a session's end in band.
 
-use super::conn::{BiStream, BoxFuture, Closed, Connection};
+use super::conn::{BiStream, BoxFuture, Closed, Connection, Grant};
 use super::{PipeReader, PipeWriter};
 use crate::tlsid::AuthenticatedPeer;
 use edgegate_proto::audit::Transport;
@@ -63,6 +63,11 @@ pub struct MuxConn {
 
 struct Shared {
     commands: mpsc::UnboundedSender<Command>,
+    /// Inbound streams the peer may have had so far: one (the control
+    /// stream, or a push) until the session is admitted. Streams beyond it
+    /// are reset as they arrive, so an unadmitted peer cannot park data in
+    /// many of them.
+    granted: Arc<std::sync::atomic::AtomicUsize>,
     inbound: tokio::sync::Mutex<mpsc::UnboundedReceiver<yamux::Stream>>,
     ended: watch::Receiver<Option<Closed>>,
     /// How this end closed it, if it did (reported by `closed`).
@@ -100,9 +105,22 @@ impl MuxConn {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (inbound_tx, inbound) = mpsc::unbounded_channel();
         let (ended_tx, ended) = watch::channel(None);
-        tokio::spawn(drive(conn, commands_rx, inbound_tx, ended_tx));
+        // A client accepts nothing but may be sent streams only by its
+        // daemon; the daemon grants one until admission.
+        let granted = Arc::new(std::sync::atomic::AtomicUsize::new(match side {
+            Side::Client => usize::MAX,
+            Side::Server => 1,
+        }));
+        tokio::spawn(drive(
+            conn,
+            commands_rx,
+            inbound_tx,
+            ended_tx,
+            granted.clone(),
+        ));
         MuxConn {
             shared: Arc::new(Shared {
+                granted,
                 commands,
                 inbound: tokio::sync::Mutex::new(inbound),
                 ended,
@@ -135,9 +153,11 @@ async fn drive<T>(
     mut commands: mpsc::UnboundedReceiver<Command>,
     inbound: mpsc::UnboundedSender<yamux::Stream>,
     ended: watch::Sender<Option<Closed>>,
+    granted: Arc<std::sync::atomic::AtomicUsize>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut delivered = 0usize;
     let mut opening: std::collections::VecDeque<oneshot::Sender<io::Result<yamux::Stream>>> =
         Default::default();
     let end = poll_fn(|cx| {
@@ -160,8 +180,15 @@ async fn drive<T>(
         }
         loop {
             match conn.poll_next_inbound(cx) {
-                // Nobody accepting any more: the stream is dropped (reset).
-                Poll::Ready(Some(Ok(stream))) => drop(inbound.send(stream)),
+                Poll::Ready(Some(Ok(stream))) => {
+                    let allowed = granted.load(std::sync::atomic::Ordering::Acquire);
+                    if delivered < allowed {
+                        delivered += 1;
+                        // Nobody accepting any more: the stream is dropped (reset).
+                        drop(inbound.send(stream));
+                    }
+                    // Else dropped at once: reset, its data discarded.
+                }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Closed::Lost(e.to_string()))),
                 Poll::Ready(None) => {
                     return Poll::Ready(Some(Closed::Lost("connection closed by the peer".into())))
@@ -197,6 +224,17 @@ impl Connection for MuxConn {
 
     fn peer(&self) -> Option<AuthenticatedPeer> {
         self.shared.peer
+    }
+
+    fn grant(&self, grant: Grant) {
+        // yamux's windows are per stream (256 KiB, its spec's minimum); a
+        // session is granted its streams (their count is bounded by yamux's
+        // `max_num_streams` for the connection).
+        if let Grant::Session { .. } = grant {
+            self.shared
+                .granted
+                .store(usize::MAX, std::sync::atomic::Ordering::Release);
+        }
     }
 
     fn open_bi(&self) -> BoxFuture<'_, io::Result<BiStream>> {
@@ -291,6 +329,7 @@ mod tests {
     #[tokio::test]
     async fn streams_carry_frames_both_ways_and_share_ids() {
         let (client, server) = pair();
+        server.grant(Grant::Session { streams: 8 });
         for n in 0..3u8 {
             let mut out = client.open_bi().await.unwrap();
             write_frame(&mut out.send, &Frame::Data(vec![n; 10]))
@@ -332,6 +371,41 @@ mod tests {
         let first = server.accept_bi().await.is_err();
         assert!(first || server.accept_bi().await.is_err());
         assert!(client.open_bi().await.is_err());
+    }
+
+    /// Before admission the server takes one stream; further ones are
+    /// reset unread (they cannot park data), until the session is granted.
+    #[tokio::test]
+    async fn an_unadmitted_peer_gets_one_stream() {
+        let (client, server) = pair();
+        let mut first = client.open_bi().await.unwrap();
+        write_frame(&mut first.send, &Frame::Data(vec![1]))
+            .await
+            .unwrap();
+        let mut extra = client.open_bi().await.unwrap();
+        write_frame(&mut extra.send, &Frame::Data(vec![2; 100_000]))
+            .await
+            .unwrap();
+        let mut got = server.accept_bi().await.unwrap();
+        assert_eq!(got.id, first.id);
+        assert_eq!(
+            expect_frame(&mut got.recv, MAX_FRAME).await.unwrap(),
+            Frame::Data(vec![1])
+        );
+        // The extra stream was reset: its reader sees no answer but an end.
+        let mut buf = vec![0u8; 16];
+        assert!(extra.recv.read_chunk(&mut buf).await.is_err());
+        server.grant(Grant::Session { streams: 8 });
+        let mut later = client.open_bi().await.unwrap();
+        write_frame(&mut later.send, &Frame::Data(vec![3]))
+            .await
+            .unwrap();
+        let mut got = server.accept_bi().await.unwrap();
+        assert_eq!(got.id, later.id);
+        assert_eq!(
+            expect_frame(&mut got.recv, MAX_FRAME).await.unwrap(),
+            Frame::Data(vec![3])
+        );
     }
 
     #[tokio::test]

@@ -51,6 +51,21 @@ pub enum EndpointError {
     },
 }
 
+/// What the daemon lets a connection send before it is admitted: one
+/// stream (the control stream, or a push) and this much unread data. A
+/// session or a push raises it (`Connection::grant`).
+pub const PREAUTH_WINDOW: u32 = 64 << 10;
+
+/// The daemon's receive window for one stream of an admitted session.
+pub const STREAM_WINDOW: u32 = 256 << 10;
+
+/// The daemon's receive window for all streams of an admitted session.
+pub const SESSION_WINDOW: u32 = 1 << 20;
+
+/// The daemon's send window: data written and not yet acknowledged, per
+/// connection (quinn's default is 10 MB).
+pub const SEND_WINDOW: u64 = 1 << 20;
+
 fn transport(max_streams: u32, keep_alive: bool) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(max_streams.into());
@@ -122,20 +137,22 @@ fn enlarge_buffers(socket: &std::net::UdpSocket) {
     );
 }
 
-/// The daemon's endpoint. `max_streams` bounds the data streams of one
-/// session; the QUIC credit is two more: the control stream, and one stream
-/// over the limit so the client hears `limit-exceeded` instead of waiting
-/// for credit.
-/// `socket` is bound beforehand ([`std::net::UdpSocket::bind`]): the daemon
-/// binds its ports before it makes or loads anything.
+/// The daemon's endpoint on a bound UDP socket.
 pub fn server(
     socket: std::net::UdpSocket,
     id: &Identity,
-    max_streams: usize,
 ) -> Result<quinn::Endpoint, EndpointError> {
     let mut config = tlsid::quic_server_config(id)?;
-    let streams = u32::try_from(max_streams.saturating_add(2)).unwrap_or(u32::MAX);
-    config.transport_config(Arc::new(transport(streams, false)));
+    // Sized for a router's memory (docs/deploy.md, "Memory budget"): before
+    // admission one stream and a small window; the session's streams and
+    // window are granted with its `Welcome`. No datagrams yet: nothing
+    // reads them.
+    let mut t = transport(1, false);
+    t.stream_receive_window(STREAM_WINDOW.into());
+    t.receive_window(PREAUTH_WINDOW.into());
+    t.send_window(SEND_WINDOW);
+    t.datagram_receive_buffer_size(None);
+    config.transport_config(Arc::new(t));
     endpoint_on(socket, Some(config))
 }
 
@@ -172,7 +189,7 @@ mod tests {
         let (dk, ck) = (crate::testkit::key(1), crate::testkit::key(2));
         let (did, cid) = (Identity::new(&dk).unwrap(), Identity::new(&ck).unwrap());
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let server = server(udp, &did, 4).unwrap();
+        let server = server(udp, &did).unwrap();
         let addr = server.local_addr().unwrap();
         let total = 32usize << 20;
         let serve = tokio::spawn(async move {

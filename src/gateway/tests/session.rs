@@ -59,7 +59,9 @@ async fn session(gw: &Arc<Gateway>, pending: &mut Pending, seed: u8) -> (MuxConn
         addr,
     );
     let gw2 = gw.clone();
-    pending.spawn(move |phase| gw2.serve_connection(Arc::new(server), phase));
+    pending.spawn(addr.ip(), move |phase| {
+        gw2.serve_connection(Arc::new(server), phase)
+    });
     let client = MuxConn::new(a, Side::Client, 16, None, addr);
     let mut control = client.open_bi().await.unwrap();
     write_frame(&mut control.send, &Frame::Hello { ticket })
