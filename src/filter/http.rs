@@ -1,6 +1,8 @@
 //! The read-level filter for `http` services: HTTP/1.x requests with method
 //! GET, HEAD or OPTIONS pass unchanged; anything else closes the stream
-//! before a byte of it is forwarded.
+//! before a byte of it is forwarded. So does a method-override field
+//! (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`, any case,
+//! `_` for `-`): frameworks that honour it would run a GET as a write.
 //!
 //! Handles keep-alive and pipelining: requests are framed one after another
 //! by their own `Content-Length` or chunked encoding (RFC 9112 §6), the way
@@ -125,6 +127,9 @@ fn check_request(bytes: &[u8], no_bodies: bool) -> Result<Framing, FilterViolati
     }
     if req.upgrade {
         return Err(FilterViolation::forbidden("upgrade"));
+    }
+    if req.method_override {
+        return Err(FilterViolation::forbidden("method-override"));
     }
     match req.framing {
         Framing::Length(_) | Framing::Chunked if no_bodies => {

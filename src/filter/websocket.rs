@@ -206,6 +206,9 @@ fn check_upgrade(bytes: &[u8]) -> Result<(), FilterViolation> {
     if req.method != "GET" {
         return Err(FilterViolation::forbidden(&req.method));
     }
+    if req.method_override {
+        return Err(FilterViolation::forbidden("method-override"));
+    }
     if !(req.upgrade_websocket && req.connection_upgrade) || req.version != 1 {
         return Err(Unsupported("not a WebSocket upgrade request"));
     }

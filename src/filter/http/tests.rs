@@ -142,6 +142,52 @@ fn smuggling_shapes_are_refused() {
 }
 
 #[test]
+fn method_override_fields_are_refused() {
+    for field in [
+        "X-HTTP-Method-Override",
+        "x-http-method-override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+        "X_HTTP_Method_Override",
+        "x_method_override",
+    ] {
+        // Even an override to a read method: no client needs one.
+        for to in ["DELETE", "GET"] {
+            let req = format!("GET /a HTTP/1.1\r\nHost: plc\r\n{field}: {to}\r\n\r\n");
+            let got = client_only(MK, req.as_bytes());
+            assert_eq!(got, (vec![], forbidden("method-override")), "{field}: {to}");
+        }
+    }
+    // Only the named fields: similar names are ordinary fields.
+    let other = b"GET /a HTTP/1.1\r\nX-HTTP-Method-Overrides: x\r\nX-Method: y\r\n\r\n";
+    assert_eq!(client_only(MK, other), (other.to_vec(), Ok(())));
+    // The verdict comes only after the pipelined GET before it passed.
+    let get = b"GET /a HTTP/1.1\r\nHost: plc\r\n\r\n";
+    let sneaky = b"GET /b HTTP/1.1\r\nX-HTTP-Method: PUT\r\n\r\n";
+    let stream = [&get[..], sneaky].concat();
+    let want = (get.to_vec(), forbidden("method-override"));
+    assert_eq!(client_only(MK, &stream), want);
+}
+
+#[test]
+fn underscore_look_alikes_of_framing_fields_are_refused() {
+    let want = Err(Malformed("framing field spelled with '_'"));
+    for field in [
+        "Content_Length: 5",
+        "content_length: 0",
+        "Transfer_Encoding: chunked",
+        "TRANSFER_ENCODING: chunked",
+    ] {
+        let req = format!("GET / HTTP/1.1\r\nHost: plc\r\n{field}\r\n\r\n");
+        let got = client_only(MK, req.as_bytes());
+        assert_eq!(got, (vec![], want.clone()), "{field}");
+    }
+    // Other fields with `_` are the backend's business.
+    let ok = b"GET / HTTP/1.1\r\nX_Trace_Id: 7\r\nContent_Type: text/plain\r\n\r\n";
+    assert_eq!(client_only(MK, ok), (ok.to_vec(), Ok(())));
+}
+
+#[test]
 fn upgrades_and_http2_are_refused() {
     let ws = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
     assert_eq!(client_only(MK, ws), (vec![], forbidden("upgrade")));

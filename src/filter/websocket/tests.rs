@@ -146,6 +146,14 @@ fn the_handshake_must_be_a_plain_websocket_get() {
         Content-Length: 2\r\n\r\nhi";
     let want = Malformed("body on a WebSocket upgrade request");
     assert_eq!(client_only(MK, body), (vec![], Err(want)));
+    let over = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+        X-HTTP-Method-Override: DELETE\r\n\r\n";
+    let want = ForbiddenMethod("method-override".into());
+    assert_eq!(client_only(MK, over), (vec![], Err(want)));
+    let sneaky = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+        Content_Length: 2\r\n\r\n";
+    let want = Malformed("framing field spelled with '_'");
+    assert_eq!(client_only(MK, sneaky), (vec![], Err(want)));
 }
 
 #[test]
