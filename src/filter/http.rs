@@ -57,6 +57,37 @@ impl ByteFilter for HttpReadFilter {
         let (state, no_bodies) = (&mut self.state, self.no_bodies);
         latch(&mut self.failed, || state.feed(no_bodies, input, out))
     }
+
+    /// A write (method, upgrade or method override) is answered `403`; a
+    /// request the filter could not frame gets no answer, since the client
+    /// and the filter may not agree on where it ends.
+    fn refusal_answer(&self) -> Option<Vec<u8>> {
+        match self.failed {
+            Some(FilterViolation::ForbiddenMethod(_)) => Some(forbidden_response()),
+            _ => None,
+        }
+    }
+}
+
+/// What the client reads instead of an answer to a refused write. Plain
+/// text, not HTML: it is the same for curl and a browser, and nothing of the
+/// request is echoed back.
+const FORBIDDEN_BODY: &str = "403 Forbidden: this edgegate access is read-only. \
+Only GET, HEAD and OPTIONS requests reach the device; ask for write access \
+to change anything.\n";
+
+/// The complete `403` response, ending the connection.
+pub(crate) fn forbidden_response() -> Vec<u8> {
+    format!(
+        "HTTP/1.1 403 Forbidden\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\n\
+         X-Content-Type-Options: nosniff\r\n\
+         Cache-Control: no-store\r\n\
+         Connection: close\r\n\r\n{FORBIDDEN_BODY}",
+        FORBIDDEN_BODY.len()
+    )
+    .into_bytes()
 }
 
 /// Where in the request stream the filter is.

@@ -316,3 +316,57 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// Feeds `stream` to a fresh filter; its answer once it refused.
+fn answer_to(stream: &[u8]) -> Option<Vec<u8>> {
+    let mut f = HttpReadFilter::without_bodies();
+    assert_eq!(f.refusal_answer(), None);
+    let refused = f.feed(stream, &mut Vec::new()).is_err();
+    let answer = f.refusal_answer();
+    assert!(refused || answer.is_none(), "an answer without a refusal");
+    answer
+}
+
+#[test]
+fn a_refused_write_is_answered_403_with_a_plain_text_body() {
+    let writes: [&[u8]; 5] = [
+        b"POST /setpoint HTTP/1.1\r\nHost: plc\r\nContent-Length: 3\r\n\r\n100",
+        b"DELETE /recipe/4 HTTP/1.1\r\nHost: plc\r\n\r\n",
+        b"CONNECT plc:443 HTTP/1.1\r\nHost: plc:443\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: plc\r\n\r\nGET /b HTTP/1.1\r\nX-HTTP-Method: PUT\r\n\r\n",
+    ];
+    for w in writes {
+        let answer = answer_to(w).unwrap_or_else(|| panic!("{}", w.escape_ascii()));
+        let mut fields = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut fields);
+        let httparse::Status::Complete(n) = resp.parse(&answer).expect("a valid response") else {
+            panic!("incomplete response");
+        };
+        assert_eq!(resp.code, Some(403));
+        let field = |name: &str| {
+            let f = resp.headers.iter().find(|f| f.name.eq_ignore_ascii_case(name));
+            String::from_utf8_lossy(f.expect(name).value).into_owned()
+        };
+        let body = &answer[n..];
+        assert_eq!(field("content-length"), body.len().to_string());
+        assert_eq!(field("connection"), "close");
+        assert!(field("content-type").starts_with("text/plain"));
+        assert!(String::from_utf8_lossy(body).contains("read-only"));
+    }
+}
+
+#[test]
+fn only_writes_are_answered() {
+    // Passing requests, and refusals where the filter lost the framing or the
+    // request is not a write: closed without an answer.
+    let quiet: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: plc\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: plc\n\n",
+        b"GET / HTTP/1.1\r\nContent_Length: 4\r\n\r\nPOST",
+        b"GET / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody",
+    ];
+    for q in quiet {
+        assert_eq!(answer_to(q), None, "{}", q.escape_ascii());
+    }
+}
