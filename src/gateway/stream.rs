@@ -11,7 +11,10 @@ use crate::transport::{self, PipeReader, PipeWriter, PumpEnd};
 use edgegate_proto::audit::CloseReason;
 use edgegate_proto::frame::{Frame, SessionEnd, STREAM_READ_ONLY};
 use edgegate_proto::DenyReason;
+use nix::sys::socket::Shutdown;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -245,7 +248,9 @@ async fn close_pipe(
 /// byte it sent. A client that pipelined requests thus reads the backend's
 /// answers to those that passed, then the `403`, then the end of the stream;
 /// never the `403` in place of an earlier answer. A backend that does not end
-/// within [`ANSWER_DRAIN`] gets the stream closed without the answer.
+/// within [`ANSWER_DRAIN`] gets the stream closed without the answer. When
+/// nothing passed, the backend owes the client nothing: its side is not
+/// waited for (many keep an idle connection open) and the `403` goes at once.
 async fn proxy(
     reader: &mut PipeReader,
     writer: &mut PipeWriter,
@@ -254,10 +259,18 @@ async fn proxy(
     stats: &StreamStats,
     buf: usize,
 ) -> ProxyEnd {
+    let backend_fd = backend.as_raw_fd();
     let (mut from_backend, mut to_backend) = backend.split();
     let filter = filter.map(Mutex::new);
+    let passed_any = AtomicBool::new(false);
     let mut feed = |input: &[u8], out: &mut Vec<u8>| match &filter {
-        Some(f) => lock(f).feed(input, out).is_ok(),
+        Some(f) => {
+            let ok = lock(f).feed(input, out).is_ok();
+            if !out.is_empty() {
+                passed_any.store(true, Ordering::Relaxed);
+            }
+            ok
+        }
         None => true,
     };
     // No filter (level manage): the bytes go to the backend as they are.
@@ -296,6 +309,10 @@ async fn proxy(
                     }
                     refused = Some(code);
                     up_done = true;
+                    if !passed_any.load(Ordering::Relaxed) {
+                        // Ends `down`'s read (after what the backend sent).
+                        let _ = nix::sys::socket::shutdown(backend_fd, Shutdown::Read);
+                    }
                     drain.as_mut().reset(tokio::time::Instant::now() + ANSWER_DRAIN);
                 }
                 Ok(PumpEnd::Cut(_) | PumpEnd::SessionClosed(_)) | Err(_) => return ProxyEnd::Error,
