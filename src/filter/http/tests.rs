@@ -345,7 +345,10 @@ fn a_refused_write_is_answered_403_with_a_plain_text_body() {
         };
         assert_eq!(resp.code, Some(403));
         let field = |name: &str| {
-            let f = resp.headers.iter().find(|f| f.name.eq_ignore_ascii_case(name));
+            let f = resp
+                .headers
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case(name));
             String::from_utf8_lossy(f.expect(name).value).into_owned()
         };
         let body = &answer[n..];
