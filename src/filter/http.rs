@@ -3,6 +3,8 @@
 //! before a byte of it is forwarded. So does a method-override field
 //! (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`, any case,
 //! `_` for `-`): frameworks that honour it would run a GET as a write.
+//! A refused write is answered `403 Forbidden` by the gateway
+//! ([`ByteFilter::refusal_answer`]), not cut without a word.
 //!
 //! Handles keep-alive and pipelining: requests are framed one after another
 //! by their own `Content-Length` or chunked encoding (RFC 9112 §6), the way
