@@ -17,7 +17,9 @@
 //! - *refused* (an `Err`): the message would change state on the backend (an
 //!   HTTP POST), or the filter cannot frame what follows (unknown message
 //!   types, unsupported security types, malformed framing). The stream must
-//!   be closed.
+//!   be closed; an HTTP write is first answered `403 Forbidden` (see
+//!   [`ByteFilter::refusal_answer`]) so a browser shows why instead of an
+//!   empty reply, and does not retry the request.
 //!
 //! `vpn` services carry arbitrary IP traffic: no filter can tell reading from
 //! writing there, so [`read_level_supported`] is false and the gateway refuses
@@ -49,7 +51,11 @@ pub use websocket::WebSocketReadFilter;
 /// - on `Err`, close the stream with the violation as the logged reason.
 ///   `out` then holds only bytes of messages that passed before the offending
 ///   one (never any byte of it); writing them before closing is allowed.
-///   Once it has failed, a filter fails every later call with the same error.
+///   Once it has failed, a filter fails every later call with the same error;
+/// - after an `Err`, if [`refusal_answer`](ByteFilter::refusal_answer) gives
+///   bytes, send them to the client *after* the server's answers to every
+///   message that passed (the protocol's way of saying no, e.g. an HTTP
+///   `403`), then end the stream normally; without them, close it.
 pub trait ByteFilter: Send {
     /// Feed client->server bytes; append what may pass to `out`.
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterViolation>;
@@ -57,6 +63,13 @@ pub trait ByteFilter: Send {
     /// Observe server->client bytes (never modified, never forwarded by the
     /// filter). Most filters do not need them.
     fn observe_server(&mut self, _bytes: &[u8]) {}
+
+    /// Once [`feed`](ByteFilter::feed) failed: what the client is told in
+    /// place of the server's answer to the refused message, if the protocol
+    /// has a way to refuse one. `None` before a failure.
+    fn refusal_answer(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Why a filtered stream must be closed.

@@ -19,7 +19,8 @@ pub mod quic;
 pub use conn::{BiStream, BoxFuture, Closed, Connection, Grant, QuicConn};
 pub use mux::MuxConn;
 pub use pipe::{
-    pipe_to_socket, socket_to_pipe, Chunk, PipeReader, PipeWriter, PumpEnd, Transform, FRAMED_CHUNK,
+    pipe_to_socket, socket_to_open_pipe, socket_to_pipe, Chunk, PipeReader, PipeWriter, PumpEnd,
+    Transform, FRAMED_CHUNK,
 };
 
 /// Why reading a frame failed.

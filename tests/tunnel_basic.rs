@@ -5,6 +5,7 @@
 #[path = "tunnel_support/harness.rs"]
 mod harness;
 
+use edgegate_proto::audit::{AuditEvent, CloseReason};
 use harness::*;
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -210,19 +211,141 @@ fn read_level(tls: bool) {
     let mut c = d.connect(&key, &ticket, tls, &forwards(&["info"]));
     c.ready();
     let port = c.forwarded("info");
-    assert!(http_get(port, "/").contains("hello from the plc"));
-    let answer = http_request(port, "POST", "/setpoint");
-    assert!(!answer.contains("200 OK"), "{answer}");
-    assert!(
-        c.stderr
-            .wait_for(Duration::from_secs(5), |l| l
-                == "closed: info: read-only-violation")
-            .is_some(),
-        "{:?}",
-        c.stderr.seen
-    );
+    let (ok, page) = curl(port, &["/"]);
+    assert!(ok && page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.ends_with("hello from the plc\n"), "{page}");
+
+    // A write gets a real answer that says why, not an empty reply.
+    let (ok, answer) = curl(port, &["-X", "POST", "-d", "value=100", "/setpoint"]);
+    assert!(ok, "curl failed: {answer}");
+    assert_forbidden(&answer);
+    // So does a GET that asks a framework to run it as a DELETE.
+    let (ok, answer) = curl(port, &["-H", "X-HTTP-Method-Override: DELETE", "/recipe"]);
+    assert!(ok, "curl failed: {answer}");
+    assert_forbidden(&answer);
     let seen = http.requests.lock().unwrap().clone();
-    assert!(seen.iter().all(|r| !r.starts_with("POST")), "{seen:?}");
+    assert_eq!(
+        seen,
+        ["GET / HTTP/1.1"],
+        "the backend saw a refused request"
+    );
+
+    // Audited as before: two streams closed for the read level.
+    let audited = wait_until(Duration::from_secs(5), || {
+        let n = d
+            .audit_events()
+            .into_iter()
+            .filter(|e| {
+                matches!(e, AuditEvent::StreamClose { service, reason: CloseReason::Error(r), .. }
+                    if service == "info" && r == "read-only-violation: forbidden-method")
+            })
+            .count();
+        (n == 2).then_some(())
+    });
+    assert!(audited.is_some(), "{:?}", d.audit_events());
+}
+
+/// The daemon's `403` for a refused write, headers included.
+fn assert_forbidden(answer: &str) {
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
+    assert!(head.contains("\r\nConnection: close"), "{answer}");
+    let length = format!("\r\nContent-Length: {}", body.len());
+    assert!(head.contains(&length), "{answer}");
+    assert!(
+        body.starts_with("403 Forbidden: this edgegate access is read-only."),
+        "{answer}"
+    );
+}
+
+/// The real curl against a local forward (never a proxy): whether it exited
+/// 0, and what it printed, response headers included.
+fn curl(port: u16, args: &[&str]) -> (bool, String) {
+    let (path, opts) = args.split_last().expect("a path");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-i", "--noproxy", "*", "--max-time", "20"])
+        .args(opts)
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn read_level_answers_after_what_passed_when_pipelined() {
+    let (d, http, _) = world();
+    let (key, ticket) = d.client("bob", "bob");
+    let mut c = d.connect(&key, &ticket, false, &forwards(&["info"]));
+    c.ready();
+    let port = c.forwarded("info");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(
+        b"GET /a HTTP/1.1\r\nHost: plc\r\n\r\n\
+          DELETE /b HTTP/1.1\r\nHost: plc\r\n\r\n",
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out);
+    // The backend's answer to the GET first, then the refusal, then the end.
+    let (first, refusal) = out
+        .split_once("hello from the plc\n")
+        .expect("the GET's answer");
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert_forbidden(refusal);
+    assert_eq!(*http.requests.lock().unwrap(), ["GET /a HTTP/1.1"]);
+}
+
+#[test]
+fn read_level_websocket_close_is_answered_promptly() {
+    for tls in [false, true] {
+        read_level_websocket(tls);
+    }
+}
+
+fn read_level_websocket(tls: bool) {
+    let d = start_daemon();
+    let (http, echo, ws) = (http_backend(), echo_backend(), ws_backend());
+    // `live` in a category bob may only read.
+    let policy = policy_text_ws(http.addr, echo, Some(ws), "active").replace(
+        &format!(r#"target = "{ws}", category = "http""#),
+        &format!(r#"target = "{ws}", category = "info""#),
+    );
+    let f = d.write("bundle-ws", &bundle_bytes(&policy, DEVICE, 1, &d.authority));
+    assert!(d.push(&f, false).status.success());
+    let (key, ticket) = d.client("bob", "bob");
+    let mut c = d.connect(&key, &ticket, tls, &forwards(&["live"]));
+    c.ready();
+    assert!(
+        c.stdout.seen.iter().any(|l| l == "allow live read"),
+        "{:?}",
+        c.stdout.seen
+    );
+    let (mut s, head) = ws_upgrade(c.forwarded("live"), Duration::from_secs(10));
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", head.escape_ascii());
+    let mask = [1, 2, 3, 4];
+    // A text message is dropped at read level; an empty ping is answered.
+    s.write_all(&[[0x81, 0x82].as_slice(), &mask, &[b'h' ^ 1, b'i' ^ 2]].concat())
+        .unwrap();
+    s.write_all(&[[0x89, 0x80].as_slice(), &mask].concat())
+        .unwrap();
+    let mut pong = [0u8; 2];
+    s.read_exact(&mut pong).unwrap();
+    assert_eq!(pong, [0x8a, 0], "tls={tls}");
+    // An empty Close is the last thing the client sends: it must pass
+    // without a further byte, and the server's Close comes back.
+    s.write_all(&[[0x88, 0x80].as_slice(), &mask].concat())
+        .unwrap();
+    let mut close = [0u8; 2];
+    s.read_exact(&mut close).unwrap();
+    assert_eq!(close, [0x88, 0], "tls={tls}");
+    assert!(
+        wait_closed(s, Duration::from_secs(10)).is_some(),
+        "tls={tls}: the stream stayed open after the close handshake"
+    );
 }
 
 #[test]

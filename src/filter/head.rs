@@ -5,8 +5,10 @@
 //! Strictness is deliberate: a filter that finds the end of a head or body
 //! somewhere else than the backend does can be made to forward a request it
 //! never checked (request smuggling). So bare CR or LF, obsolete line folding,
-//! duplicate or non-numeric `Content-Length`, and `Content-Length` together
-//! with `Transfer-Encoding` are refused, not interpreted.
+//! duplicate or non-numeric `Content-Length`, `Content-Length` together
+//! with `Transfer-Encoding`, and a framing field spelled with `_` for `-`
+//! (`Content_Length`, which some servers normalise and we would not) are
+//! refused, not interpreted.
 
 use super::FilterViolation::{self, Malformed, TooLarge, Unsupported};
 
@@ -14,6 +16,14 @@ use super::FilterViolation::{self, Malformed, TooLarge, Unsupported};
 pub(super) const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in one head (or trailer section).
 const MAX_FIELDS: usize = 100;
+/// Fields that delimit a body: their `_` look-alikes are refused.
+const FRAMING_FIELDS: [&str; 2] = ["content-length", "transfer-encoding"];
+/// Fields some frameworks read as the request's real method.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Collects one head, byte by byte, enforcing CRLF line ends and the bound.
 /// Empty lines before the request line are dropped (RFC 9112 §2.2).
@@ -107,6 +117,9 @@ pub(super) struct RequestHead {
     pub(super) upgrade_websocket: bool,
     /// `Connection` lists the `upgrade` token.
     pub(super) connection_upgrade: bool,
+    /// A method-override field (`X-HTTP-Method-Override`, …, or its `_`
+    /// spelling) is present: the method line is not the whole story.
+    pub(super) method_override: bool,
 }
 
 /// Parses a complete head as collected by [`HeadScanner`].
@@ -133,11 +146,16 @@ pub(super) fn parse_request(head: &[u8]) -> Result<RequestHead, FilterViolation>
         upgrade: false,
         upgrade_websocket: false,
         connection_upgrade: false,
+        method_override: false,
     };
     let mut length = None;
     let mut chunked = None;
     for f in req.headers.iter() {
         let name = f.name;
+        if name.contains('_') && FRAMING_FIELDS.iter().any(|n| same_field(name, n)) {
+            return Err(Malformed("framing field spelled with '_'"));
+        }
+        out.method_override |= METHOD_OVERRIDES.iter().any(|n| same_field(name, n));
         if name.eq_ignore_ascii_case("content-length") {
             if length.replace(parse_length(f.value)?).is_some() {
                 return Err(Malformed("duplicate content-length"));
@@ -155,6 +173,20 @@ pub(super) fn parse_request(head: &[u8]) -> Result<RequestHead, FilterViolation>
     }
     out.framing = framing(version, length, chunked)?;
     Ok(out)
+}
+
+/// Whether field `name` is `canonical` (lowercase, with `-`) in the loose
+/// reading some servers apply: case-insensitive, `_` taken for `-`.
+fn same_field(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len()
+        && name.bytes().zip(canonical.bytes()).all(|(a, c)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == c
+        })
 }
 
 /// RFC 9112 §6: a body is delimited by exactly one of the two fields.

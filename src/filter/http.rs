@@ -1,6 +1,10 @@
 //! The read-level filter for `http` services: HTTP/1.x requests with method
 //! GET, HEAD or OPTIONS pass unchanged; anything else closes the stream
-//! before a byte of it is forwarded.
+//! before a byte of it is forwarded. So does a method-override field
+//! (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`, any case,
+//! `_` for `-`): frameworks that honour it would run a GET as a write.
+//! A refused write is answered `403 Forbidden` by the gateway
+//! ([`ByteFilter::refusal_answer`]), not cut without a word.
 //!
 //! Handles keep-alive and pipelining: requests are framed one after another
 //! by their own `Content-Length` or chunked encoding (RFC 9112 §6), the way
@@ -55,6 +59,37 @@ impl ByteFilter for HttpReadFilter {
         let (state, no_bodies) = (&mut self.state, self.no_bodies);
         latch(&mut self.failed, || state.feed(no_bodies, input, out))
     }
+
+    /// A write (method, upgrade or method override) is answered `403`; a
+    /// request the filter could not frame gets no answer, since the client
+    /// and the filter may not agree on where it ends.
+    fn refusal_answer(&self) -> Option<Vec<u8>> {
+        match self.failed {
+            Some(FilterViolation::ForbiddenMethod(_)) => Some(forbidden_response()),
+            _ => None,
+        }
+    }
+}
+
+/// What the client reads instead of an answer to a refused write. Plain
+/// text, not HTML: it is the same for curl and a browser, and nothing of the
+/// request is echoed back.
+const FORBIDDEN_BODY: &str = "403 Forbidden: this edgegate access is read-only. \
+Only GET, HEAD and OPTIONS requests reach the device; ask for write access \
+to change anything.\n";
+
+/// The complete `403` response, ending the connection.
+pub(crate) fn forbidden_response() -> Vec<u8> {
+    format!(
+        "HTTP/1.1 403 Forbidden\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\n\
+         X-Content-Type-Options: nosniff\r\n\
+         Cache-Control: no-store\r\n\
+         Connection: close\r\n\r\n{FORBIDDEN_BODY}",
+        FORBIDDEN_BODY.len()
+    )
+    .into_bytes()
 }
 
 /// Where in the request stream the filter is.
@@ -125,6 +160,9 @@ fn check_request(bytes: &[u8], no_bodies: bool) -> Result<Framing, FilterViolati
     }
     if req.upgrade {
         return Err(FilterViolation::forbidden("upgrade"));
+    }
+    if req.method_override {
+        return Err(FilterViolation::forbidden("method-override"));
     }
     match req.framing {
         Framing::Length(_) | Framing::Chunked if no_bodies => {

@@ -11,11 +11,16 @@
 //! the fragmentation rules are checked. Dropped frames are skipped, never
 //! buffered, so their size is not bounded here.
 //!
-//! The filter does not wait for the server's `101`: if the server refuses the
-//! upgrade, the client's next HTTP request does not parse as a frame and the
-//! stream is closed; and a forwarded control frame starts with 0x88..0x8A,
-//! which no HTTP request can start with. Ping payloads reach the server's
+//! Nothing after the handshake passes before the server's `101`: RFC 6455
+//! §4.1 has the client wait for the response, and the filter observes the
+//! server's bytes before the client can read them, so a byte that arrives
+//! earlier is refused. If the server answers anything but `101`, the
+//! upgrade failed and any further client byte is refused (it would be plain
+//! HTTP, which this filter does not vet). Ping payloads reach the server's
 //! WebSocket library, not its application.
+//!
+//! A control frame passes as soon as its last byte arrived: an empty Close,
+//! Ping or Pong is complete with its header.
 
 use super::head::{self, Framing, HeadScanner};
 use super::FilterViolation::{self, Malformed, Unsupported};
@@ -23,6 +28,8 @@ use super::{fill, latch, take, ByteFilter};
 
 /// Longest control frame: 2 + 4 (mask) + 125 bytes of payload.
 const MAX_CONTROL_FRAME: usize = 131;
+/// Longest server status line read while waiting for the `101`.
+const MAX_STATUS_LINE: usize = 1024;
 
 /// Client->server filter for a `websocket` service at level `read`.
 #[derive(Default)]
@@ -30,7 +37,55 @@ pub struct WebSocketReadFilter {
     state: State,
     /// A fragmented data message is open (continuations expected).
     in_message: bool,
+    /// What the server answered the handshake so far.
+    server: Server,
     failed: Option<FilterViolation>,
+}
+
+/// The server's answer to the opening handshake, from its status line.
+enum Server {
+    /// The status line so far (its bytes up to the first LF).
+    Waiting(Vec<u8>),
+    /// `101`: frames may flow.
+    Switched,
+    /// Anything else: the upgrade failed.
+    Refused,
+}
+
+impl Default for Server {
+    fn default() -> Server {
+        Server::Waiting(Vec::new())
+    }
+}
+
+impl Server {
+    fn observe(&mut self, mut bytes: &[u8]) {
+        let Server::Waiting(line) = self else { return };
+        while let Some((&b, rest)) = bytes.split_first() {
+            bytes = rest;
+            if line.len() == MAX_STATUS_LINE {
+                *self = Server::Refused;
+                return;
+            }
+            line.push(b);
+            if b == b'\n' {
+                *self = match line.strip_prefix(b"HTTP/1.1 101") {
+                    Some([b' ' | b'\r', ..]) => Server::Switched,
+                    _ => Server::Refused,
+                };
+                return;
+            }
+        }
+    }
+
+    /// Whether client frames may pass now.
+    fn check(&self) -> Result<(), FilterViolation> {
+        match self {
+            Server::Switched => Ok(()),
+            Server::Waiting(_) => Err(Malformed("client bytes before the server's 101")),
+            Server::Refused => Err(Unsupported("client bytes after a refused upgrade")),
+        }
+    }
 }
 
 impl WebSocketReadFilter {
@@ -42,8 +97,14 @@ impl WebSocketReadFilter {
 
 impl ByteFilter for WebSocketReadFilter {
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterViolation> {
-        let (state, in_message) = (&mut self.state, &mut self.in_message);
-        latch(&mut self.failed, || state.feed(in_message, input, out))
+        let (state, in_message, server) = (&mut self.state, &mut self.in_message, &self.server);
+        latch(&mut self.failed, || {
+            state.feed(in_message, server, input, out)
+        })
+    }
+
+    fn observe_server(&mut self, bytes: &[u8]) {
+        self.server.observe(bytes);
     }
 }
 
@@ -82,10 +143,14 @@ impl State {
     fn feed(
         &mut self,
         in_message: &mut bool,
+        server: &Server,
         mut input: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), FilterViolation> {
         while !input.is_empty() {
+            if !matches!(self, State::Handshake(_)) {
+                server.check()?;
+            }
             match self {
                 State::Handshake(scan) => {
                     if scan.push(&mut input)? {
@@ -98,6 +163,7 @@ impl State {
                     if fill(buf, *want, &mut input) {
                         if let Some(next) = header_step(buf, in_message)? {
                             *self = next;
+                            self.flush_complete_control(out);
                         } else {
                             *want = header_len(buf);
                         }
@@ -121,11 +187,27 @@ impl State {
     }
 }
 
+impl State {
+    /// Forwards a control frame that its header completed (empty payload):
+    /// no further byte may come to push it out.
+    fn flush_complete_control(&mut self, out: &mut Vec<u8>) {
+        if let State::Control { buf, want } = self {
+            if buf.len() == *want {
+                out.append(buf);
+                *self = header_state();
+            }
+        }
+    }
+}
+
 /// The opening handshake (RFC 6455 §4.1) at read level.
 fn check_upgrade(bytes: &[u8]) -> Result<(), FilterViolation> {
     let req = head::parse_request(bytes)?;
     if req.method != "GET" {
         return Err(FilterViolation::forbidden(&req.method));
+    }
+    if req.method_override {
+        return Err(FilterViolation::forbidden("method-override"));
     }
     if !(req.upgrade_websocket && req.connection_upgrade) || req.version != 1 {
         return Err(Unsupported("not a WebSocket upgrade request"));

@@ -11,13 +11,22 @@ use crate::transport::{self, PipeReader, PipeWriter, PumpEnd};
 use edgegate_proto::audit::CloseReason;
 use edgegate_proto::frame::{Frame, SessionEnd, STREAM_READ_ONLY};
 use edgegate_proto::DenyReason;
+use nix::sys::socket::Shutdown;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 /// The audited close reason of a read-level violation.
 const READ_ONLY: &str = "read-only-violation";
+/// After a refusal with an answer, how long the backend may take to finish
+/// answering the requests that passed before the refused one (it has seen
+/// the end of them). A bound on that phase only: past it the stream closes
+/// without the answer, as a refusal without one does.
+const ANSWER_DRAIN: Duration = Duration::from_secs(10);
 
 /// What the client asked for in its `Open` frame.
 #[derive(Debug, Clone)]
@@ -32,6 +41,9 @@ enum ProxyEnd {
     Finished,
     /// The read-level filter refused the client's bytes; its stable code.
     Violation(&'static str),
+    /// Refused too, and the filter's answer (an HTTP `403`) went to the
+    /// client after the backend's bytes: the pipe is already finished.
+    Answered(&'static str),
     Error,
 }
 
@@ -40,7 +52,9 @@ impl ProxyEnd {
         match self {
             ProxyEnd::Finished => CloseReason::Normal,
             // `read-only-violation: forbidden-method`, … (audited code).
-            ProxyEnd::Violation(code) => CloseReason::Error(format!("{READ_ONLY}: {code}")),
+            ProxyEnd::Violation(code) | ProxyEnd::Answered(code) => {
+                CloseReason::Error(format!("{READ_ONLY}: {code}"))
+            }
             ProxyEnd::Error => CloseReason::Error("transport".into()),
         }
     }
@@ -86,6 +100,7 @@ impl Gateway {
         };
         let buf = self.config().limits.stream_buffer;
         let mut session_end = None;
+        let mut answered = false;
         let reason = tokio::select! {
             // The guard first: when a kill or deny also breaks the
             // transport, the audited reason is the decision, not the error.
@@ -98,9 +113,18 @@ impl Gateway {
                     session::close_reason(Some(end))
                 }
             },
-            end = proxy(&mut reader, &mut writer, &mut backend, permit.byte_filter(), &stats, buf) => end.reason(),
+            end = proxy(&mut reader, &mut writer, &mut backend, permit.byte_filter(), &stats, buf) => {
+                answered = matches!(end, ProxyEnd::Answered(_));
+                end.reason()
+            }
         };
-        close_pipe(&mut reader, &mut writer, &reason, session_end, on_cut).await;
+        if answered {
+            // The answer is on a finished pipe: a reset now could discard
+            // it. Only the client's direction is stopped.
+            reader.stop(STREAM_READ_ONLY);
+        } else {
+            close_pipe(&mut reader, &mut writer, &reason, session_end, on_cut).await;
+        }
         session.remove_stream(open.stream_id);
         self.audit.stream_closed(session, &stats, reason);
     }
@@ -217,6 +241,16 @@ async fn close_pipe(
 
 /// Copy both ways until both directions finished, or stop at the first
 /// error or filter violation.
+///
+/// Ordering of a refusal's answer (the HTTP `403`): once the filter refuses,
+/// the backend's write side is shut down after the requests that passed, and
+/// the answer goes out only when the backend has ended its side, after every
+/// byte it sent. A client that pipelined requests thus reads the backend's
+/// answers to those that passed, then the `403`, then the end of the stream;
+/// never the `403` in place of an earlier answer. A backend that does not end
+/// within [`ANSWER_DRAIN`] gets the stream closed without the answer. When
+/// nothing passed, the backend owes the client nothing: its side is not
+/// waited for (many keep an idle connection open) and the `403` goes at once.
 async fn proxy(
     reader: &mut PipeReader,
     writer: &mut PipeWriter,
@@ -225,10 +259,18 @@ async fn proxy(
     stats: &StreamStats,
     buf: usize,
 ) -> ProxyEnd {
+    let backend_fd = backend.as_raw_fd();
     let (mut from_backend, mut to_backend) = backend.split();
     let filter = filter.map(Mutex::new);
+    let passed_any = AtomicBool::new(false);
     let mut feed = |input: &[u8], out: &mut Vec<u8>| match &filter {
-        Some(f) => lock(f).feed(input, out).is_ok(),
+        Some(f) => {
+            let ok = lock(f).feed(input, out).is_ok();
+            if !out.is_empty() {
+                passed_any.store(true, Ordering::Relaxed);
+            }
+            ok
+        }
         None => true,
     };
     // No filter (level manage): the bytes go to the backend as they are.
@@ -237,34 +279,80 @@ async fn proxy(
         None => None,
     };
     let up = transport::pipe_to_socket(reader, &mut to_backend, buf, &stats.up, transform);
-    let down = transport::socket_to_pipe(&mut from_backend, writer, buf, &stats.down, |bytes| {
-        if let Some(f) = &filter {
-            lock(f).observe_server(bytes);
+    // Ends with whether the filter's answer was sent.
+    let down = async {
+        transport::socket_to_open_pipe(&mut from_backend, writer, buf, &stats.down, |bytes| {
+            if let Some(f) = &filter {
+                lock(f).observe_server(bytes);
+            }
+        })
+        .await?;
+        let answer = filter.as_ref().and_then(|f| lock(f).refusal_answer());
+        if let Some(answer) = &answer {
+            writer.write(answer).await?;
         }
-    });
-    tokio::pin!(up, down);
-    let (mut up_done, mut down_done) = (false, false);
+        writer.finish().await?;
+        Ok::<_, std::io::Error>(answer.is_some())
+    };
+    let drain = tokio::time::sleep(ANSWER_DRAIN);
+    tokio::pin!(up, down, drain);
+    let (mut up_done, mut down_done, mut answered) = (false, false, false);
+    let mut refused = None;
     while !(up_done && down_done) {
         tokio::select! {
             end = &mut up, if !up_done => match end {
                 Ok(PumpEnd::Finished) => up_done = true,
                 Ok(PumpEnd::Refused) => {
-                    // A filter that failed fails again with the same error.
-                    let code = filter
-                        .as_ref()
-                        .and_then(|f| lock(f).feed(&[], &mut Vec::new()).err())
-                        .map_or("unknown", |v| v.code());
-                    return ProxyEnd::Violation(code);
+                    let (code, has_answer) = refusal(filter.as_ref());
+                    if down_done || !has_answer {
+                        return refused_end(code, answered);
+                    }
+                    refused = Some(code);
+                    up_done = true;
+                    if !passed_any.load(Ordering::Relaxed) {
+                        // Ends `down`'s read (after what the backend sent).
+                        let _ = nix::sys::socket::shutdown(backend_fd, Shutdown::Read);
+                    }
+                    drain.as_mut().reset(tokio::time::Instant::now() + ANSWER_DRAIN);
                 }
                 Ok(PumpEnd::Cut(_) | PumpEnd::SessionClosed(_)) | Err(_) => return ProxyEnd::Error,
             },
             end = &mut down, if !down_done => match end {
-                Ok(_) => down_done = true,
+                Ok(sent) => (down_done, answered) = (true, sent),
                 Err(_) => return ProxyEnd::Error,
             },
+            () = &mut drain, if refused.is_some() => {
+                return ProxyEnd::Violation(refused.unwrap_or("unknown"));
+            }
         }
     }
-    ProxyEnd::Finished
+    match refused {
+        Some(code) => refused_end(code, answered),
+        None => ProxyEnd::Finished,
+    }
+}
+
+/// The failed filter's stable code, and whether it has an answer to send.
+fn refusal(filter: Option<&Mutex<Box<dyn ByteFilter>>>) -> (&'static str, bool) {
+    let Some(f) = filter else {
+        return ("unknown", false);
+    };
+    let mut f = lock(f);
+    // A filter that failed fails again with the same error.
+    let code = f
+        .feed(&[], &mut Vec::new())
+        .err()
+        .map_or("unknown", |v| v.code());
+    (code, f.refusal_answer().is_some())
+}
+
+/// How a refused stream ended: with the filter's answer sent, or not.
+fn refused_end(code: &'static str, answered: bool) -> ProxyEnd {
+    if answered {
+        ProxyEnd::Answered(code)
+    } else {
+        ProxyEnd::Violation(code)
+    }
 }
 
 fn lock(f: &Mutex<Box<dyn ByteFilter>>) -> std::sync::MutexGuard<'_, Box<dyn ByteFilter>> {

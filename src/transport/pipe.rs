@@ -281,8 +281,10 @@ impl PipeWriter {
 /// Copy a pipe into a plain socket until the pipe ends, passing each chunk
 /// through `transform` (the read-level filter; `false` refuses the bytes,
 /// after what it let through before the offending message is written) or,
-/// with `None`, writing it as it is. On a normal end the socket's write side
-/// is shut down (half close).
+/// with `None`, writing it as it is. On a normal end, and on a refusal after
+/// what passed, the socket's write side is shut down (half close): a backend
+/// then knows no more requests come and can finish answering the ones it
+/// got.
 pub async fn pipe_to_socket<W>(
     from: &mut PipeReader,
     to: &mut W,
@@ -311,6 +313,7 @@ where
                 let ok = transform(&buf[..n], &mut out);
                 to.write_all(&out).await?;
                 if !ok {
+                    let _ = to.shutdown().await;
                     return Ok(PumpEnd::Refused);
                 }
             }
@@ -403,8 +406,27 @@ pub async fn socket_to_pipe<R, O>(
     to: &mut PipeWriter,
     buf_size: usize,
     counter: &AtomicU64,
-    mut observe: O,
+    observe: O,
 ) -> io::Result<PumpEnd>
+where
+    R: AsyncRead + Unpin,
+    O: FnMut(&[u8]),
+{
+    socket_to_open_pipe(from, to, buf_size, counter, observe).await?;
+    to.finish().await?;
+    Ok(PumpEnd::Finished)
+}
+
+/// [`socket_to_pipe`] without the finish: the pipe stays open when the
+/// socket ends, so the caller can add its own last bytes (the read-level
+/// filter's answer to a refused request) before finishing it.
+pub async fn socket_to_open_pipe<R, O>(
+    from: &mut R,
+    to: &mut PipeWriter,
+    buf_size: usize,
+    counter: &AtomicU64,
+    mut observe: O,
+) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     O: FnMut(&[u8]),
@@ -417,8 +439,7 @@ where
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
-            to.finish().await?;
-            return Ok(PumpEnd::Finished);
+            return Ok(());
         }
         counter.fetch_add(n as u64, Ordering::Relaxed);
         observe(&buf[..n]);
@@ -434,7 +455,7 @@ async fn socket_to_quic<R, O>(
     buf_size: usize,
     counter: &AtomicU64,
     mut observe: O,
-) -> io::Result<PumpEnd>
+) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     O: FnMut(&[u8]),
@@ -443,8 +464,7 @@ where
         let mut buf = pool::Buf::take(buf_size);
         let n = from.read(buf.space()).await?;
         if n == 0 {
-            send.finish().map_err(io_err)?;
-            return Ok(PumpEnd::Finished);
+            return Ok(());
         }
         counter.fetch_add(n as u64, Ordering::Relaxed);
         observe(&buf.space()[..n]);

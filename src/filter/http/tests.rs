@@ -142,6 +142,52 @@ fn smuggling_shapes_are_refused() {
 }
 
 #[test]
+fn method_override_fields_are_refused() {
+    for field in [
+        "X-HTTP-Method-Override",
+        "x-http-method-override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+        "X_HTTP_Method_Override",
+        "x_method_override",
+    ] {
+        // Even an override to a read method: no client needs one.
+        for to in ["DELETE", "GET"] {
+            let req = format!("GET /a HTTP/1.1\r\nHost: plc\r\n{field}: {to}\r\n\r\n");
+            let got = client_only(MK, req.as_bytes());
+            assert_eq!(got, (vec![], forbidden("method-override")), "{field}: {to}");
+        }
+    }
+    // Only the named fields: similar names are ordinary fields.
+    let other = b"GET /a HTTP/1.1\r\nX-HTTP-Method-Overrides: x\r\nX-Method: y\r\n\r\n";
+    assert_eq!(client_only(MK, other), (other.to_vec(), Ok(())));
+    // The verdict comes only after the pipelined GET before it passed.
+    let get = b"GET /a HTTP/1.1\r\nHost: plc\r\n\r\n";
+    let sneaky = b"GET /b HTTP/1.1\r\nX-HTTP-Method: PUT\r\n\r\n";
+    let stream = [&get[..], sneaky].concat();
+    let want = (get.to_vec(), forbidden("method-override"));
+    assert_eq!(client_only(MK, &stream), want);
+}
+
+#[test]
+fn underscore_look_alikes_of_framing_fields_are_refused() {
+    let want = Err(Malformed("framing field spelled with '_'"));
+    for field in [
+        "Content_Length: 5",
+        "content_length: 0",
+        "Transfer_Encoding: chunked",
+        "TRANSFER_ENCODING: chunked",
+    ] {
+        let req = format!("GET / HTTP/1.1\r\nHost: plc\r\n{field}\r\n\r\n");
+        let got = client_only(MK, req.as_bytes());
+        assert_eq!(got, (vec![], want.clone()), "{field}");
+    }
+    // Other fields with `_` are the backend's business.
+    let ok = b"GET / HTTP/1.1\r\nX_Trace_Id: 7\r\nContent_Type: text/plain\r\n\r\n";
+    assert_eq!(client_only(MK, ok), (ok.to_vec(), Ok(())));
+}
+
+#[test]
 fn upgrades_and_http2_are_refused() {
     let ws = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
     assert_eq!(client_only(MK, ws), (vec![], forbidden("upgrade")));
@@ -268,5 +314,62 @@ proptest! {
         at.sort_unstable();
         let got = crate::filter::tests::run_cut(MK, &[crate::filter::tests::Ev::C(&stream)], &|_, _| at.clone());
         prop_assert_eq!(got, want);
+    }
+}
+
+/// Feeds `stream` to a fresh filter; its answer once it refused.
+fn answer_to(stream: &[u8]) -> Option<Vec<u8>> {
+    let mut f = HttpReadFilter::without_bodies();
+    assert_eq!(f.refusal_answer(), None);
+    let refused = f.feed(stream, &mut Vec::new()).is_err();
+    let answer = f.refusal_answer();
+    assert!(refused || answer.is_none(), "an answer without a refusal");
+    answer
+}
+
+#[test]
+fn a_refused_write_is_answered_403_with_a_plain_text_body() {
+    let writes: [&[u8]; 5] = [
+        b"POST /setpoint HTTP/1.1\r\nHost: plc\r\nContent-Length: 3\r\n\r\n100",
+        b"DELETE /recipe/4 HTTP/1.1\r\nHost: plc\r\n\r\n",
+        b"CONNECT plc:443 HTTP/1.1\r\nHost: plc:443\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: plc\r\n\r\nGET /b HTTP/1.1\r\nX-HTTP-Method: PUT\r\n\r\n",
+    ];
+    for w in writes {
+        let answer = answer_to(w).unwrap_or_else(|| panic!("{}", w.escape_ascii()));
+        let mut fields = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut fields);
+        let httparse::Status::Complete(n) = resp.parse(&answer).expect("a valid response") else {
+            panic!("incomplete response");
+        };
+        assert_eq!(resp.code, Some(403));
+        let field = |name: &str| {
+            let f = resp
+                .headers
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case(name));
+            String::from_utf8_lossy(f.expect(name).value).into_owned()
+        };
+        let body = &answer[n..];
+        assert_eq!(field("content-length"), body.len().to_string());
+        assert_eq!(field("connection"), "close");
+        assert!(field("content-type").starts_with("text/plain"));
+        assert!(String::from_utf8_lossy(body).contains("read-only"));
+    }
+}
+
+#[test]
+fn only_writes_are_answered() {
+    // Passing requests, and refusals where the filter lost the framing or the
+    // request is not a write: closed without an answer.
+    let quiet: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: plc\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: plc\n\n",
+        b"GET / HTTP/1.1\r\nContent_Length: 4\r\n\r\nPOST",
+        b"GET / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody",
+    ];
+    for q in quiet {
+        assert_eq!(answer_to(q), None, "{}", q.escape_ascii());
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::filter::tests::{client_only, run_cut, Ev, Mk};
+use crate::filter::tests::{client_only, run_all_splits, run_cut, run_whole, Ev, Mk, Run};
 use crate::filter::FilterViolation::{ForbiddenMethod, Malformed, Unsupported};
 use proptest::prelude::*;
 
@@ -8,6 +8,15 @@ const MK: Mk = || Box::new(WebSocketReadFilter::new());
 const UPGRADE: &[u8] = b"GET /live HTTP/1.1\r\nHost: hmi\r\nUpgrade: websocket\r\n\
     Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
     Sec-WebSocket-Version: 13\r\n\r\n";
+
+const SWITCHED: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
+/// The handshake, the server's `101`, then `frames` from the client, at
+/// every split.
+fn open(frames: &[u8]) -> Run {
+    run_all_splits(MK, &[Ev::C(UPGRADE), Ev::S(SWITCHED), Ev::C(frames)])
+}
 
 /// How a frame spells its payload length.
 #[derive(Clone, Copy, Debug)]
@@ -50,9 +59,9 @@ fn data_is_dropped_ping_pong_close_pass() {
     let bin = frame(BINARY, &[7; 300], Len::U16);
     let pong = frame(PONG, b"", Len::Short);
     let close = frame(CLOSE, &[0x03, 0xe8], Len::Short);
-    let stream = [UPGRADE, &text, &ping, &bin, &pong, &close].concat();
+    let stream = [&text[..], &ping, &bin, &pong, &close].concat();
     let want = [UPGRADE, &ping, &pong, &close].concat();
-    assert_eq!(client_only(MK, &stream), (want, Ok(())));
+    assert_eq!(open(&stream), (want, Ok(())));
 }
 
 #[test]
@@ -62,9 +71,9 @@ fn sixteen_and_sixty_four_bit_lengths() {
     let b16 = frame(TEXT, &big[..65_535], Len::U16);
     let odd = frame(TEXT, b"tiny", Len::U64); // not minimal, still framed
     let ping = frame(PING, &[1; 125], Len::Short);
-    let stream = [UPGRADE, &b64, &ping, &b16, &odd, &ping].concat();
+    let stream = [&b64[..], &ping, &b16, &odd, &ping].concat();
     let want = [UPGRADE, &ping, &ping].concat();
-    assert_eq!(client_only(MK, &stream), (want, Ok(())));
+    assert_eq!(open(&stream), (want, Ok(())));
 }
 
 #[test]
@@ -74,11 +83,8 @@ fn fragmented_messages_are_dropped_with_interleaved_control_frames() {
     let mid = frame(0x00, b"part2", Len::Short); // continuation, FIN=0
     let last = frame(0x80, b"part3", Len::Short); // continuation, FIN=1
     let deflated = frame(0xc2, b"rsv1 data", Len::Short); // permessage-deflate
-    let stream = [UPGRADE, &first, &ping, &mid, &last, &deflated, &ping].concat();
-    assert_eq!(
-        client_only(MK, &stream),
-        ([UPGRADE, &ping, &ping].concat(), Ok(()))
-    );
+    let stream = [&first[..], &ping, &mid, &last, &deflated, &ping].concat();
+    assert_eq!(open(&stream), ([UPGRADE, &ping, &ping].concat(), Ok(())));
 }
 
 #[test]
@@ -114,14 +120,12 @@ fn frame_rule_violations_close_the_stream() {
         ),
     ];
     for (bytes, want) in cases {
-        let stream = [UPGRADE, &bytes].concat();
-        assert_eq!(client_only(MK, &stream), (UPGRADE.to_vec(), Err(want)));
+        assert_eq!(open(&bytes), (UPGRADE.to_vec(), Err(want)));
     }
     let mut huge = frame(BINARY, b"", Len::U64);
     huge[2] = 0x80;
-    let stream = [UPGRADE, &huge].concat();
     let want = Malformed("frame length with the high bit set");
-    assert_eq!(client_only(MK, &stream), (UPGRADE.to_vec(), Err(want)));
+    assert_eq!(open(&huge), (UPGRADE.to_vec(), Err(want)));
 }
 
 #[test]
@@ -142,16 +146,65 @@ fn the_handshake_must_be_a_plain_websocket_get() {
         Content-Length: 2\r\n\r\nhi";
     let want = Malformed("body on a WebSocket upgrade request");
     assert_eq!(client_only(MK, body), (vec![], Err(want)));
+    let over = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+        X-HTTP-Method-Override: DELETE\r\n\r\n";
+    let want = ForbiddenMethod("method-override".into());
+    assert_eq!(client_only(MK, over), (vec![], Err(want)));
+    let sneaky = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\
+        Content_Length: 2\r\n\r\n";
+    let want = Malformed("framing field spelled with '_'");
+    assert_eq!(client_only(MK, sneaky), (vec![], Err(want)));
 }
 
 #[test]
 fn a_refused_upgrade_then_http_does_not_pass() {
     // The server answered 400 and the client tries plain HTTP next.
     let get = b"GET /admin HTTP/1.1\r\nHost: hmi\r\n\r\n";
-    let stream = [UPGRADE, get].concat();
-    let (out, verdict) = client_only(MK, &stream);
-    assert_eq!(out, UPGRADE);
-    assert!(verdict.is_err());
+    let refused = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    let events = [Ev::C(UPGRADE), Ev::S(refused), Ev::C(get)];
+    let want = Unsupported("client bytes after a refused upgrade");
+    assert_eq!(run_all_splits(MK, &events), (UPGRADE.to_vec(), Err(want)));
+    // A status line that only starts like a 101 is not one.
+    let events = [Ev::C(UPGRADE), Ev::S(b"HTTP/1.1 1010 x\r\n"), Ev::C(get)];
+    assert!(run_all_splits(MK, &events).1.is_err());
+}
+
+#[test]
+fn nothing_passes_before_the_servers_101() {
+    let ping = frame(PING, b"", Len::Short);
+    // Pipelined with the handshake, or after it but before the answer.
+    let early = Malformed("client bytes before the server's 101");
+    let stream = [UPGRADE, &ping].concat();
+    assert_eq!(
+        client_only(MK, &stream),
+        (UPGRADE.to_vec(), Err(early.clone()))
+    );
+    let events = [Ev::C(UPGRADE), Ev::C(&ping), Ev::S(SWITCHED)];
+    assert_eq!(run_all_splits(MK, &events), (UPGRADE.to_vec(), Err(early)));
+    // The 101 arriving in pieces, its status line split anywhere.
+    for cut in 1..SWITCHED.len() {
+        let (a, b) = SWITCHED.split_at(cut);
+        let events = [Ev::C(UPGRADE), Ev::S(a), Ev::S(b), Ev::C(&ping)];
+        let want = ([UPGRADE, &ping].concat(), Ok(()));
+        assert_eq!(run_whole(MK, &events), want, "101 cut at {cut}");
+    }
+}
+
+#[test]
+fn empty_control_frames_pass_at_once() {
+    for op in [CLOSE, PING, PONG] {
+        let empty = frame(op, b"", Len::Short);
+        let mut f = WebSocketReadFilter::new();
+        let mut out = Vec::new();
+        f.feed(UPGRADE, &mut out).unwrap();
+        f.observe_server(SWITCHED);
+        out.clear();
+        // The frame is the last thing the client sends: nothing follows it.
+        f.feed(&empty, &mut out).unwrap();
+        assert_eq!(out, empty, "opcode {op:#x}");
+    }
+    let close = frame(CLOSE, b"", Len::Short);
+    assert_eq!(open(&close), ([UPGRADE, &close].concat(), Ok(())));
 }
 
 /// A frame with its kept bytes: (bytes, forwarded).
@@ -170,7 +223,9 @@ fn any_frame() -> impl Strategy<Value = (Vec<u8>, bool)> {
         };
         (frame(if text { TEXT } else { BINARY }, &p, len), false)
     });
-    let control = (0..3u8, prop::collection::vec(any::<u8>(), 2..=125));
+    let control = (0..3u8, prop::collection::vec(any::<u8>(), 0..=125));
+    // A close payload is empty or holds a 2-byte code.
+    let control = control.prop_filter("1-byte close", |(k, p)| *k != 2 || p.len() != 1);
     let control = control.prop_map(|(k, p)| {
         (
             frame([PING, PONG, CLOSE][usize::from(k)], &p, Len::Short),
@@ -186,11 +241,12 @@ proptest! {
         frames in prop::collection::vec(any_frame(), 0..8),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
     ) {
-        let stream = [UPGRADE.to_vec(), frames.iter().flat_map(|f| f.0.clone()).collect()].concat();
+        let stream: Vec<u8> = frames.iter().flat_map(|f| f.0.clone()).collect();
         let kept: Vec<u8> = frames.iter().filter(|f| f.1).flat_map(|f| f.0.clone()).collect();
         let want = ([UPGRADE.to_vec(), kept].concat(), Ok(()));
-        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(stream.len())).collect();
+        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(stream.len().max(1))).collect();
         at.sort_unstable();
-        prop_assert_eq!(run_cut(MK, &[Ev::C(&stream)], &|_, _| at.clone()), want);
+        let events = [Ev::C(UPGRADE), Ev::S(SWITCHED), Ev::C(&stream)];
+        prop_assert_eq!(run_cut(MK, &events, &|i, _| if i == 2 { at.clone() } else { vec![] }), want);
     }
 }

@@ -471,7 +471,8 @@ async fn the_limit_is_part_of_the_audited_decision_and_a_disconnect_is_no_kill()
     assert_eq!(closes, [CloseReason::Disconnected]);
 }
 
-/// A read-level violation is audited with the filter's code.
+/// A read-level violation is audited with the filter's code; a refused
+/// HTTP write is answered `403`.
 #[tokio::test]
 async fn a_read_level_violation_is_audited_with_its_code() {
     use tokio::io::AsyncWriteExt;
@@ -503,6 +504,15 @@ async fn a_read_level_violation_is_audited_with_its_code() {
         .await
         .unwrap()
         .unwrap();
+    // The backend holds its connection open and was sent nothing: the `403`
+    // goes at once, then the stream ends normally (a reset could lose it).
+    let answer = expect_frame(&mut from_daemon, MAX_FRAME).await.unwrap();
+    assert_eq!(
+        answer,
+        Frame::Data(crate::filter::http::forbidden_response())
+    );
+    let end = expect_frame(&mut from_daemon, MAX_FRAME).await.unwrap();
+    assert_eq!(end, Frame::Close { reason: None });
     let closes: Vec<CloseReason> = audit_events(&gw)
         .await
         .into_iter()
