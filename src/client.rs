@@ -186,11 +186,26 @@ impl Target {
     /// (bundle push).
     pub(crate) async fn exchange(&self, first: Frame, cap: usize) -> Result<Frame, ClientError> {
         let conn = self.connect().await?;
-        let mut stream = conn.open_bi().await.map_err(link)?;
-        write_frame(&mut stream.send, &first).await.map_err(link)?;
-        let answer = expect_frame(&mut stream.recv, cap).await.map_err(link);
+        let stream = conn.open_bi().await.map_err(link)?;
+        let (mut send, mut recv) = (stream.send, stream.recv);
+        // Read while writing: the daemon may answer before it has read
+        // everything (a push while another is received is answered `busy`
+        // at once and its body never read).
+        let reading = expect_frame(&mut recv, cap);
+        tokio::pin!(reading);
+        let answer = tokio::select! {
+            answer = &mut reading => answer,
+            written = write_frame(&mut send, &first) => match written {
+                Ok(()) => reading.await,
+                // The answer may be on its way still.
+                Err(e) => match timeout(Duration::from_secs(2), reading).await {
+                    Ok(Ok(answer)) => Ok(answer),
+                    _ => Err(transport::TransportError::Io(e)),
+                },
+            },
+        };
         conn.close(0, "done");
-        answer
+        answer.map_err(link)
     }
 }
 

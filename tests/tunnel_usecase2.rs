@@ -170,7 +170,13 @@ fn exercise(d: &Daemon, user: &str, tls: bool, mfa: bool) {
 #[test]
 fn every_user_of_use_case_2_over_quic_and_tls() {
     backends();
-    let d = start_daemon_for(DEVICE_A1, "");
+    // Every user of the use case, one after another: sessions of clients
+    // that were stopped linger until the daemon notices (dead-peer
+    // timeout), so more than the default 4 may be live at once.
+    let d = start_daemon_for(
+        DEVICE_A1,
+        "[limits]\nmax_sessions = 64\nmax_sessions_per_user = 8\n",
+    );
     let file = PolicyFile::load(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/usecase-2.toml"

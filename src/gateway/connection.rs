@@ -24,6 +24,9 @@ use tokio::time::{timeout, Instant};
 /// read it and close.
 const LINGER: Duration = Duration::from_secs(5);
 
+/// How long a push answered `busy` is given to read its answer and close.
+const BUSY_LINGER: Duration = Duration::from_secs(2);
+
 /// How long a session-closed notice may take to be written before the
 /// connection closes anyway (a QUIC close code carries the reason too).
 const NOTICE_FLUSH: Duration = Duration::from_millis(200);
@@ -77,8 +80,12 @@ impl Gateway {
                     code: "busy".into(),
                     message: "another bundle is being received; push again shortly".into(),
                 };
+                // Answer without reading the body (QUIC also tells the
+                // sender to stop), give the answer a moment to leave, close.
+                control.recv.stop(0);
                 let _ = write_frame(&mut control.send, &Frame::PushResult(busy)).await;
                 let _ = control.send.finish().await;
+                let _ = timeout(BUSY_LINGER, conn.closed()).await;
                 return conn.close(0, "busy");
             }
             _ => return conn.close(CONN_PROTOCOL_ERROR, "no valid first frame"),
