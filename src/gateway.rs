@@ -126,7 +126,7 @@ impl Gateway {
             None => None,
         };
         let store = Arc::new(store);
-        let audit = audit_hooks::Audit::open(&store, &config, clock)?;
+        let audit = audit_hooks::Audit::open(&store, &config, clock, &identity)?;
         let consent = Arc::new(Consent::new());
         tokio::spawn(consent.clone().run_expiry());
         audit.watch_consent_expiry(&consent);

@@ -10,6 +10,7 @@ use super::pending::Phase;
 use super::registry::Session;
 use super::stream::OpenRequest;
 use super::Gateway;
+use crate::audit::Stranger;
 use crate::transport::{read_frame, write_frame, BiStream, Connection, PipeWriter};
 use edgegate_proto::frame::{self, Frame, SessionEnd, CONN_PROTOCOL_ERROR};
 use std::sync::Arc;
@@ -69,6 +70,7 @@ impl Gateway {
         })
         .await;
         let Ok(Some((mut control, first))) = first else {
+            self.audit.stranger(conn.remote().ip(), Stranger::Garbage);
             return conn.close(CONN_PROTOCOL_ERROR, "no valid first frame");
         };
         // Handshake and first frame are the unauthenticated phase the
@@ -79,12 +81,16 @@ impl Gateway {
         let ticket = match first {
             Frame::Hello { ticket } => ticket,
             Frame::PushBundle { bundle } => {
-                self.answer_push(bundle, &mut control.send).await;
+                self.answer_push(bundle, conn.remote(), &mut control.send)
+                    .await;
                 let _ = control.send.finish().await;
                 let _ = timeout(LINGER, conn.closed()).await;
                 return conn.close(0, "done");
             }
-            _ => return conn.close(CONN_PROTOCOL_ERROR, "unexpected first frame"),
+            _ => {
+                self.audit.stranger(conn.remote().ip(), Stranger::Garbage);
+                return conn.close(CONN_PROTOCOL_ERROR, "unexpected first frame");
+            }
         };
         let transport = conn.transport();
         let opened = self

@@ -7,6 +7,7 @@ use crate::control::{
     Request, Response, StatusInfo,
 };
 use edgegate_proto::audit::AuditEvent;
+use edgegate_proto::control::MAX_AUDIT_BATCH;
 use std::sync::Arc;
 
 /// The control socket's handler: a handle on the gateway.
@@ -72,6 +73,22 @@ impl ControlHandler for ControlView {
                     Response::Consent(gw.consent.info(gw.now()))
                 }
                 Request::PushBundle { bytes } => Response::Push(gw.push_bundle(bytes).await),
+                Request::Strangers { limit } => {
+                    let limit = limit.min(MAX_AUDIT_BATCH) as usize;
+                    match gw.audit.strangers(limit).await {
+                        Ok(list) => Response::Strangers(list),
+                        Err(e) => Response::Error(e.to_string()),
+                    }
+                }
+                Request::AuditVerifyHead { head } => {
+                    gw.audit.sync().await;
+                    let log = gw.audit.log().clone();
+                    match tokio::task::spawn_blocking(move || log.verify_against(Some(&head))).await
+                    {
+                        Ok(result) => Response::AuditVerify(result),
+                        Err(e) => Response::Error(format!("audit verification failed: {e}")),
+                    }
+                }
             }
         })
     }
