@@ -19,6 +19,7 @@ mod authorize;
 mod connection;
 mod control;
 mod health;
+mod local_addrs;
 mod pending;
 mod push;
 mod quic;
@@ -70,6 +71,8 @@ pub struct Gateway {
     /// Serialises bundle installs so publish order follows store order.
     push_lock: tokio::sync::Mutex<()>,
     audit: audit_hooks::Audit,
+    /// The router's own addresses (refused as vpn destinations).
+    local: Arc<local_addrs::Local>,
     shutdown: watch::Sender<bool>,
     /// The watchdog's probe in flight, if any.
     probe: health::ProbeSlot,
@@ -151,6 +154,7 @@ impl Gateway {
             identity,
             consent,
             audit,
+            local: local_addrs::Local::start(),
         }))
     }
 

@@ -204,6 +204,7 @@ impl Gateway {
             index,
             expiry_grace: self.config().expiry_grace,
         };
+        let local = self.local.get();
         let (service, destination, over_limit) = match subject {
             // A service id no device has: the evaluator stops at step 5
             // unless steps 1–4 deny.
@@ -225,6 +226,7 @@ impl Gateway {
             now: self.now(),
             consent: self.consent.is_active(Instant::now()),
             limit_exceeded: over_limit,
+            local: &local,
         };
         let recheck_at = policy::next_change(&policy, &request).map(|at| self.clock.instant_at(at));
         let outcome = match ticket {
