@@ -306,6 +306,7 @@ async fn consent(a: ConsentArgs) -> Outcome {
             );
             Ok(())
         }
+        Response::Error(e) => Err(e),
         other => Err(unexpected(&other)),
     }
 }

@@ -126,7 +126,7 @@ impl Gateway {
             // streams opening and closing move the deadline.
             let deadline = session
                 .idle_deadline(idle)
-                .unwrap_or_else(|| Instant::now() + idle);
+                .unwrap_or_else(|| crate::clock::after(Instant::now(), idle));
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
                     let still_idle = session

@@ -58,7 +58,17 @@ impl ControlHandler for ControlView {
                     audit_verify_response(gw.audit.log().clone()).await
                 }
                 Request::ConsentGrant { secs } => {
-                    gw.consent.grant(secs);
+                    // A grant is bounded (limits.max_consent): a longer one is
+                    // refused, one without a length lasts the maximum.
+                    let max = gw.config().limits.max_consent.as_secs();
+                    if let Some(s) = secs.filter(|s| *s > max) {
+                        return Response::Error(format!(
+                            "consent grant refused: {} is longer than limits.max_consent ({})",
+                            crate::duration::format_duration(s),
+                            crate::duration::format_duration(max)
+                        ));
+                    }
+                    gw.consent.grant(Some(secs.unwrap_or(max)));
                     let info = gw.consent.info(gw.now());
                     gw.audit.append(AuditEvent::ConsentGranted {
                         until: info.until,
