@@ -6,7 +6,13 @@
 //! Tree `audit_meta` holds two marks (`seq ‖ hash`, 40 bytes):
 //! - `head`: the newest record, so a deleted or edited tail shows;
 //! - `anchor`: the newest record dropped by retention, so the chain can be
-//!   checked from the first kept record.
+//!   checked from the first kept record;
+//! - `signed_head`: the newest [`SignedHead`], the head signed with the
+//!   device key (`head.rs`): a log that ends before it lost its tail, even
+//!   if `head` was rewritten to match.
+//!
+//! Tree `audit_strangers` holds the counters of unauthenticated events
+//! (`strangers.rs`), outside the chain and under their own retention.
 //!
 //! Each append (of one record or a batch) writes the records, the head and
 //! any retention removals in one sled transaction, under a mutex that
@@ -20,14 +26,19 @@
 //! This module does not decide what to audit; the gateway does.
 
 pub mod format;
+mod head;
+pub mod strangers;
 mod writer;
 
+pub use strangers::{Stranger, StrangerCounter};
 pub use writer::AuditWriter;
 
-use edgegate_proto::audit::{AuditEntry, AuditEvent, AuditRecord, Hash};
+use edgegate_proto::audit::{
+    AuditEntry, AuditEvent, AuditRecord, Hash, SignedHead, StrangerSummary,
+};
 pub use edgegate_proto::audit::{AuditVerifyError, VerifyReport};
-use edgegate_proto::codec::DecodeError;
-use edgegate_proto::UnixTime;
+use edgegate_proto::codec::{self, DecodeError};
+use edgegate_proto::{PublicKey, UnixTime};
 use sha2::{Digest, Sha256};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -37,6 +48,8 @@ const TREE: &str = "audit";
 const META: &str = "audit_meta";
 const HEAD: &[u8] = b"head";
 const ANCHOR: &[u8] = b"anchor";
+const SIGNED_HEAD: &[u8] = b"signed_head";
+const STRANGERS: &str = "audit_strangers";
 /// Most records one append (or one pruning step) removes, so a lowered
 /// retention is applied in bounded transactions.
 const PRUNE_CHUNK: u64 = 1024;
@@ -92,7 +105,11 @@ impl Mark {
 pub struct AuditLog {
     tree: sled::Tree,
     meta: sled::Tree,
+    strangers: sled::Tree,
     retention: u64,
+    /// The key signed heads must verify under (`None`: signatures are not
+    /// checked, only what the heads say).
+    device: Option<PublicKey>,
     /// The newest record (seq 0 and zero hash before the first append).
     head: Mutex<Mark>,
 }
@@ -102,15 +119,24 @@ impl AuditLog {
     pub fn open(db: &sled::Db, retention: usize) -> Result<AuditLog, AuditError> {
         let tree = db.open_tree(TREE)?;
         let meta = db.open_tree(META)?;
+        let strangers = db.open_tree(STRANGERS)?;
         let head = Self::find_head(&tree, &meta)?;
         let log = AuditLog {
             tree,
             meta,
+            strangers,
             retention: (retention as u64).max(1),
+            device: None,
             head: Mutex::new(head),
         };
         while log.prune_step()? {}
         Ok(log)
+    }
+
+    /// Check signed heads against `device`, the daemon's public key.
+    pub fn with_device_key(mut self, device: PublicKey) -> AuditLog {
+        self.device = Some(device);
+        self
     }
 
     /// Continue after the stored head mark, so a deleted tail stays visible
@@ -261,9 +287,63 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Check the chain from the first kept record to the head mark.
+    /// Check the chain from the first kept record to the head mark, and
+    /// against the newest stored signed head.
     pub fn verify(&self) -> Result<VerifyReport, AuditVerifyError> {
-        verify::run(&self.tree, &self.meta)
+        self.verify_against(None)
+    }
+
+    /// [`AuditLog::verify`], and also against `kept`, a signed head the
+    /// operator kept off-box (what a rewritten `signed_head` cannot hide).
+    pub fn verify_against(
+        &self,
+        kept: Option<&SignedHead>,
+    ) -> Result<VerifyReport, AuditVerifyError> {
+        let report = verify::run(&self.tree, &self.meta)?;
+        let stored = self.signed_head().map_err(|e| AuditVerifyError {
+            seq: 0,
+            what: e.to_string(),
+        })?;
+        for h in stored.iter().chain(kept) {
+            head::check(self, h, &report)?;
+        }
+        Ok(report)
+    }
+
+    /// Store unauthenticated-event summaries (merged into any stored for
+    /// the same minute and source), then drop the oldest beyond retention.
+    pub fn add_strangers(&self, batch: &[StrangerSummary]) -> Result<(), AuditError> {
+        for s in batch {
+            let key = strangers::key(s);
+            let mut merged = s.clone();
+            if let Some(old) = self.strangers.get(&key)? {
+                if let Ok(old) = codec::decode_exact::<StrangerSummary>(&old) {
+                    merged.refused_sessions += old.refused_sessions;
+                    merged.rejected_pushes += old.rejected_pushes;
+                    merged.garbage += old.garbage;
+                }
+            }
+            self.strangers.insert(key, codec::encode(&merged))?;
+        }
+        let excess = self
+            .strangers
+            .len()
+            .saturating_sub(strangers::STRANGER_RETENTION);
+        for _ in 0..excess {
+            self.strangers.pop_min()?;
+        }
+        Ok(())
+    }
+
+    /// The newest `limit` stored summaries, oldest first.
+    pub fn strangers(&self, limit: usize) -> Result<Vec<StrangerSummary>, AuditError> {
+        let mut out = Vec::new();
+        for kv in self.strangers.iter().rev().take(limit) {
+            let (_, v) = kv?;
+            out.push(codec::decode_exact(&v).map_err(|err| AuditError::Corrupt { seq: 0, err })?);
+        }
+        out.reverse();
+        Ok(out)
     }
 }
 

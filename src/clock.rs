@@ -63,6 +63,16 @@ impl Clock {
     }
 }
 
+/// Longest wait armed from config, bundle or ticket data: a year. Later
+/// deadlines are re-checked when it fires (every caller re-decides then).
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
+/// `from + wait`, with `wait` clamped to [`MAX_WAIT`], so a far-future
+/// deadline (`idle_timeout = "99999999d"`) cannot overflow an `Instant`.
+pub fn after(from: Instant, wait: std::time::Duration) -> Instant {
+    from + wait.min(MAX_WAIT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +87,8 @@ mod tests {
         let at = c.instant_at(1_100);
         assert_eq!(at - Instant::now(), Duration::from_secs(10));
         assert_eq!(c.instant_at(5), Instant::now());
+        let huge = after(Instant::now(), Duration::MAX);
+        assert!(huge <= Instant::now() + MAX_WAIT);
         let far = c.instant_at(u64::MAX);
         assert_eq!(far - Instant::now(), Duration::from_secs(365 * 86_400));
     }

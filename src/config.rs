@@ -81,6 +81,10 @@ pub struct Limits {
     pub stream_buffer: usize,
     /// Audit records kept; older ones are dropped with a hash anchor (default 100000).
     pub audit_retention: usize,
+    /// Longest on-site consent one grant gives (default 12h): a longer
+    /// `consent grant --for` is refused, a grant without `--for` lasts this
+    /// long.
+    pub max_consent: Duration,
 }
 
 /// The default bundle size cap: well under a quarter of the unit's
@@ -100,6 +104,7 @@ impl Default for Limits {
             max_bundle_size: DEFAULT_MAX_BUNDLE,
             stream_buffer: 64 << 10,
             audit_retention: 100_000,
+            max_consent: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -171,6 +176,7 @@ struct RawLimits {
     max_bundle_size: Option<Spanned<i64>>,
     stream_buffer: Option<Spanned<i64>>,
     audit_retention: Option<Spanned<i64>>,
+    max_consent: Option<Spanned<String>>,
 }
 
 /// Builds errors that point at a key and the line its value sits on.
@@ -457,6 +463,11 @@ impl Ctx<'_> {
                 &raw.audit_retention,
                 d.audit_retention,
                 (16, 100_000_000),
+            )?,
+            max_consent: self.positive_duration(
+                "limits.max_consent",
+                &raw.max_consent,
+                d.max_consent,
             )?,
         })
     }

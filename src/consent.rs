@@ -83,11 +83,12 @@ impl Consent {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let state = match for_secs {
             None => ConsentState::Indefinite,
-            Some(secs) => match Instant::now().checked_add(Duration::from_secs(secs)) {
-                Some(end) => ConsentState::Until(end),
-                // Far beyond any uptime: the same as indefinite in practice.
-                None => ConsentState::Indefinite,
-            },
+            // Clamped, never turned indefinite: the gateway bounds grants
+            // by limits.max_consent; this only keeps the Instant finite.
+            Some(secs) => ConsentState::Until(crate::clock::after(
+                Instant::now(),
+                Duration::from_secs(secs),
+            )),
         };
         self.tx.send_replace(state);
         state

@@ -19,6 +19,7 @@ mod authorize;
 mod connection;
 mod control;
 mod health;
+mod local_addrs;
 mod pending;
 mod push;
 mod quic;
@@ -73,6 +74,8 @@ pub struct Gateway {
     /// (`connection.rs`).
     push_slot: Arc<tokio::sync::Semaphore>,
     audit: audit_hooks::Audit,
+    /// The router's own addresses (refused as vpn destinations).
+    local: Arc<local_addrs::Local>,
     shutdown: watch::Sender<bool>,
     /// The watchdog's probe in flight, if any.
     probe: health::ProbeSlot,
@@ -129,7 +132,7 @@ impl Gateway {
             None => None,
         };
         let store = Arc::new(store);
-        let audit = audit_hooks::Audit::open(&store, &config, clock)?;
+        let audit = audit_hooks::Audit::open(&store, &config, clock, &identity)?;
         let consent = Arc::new(Consent::new());
         tokio::spawn(consent.clone().run_expiry());
         audit.watch_consent_expiry(&consent);
@@ -155,6 +158,7 @@ impl Gateway {
             identity,
             consent,
             audit,
+            local: local_addrs::Local::start(),
         }))
     }
 

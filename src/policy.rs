@@ -22,6 +22,7 @@
 //! deliberately no way to compile an unverified bundle.
 
 mod compile;
+pub mod destination;
 mod eval;
 mod explain;
 #[cfg(test)]
@@ -66,6 +67,9 @@ pub struct Request<'a> {
     pub consent: bool,
     /// Step 7, computed by the daemon: a per-user or global limit is exceeded.
     pub limit_exceeded: bool,
+    /// The router's own addresses (step 5's screen; `LocalAddrs::none()`
+    /// off the router).
+    pub local: &'a destination::LocalAddrs,
 }
 
 /// The bundle side of a decision.

@@ -52,6 +52,8 @@ pub enum TlsIdError {
 /// A signing key with its self-signed certificate, ready for rustls.
 pub struct Identity {
     public: PublicKey,
+    /// The device key itself: the audit writer signs the log's head with it.
+    key: SigningKey,
     cert: CertificateDer<'static>,
     key_der: Vec<u8>,
 }
@@ -77,6 +79,7 @@ impl Identity {
         let cert = params.self_signed(&pair)?;
         Ok(Identity {
             public: PublicKey::from(key.verifying_key()),
+            key: key.clone(),
             cert: cert.der().clone(),
             key_der,
         })
@@ -85,6 +88,11 @@ impl Identity {
     /// The public key this identity proves.
     pub fn public(&self) -> PublicKey {
         self.public
+    }
+
+    /// The signing key (zeroized on drop; never printed).
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
     }
 
     fn chain(&self) -> Vec<CertificateDer<'static>> {

@@ -248,6 +248,116 @@ pub enum AuditEvent {
     DaemonStop,
 }
 
+/// Unauthenticated events from one source address in one minute: what a
+/// stranger sent is counted here, never recorded one by one in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrangerSummary {
+    /// Start of the minute (unix seconds, a multiple of 60).
+    pub minute: UnixTime,
+    /// The source IP address, or `other` for the sources beyond the
+    /// per-minute cap, counted together.
+    pub source: String,
+    /// Sessions refused before a ticket bound to the peer's key verified.
+    pub refused_sessions: u64,
+    /// Bundle pushes over the tunnel port that were rejected.
+    pub rejected_pushes: u64,
+    /// Connections whose first frame was missing, undecodable or unexpected.
+    pub garbage: u64,
+}
+
+/// Domain separation for [`SignedHead`] signatures.
+pub const HEAD_DOMAIN: &[u8] = b"edgegate/audit-head/v1\0";
+
+/// The chain's head signed with the device key: "record `seq` with hash
+/// `hash` existed at `time`". The daemon stores the newest and logs each
+/// as a line ([`SignedHead::to_line`]) for the operator to keep off-box; a
+/// log that ends before a signed head lost its tail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHead {
+    /// Sequence number of the head record.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: Hash,
+    /// Its time (the record's own `time`).
+    pub time: UnixTime,
+    /// ed25519 by the device key over [`SignedHead::message`].
+    #[serde(with = "crate::codec::array64")]
+    pub signature: [u8; 64],
+}
+
+/// Why a signed-head line could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a signed audit head ({0}); expected edgegate-audit-head:v1:SEQ:HASH:TIME:SIGNATURE")]
+pub struct HeadLineError(&'static str);
+
+impl SignedHead {
+    /// The signed bytes: domain ‖ seq (u64 BE) ‖ hash ‖ time (u64 BE).
+    pub fn message(seq: u64, hash: &Hash, time: UnixTime) -> Vec<u8> {
+        let mut m = Vec::with_capacity(HEAD_DOMAIN.len() + 48);
+        m.extend_from_slice(HEAD_DOMAIN);
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(hash);
+        m.extend_from_slice(&time.to_be_bytes());
+        m
+    }
+
+    /// Whether the signature is `key`'s over this head.
+    pub fn verify(&self, key: &PublicKey) -> bool {
+        let Ok(vk) = key.verifying_key() else {
+            return false;
+        };
+        let sig = ed25519_dalek::Signature::from_bytes(&self.signature);
+        vk.verify_strict(&Self::message(self.seq, &self.hash, self.time), &sig)
+            .is_ok()
+    }
+
+    /// One line: `edgegate-audit-head:v1:SEQ:HASH:TIME:SIGNATURE` (hash and
+    /// signature in lower-case hex).
+    pub fn to_line(&self) -> String {
+        format!(
+            "edgegate-audit-head:v1:{}:{}:{}:{}",
+            self.seq,
+            hex(&self.hash),
+            self.time,
+            hex(&self.signature)
+        )
+    }
+
+    /// Read a line written by [`SignedHead::to_line`] (surrounding text,
+    /// such as a journal prefix, is ignored).
+    pub fn parse_line(line: &str) -> Result<SignedHead, HeadLineError> {
+        let start = line
+            .find("edgegate-audit-head:")
+            .ok_or(HeadLineError("no edgegate-audit-head: prefix"))?;
+        let body = line[start..].split_whitespace().next().unwrap_or_default();
+        let parts: Vec<&str> = body.split(':').collect();
+        let [_, "v1", seq, hash, time, sig] = parts.as_slice() else {
+            return Err(HeadLineError("wrong number of fields or version"));
+        };
+        Ok(SignedHead {
+            seq: seq.parse().map_err(|_| HeadLineError("bad seq"))?,
+            hash: unhex(hash).ok_or(HeadLineError("bad hash"))?,
+            time: time.parse().map_err(|_| HeadLineError("bad time"))?,
+            signature: unhex(sig).ok_or(HeadLineError("bad signature"))?,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// What `audit verify` found on a good chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyReport {
@@ -296,6 +406,33 @@ mod tests {
             vec![11],
             "variant indices must not move"
         );
+    }
+
+    #[test]
+    fn signed_head_lines_round_trip_and_verify() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let (seq, hash, time) = (42, [9u8; 32], 1_700_000_000);
+        let sig = ed25519_signature(&key, &SignedHead::message(seq, &hash, time));
+        let head = SignedHead {
+            seq,
+            hash,
+            time,
+            signature: sig,
+        };
+        let line = format!("Jan 01 edgegated[1]: audit head {}", head.to_line());
+        let back = SignedHead::parse_line(&line).unwrap();
+        assert_eq!(back, head);
+        assert!(back.verify(&PublicKey::from(key.verifying_key())));
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        assert!(!back.verify(&PublicKey::from(other.verifying_key())));
+        let moved = SignedHead { seq: 41, ..back };
+        assert!(!moved.verify(&PublicKey::from(key.verifying_key())));
+        assert!(SignedHead::parse_line("edgegate-audit-head:v1:1:zz:2:00").is_err());
+    }
+
+    fn ed25519_signature(key: &ed25519_dalek::SigningKey, msg: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        key.sign(msg).to_bytes()
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! [`MAX_FRAME`] are refused before allocation. Both enums only grow at the
 //! end. Socket I/O is the `edgegate` crate's.
 
-use crate::audit::{AuditRecord, AuditVerifyError, Transport, VerifyReport};
+use crate::audit::{
+    AuditRecord, AuditVerifyError, SignedHead, StrangerSummary, Transport, VerifyReport,
+};
 use crate::codec;
 use crate::keys::PublicKey;
 use crate::reason::Level;
@@ -57,6 +59,17 @@ pub enum Request {
         #[serde(with = "crate::codec::bytes")]
         bytes: Vec<u8>,
     },
+    /// The unauthenticated-event counters, newest `limit` summaries.
+    Strangers {
+        /// Most summaries wanted (capped at [`MAX_AUDIT_BATCH`]).
+        limit: u32,
+    },
+    /// Check the chain as `AuditVerify` does, and also against `head`, a
+    /// signed head the operator kept off-box. Answered with `AuditVerify`.
+    AuditVerifyHead {
+        /// The signed head (`SignedHead::parse_line` of the logged line).
+        head: SignedHead,
+    },
 }
 
 /// A control response.
@@ -78,6 +91,8 @@ pub enum Response {
     Push(PushResult),
     /// The request failed (including `permission denied`).
     Error(String),
+    /// Answer to `Strangers`, oldest first; the minute in progress last.
+    Strangers(Vec<StrangerSummary>),
 }
 
 /// Daemon status.
@@ -214,6 +229,8 @@ mod tests {
             codec::encode(&Response::Push(PushResult::Unchanged { serial: 3 })),
             vec![6, 1, 3]
         );
+        assert_eq!(codec::encode(&Request::Strangers { limit: 5 }), vec![8, 5]);
+        assert_eq!(codec::encode(&Response::Strangers(vec![])), vec![8, 0]);
     }
 
     #[test]

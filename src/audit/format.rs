@@ -2,7 +2,7 @@
 //! text line per record (`edgegate audit`), one JSON object per record
 //! (`edgegate audit --json`). All three come from the same field list.
 
-use edgegate_proto::audit::{AuditEvent, AuditRecord, Outcome};
+use edgegate_proto::audit::{AuditEvent, AuditRecord, Outcome, StrangerSummary};
 
 /// A field value: text or a number (kept apart so JSON gets numbers).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +198,30 @@ pub fn json(rec: &AuditRecord) -> serde_json::Value {
     }
     m.insert("prev_hash".into(), hex(&rec.prev_hash).into());
     serde_json::Value::Object(m)
+}
+
+/// One line per stranger summary: `MINUTE SOURCE refused-sessions=N
+/// rejected-pushes=N garbage=N`.
+pub fn stranger_line(s: &StrangerSummary) -> String {
+    format!(
+        "{} {} refused-sessions={} rejected-pushes={} garbage={}",
+        crate::duration::format_time(s.minute),
+        s.source,
+        s.refused_sessions,
+        s.rejected_pushes,
+        s.garbage
+    )
+}
+
+/// One JSON object per stranger summary.
+pub fn stranger_json(s: &StrangerSummary) -> serde_json::Value {
+    serde_json::json!({
+        "minute": s.minute,
+        "source": s.source,
+        "refused_sessions": s.refused_sessions,
+        "rejected_pushes": s.rejected_pushes,
+        "garbage": s.garbage,
+    })
 }
 
 /// Lower-case hex.

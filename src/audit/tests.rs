@@ -312,3 +312,108 @@ fn a_batch_larger_than_retention_keeps_the_newest_and_verifies() {
         (5, Some(8), Some(12))
     );
 }
+
+/// A careful attacker cuts the tail and rewrites the head mark to match:
+/// the chain alone still verifies; the signed head does not.
+#[test]
+fn a_cut_tail_with_a_rewritten_head_mark_is_caught_by_the_signed_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    let device = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let public = PublicKey::from(device.verifying_key());
+    let log = AuditLog::open(&db, 1000).unwrap().with_device_key(public);
+    fill(&log, 10);
+    let signed = log.sign_head(&device).unwrap().unwrap();
+    assert_eq!(signed.seq, 10);
+    assert!(log.verify().is_ok());
+    let line = signed.to_line();
+    drop(log);
+
+    let tree = db.open_tree(TREE).unwrap();
+    let meta = db.open_tree(META).unwrap();
+    for seq in 8..=10u64 {
+        tree.remove(seq.to_be_bytes()).unwrap();
+    }
+    let (k, v) = tree.last().unwrap().unwrap();
+    let mark = Mark {
+        seq: key_seq(&k),
+        hash: record_hash(&v),
+    };
+    meta.insert(HEAD, &mark.encode()[..]).unwrap();
+
+    // What the chain alone says: intact, to 7.
+    assert!(verify::run(&tree, &meta).is_ok());
+    let log = AuditLog::open(&db, 1000).unwrap().with_device_key(public);
+    let err = log.verify().unwrap_err();
+    assert_eq!(err.seq, 8);
+    assert!(
+        err.what.contains("records 8..=10 at the tail are missing"),
+        "{err}"
+    );
+
+    // The attacker also deletes the stored signature: the line the
+    // operator kept off-box still catches it.
+    meta.remove(SIGNED_HEAD).unwrap();
+    assert!(log.verify().is_ok());
+    let kept = SignedHead::parse_line(&line).unwrap();
+    let err = log.verify_against(Some(&kept)).unwrap_err();
+    assert!(err.what.contains("at the tail are missing"), "{err}");
+}
+
+#[test]
+fn a_forged_or_mismatched_signed_head_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    let device = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let other = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+    let log = AuditLog::open(&db, 1000)
+        .unwrap()
+        .with_device_key(PublicKey::from(device.verifying_key()));
+    fill(&log, 5);
+    let forged = log.sign_head(&other).unwrap().unwrap();
+    let err = log.verify().unwrap_err();
+    assert!(
+        err.what.contains("not signed by this device's key"),
+        "{err}"
+    );
+    // A genuine head, and a record under it edited (hash differs).
+    let good = log.sign_head(&device).unwrap().unwrap();
+    assert!(log.verify_against(Some(&good)).is_ok());
+    let wrong = SignedHead {
+        hash: [1; 32],
+        ..good.clone()
+    };
+    assert!(log.verify_against(Some(&wrong)).is_err());
+    assert_ne!(forged, good);
+    // Signed heads are checked; later records past them are fine.
+    fill(&log, 3);
+    assert!(log.verify_against(Some(&good)).is_ok());
+}
+
+#[test]
+fn stranger_summaries_are_merged_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(dir.path());
+    let log = AuditLog::open(&db, 10).unwrap();
+    let s = |minute: u64, n: u64| StrangerSummary {
+        minute: minute * 60,
+        source: "192.0.2.1".into(),
+        refused_sessions: n,
+        rejected_pushes: 0,
+        garbage: 1,
+    };
+    log.add_strangers(&[s(1, 2)]).unwrap();
+    log.add_strangers(&[s(1, 3)]).unwrap();
+    let got = log.strangers(10).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].refused_sessions, got[0].garbage), (5, 2));
+    let many: Vec<_> = (2..strangers::STRANGER_RETENTION as u64 + 500)
+        .map(|m| s(m, 1))
+        .collect();
+    log.add_strangers(&many).unwrap();
+    let kept = log.strangers(usize::MAX).unwrap();
+    assert_eq!(kept.len(), strangers::STRANGER_RETENTION);
+    assert_eq!(kept.last().unwrap().minute, many.last().unwrap().minute);
+    // Nothing of this touched the chain.
+    assert_eq!(log.last_seq(), 0);
+}

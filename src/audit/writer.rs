@@ -11,9 +11,15 @@
 //! durable after that plus [`AuditLog::flush_async`] (sled flushes on its
 //! own every second). The queue is bounded: if the disk falls that far
 //! behind, callers wait rather than drop a record.
+//!
+//! The thread also stores the strangers' minute summaries and, given the
+//! device key, signs the head (`head.rs`): every `SIGN_EVERY` records,
+//! every `SIGN_INTERVAL` while the head moves, and when asked (shutdown).
 
+use super::head::{SIGN_EVERY, SIGN_INTERVAL};
 use super::AuditLog;
-use edgegate_proto::audit::AuditEvent;
+use ed25519_dalek::SigningKey;
+use edgegate_proto::audit::{AuditEvent, StrangerSummary};
 use edgegate_proto::UnixTime;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -33,6 +39,10 @@ enum Msg {
     Append(UnixTime, AuditEvent),
     /// Answered once every message before it is appended.
     Sync(oneshot::Sender<()>),
+    /// A finished minute of unauthenticated-event counters.
+    Strangers(Vec<StrangerSummary>),
+    /// Sign the head now (if it moved), then answer.
+    SignHead(oneshot::Sender<()>),
 }
 
 /// Queues events for the writer thread. Cheap to clone.
@@ -45,12 +55,54 @@ pub struct AuditWriter {
 impl AuditWriter {
     /// Start the writer thread for `log`; it ends when every handle is gone.
     pub fn start(log: Arc<AuditLog>) -> std::io::Result<AuditWriter> {
+        AuditWriter::start_signing(log, None)
+    }
+
+    /// [`AuditWriter::start`], signing the head with `key` (the device key).
+    pub fn start_signing(
+        log: Arc<AuditLog>,
+        key: Option<SigningKey>,
+    ) -> std::io::Result<AuditWriter> {
         let (tx, rx) = sync_channel(QUEUE);
         let writer = log.clone();
         std::thread::Builder::new()
             .name("edgegate-audit".into())
-            .spawn(move || run(&writer, rx))?;
+            .spawn(move || run(&writer, rx, Signer::new(key, writer.last_seq())))?;
         Ok(AuditWriter { tx, log })
+    }
+
+    /// Store a finished minute of stranger counters (never waits: under a
+    /// full queue the summary is logged and dropped, not the chain's
+    /// records).
+    pub fn strangers(&self, batch: Vec<StrangerSummary>) {
+        if batch.is_empty() {
+            return;
+        }
+        for s in &batch {
+            tracing::warn!(
+                target: "edgegate::audit",
+                minute = s.minute,
+                source = %s.source,
+                refused_sessions = s.refused_sessions,
+                rejected_pushes = s.rejected_pushes,
+                garbage = s.garbage,
+                "unauthenticated events"
+            );
+        }
+        if self.tx.try_send(Msg::Strangers(batch)).is_err() {
+            tracing::warn!("audit queue full: a strangers summary was only logged");
+        }
+    }
+
+    /// Sign the head now if it moved since the last signature, and wait.
+    pub async fn sign_head(&self) {
+        let (done, wait) = oneshot::channel();
+        let tx = self.tx.clone();
+        let queued =
+            tokio::task::spawn_blocking(move || tx.send(Msg::SignHead(done)).is_ok()).await;
+        if matches!(queued, Ok(true)) {
+            let _ = wait.await;
+        }
     }
 
     /// The log the writer appends to (for reading).
@@ -89,12 +141,63 @@ impl AuditWriter {
     }
 }
 
-fn run(log: &AuditLog, rx: Receiver<Msg>) {
+/// When the head is signed next.
+struct Signer {
+    key: Option<SigningKey>,
+    signed_seq: u64,
+    signed_at: Instant,
+}
+
+impl Signer {
+    fn new(key: Option<SigningKey>, seq: u64) -> Signer {
+        Signer {
+            key,
+            // A head carried over from the last run is signed at the first
+            // interval (or at once after SIGN_EVERY more records).
+            signed_seq: seq.saturating_sub(1),
+            signed_at: Instant::now(),
+        }
+    }
+
+    /// How long the thread may wait for a message before a signature is due.
+    fn wait(&self) -> Duration {
+        SIGN_INTERVAL.saturating_sub(self.signed_at.elapsed())
+    }
+
+    /// Sign if the head moved and (`force`, or enough records, or enough time).
+    fn maybe_sign(&mut self, log: &AuditLog, force: bool) {
+        let Some(key) = &self.key else { return };
+        let seq = log.last_seq();
+        let moved = seq != self.signed_seq;
+        let due = seq.saturating_sub(self.signed_seq) >= SIGN_EVERY
+            || self.signed_at.elapsed() >= SIGN_INTERVAL;
+        if moved && (force || due) {
+            match log.sign_head(key) {
+                Ok(_) => self.signed_seq = seq,
+                Err(e) => tracing::error!("signing the audit head failed: {e}"),
+            }
+        }
+        if force || due {
+            self.signed_at = Instant::now();
+        }
+    }
+}
+
+fn run(log: &AuditLog, rx: Receiver<Msg>, mut signer: Signer) {
     let mut batch = Vec::new();
     let mut waiting = Vec::new();
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(signer.wait()) {
+            Ok(m) => m,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                signer.maybe_sign(log, false);
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let until = Instant::now() + BATCH_WINDOW;
         let mut next = Some(first);
+        let mut sign_now = Vec::new();
         while let Some(msg) = next.take() {
             match msg {
                 Msg::Append(time, event) => batch.push((time, event)),
@@ -102,6 +205,15 @@ fn run(log: &AuditLog, rx: Receiver<Msg>) {
                 Msg::Sync(done) => {
                     waiting.push(done);
                     break;
+                }
+                Msg::SignHead(done) => {
+                    sign_now.push(done);
+                    break;
+                }
+                Msg::Strangers(s) => {
+                    if let Err(e) = log.add_strangers(&s) {
+                        tracing::error!("storing the strangers summary failed: {e}");
+                    }
                 }
             }
             if batch.len() >= BATCH_MAX {
@@ -114,7 +226,8 @@ fn run(log: &AuditLog, rx: Receiver<Msg>) {
         if let Err(e) = log.append_all(std::mem::take(&mut batch)) {
             tracing::error!("audit append failed: {e}");
         }
-        for done in waiting.drain(..) {
+        signer.maybe_sign(log, !sign_now.is_empty());
+        for done in waiting.drain(..).chain(sign_now) {
             let _ = done.send(());
         }
     }

@@ -13,6 +13,7 @@ mod render;
 
 use crate::control::{Client, PushResult, Request, Response};
 use crate::duration::parse_duration;
+use edgegate_proto::audit::SignedHead;
 use edgegate_proto::control::MAX_AUDIT_BATCH;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -92,6 +93,11 @@ pub struct AuditArgs {
     #[arg(long, value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_AUDIT_BATCH)))]
     pub limit: u32,
+    /// Show the counters of unauthenticated events (refused sessions,
+    /// rejected pushes, garbage per source address and minute) instead of
+    /// the chain.
+    #[arg(long)]
+    pub strangers: bool,
     /// `verify`.
     #[command(subcommand)]
     pub command: Option<AuditCommand>,
@@ -100,8 +106,18 @@ pub struct AuditArgs {
 /// Audit subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain; exits non-zero on an edited or deleted record.
-    Verify,
+    /// Check the hash chain; exits non-zero on an edited or deleted record
+    /// or a tail cut short of the newest signed head.
+    Verify {
+        /// Also check against this signed head line
+        /// (`edgegate-audit-head:v1:…`, as the daemon logged it) kept off-box.
+        #[arg(long, value_name = "LINE", value_parser = parse_head)]
+        head: Option<SignedHead>,
+    },
+}
+
+fn parse_head(s: &str) -> Result<SignedHead, String> {
+    SignedHead::parse_line(s).map_err(|e| e.to_string())
 }
 
 /// `edgegate consent grant [--for 2h] | consent revoke`
@@ -224,8 +240,12 @@ async fn sessions(a: SessionsArgs) -> Outcome {
 
 async fn audit(a: AuditArgs) -> Outcome {
     let socket = &a.socket.socket;
-    if let Some(AuditCommand::Verify) = a.command {
-        return match call(socket, Request::AuditVerify).await? {
+    if let Some(AuditCommand::Verify { head }) = a.command {
+        let req = match head {
+            Some(head) => Request::AuditVerifyHead { head },
+            None => Request::AuditVerify,
+        };
+        return match call(socket, req).await? {
             Response::AuditVerify(Ok(r)) => {
                 match (r.first_seq, r.last_seq) {
                     (Some(f), Some(l)) => {
@@ -236,6 +256,21 @@ async fn audit(a: AuditArgs) -> Outcome {
                 Ok(())
             }
             Response::AuditVerify(Err(e)) => Err(format!("audit verify failed: {e}")),
+            other => Err(unexpected(&other)),
+        };
+    }
+    if a.strangers {
+        return match call(socket, Request::Strangers { limit: a.limit }).await? {
+            Response::Strangers(list) => {
+                for s in &list {
+                    if a.json {
+                        render::print_json(&crate::audit::format::stranger_json(s));
+                    } else {
+                        say!("{}", crate::audit::format::stranger_line(s));
+                    }
+                }
+                Ok(())
+            }
             other => Err(unexpected(&other)),
         };
     }
@@ -271,6 +306,7 @@ async fn consent(a: ConsentArgs) -> Outcome {
             );
             Ok(())
         }
+        Response::Error(e) => Err(e),
         other => Err(unexpected(&other)),
     }
 }

@@ -80,6 +80,7 @@ pub(super) fn ask(index: &PolicyIndex, q: &Question) -> anyhow::Result<Explanati
         now: q.now,
         consent: q.consent,
         limit_exceeded: false,
+        local: crate::policy::destination::LocalAddrs::none(),
     };
     let p = Policy {
         index: Some(index),

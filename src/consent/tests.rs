@@ -121,3 +121,12 @@ async fn expiry_callback_fires_only_for_expiry() {
     assert_eq!(fired.load(std::sync::atomic::Ordering::SeqCst), 1);
     task.abort();
 }
+
+/// A grant of u64::MAX seconds neither overflows nor turns indefinite.
+#[tokio::test(start_paused = true)]
+async fn a_far_future_grant_is_clamped_not_indefinite() {
+    let c = Consent::new();
+    let state = c.grant(Some(u64::MAX));
+    assert!(matches!(state, ConsentState::Until(_)), "{state:?}");
+    assert!(c.expires_at().unwrap() <= Instant::now() + crate::clock::MAX_WAIT);
+}

@@ -169,5 +169,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::ConsentGrant { .. } => "consent-grant",
         Request::ConsentRevoke => "consent-revoke",
         Request::PushBundle { .. } => "push-bundle",
+        Request::Strangers { .. } => "strangers",
+        Request::AuditVerifyHead { .. } => "audit-verify-head",
     }
 }

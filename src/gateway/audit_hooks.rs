@@ -3,18 +3,26 @@
 //! recorded (the hash-chained log in sled, appended by the audit writer's
 //! thread; the log also emits tracing). Events carry the time they happened;
 //! a failing append is logged and never stops traffic.
+//!
+//! What an unauthenticated peer causes (a session refused before a ticket
+//! bound to its key verified, a push rejected on the tunnel port, garbage)
+//! is only counted per source and minute (`audit::strangers`); the chain
+//! keeps what authenticated peers and operators did.
 
 use super::registry::{Session, StreamStats};
 use super::stream::OpenRequest;
 use super::GatewayError;
-use crate::audit::{AuditLog, AuditWriter};
+use crate::audit::{AuditLog, AuditWriter, Stranger, StrangerCounter};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::{Consent, ConsentState};
 use crate::store::Store;
+use crate::tlsid::Identity;
+use edgegate_proto::audit::StrangerSummary;
 use edgegate_proto::audit::{AuditEvent, CloseReason, Outcome};
 use edgegate_proto::frame::Verdict;
 use edgegate_proto::{DenyReason, Level};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -24,6 +32,8 @@ pub(crate) struct Audit {
     writer: AuditWriter,
     /// Records are stamped with the gateway's floored now (DESIGN §3).
     now: Now,
+    /// This minute's unauthenticated events.
+    strangers: Arc<StrangerCounter>,
 }
 
 /// The gateway's notion of now: the clock floored by the store.
@@ -44,18 +54,66 @@ impl Audit {
         store: &Arc<Store>,
         config: &Config,
         clock: Clock,
+        identity: &Identity,
     ) -> Result<Audit, GatewayError> {
         let log = AuditLog::open(store.db(), config.limits.audit_retention)
-            .map_err(|e| GatewayError::Audit(e.to_string()))?;
-        let writer = AuditWriter::start(Arc::new(log))
+            .map_err(|e| GatewayError::Audit(e.to_string()))?
+            .with_device_key(identity.public());
+        let key = Some(identity.signing_key().clone());
+        let writer = AuditWriter::start_signing(Arc::new(log), key)
             .map_err(|e| GatewayError::Audit(format!("starting the audit writer: {e}")))?;
-        Ok(Audit {
+        let audit = Audit {
             writer,
             now: Now {
                 clock,
                 store: store.clone(),
             },
-        })
+            strangers: Arc::default(),
+        };
+        audit.flush_strangers_every_minute();
+        Ok(audit)
+    }
+
+    /// A minute's counters are stored once it is over, even when no
+    /// further event arrives to roll it.
+    fn flush_strangers_every_minute(&self) {
+        let (writer, now) = (self.writer.clone(), self.now.clone());
+        let counter = Arc::downgrade(&self.strangers);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                // The gateway is gone: so is the window.
+                let Some(counter) = counter.upgrade() else {
+                    return;
+                };
+                writer.strangers(counter.roll(now.get()));
+            }
+        });
+    }
+
+    /// Count one unauthenticated event from `source`.
+    pub(crate) fn stranger(&self, source: IpAddr, what: Stranger) {
+        let done = self.strangers.count(self.now.get(), source, what);
+        self.writer.strangers(done);
+    }
+
+    /// The stored stranger summaries (newest `limit`) and the minute in
+    /// progress.
+    pub(crate) async fn strangers(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<StrangerSummary>, crate::audit::AuditError> {
+        self.writer.sync().await;
+        let log = self.log().clone();
+        let mut out = tokio::task::spawn_blocking(move || log.strangers(limit))
+            .await
+            .unwrap_or_else(|e| Ok(panic_to_empty(e)))?;
+        out.extend(self.strangers.snapshot());
+        let skip = out.len().saturating_sub(limit);
+        out.drain(..skip);
+        Ok(out)
     }
 
     /// The log, for readers: call [`Audit::sync`] first to see every event
@@ -69,9 +127,11 @@ impl Audit {
         self.writer.sync().await;
     }
 
-    /// Put every queued event in the log and make the log durable (shutdown).
+    /// Put every queued event and counter in the log, sign the head and
+    /// make the log durable (shutdown).
     pub(crate) async fn flush(&self) -> Result<(), crate::audit::AuditError> {
-        self.writer.sync().await;
+        self.writer.strangers(self.strangers.drain());
+        self.writer.sign_head().await;
         self.log().flush_async().await
     }
 
@@ -167,10 +227,24 @@ impl Audit {
         });
     }
 
-    pub(crate) fn session_refused(&self, user: Option<&str>, reason: DenyReason) {
+    /// A refused session. Only one whose ticket verified and is bound to
+    /// the peer's key is chained; anything else is a stranger, counted.
+    pub(crate) fn session_refused(
+        &self,
+        authenticated: Option<&str>,
+        remote: SocketAddr,
+        reason: DenyReason,
+    ) {
+        match authenticated {
+            Some(user) => self.refused_decision(user, reason),
+            None => self.stranger(remote.ip(), Stranger::RefusedSession),
+        }
+    }
+
+    fn refused_decision(&self, user: &str, reason: DenyReason) {
         self.append(AuditEvent::Decision {
             session: 0,
-            user: user.map(str::to_string),
+            user: Some(user.to_string()),
             service: None,
             destination: None,
             outcome: Outcome::Deny(reason),
@@ -201,4 +275,9 @@ impl Audit {
             serial,
         });
     }
+}
+
+fn panic_to_empty(e: tokio::task::JoinError) -> Vec<StrangerSummary> {
+    tracing::error!("reading the strangers summaries failed: {e}");
+    Vec::new()
 }

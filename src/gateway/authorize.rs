@@ -77,6 +77,17 @@ impl Credentials {
         self.ticket.as_ref().map(|t| t.ticket().user.as_str())
     }
 
+    /// The user, if the peer is who the authority says: the ticket verified
+    /// and is bound to the key the handshake proved. Anything less is a
+    /// stranger (counted, not chained, when refused).
+    pub(crate) fn authenticated_user(&self) -> Option<&str> {
+        self.ticket
+            .as_ref()
+            .map(VerifiedTicket::ticket)
+            .filter(|t| t.client_key == *self.peer.key())
+            .map(|t| t.user.as_str())
+    }
+
     /// The ticket, if it verifies under the trust in force. A change of the
     /// trusted keys (SIGHUP) bumps the epoch; the first check after it
     /// verifies the bytes again, later ones reuse that answer.
@@ -193,6 +204,7 @@ impl Gateway {
             index,
             expiry_grace: self.config().expiry_grace,
         };
+        let local = self.local.get();
         let (service, destination, over_limit) = match subject {
             // A service id no device has: the evaluator stops at step 5
             // unless steps 1–4 deny.
@@ -214,6 +226,7 @@ impl Gateway {
             now: self.now(),
             consent: self.consent.is_active(Instant::now()),
             limit_exceeded: over_limit,
+            local: &local,
         };
         let recheck_at = policy::next_change(&policy, &request).map(|at| self.clock.instant_at(at));
         let outcome = match ticket {

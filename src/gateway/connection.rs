@@ -10,6 +10,7 @@ use super::pending::Phase;
 use super::registry::Session;
 use super::stream::OpenRequest;
 use super::Gateway;
+use crate::audit::Stranger;
 use crate::transport::{
     read_body, read_frame, read_prefix, write_frame, BiStream, Connection, Grant, PipeWriter,
 };
@@ -88,7 +89,10 @@ impl Gateway {
                 let _ = timeout(BUSY_LINGER, conn.closed()).await;
                 return conn.close(0, "busy");
             }
-            _ => return conn.close(CONN_PROTOCOL_ERROR, "no valid first frame"),
+            _ => {
+                self.audit.stranger(conn.remote().ip(), Stranger::Garbage);
+                return conn.close(CONN_PROTOCOL_ERROR, "no valid first frame");
+            }
         };
         // Handshake and first frame are the unauthenticated phase the
         // `Phase` bounds; a push or a session goes on without it.
@@ -98,12 +102,16 @@ impl Gateway {
         let ticket = match first {
             Frame::Hello { ticket } => ticket,
             Frame::PushBundle { bundle } => {
-                self.answer_push(bundle, &mut control.send).await;
+                self.answer_push(bundle, conn.remote(), &mut control.send)
+                    .await;
                 let _ = control.send.finish().await;
                 let _ = timeout(LINGER, conn.closed()).await;
                 return conn.close(0, "done");
             }
-            _ => return conn.close(CONN_PROTOCOL_ERROR, "unexpected first frame"),
+            _ => {
+                self.audit.stranger(conn.remote().ip(), Stranger::Garbage);
+                return conn.close(CONN_PROTOCOL_ERROR, "unexpected first frame");
+            }
         };
         let opened = self
             .open_session(peer, &ticket, &*conn, &mut control.send)
@@ -172,7 +180,7 @@ impl Gateway {
             // streams opening and closing move the deadline.
             let deadline = session
                 .idle_deadline(idle)
-                .unwrap_or_else(|| Instant::now() + idle);
+                .unwrap_or_else(|| crate::clock::after(Instant::now(), idle));
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
                     let still_idle = session

@@ -7,6 +7,7 @@ use crate::control::{
     Request, Response, StatusInfo,
 };
 use edgegate_proto::audit::AuditEvent;
+use edgegate_proto::control::MAX_AUDIT_BATCH;
 use std::sync::Arc;
 
 /// The control socket's handler: a handle on the gateway.
@@ -57,7 +58,17 @@ impl ControlHandler for ControlView {
                     audit_verify_response(gw.audit.log().clone()).await
                 }
                 Request::ConsentGrant { secs } => {
-                    gw.consent.grant(secs);
+                    // A grant is bounded (limits.max_consent): a longer one is
+                    // refused, one without a length lasts the maximum.
+                    let max = gw.config().limits.max_consent.as_secs();
+                    if let Some(s) = secs.filter(|s| *s > max) {
+                        return Response::Error(format!(
+                            "consent grant refused: {} is longer than limits.max_consent ({})",
+                            crate::duration::format_duration(s),
+                            crate::duration::format_duration(max)
+                        ));
+                    }
+                    gw.consent.grant(Some(secs.unwrap_or(max)));
                     let info = gw.consent.info(gw.now());
                     gw.audit.append(AuditEvent::ConsentGranted {
                         until: info.until,
@@ -72,6 +83,22 @@ impl ControlHandler for ControlView {
                     Response::Consent(gw.consent.info(gw.now()))
                 }
                 Request::PushBundle { bytes } => Response::Push(gw.push_bundle(bytes).await),
+                Request::Strangers { limit } => {
+                    let limit = limit.min(MAX_AUDIT_BATCH) as usize;
+                    match gw.audit.strangers(limit).await {
+                        Ok(list) => Response::Strangers(list),
+                        Err(e) => Response::Error(e.to_string()),
+                    }
+                }
+                Request::AuditVerifyHead { head } => {
+                    gw.audit.sync().await;
+                    let log = gw.audit.log().clone();
+                    match tokio::task::spawn_blocking(move || log.verify_against(Some(&head))).await
+                    {
+                        Ok(result) => Response::AuditVerify(result),
+                        Err(e) => Response::Error(format!("audit verification failed: {e}")),
+                    }
+                }
             }
         })
     }

@@ -3,22 +3,36 @@
 //! the new index → every live stream re-decides.
 
 use super::{Active, Gateway};
+use crate::audit::Stranger;
 use crate::policy::PolicyIndex;
 use crate::store::Applied;
 use edgegate_proto::control::PushResult;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 impl Gateway {
-    /// Install a pushed bundle if DESIGN §3 allows it. Whatever the outcome,
-    /// the answer is ready to send; on rejection nothing changed.
+    /// Install a bundle an operator pushed (control socket) if DESIGN §3
+    /// allows it. Whatever the outcome, the answer is ready to send and
+    /// audited in the chain; on rejection nothing changed.
     pub async fn push_bundle(self: &Arc<Self>, bytes: Vec<u8>) -> PushResult {
+        self.push_bundle_from(bytes, None).await
+    }
+
+    /// [`Gateway::push_bundle`] for a push from `stranger` (the tunnel
+    /// port, where any peer may push): an accepted bundle is chained (the
+    /// authority signed it), a rejection is only counted.
+    pub async fn push_bundle_from(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+        stranger: Option<IpAddr>,
+    ) -> PushResult {
         let max = self.config().limits.max_bundle_size;
         if bytes.len() > max {
             let message = format!(
                 "bundle of {} bytes exceeds max_bundle_size {max}",
                 bytes.len(),
             );
-            return self.rejected("too-large", message);
+            return self.rejected("too-large", message, stranger);
         }
         // One install at a time, so the index published last is the one
         // stored last.
@@ -40,13 +54,16 @@ impl Gateway {
                 PushResult::Accepted { serial }
             }
             Ok(Ok((Applied::Unchanged { serial }, _, _))) => PushResult::Unchanged { serial },
-            Ok(Err(reason)) => self.rejected(reason.code(), reason.to_string()),
-            Err(e) => self.rejected("internal", format!("install task failed: {e}")),
+            Ok(Err(reason)) => self.rejected(reason.code(), reason.to_string(), stranger),
+            Err(e) => self.rejected("internal", format!("install task failed: {e}"), None),
         }
     }
 
-    fn rejected(&self, code: &str, message: String) -> PushResult {
-        self.audit.bundle_rejected(code, &message, None);
+    fn rejected(&self, code: &str, message: String, stranger: Option<IpAddr>) -> PushResult {
+        match stranger {
+            Some(ip) => self.audit.stranger(ip, Stranger::RejectedPush),
+            None => self.audit.bundle_rejected(code, &message, None),
+        }
         PushResult::Rejected {
             code: code.to_string(),
             message,

@@ -103,7 +103,7 @@ impl Session {
         if !streams.is_empty() {
             return None;
         }
-        Some(*lock(&self.last_activity) + idle)
+        Some(crate::clock::after(*lock(&self.last_activity), idle))
     }
 
     pub(crate) fn stream_count(&self) -> usize {

@@ -62,7 +62,7 @@ impl Gateway {
     ) -> Option<Arc<Session>> {
         let (transport, remote) = (conn.transport(), conn.remote());
         let cred = Credentials::new(self, peer, ticket);
-        let user = cred.user().map(str::to_owned);
+        let user = cred.authenticated_user().map(str::to_owned);
         let ticket_device = cred.ticket.as_ref().map(|t| t.ticket().device.clone());
         let ends_at = self.session_end(&cred);
         let admitted = self.authorize_session(&cred).and_then(|()| {
@@ -78,7 +78,7 @@ impl Gateway {
         let session = match admitted {
             Ok(s) => s,
             Err(reason) => {
-                self.audit.session_refused(user.as_deref(), reason);
+                self.audit.session_refused(user.as_deref(), remote, reason);
                 let detail = self.refusal_detail(reason, ticket_device, ticket);
                 let _ = write_frame(out, &Frame::RefusedWithDetail { reason, detail }).await;
                 return None;
@@ -146,13 +146,15 @@ impl Gateway {
         }
     }
 
-    /// Answer a `PushBundle` first frame.
+    /// Answer a `PushBundle` first frame from `remote` (any peer may push:
+    /// a rejection is a stranger's event, counted).
     pub(crate) async fn answer_push<W: AsyncWrite + Unpin>(
         self: &Arc<Self>,
         bundle: Vec<u8>,
+        remote: std::net::SocketAddr,
         out: &mut W,
     ) {
-        let result = self.push_bundle(bundle).await;
+        let result = self.push_bundle_from(bundle, Some(remote.ip())).await;
         let _ = write_frame(out, &Frame::PushResult(result)).await;
     }
 }

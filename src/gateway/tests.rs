@@ -24,6 +24,7 @@ fn authority() -> SigningKey {
 
 mod redecide;
 mod session;
+mod strangers;
 
 fn now() -> u64 {
     Clock::system().wall()
@@ -296,4 +297,40 @@ async fn health_probe_fails_while_state_is_wedged_and_never_piles_up() {
     wedge.join().unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(check(gw.clone()).await);
+}
+
+/// `consent grant --for` above limits.max_consent is refused with one
+/// line; a grant without a length lasts the maximum.
+#[tokio::test]
+async fn consent_grants_are_bounded_by_max_consent() {
+    use crate::control::{ControlHandler, PeerCred, Request, Response};
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "[limits]\nmax_consent = \"2h\"").await;
+    let view = super::ControlView(gw.clone());
+    let op = PeerCred {
+        uid: 0,
+        gid: 0,
+        pid: None,
+    };
+    let long = view
+        .handle(
+            Request::ConsentGrant {
+                secs: Some(3 * 3600),
+            },
+            op,
+        )
+        .await;
+    assert_eq!(
+        long,
+        Response::Error("consent grant refused: 3h is longer than limits.max_consent (2h)".into())
+    );
+    assert!(!gw.consent().is_active(tokio::time::Instant::now()));
+    let Response::Consent(info) = view.handle(Request::ConsentGrant { secs: None }, op).await
+    else {
+        panic!("grant without a length refused")
+    };
+    assert!(info.active);
+    assert!(info
+        .remaining_secs
+        .is_some_and(|s| s <= 2 * 3600 && s > 3600));
 }

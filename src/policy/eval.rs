@@ -5,7 +5,7 @@
 //! `fmt::Arguments`, which are only formatted by a tracer that keeps them.
 
 use super::compile::{CUser, Candidate, CompiledService, PolicyIndex};
-use super::{Decision, Denial, Policy, Request, TicketInput, SKEW};
+use super::{destination, Decision, Denial, Policy, Request, TicketInput, SKEW};
 use edgegate_proto::bundle::Target;
 use edgegate_proto::{DenyReason, Level, Ticket};
 use std::fmt;
@@ -368,7 +368,35 @@ fn service<'i, T: Tracer>(
             ),
         )?;
     }
+    screen(svc, r, t)?;
     Ok(svc)
+}
+
+/// Step 5, continued: a vpn destination of a screened class (loopback,
+/// the router's own address…, `destination.rs`) passes only if a network
+/// of the service names it explicitly.
+fn screen<T: Tracer>(svc: &CompiledService, r: &Request, t: &mut T) -> Result<(), DenyReason> {
+    let (Target::Networks { networks, .. }, Some(d)) = (&svc.target, r.destination) else {
+        return Ok(());
+    };
+    let Some((class, within)) = destination::classify(d.ip(), r.local) else {
+        return Ok(());
+    };
+    let named = destination::named_explicitly(networks, d.ip(), &within);
+    check(
+        t,
+        5,
+        "vpn-destination-class",
+        named,
+        DenyReason::DestinationNotAllowed,
+        format_args!(
+            "destination {} is {}: allowed only by a service network inside {}/{}: {named}",
+            d.ip().to_canonical(),
+            class.as_str(),
+            within.addr,
+            within.prefix
+        ),
+    )
 }
 
 /// Whether `d` lies in one of the networks and (if any are listed) ports. An

@@ -41,7 +41,7 @@ pub struct TraceEntry {
     /// Check name: `bundle`, `ticket-signature`, `ticket-device`,
     /// `client-key`, `ticket-window`, `ticket-revoked`, `user-known`,
     /// `user-active`, `logout-period`, `user-mfa`, `service-known`,
-    /// `vpn-destination`, `grants`, `limits`.
+    /// `vpn-destination`, `vpn-destination-class`, `grants`, `limits`.
     pub check: &'static str,
     /// Whether it passed.
     pub passed: bool,

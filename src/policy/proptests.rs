@@ -432,6 +432,7 @@ proptest! {
                 now: q.now,
                 consent: q.consent,
                 limit_exceeded: q.limit,
+                local: crate::policy::destination::LocalAddrs::none(),
             };
             let p = Policy { index: q.present.then_some(&ix), expiry_grace: q.grace };
             let d = decide(&p, &r);

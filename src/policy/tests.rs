@@ -157,6 +157,43 @@ fn vpn_destination_ipv4() {
     );
 }
 
+/// The router's own and broadcast addresses inside an allowed network are
+/// refused, and the trace says why; other hosts of the network pass.
+#[test]
+fn vpn_destination_screen_refuses_the_router_itself() {
+    let on_router = |dest: &str| {
+        Case::new("bob", "vpn-any").with(|c| {
+            c.dest = Some(dest.parse().unwrap());
+            c.local.own = vec!["192.168.1.1".parse().unwrap()];
+            c.local.broadcast = vec!["192.168.1.255".parse().unwrap()];
+        })
+    };
+    assert_eq!(on_router("192.168.1.9:80").decide(Some(ix())), MANAGE);
+    for dest in [
+        "192.168.1.1:22",
+        "192.168.1.255:80",
+        "[::ffff:192.168.1.1]:22",
+    ] {
+        let case = on_router(dest);
+        assert_eq!(
+            case.decide(Some(ix())),
+            deny(D::DestinationNotAllowed),
+            "{dest}"
+        );
+        let why = case.explain(Some(ix()));
+        let last = why.trace.last().unwrap();
+        assert_eq!(
+            (last.step, last.check, last.passed),
+            (5, "vpn-destination-class", false)
+        );
+        assert!(
+            last.detail.contains("own address") || last.detail.contains("broadcast"),
+            "{}",
+            last.detail
+        );
+    }
+}
+
 #[test]
 fn vpn_destination_ipv6() {
     assert_eq!(vpn("vpn", Some("[fd00:10:1::5]:80")), MANAGE);

@@ -148,6 +148,8 @@ pub(super) struct Case {
     pub(super) consent: bool,
     pub(super) limit: bool,
     pub(super) grace: u64,
+    /// The router's own addresses.
+    pub(super) local: crate::policy::destination::LocalAddrs,
 }
 
 impl Case {
@@ -167,6 +169,7 @@ impl Case {
             consent: false,
             limit: false,
             grace: 0,
+            local: Default::default(),
         }
     }
 
@@ -191,6 +194,7 @@ impl Case {
             now: self.now,
             consent: self.consent,
             limit_exceeded: self.limit,
+            local: &self.local,
         };
         let p = Policy {
             index: ix,

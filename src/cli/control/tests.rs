@@ -43,7 +43,16 @@ fn command_line_contract_parses() {
     assert!(matches!(
         c,
         ControlCommand::Audit(AuditArgs {
-            command: Some(AuditCommand::Verify),
+            command: Some(AuditCommand::Verify { head: None }),
+            ..
+        })
+    ));
+    assert!(parse(&["audit", "verify", "--head", "nonsense"]).is_err());
+    let c = parse(&["audit", "--strangers"]).unwrap();
+    assert!(matches!(
+        c,
+        ControlCommand::Audit(AuditArgs {
+            strangers: true,
             ..
         })
     ));
@@ -227,6 +236,8 @@ impl crate::control::ControlHandler for Canned {
                     })
                 }
                 Request::PushBundle { .. } => Response::Push(PushResult::Accepted { serial: 6 }),
+                Request::Strangers { .. } => Response::Strangers(vec![]),
+                Request::AuditVerifyHead { .. } => Response::Error("not in this test".into()),
             }
         })
     }
@@ -270,7 +281,8 @@ async fn commands_against_a_stand_in_daemon() {
         json: false,
         since: None,
         limit: 10,
-        command: Some(AuditCommand::Verify),
+        strangers: false,
+        command: Some(AuditCommand::Verify { head: None }),
     };
     assert_eq!(
         audit(verify).await,
