@@ -60,14 +60,17 @@ async fn refused_hellos_are_counted_unless_the_peer_is_authenticated() {
         async move {
             let key = testkit::public(&testkit::key(peer));
             let mut out = Vec::new();
+            // A connection only to say where the peer is (nothing is sent).
+            let (io, _far) = tokio::io::duplex(1024);
+            let conn = crate::transport::MuxConn::new(
+                io,
+                crate::transport::mux::Side::Server,
+                4,
+                None,
+                remote,
+            );
             let s = gw
-                .open_session(
-                    AuthenticatedPeer::for_tests(key),
-                    &ticket,
-                    Transport::Tls,
-                    remote,
-                    &mut out,
-                )
+                .open_session(AuthenticatedPeer::for_tests(key), &ticket, &conn, &mut out)
                 .await;
             assert!(s.is_none());
         }
