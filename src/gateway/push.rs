@@ -4,7 +4,7 @@
 
 use super::{Active, Gateway};
 use crate::policy::PolicyIndex;
-use crate::store::Applied;
+use crate::store::Accepted;
 use edgegate_proto::control::PushResult;
 use std::sync::Arc;
 
@@ -25,11 +25,15 @@ impl Gateway {
         let _one = self.push_lock.lock().await;
         let gw = self.clone();
         let accepted = tokio::task::spawn_blocking(move || {
-            gw.store.accept(&bytes, gw.wall(), PolicyIndex::compile)
+            gw.store.accept(bytes, gw.wall(), PolicyIndex::compile)
         })
         .await;
         match accepted {
-            Ok(Ok((Applied::Accepted { serial }, bundle, index))) => {
+            Ok(Ok(Accepted::Installed {
+                serial,
+                bundle,
+                compiled: index,
+            })) => {
                 let (issued, not_after) = (index.issued_at(), index.not_after());
                 // Audited first: the closes the new index causes follow it.
                 self.audit.bundle_accepted(serial, issued, not_after);
@@ -39,7 +43,7 @@ impl Gateway {
                 tokio::task::spawn_blocking(crate::memory::release_freed);
                 PushResult::Accepted { serial }
             }
-            Ok(Ok((Applied::Unchanged { serial }, _, _))) => PushResult::Unchanged { serial },
+            Ok(Ok(Accepted::Unchanged { serial })) => PushResult::Unchanged { serial },
             Ok(Err(reason)) => self.rejected(reason.code(), reason.to_string()),
             Err(e) => self.rejected("internal", format!("install task failed: {e}")),
         }

@@ -64,6 +64,7 @@ pub(super) fn open(
     if let Some(w) = mark.filter(|w| gone && w.serial == state.serial) {
         state.lost = w.digest;
     }
+    state.start_floor = state.floor;
     let Loaded {
         db,
         bundle: bt,
@@ -78,6 +79,7 @@ pub(super) fn open(
         device_id: device_id.to_string(),
         dir: dir.to_path_buf(),
         state: Mutex::new(state),
+        sealed: None,
         _lock: lock,
     };
     Ok(Opened {
@@ -321,6 +323,8 @@ fn load_bundle(
         digest: None,
         lost: None,
         floor: l.floor,
+        start_floor: 0,
+        start_wall: None,
     };
     let Some(raw) = &l.envelope else {
         return (
@@ -381,7 +385,9 @@ fn load_bundle(
         serial: Some(b.serial),
         digest: Some(Sha256::digest(raw).into()),
         lost: None,
-        floor: l.floor.max(b.issued_at),
+        // Not raised to the bundle's `issued_at`: the floor was written in
+        // the same transaction, already bounded by the ceiling then.
+        ..untrusted
     };
     (state, Some(vb))
 }

@@ -113,7 +113,7 @@ fn corrupted_sled_directory_opens_fresh_with_a_warning() {
     // was acknowledged (the watermark has its digest) may come back, also
     // after the floor moved (and the watermark was rewritten) meanwhile,
     // and after a reopen.
-    o.store.raise_time_floor(T0 + 5).unwrap();
+    o.store.raise_time_floor(T0 + 5, 0).unwrap();
     drop(o);
     let o = open(dir.path());
     assert!(matches!(
@@ -158,7 +158,7 @@ fn silent_sled_rollback_is_detected_by_the_watermark() {
         s.apply(&verified(&body(1, T0)), T0).unwrap();
         let w = std::fs::read(dir.path().join(watermark::FILE)).unwrap();
         s.apply(&verified(&body(2, T0 + 10)), T0).unwrap();
-        s.raise_time_floor(T0 + 20).unwrap();
+        s.raise_time_floor(T0 + 20, 0).unwrap();
         // Put sled back to serial 1 behind the store's back, as a truncated
         // log would, keeping the newer watermark.
         let old = verified(&body(1, T0));
@@ -188,7 +188,7 @@ fn floor_only_lag_keeps_the_bundle() {
     {
         let s = ok_store(dir.path());
         s.apply(&b, T0).unwrap();
-        s.raise_time_floor(T0 + 50).unwrap();
+        s.raise_time_floor(T0 + 50, 0).unwrap();
         s.meta.insert(KEY_FLOOR, &T0.to_be_bytes()).unwrap();
         s.db.flush().unwrap();
     }
