@@ -329,7 +329,7 @@ impl Store {
         if ceiling.refuses(body.issued_at) {
             return Err(RejectReason::FutureDated {
                 issued_at: body.issued_at,
-                limit: ceiling.limit(),
+                limit: ceiling.latest_issue().unwrap_or(UnixTime::MAX),
             });
         }
         Ok(Verdict::Install(ceiling.raise(st.floor, body.issued_at)))
@@ -400,6 +400,14 @@ impl Store {
         st.floor = t;
         self.mark(&st);
         Ok(t)
+    }
+
+    /// Record the wall clock at the daemon's start: the anchor of the
+    /// clockless ceiling (`time_floor.rs`). Without it, the first wall time
+    /// given to `apply` or `raise_time_floor` is taken. Later calls do
+    /// nothing.
+    pub fn start_clock(&self, wall: UnixTime) {
+        self.state().start_wall.get_or_insert(wall);
     }
 
     /// Whether `raise_time_floor(t, wall)` would move the floor: cheap, no

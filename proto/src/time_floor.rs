@@ -9,8 +9,10 @@
 //!
 //! - the wall clock is **plausible** when it reads at least
 //!   [`PLAUSIBLE_SINCE`] and is not behind the floor by more than
-//!   [`MAX_AHEAD`]: the ceiling is `wall + MAX_AHEAD`, and a bundle issued
-//!   after it is refused (`future-dated`);
+//!   [`MAX_AHEAD`]: a bundle issued after `wall + MAX_AHEAD` is refused
+//!   (`future-dated`), and the floor moves up to the wall clock, never past
+//!   it: with a good clock the floor only guards against the clock being
+//!   set back later, and one mis-dated statement denies nothing;
 //! - otherwise the device has **no clock** (rebooted to 1970, or set far
 //!   back): the ceiling is `max(floor at start, PLAUSIBLE_SINCE) +
 //!   CLOCKLESS_STEP + (wall − wall at start)`. Its anchor is the floor when
@@ -58,8 +60,8 @@ pub struct FloorClock {
 /// How far a signed timestamp may move the floor now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ceiling {
-    /// The wall clock is plausible: nothing signed may be dated after this
-    /// (`wall + MAX_AHEAD`).
+    /// The wall clock (plausible): the floor stops here, and a bundle dated
+    /// after `wall + MAX_AHEAD` is refused.
     Plausible(UnixTime),
     /// No usable clock: the floor stops here; later-dated statements are
     /// still accepted.
@@ -80,10 +82,19 @@ impl Ceiling {
         floor.max(t.min(self.limit()))
     }
 
+    /// The latest `issued_at` a bundle may carry now (`None`: any, there
+    /// is no clock to compare with).
+    pub fn latest_issue(self) -> Option<UnixTime> {
+        match self {
+            Ceiling::Plausible(wall) => Some(wall.saturating_add(MAX_AHEAD)),
+            Ceiling::Clockless(_) => None,
+        }
+    }
+
     /// Whether something signed at `t` is refused as `future-dated`: only
     /// against a plausible clock.
     pub fn refuses(self, t: UnixTime) -> bool {
-        matches!(self, Ceiling::Plausible(limit) if t > limit)
+        self.latest_issue().is_some_and(|latest| t > latest)
     }
 }
 
@@ -93,7 +104,7 @@ impl FloorClock {
         let plausible =
             self.wall >= PLAUSIBLE_SINCE && self.wall.saturating_add(MAX_AHEAD) >= self.floor;
         if plausible {
-            return Ceiling::Plausible(self.wall.saturating_add(MAX_AHEAD));
+            return Ceiling::Plausible(self.wall);
         }
         let ran = self.wall.saturating_sub(self.start_wall);
         Ceiling::Clockless(
@@ -125,13 +136,16 @@ mod tests {
     #[test]
     fn a_plausible_clock_refuses_what_is_dated_beyond_a_day() {
         let c = at(NOW, NOW - 10 * DAY, NOW - 10 * DAY);
-        assert_eq!(c, Ceiling::Plausible(NOW + DAY));
+        assert_eq!(c, Ceiling::Plausible(NOW));
         assert!(c.refuses(4_070_908_800)); // 2099
         assert!(!c.refuses(NOW + DAY));
-        assert_eq!(c.raise(NOW - 10 * DAY, 4_070_908_800), NOW + DAY);
+        assert!(c.refuses(NOW + DAY + 1));
+        // The floor never passes a plausible wall clock.
+        assert_eq!(c.raise(NOW - 10 * DAY, 4_070_908_800), NOW);
+        assert_eq!(c.raise(NOW - 10 * DAY, NOW + 3600), NOW);
         assert_eq!(c.raise(NOW - 10 * DAY, NOW - 20 * DAY), NOW - 10 * DAY);
         // A floor up to a day ahead (skew) still counts as plausible.
-        assert_eq!(at(NOW, NOW + DAY, 0), Ceiling::Plausible(NOW + DAY));
+        assert_eq!(at(NOW, NOW + DAY, 0), Ceiling::Plausible(NOW));
     }
 
     #[test]

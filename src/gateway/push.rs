@@ -1,6 +1,9 @@
 //! The bundle accept path, shared by the tunnel port and the control
-//! socket: verify → compile (`invalid-policy`) → store (flushed) → publish
-//! the new index → every live stream re-decides.
+//! socket: one install at a time (a second push meanwhile is answered
+//! `busy` at once, never queued) → the store's checks, cheapest first
+//! (same digest, signatures, device, serial, expiry, date) → compile
+//! (`invalid-policy`) → store (flushed) → publish the new index → every
+//! live stream re-decides.
 
 use super::{Active, Gateway};
 use crate::policy::PolicyIndex;
@@ -21,8 +24,16 @@ impl Gateway {
             return self.rejected("too-large", message);
         }
         // One install at a time, so the index published last is the one
-        // stored last.
-        let _one = self.push_lock.lock().await;
+        // stored last; a second is refused, not queued, so pushes in flight
+        // (and the bundles they hold in memory) number at most one. Not
+        // audited: it says nothing about the bundle, and anyone may push.
+        let Ok(_one) = self.push_lock.try_lock() else {
+            return PushResult::Rejected {
+                code: "busy".to_string(),
+                message: "another bundle is being installed; push again when it is done"
+                    .to_string(),
+            };
+        };
         let gw = self.clone();
         let accepted = tokio::task::spawn_blocking(move || {
             gw.store.accept(bytes, gw.wall(), PolicyIndex::compile)

@@ -24,6 +24,7 @@ fn authority() -> SigningKey {
 
 mod redecide;
 mod session;
+mod trust;
 
 fn now() -> u64 {
     Clock::system().wall()

@@ -38,8 +38,8 @@ pub enum RejectReason {
         now: UnixTime,
     },
     /// `issued_at` lies beyond a plausible wall clock by more than the
-    /// allowed skew (`edgegate_proto::time_floor`): taking it would raise
-    /// the time floor past real time and expire every fresh ticket.
+    /// allowed skew (`edgegate_proto::time_floor`): the signer's clock, or
+    /// this router's, is wrong, and the bundle's dates cannot be trusted.
     FutureDated {
         /// The bundle's `issued_at`.
         issued_at: UnixTime,
