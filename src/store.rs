@@ -32,11 +32,13 @@
 
 mod open;
 mod reject;
+mod reset;
 #[cfg(test)]
 mod tests;
 mod watermark;
 
 pub use reject::RejectReason;
+pub use reset::{clear_note as clear_reset_note, reset_watermark, ResetError, WatermarkReset};
 
 use edgegate_proto::ticket::TicketId;
 use edgegate_proto::time_floor::{Ceiling, FloorClock};
@@ -60,6 +62,17 @@ const FLUSH_EVERY_MS: u64 = 1000;
 
 /// Tree holding the stored envelope and its serial.
 const TREE_BUNDLE: &str = "bundle";
+/// Create `dir` and any missing parents with mode 0700 (existing ones are
+/// left as they are): the state directory holds the bundle, the audit log
+/// and the anti-rollback watermark, none of them for other users.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Tree holding the format marker and the time floor.
 const TREE_META: &str = "meta";
 const KEY_ENVELOPE: &[u8] = b"envelope";
@@ -148,6 +161,9 @@ pub struct Opened {
     pub bundle: Option<VerifiedBundle>,
     /// One line per problem found and handled (also logged with `tracing::warn!`).
     pub warnings: Vec<String>,
+    /// An operator's `reset-watermark` not yet audited: the daemon records
+    /// it, then calls [`clear_reset_note`].
+    pub reset: Option<WatermarkReset>,
 }
 
 /// What `apply` did.
@@ -229,10 +245,14 @@ impl Store {
     ///   and an older bundle is not returned;
     /// - the stored bundle fails verification or is for another device (trust
     ///   keys rotated, threshold raised, config mistake): the database is
-    ///   kept (audit log, time floor), no bundle is returned and its serial
-    ///   is not enforced (it was vouched for by keys no longer trusted); the
-    ///   bytes stay on disk until a new bundle replaces them, so fixing a
-    ///   config mistake and restarting brings it back;
+    ///   kept (audit log, time floor), no bundle is returned; its serial is
+    ///   still enforced through the watermark (anti-rollback does not depend
+    ///   on the trust settings); the bytes stay on disk until a new bundle
+    ///   replaces them, so fixing a config mistake and restarting brings it
+    ///   back;
+    /// - the watermark is unreadable: the store fails closed (no bundle
+    ///   returned, every bundle refused `watermark-unreadable`, the file left
+    ///   as it is) until an operator runs `edgegate store reset-watermark`;
     /// - the stored bundle is authentic but `check` refuses it: no bundle is
     ///   returned, its serial is still enforced (no rollback).
     ///
@@ -571,6 +591,11 @@ impl Store {
     /// logged: sled holds the data; a lagging watermark weakens detection of
     /// a silent sled rollback but never causes a false alarm.
     fn mark(&self, st: &State) {
+        // An unreadable watermark stays as it is until an operator resets
+        // it: writing over it would end the fail-closed state silently.
+        if self.sealed.is_some() {
+            return;
+        }
         let w = watermark::Watermark {
             serial: st.serial,
             floor: st.floor,
