@@ -139,8 +139,8 @@ pub enum Accepted<T> {
     Installed {
         /// Its serial.
         serial: u64,
-        /// The bundle.
-        bundle: VerifiedBundle,
+        /// The bundle (boxed: the enum's other variant is a serial).
+        bundle: Box<VerifiedBundle>,
         /// What the caller's compile produced.
         compiled: T,
     },
@@ -388,7 +388,7 @@ impl Store {
         match self.apply_digest(&vb, digest, wall_now)? {
             Applied::Accepted { serial } => Ok(Accepted::Installed {
                 serial,
-                bundle: vb,
+                bundle: Box::new(vb),
                 compiled,
             }),
             Applied::Unchanged { serial } => Ok(Accepted::Unchanged { serial }),
