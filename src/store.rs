@@ -128,8 +128,9 @@ struct State {
 enum Verdict {
     /// The bundle in force, byte for byte.
     Unchanged(u64),
-    /// Store it, with this time floor.
-    Install(UnixTime),
+    /// Store it, with this time floor; `true` when it is the first signed
+    /// time of a store without a clock (it becomes the anchor too).
+    Install(UnixTime, bool),
 }
 
 /// What `accept` did, with what it built on the way.
@@ -290,9 +291,9 @@ impl Store {
         wall_now: UnixTime,
     ) -> Result<Applied, RejectReason> {
         let mut st = self.state();
-        let floor = match self.judge(&mut st, b, digest, wall_now)? {
+        let (floor, first) = match self.judge(&mut st, b, digest, wall_now)? {
             Verdict::Unchanged(serial) => return Ok(Applied::Unchanged { serial }),
-            Verdict::Install(floor) => floor,
+            Verdict::Install(floor, first) => (floor, first),
         };
         let serial = b.bundle().serial;
         self.write_bundle(b.raw(), serial, floor)
@@ -304,6 +305,7 @@ impl Store {
             digest: Some(digest),
             lost: None,
             floor,
+            start_floor: if first { floor } else { st.start_floor },
             ..*st
         };
         self.mark(&st);
@@ -352,7 +354,17 @@ impl Store {
                 limit: ceiling.latest_issue().unwrap_or(UnixTime::MAX),
             });
         }
-        Ok(Verdict::Install(ceiling.raise(st.floor, body.issued_at)))
+        // A store that never saw a signed time (a new router, or a state
+        // directory reset) and has no clock takes its first bundle's
+        // `issued_at` as it is, and anchors there: there is nothing else to
+        // bound it by (proto/README.md §3.1, trust on first use).
+        if st.floor == 0 && matches!(ceiling, Ceiling::Clockless(_)) {
+            return Ok(Verdict::Install(body.issued_at, true));
+        }
+        Ok(Verdict::Install(
+            ceiling.raise(st.floor, body.issued_at),
+            false,
+        ))
     }
 
     /// The whole accept path with one rejection type, cheapest check first:

@@ -23,6 +23,10 @@
 //!   device cannot tell a fresh bundle from a mis-dated one), only the floor
 //!   stops at the ceiling.
 //!
+//! One exception is the store's, not this function's: a store whose floor
+//! is still 0 and has no clock takes its first bundle's `issued_at` as is
+//! (trust on first use; `README.md` §3.1).
+//!
 //! Pure: the caller passes every time in.
 
 use crate::UnixTime;

@@ -121,3 +121,23 @@ fn without_a_clock_the_floor_moves_one_bounded_step_per_start() {
     assert!(s.floor_would_rise(NOW, 60));
     assert_eq!(s.raise_time_floor(NOW, 60).unwrap(), NOW);
 }
+
+#[test]
+fn a_new_router_without_a_clock_takes_its_first_bundles_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    // A ticket does not get the first-use exception.
+    assert_eq!(
+        s.raise_time_floor(NOW, 60).unwrap(),
+        edgegate_proto::time_floor::PLAUSIBLE_SINCE + CLOCKLESS_STEP
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let s = ok_store(dir.path());
+    s.apply(&verified(&body(1, NOW)), 60).unwrap();
+    assert_eq!(s.time_floor(), NOW);
+    // ... and anchors there: a fresh ticket a week later is in reach.
+    assert_eq!(
+        s.raise_time_floor(NOW + 7 * DAY, 60).unwrap(),
+        NOW + 7 * DAY
+    );
+}
