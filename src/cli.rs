@@ -12,6 +12,7 @@ pub mod control;
 mod evaluate;
 mod keys;
 mod policy;
+mod store;
 mod ticket;
 
 use crate::duration::parse_duration;
@@ -49,6 +50,9 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Print the device's public key, creating the key if absent.
     DeviceKey(connect::DeviceKeyArgs),
+    /// Repair the daemon's state directory (run with edgegated stopped).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// `edgegate keygen`.
@@ -279,6 +283,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Control(c) => exit_code(control::run(c)),
         Command::Connect(a) => exit_code(connect::run_connect(a)?),
         Command::DeviceKey(a) => connect::run_device_key(a, out),
+        Command::Store(c) => store::run(c, out),
     }
 }
 

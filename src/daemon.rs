@@ -45,7 +45,8 @@ pub fn device_key(path: &Path) -> anyhow::Result<SigningKey> {
         return keyfile::load_signing_key(path).map_err(|e| anyhow!("device_key: {e}"));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::store::create_private_dir(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     let key = keyfile::generate(path).with_context(|| "creating device_key")?;
     tracing::info!(path = %path.display(), "created device key");
@@ -71,7 +72,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (udp, tls) = bind_listeners(&config).await?;
     let key = device_key(&config.device_key)?;
     let identity = Identity::new(&key)?;
-    std::fs::create_dir_all(&config.state_dir)
+    crate::store::create_private_dir(&config.state_dir)
         .with_context(|| format!("state_dir {}", config.state_dir.display()))?;
     let trust = config.trust();
     let opened = Store::open(&config.state_dir, &trust, &config.device_id, |vb| {
@@ -82,10 +83,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     for w in &opened.warnings {
         tracing::warn!("store: {w}");
     }
+    if let Some(why) = opened.store.sealed() {
+        tracing::error!(
+            "store: {why}: every bundle push is refused (watermark-unreadable) and no bundle is \
+             in force; stop edgegated, run `edgegate store reset-watermark --config FILE`, start it again"
+        );
+    }
+    let reset = opened.reset;
     let endpoint = crate::transport::quic::server(udp, &identity)?;
     let control = ControlServer::bind(&config.control_socket, config.control_group.as_deref())
         .with_context(|| format!("binding control_socket {}", config.control_socket.display()))?;
     let control_path = config.control_socket.clone();
+    let state_dir = config.state_dir.clone();
     let gateway = Gateway::new(config, opened.store, opened.bundle, identity)?;
     // Loading verified and compiled the stored bundle; only its index stays.
     tokio::task::spawn_blocking(crate::memory::release_freed);
@@ -94,6 +103,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     gateway.audit_event(AuditEvent::DaemonStart {
         version: env!("CARGO_PKG_VERSION").to_string(),
     });
+    if let Some(r) = reset {
+        audit_reset(&gateway, &state_dir, r).await;
+    }
     let tasks = vec![
         tokio::spawn(gateway.clone().serve_quic(endpoint)),
         tokio::spawn(gateway.clone().serve_tls(tls)),
@@ -107,6 +119,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         control: control_path,
         tasks,
     })
+}
+
+/// Record an operator's `store reset-watermark` made while the daemon was
+/// stopped, then drop its note (after the record is on disk).
+async fn audit_reset(gateway: &Gateway, state_dir: &Path, r: crate::store::WatermarkReset) {
+    tracing::warn!(
+        by_uid = r.by_uid,
+        at = r.at,
+        "store: the anti-rollback watermark was reset by an operator"
+    );
+    gateway.audit_event(AuditEvent::WatermarkReset {
+        at: r.at,
+        by_uid: r.by_uid,
+        serial: r.serial,
+        floor: r.floor,
+    });
+    gateway.flush().await;
+    if let Err(e) = crate::store::clear_reset_note(state_dir) {
+        tracing::warn!("store: removing the watermark reset note: {e}");
+    }
 }
 
 impl Running {

@@ -68,7 +68,8 @@ pub struct Gateway {
     consent: Arc<Consent>,
     policy: watch::Sender<Option<Arc<Active>>>,
     registry: Registry,
-    /// Serialises bundle installs so publish order follows store order.
+    /// One bundle install at a time, so publish order follows store order:
+    /// a push finding it held is refused `busy` (a reload waits for it).
     push_lock: tokio::sync::Mutex<()>,
     /// One bundle-sized push body read from the network at a time
     /// (`connection.rs`).
@@ -138,6 +139,7 @@ impl Gateway {
         audit.watch_consent_expiry(&consent);
         let registry = Registry::default();
         // Tickets of sessions killed before a restart stay refused.
+        store.start_clock(clock.wall());
         let now = store.now(clock.wall());
         match store.barred_tickets(now) {
             Ok(barred) => barred.into_iter().for_each(|t| registry.bar(t)),

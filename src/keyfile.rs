@@ -52,6 +52,14 @@ pub enum KeyFileError {
         /// The file or argument.
         path: String,
     },
+    /// A private key file that other users can read (or write).
+    #[error("{path}: private key file is accessible to group or others (mode {mode:04o}); run `chmod 600 {path}`")]
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The argument is neither a public key, nor a file holding a public or private key.
     #[error("{arg}: not a public key (ed25519:<base64>), nor a file holding one or a private key")]
     NotAPublicKey {
@@ -102,7 +110,9 @@ pub fn write_new(path: &Path, key: &SigningKey) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-/// Load a private key file.
+/// Load a private key file. A file that group or others may read or write
+/// is refused (the key may already be copied; it must not stay usable
+/// unnoticed), with the `chmod` that fixes it.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     let shown = path.display().to_string();
     let bytes = match std::fs::read(path) {
@@ -121,10 +131,29 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     }
     wipe(bytes);
     match key {
-        Some(key) => Ok(key),
+        Some(key) => {
+            check_private_mode(path, &shown)?;
+            Ok(key)
+        }
         None if public => Err(KeyFileError::PublicNotSecret { path: shown }),
         None => Err(KeyFileError::NotASecretKey { path: shown }),
     }
+}
+
+fn check_private_mode(path: &Path, shown: &str) -> Result<(), KeyFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|error| KeyFileError::Io {
+        path: shown.to_string(),
+        error,
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::Exposed {
+            path: shown.to_string(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 fn parse_secret(text: &str) -> Option<SigningKey> {
@@ -201,6 +230,31 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert!(err.to_string().contains("refusing to overwrite"));
         assert_eq!(load_signing_key(&path).unwrap().to_bytes(), key.to_bytes());
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.key");
+        let key = generate(&path).unwrap();
+        for mode in [0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = load_signing_key(&path).unwrap_err().to_string();
+            let shown = path.display();
+            assert_eq!(
+                err,
+                format!(
+                    "{shown}: private key file is accessible to group or others \
+                     (mode {mode:04o}); run `chmod 600 {shown}`"
+                )
+            );
+            assert!(!err.contains('\n'));
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(load_signing_key(&path).unwrap().to_bytes(), key.to_bytes());
+        // Its public half may still be read from it.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load_public_key(path.to_str().unwrap()).is_ok());
     }
 
     #[test]

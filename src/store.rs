@@ -8,9 +8,18 @@
 //! across the `bundle` and `meta` trees and flushed before `apply` returns,
 //! so a crash leaves the old or the new bundle, never a mix or a lower serial.
 //!
-//! It does not verify signatures on the accept path (callers hand it a
-//! `VerifiedBundle`) nor compile policy (callers pass a check to `open` and
-//! run `PolicyIndex::compile` themselves before `apply`).
+//! `accept` is the whole accept path, cheapest check first: the digest of
+//! the bundle in force (`Unchanged`, before any signature), then
+//! verification (signatures, decode, caps, dates), then the device checks
+//! (device, serial, expiry, future date), and the caller's compile last, so
+//! a replayed stale bundle costs a hash and a signature check, never a
+//! compile. `apply` is the device checks and the write, for a bundle
+//! verified elsewhere.
+//!
+//! The time floor moves only under the ceiling of
+//! `edgegate_proto::time_floor` (a mis-dated signed statement must not
+//! brick the router); its anchor is the floor and wall clock when this
+//! store first saw a wall time.
 //!
 //! A store that fails to open or verify is treated as absent, never trusted,
 //! and never a reason to crash; what happens to the bad state is decided in
@@ -23,13 +32,16 @@
 
 mod open;
 mod reject;
+mod reset;
 #[cfg(test)]
 mod tests;
 mod watermark;
 
 pub use reject::RejectReason;
+pub use reset::{clear_note as clear_reset_note, reset_watermark, ResetError, WatermarkReset};
 
 use edgegate_proto::ticket::TicketId;
+use edgegate_proto::time_floor::{Ceiling, FloorClock};
 use edgegate_proto::{TrustPolicy, UnixTime, VerifiedBundle};
 use sha2::{Digest, Sha256};
 use sled::transaction::{TransactionError, TransactionResult, Transactional};
@@ -50,6 +62,17 @@ const FLUSH_EVERY_MS: u64 = 1000;
 
 /// Tree holding the stored envelope and its serial.
 const TREE_BUNDLE: &str = "bundle";
+/// Create `dir` and any missing parents with mode 0700 (existing ones are
+/// left as they are): the state directory holds the bundle, the audit log
+/// and the anti-rollback watermark, none of them for other users.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Tree holding the format marker and the time floor.
 const TREE_META: &str = "meta";
 const KEY_ENVELOPE: &[u8] = b"envelope";
@@ -74,6 +97,9 @@ pub struct Store {
     device_id: String,
     dir: PathBuf,
     state: Mutex<State>,
+    /// Why no bundle may be accepted (the watermark is unreadable, see
+    /// `open.rs`), until an operator runs `edgegate store reset-watermark`.
+    sealed: Option<String>,
     _lock: nix::fcntl::Flock<File>,
 }
 
@@ -91,6 +117,39 @@ struct State {
     lost: Option<[u8; 32]>,
     /// Newest signed timestamp seen; never decreases.
     floor: UnixTime,
+    /// The floor when the store was opened: the anchor of the clockless
+    /// ceiling (`time_floor.rs`), so the floor cannot be ratcheted.
+    start_floor: UnixTime,
+    /// The wall clock the first time the store was given one.
+    start_wall: Option<UnixTime>,
+}
+
+/// What the checks of `apply` concluded.
+enum Verdict {
+    /// The bundle in force, byte for byte.
+    Unchanged(u64),
+    /// Store it, with this time floor; `true` when it is the first signed
+    /// time of a store without a clock (it becomes the anchor too).
+    Install(UnixTime, bool),
+}
+
+/// What `accept` did, with what it built on the way.
+#[derive(Debug)]
+pub enum Accepted<T> {
+    /// Stored (durably) and in force.
+    Installed {
+        /// Its serial.
+        serial: u64,
+        /// The bundle (boxed: the enum's other variant is a serial).
+        bundle: Box<VerifiedBundle>,
+        /// What the caller's compile produced.
+        compiled: T,
+    },
+    /// The bundle in force, byte for byte: nothing verified, compiled or written.
+    Unchanged {
+        /// Its serial.
+        serial: u64,
+    },
 }
 
 /// The result of `Store::open`.
@@ -103,6 +162,9 @@ pub struct Opened {
     pub bundle: Option<VerifiedBundle>,
     /// One line per problem found and handled (also logged with `tracing::warn!`).
     pub warnings: Vec<String>,
+    /// An operator's `reset-watermark` not yet audited: the daemon records
+    /// it, then calls [`clear_reset_note`].
+    pub reset: Option<WatermarkReset>,
 }
 
 /// What `apply` did.
@@ -184,10 +246,14 @@ impl Store {
     ///   and an older bundle is not returned;
     /// - the stored bundle fails verification or is for another device (trust
     ///   keys rotated, threshold raised, config mistake): the database is
-    ///   kept (audit log, time floor), no bundle is returned and its serial
-    ///   is not enforced (it was vouched for by keys no longer trusted); the
-    ///   bytes stay on disk until a new bundle replaces them, so fixing a
-    ///   config mistake and restarting brings it back;
+    ///   kept (audit log, time floor), no bundle is returned; its serial is
+    ///   still enforced through the watermark (anti-rollback does not depend
+    ///   on the trust settings); the bytes stay on disk until a new bundle
+    ///   replaces them, so fixing a config mistake and restarting brings it
+    ///   back;
+    /// - the watermark is unreadable: the store fails closed (no bundle
+    ///   returned, every bundle refused `watermark-unreadable`, the file left
+    ///   as it is) until an operator runs `edgegate store reset-watermark`;
     /// - the stored bundle is authentic but `check` refuses it: no bundle is
     ///   returned, its serial is still enforced (no rollback).
     ///
@@ -208,12 +274,57 @@ impl Store {
 
     /// Store `b` if DESIGN §3 allows it, durably, before returning `Ok`.
     ///
-    /// Order of checks: device id (`wrong-device`); identical bytes to the
-    /// bundle in force (`Unchanged`, nothing written); serial strictly greater
+    /// Order of checks: identical bytes to the bundle in force (`Unchanged`,
+    /// nothing written); device id (`wrong-device`); serial strictly greater
     /// (`rollback`); `not_after` not before `max(wall_now, time floor)`
-    /// (`expired`). On failure nothing is written.
+    /// (`expired`); `issued_at` not beyond a plausible wall clock
+    /// (`future-dated`). On failure nothing is written.
     pub fn apply(&self, b: &VerifiedBundle, wall_now: UnixTime) -> Result<Applied, RejectReason> {
+        let digest: [u8; 32] = Sha256::digest(b.raw()).into();
+        self.apply_digest(b, digest, wall_now)
+    }
+
+    fn apply_digest(
+        &self,
+        b: &VerifiedBundle,
+        digest: [u8; 32],
+        wall_now: UnixTime,
+    ) -> Result<Applied, RejectReason> {
+        let mut st = self.state();
+        let (floor, first) = match self.judge(&mut st, b, digest, wall_now)? {
+            Verdict::Unchanged(serial) => return Ok(Applied::Unchanged { serial }),
+            Verdict::Install(floor, first) => (floor, first),
+        };
+        let serial = b.bundle().serial;
+        self.write_bundle(b.raw(), serial, floor)
+            .map_err(|e| RejectReason::Storage(e.to_string()))?;
+        // Only after the flush: a failed flush leaves the old state in force,
+        // so a retry of the same bytes writes and flushes again.
+        *st = State {
+            serial: Some(serial),
+            digest: Some(digest),
+            lost: None,
+            floor,
+            start_floor: if first { floor } else { st.start_floor },
+            ..*st
+        };
+        self.mark(&st);
+        Ok(Applied::Accepted { serial })
+    }
+
+    /// The device checks of `apply`, in its order; writes nothing.
+    fn judge(
+        &self,
+        st: &mut State,
+        b: &VerifiedBundle,
+        digest: [u8; 32],
+        wall_now: UnixTime,
+    ) -> Result<Verdict, RejectReason> {
+        self.unsealed()?;
         let body = b.bundle();
+        if st.digest == Some(digest) {
+            return Ok(Verdict::Unchanged(body.serial));
+        }
         for got in [&body.device_id, &body.device.id] {
             if *got != self.device_id {
                 return Err(RejectReason::WrongDevice {
@@ -221,13 +332,6 @@ impl Store {
                     got: got.clone(),
                 });
             }
-        }
-        let mut st = self.state();
-        let digest: [u8; 32] = Sha256::digest(b.raw()).into();
-        if st.digest == Some(digest) {
-            return Ok(Applied::Unchanged {
-                serial: body.serial,
-            });
         }
         let reinstall = st.lost == Some(digest) && st.serial == Some(body.serial);
         if let Some(stored) = st.serial.filter(|s| body.serial <= *s && !reinstall) {
@@ -243,36 +347,64 @@ impl Store {
                 now,
             });
         }
-        let floor = st.floor.max(body.issued_at);
-        self.write_bundle(b.raw(), body.serial, floor)
-            .map_err(|e| RejectReason::Storage(e.to_string()))?;
-        // Only after the flush: a failed flush leaves the old state in force,
-        // so a retry of the same bytes writes and flushes again.
-        *st = State {
-            serial: Some(body.serial),
-            digest: Some(digest),
-            lost: None,
-            floor,
-        };
-        self.mark(&st);
-        Ok(Applied::Accepted {
-            serial: body.serial,
-        })
+        let ceiling = st.ceiling(wall_now);
+        if ceiling.refuses(body.issued_at) {
+            return Err(RejectReason::FutureDated {
+                issued_at: body.issued_at,
+                limit: ceiling.latest_issue().unwrap_or(UnixTime::MAX),
+            });
+        }
+        // A store that never saw a signed time (a new router, or a state
+        // directory reset) and has no clock takes its first bundle's
+        // `issued_at` as it is, and anchors there: there is nothing else to
+        // bound it by (proto/README.md §3.1, trust on first use).
+        if st.floor == 0 && matches!(ceiling, Ceiling::Clockless(_)) {
+            return Ok(Verdict::Install(body.issued_at, true));
+        }
+        Ok(Verdict::Install(
+            ceiling.raise(st.floor, body.issued_at),
+            false,
+        ))
     }
 
-    /// Verify `bytes` under the store's trust policy, run `compile`, then
-    /// `apply`: the whole accept path with one rejection type. Returns the
-    /// verified bundle and what `compile` produced (the policy index).
+    /// The whole accept path with one rejection type, cheapest check first:
+    /// the digest of the bundle in force (`Unchanged` before any signature
+    /// check), verification (signatures, then decode, caps and dates), the
+    /// device checks of `apply`, then `compile`, then the write. Returns
+    /// the verified bundle and what `compile` produced (the policy index).
+    ///
+    /// Takes the bytes by value: the verified bundle keeps them as its raw
+    /// envelope, no copy.
     pub fn accept<T>(
         &self,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         wall_now: UnixTime,
         compile: impl FnOnce(&VerifiedBundle) -> Result<T, crate::policy::CompileError>,
-    ) -> Result<(Applied, VerifiedBundle, T), RejectReason> {
-        let vb = VerifiedBundle::verify(bytes, &self.trust())?;
+    ) -> Result<Accepted<T>, RejectReason> {
+        self.unsealed()?;
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        {
+            let st = self.state();
+            if let (Some(d), Some(serial)) = (st.digest, st.serial) {
+                if d == digest {
+                    return Ok(Accepted::Unchanged { serial });
+                }
+            }
+        }
+        let vb = VerifiedBundle::verify_owned(bytes, &self.trust())?;
+        // The checks run again under the lock in `apply_digest`; the first
+        // run refuses a stale or foreign bundle before it is compiled. The
+        // state lock is not held across the compile (`now()` takes it).
+        self.judge(&mut self.state(), &vb, digest, wall_now)?;
         let compiled = compile(&vb).map_err(RejectReason::InvalidPolicy)?;
-        let applied = self.apply(&vb, wall_now)?;
-        Ok((applied, vb, compiled))
+        match self.apply_digest(&vb, digest, wall_now)? {
+            Applied::Accepted { serial } => Ok(Accepted::Installed {
+                serial,
+                bundle: Box::new(vb),
+                compiled,
+            }),
+            Applied::Unchanged { serial } => Ok(Accepted::Unchanged { serial }),
+        }
     }
 
     /// The newest signed timestamp seen (persisted; never decreases).
@@ -285,10 +417,13 @@ impl Store {
         wall.max(self.time_floor())
     }
 
-    /// Raise the time floor to `t` (e.g. a verified ticket's `issued_at`);
-    /// lower values are ignored. Persisted and flushed. Returns the floor.
-    pub fn raise_time_floor(&self, t: UnixTime) -> Result<UnixTime, StoreError> {
+    /// Raise the time floor towards `t` (e.g. a verified ticket's
+    /// `issued_at`), never beyond the ceiling for `wall` (`time_floor.rs`);
+    /// lower values are ignored. Persisted and flushed when it moves.
+    /// Returns the floor.
+    pub fn raise_time_floor(&self, t: UnixTime, wall: UnixTime) -> Result<UnixTime, StoreError> {
         let mut st = self.state();
+        let t = st.ceiling(wall).raise(st.floor, t);
         if t <= st.floor {
             return Ok(st.floor);
         }
@@ -297,6 +432,21 @@ impl Store {
         st.floor = t;
         self.mark(&st);
         Ok(t)
+    }
+
+    /// Record the wall clock at the daemon's start: the anchor of the
+    /// clockless ceiling (`time_floor.rs`). Without it, the first wall time
+    /// given to `apply` or `raise_time_floor` is taken. Later calls do
+    /// nothing.
+    pub fn start_clock(&self, wall: UnixTime) {
+        self.state().start_wall.get_or_insert(wall);
+    }
+
+    /// Whether `raise_time_floor(t, wall)` would move the floor: cheap, no
+    /// I/O, so an async caller can skip the blocking call.
+    pub fn floor_would_rise(&self, t: UnixTime, wall: UnixTime) -> bool {
+        let mut st = self.state();
+        st.ceiling(wall).raise(st.floor, t) > st.floor
     }
 
     /// Bar a ticket (its session was killed) until `until`, its expiry: a
@@ -384,6 +534,13 @@ impl Store {
         }
     }
 
+    /// The bundle in force stopped verifying (trusted keys changed): it is
+    /// no longer the one the same bytes are `Unchanged` against, so a push
+    /// of them is verified (and refused) again. Its serial stays enforced.
+    pub fn forget_current(&self) {
+        self.state().digest = None;
+    }
+
     /// This device's id, as configured.
     pub fn device_id(&self) -> &str {
         &self.device_id
@@ -446,6 +603,11 @@ impl Store {
     /// logged: sled holds the data; a lagging watermark weakens detection of
     /// a silent sled rollback but never causes a false alarm.
     fn mark(&self, st: &State) {
+        // An unreadable watermark stays as it is until an operator resets
+        // it: writing over it would end the fail-closed state silently.
+        if self.sealed.is_some() {
+            return;
+        }
         let w = watermark::Watermark {
             serial: st.serial,
             floor: st.floor,
@@ -457,10 +619,37 @@ impl Store {
         }
     }
 
+    /// Why the store refuses every bundle, if it does (unreadable watermark).
+    pub fn sealed(&self) -> Option<&str> {
+        self.sealed.as_deref()
+    }
+
+    fn unsealed(&self) -> Result<(), RejectReason> {
+        match &self.sealed {
+            None => Ok(()),
+            Some(why) => Err(RejectReason::WatermarkUnreadable(why.clone())),
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave `State` half-written
         // (it is replaced whole), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    /// The ceiling on the floor for the wall clock `wall`; the first wall
+    /// time seen is kept as the anchor's.
+    fn ceiling(&mut self, wall: UnixTime) -> Ceiling {
+        let start_wall = *self.start_wall.get_or_insert(wall);
+        FloorClock {
+            wall,
+            floor: self.floor,
+            start_floor: self.start_floor,
+            start_wall,
+        }
+        .ceiling()
     }
 }
 

@@ -104,7 +104,7 @@ fn child_applies_bundles() {
             .apply(&vb, 0)
             .unwrap_or_else(|e| panic!("child: apply {serial}: {e}"));
         if serial % 5 == 0 {
-            store.raise_time_floor(issued_at(serial) + 1).unwrap();
+            store.raise_time_floor(issued_at(serial) + 1, 0).unwrap();
         }
         writeln!(out, "ack {serial}").unwrap();
         out.flush().unwrap();

@@ -246,6 +246,19 @@ pub enum AuditEvent {
     },
     /// The daemon stopped cleanly.
     DaemonStop,
+    /// An operator reset an unreadable anti-rollback watermark
+    /// (`edgegate store reset-watermark`) while the daemon was stopped;
+    /// recorded when the daemon next starts.
+    WatermarkReset {
+        /// When the reset was made (wall clock of the command).
+        at: UnixTime,
+        /// Uid that ran the command.
+        by_uid: u32,
+        /// The serial the new watermark enforces.
+        serial: Option<u64>,
+        /// The time floor it records.
+        floor: UnixTime,
+    },
 }
 
 /// Unauthenticated events from one source address in one minute: what a

@@ -315,6 +315,14 @@ pub enum BundleError {
     /// A size or count cap was exceeded.
     #[error("bundle exceeds a limit: {0}")]
     Limit(String),
+    /// `issued_at` lies after `not_after`: no instant at which it is valid.
+    #[error("bundle issued at {issued_at}, after its not_after {not_after}")]
+    Dates {
+        /// The bundle's `issued_at`.
+        issued_at: UnixTime,
+        /// The bundle's `not_after`.
+        not_after: UnixTime,
+    },
 }
 
 impl BundleError {
@@ -325,6 +333,7 @@ impl BundleError {
             BundleError::Body(DecodeError::UnknownVersion(_)) => "unknown-format",
             BundleError::Body(_) => "malformed",
             BundleError::Limit(_) => "too-large",
+            BundleError::Dates { .. } => "malformed",
         }
     }
 }
@@ -340,13 +349,25 @@ pub struct VerifiedBundle {
 
 impl VerifiedBundle {
     /// Verify envelope bytes against `trust`, then decode and cap the body.
+    /// Order: size and envelope shape, signatures (each trusted key tried
+    /// once), then decode, caps and dates: nothing is decoded before it is
+    /// authenticated.
     pub fn verify(bytes: &[u8], trust: &TrustPolicy) -> Result<Self, BundleError> {
-        let (body, signers) = envelope::open(Purpose::Bundle, bytes, trust)?;
-        let bundle = decode_body(&body)?;
-        check_limits(&bundle)?;
+        let (bundle, signers) = verify_parts(bytes, trust)?;
         Ok(VerifiedBundle {
             bundle,
             raw: bytes.to_vec(),
+            signers,
+        })
+    }
+
+    /// [`VerifiedBundle::verify`] keeping `bytes` as the raw envelope
+    /// instead of copying them (the push path owns what it received).
+    pub fn verify_owned(bytes: Vec<u8>, trust: &TrustPolicy) -> Result<Self, BundleError> {
+        let (bundle, signers) = verify_parts(&bytes, trust)?;
+        Ok(VerifiedBundle {
+            bundle,
+            raw: bytes,
             signers,
         })
     }
@@ -365,6 +386,30 @@ impl VerifiedBundle {
     pub fn signers(&self) -> &[PublicKey] {
         &self.signers
     }
+}
+
+fn verify_parts(
+    bytes: &[u8],
+    trust: &TrustPolicy,
+) -> Result<(Bundle, Vec<PublicKey>), BundleError> {
+    let opened = envelope::open(Purpose::Bundle, bytes, trust)?;
+    let bundle = decode_body(opened.body)?;
+    check_limits(&bundle)?;
+    check_dates(&bundle)?;
+    Ok((bundle, opened.trusted_signers))
+}
+
+/// A bundle is valid from `issued_at` to `not_after`; the other way round
+/// it is valid at no instant, and its `issued_at` would still feed the time
+/// floor: refused as malformed.
+fn check_dates(b: &Bundle) -> Result<(), BundleError> {
+    if b.issued_at > b.not_after {
+        return Err(BundleError::Dates {
+            issued_at: b.issued_at,
+            not_after: b.not_after,
+        });
+    }
+    Ok(())
 }
 
 /// Decode a bundle body (already authenticated, or for inspection).

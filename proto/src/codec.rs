@@ -32,6 +32,19 @@ pub fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError>
     Ok(value)
 }
 
+/// [`decode_exact`] for a value that borrows from `bytes` (no copy of the
+/// byte strings it holds).
+pub fn decode_exact_borrowed<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+) -> Result<T, DecodeError> {
+    let (value, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(value)
+}
+
 /// Encode a value with postcard.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own types into a Vec cannot fail: there are no maps

@@ -21,6 +21,7 @@ pub mod frame;
 pub mod keys;
 pub mod reason;
 pub mod ticket;
+pub mod time_floor;
 
 pub use bundle::{Bundle, VerifiedBundle};
 pub use envelope::{EnvelopeError, Purpose, TrustPolicy};

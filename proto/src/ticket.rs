@@ -86,9 +86,9 @@ pub struct VerifiedTicket {
 impl VerifiedTicket {
     /// Verify envelope bytes against `trust`, then decode the body.
     pub fn verify(bytes: &[u8], trust: &TrustPolicy) -> Result<Self, TicketError> {
-        let (body, _) = envelope::open(Purpose::Ticket, bytes, trust)?;
+        let opened = envelope::open(Purpose::Ticket, bytes, trust)?;
         Ok(VerifiedTicket {
-            ticket: decode_body(&body)?,
+            ticket: decode_body(opened.body)?,
         })
     }
 

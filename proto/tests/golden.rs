@@ -165,3 +165,57 @@ fn unknown_body_version_is_reported_as_such() {
         ))
     ));
 }
+
+#[test]
+fn a_bundle_issued_after_its_not_after_is_malformed() {
+    let mut b = sample_bundle();
+    b.issued_at = b.not_after + 1;
+    let env = seal(&b, &[&authority()]);
+    let trust = TrustPolicy::new(vec![PublicKey::from(authority().verifying_key())], 1).unwrap();
+    let err = VerifiedBundle::verify(&env, &trust).unwrap_err();
+    assert_eq!(err.code(), "malformed");
+    assert!(err.to_string().contains("after its not_after"), "{err}");
+    // Equal is a bundle valid for one instant: allowed.
+    b.issued_at = b.not_after;
+    let env = seal(&b, &[&authority()]);
+    assert!(VerifiedBundle::verify_owned(env, &trust).is_ok());
+}
+
+#[test]
+fn verify_owned_keeps_the_bytes_it_was_given() {
+    let env = seal(&sample_bundle(), &[&authority()]);
+    let trust = TrustPolicy::new(vec![PublicKey::from(authority().verifying_key())], 1).unwrap();
+    let ptr = env.as_ptr();
+    let v = VerifiedBundle::verify_owned(env, &trust).unwrap();
+    assert_eq!(v.raw().as_ptr(), ptr, "the envelope was copied");
+}
+
+#[test]
+fn each_trusted_key_is_tried_once() {
+    use edgegate_proto::envelope::{SignatureEntry, SignedEnvelope};
+    // 16 broken signatures by the one trusted key: one verification, one
+    // `broken`, not sixteen.
+    let body = encode_body(&sample_bundle());
+    let key = PublicKey::from(authority().verifying_key());
+    let signatures = vec![
+        SignatureEntry {
+            key,
+            signature: [7; 64],
+        };
+        16
+    ];
+    let env = edgegate_proto::codec::encode(&SignedEnvelope::V1 { body, signatures });
+    let trust = TrustPolicy::new(vec![key], 1).unwrap();
+    let err = VerifiedBundle::verify(&env, &trust).unwrap_err();
+    assert_eq!(
+        err,
+        edgegate_proto::bundle::BundleError::Envelope(
+            edgegate_proto::EnvelopeError::BelowThreshold {
+                valid: 0,
+                required: 1,
+                broken: 1,
+                untrusted: 0,
+            }
+        )
+    );
+}

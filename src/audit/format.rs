@@ -38,6 +38,7 @@ pub fn kind(ev: &AuditEvent) -> &'static str {
         AuditEvent::ConsentExpired => "consent-expired",
         AuditEvent::DaemonStart { .. } => "daemon-start",
         AuditEvent::DaemonStop => "daemon-stop",
+        AuditEvent::WatermarkReset { .. } => "watermark-reset",
     }
 }
 
@@ -164,6 +165,20 @@ pub fn fields(ev: &AuditEvent) -> Vec<(&'static str, Field)> {
         E::ConsentRevoked { by_uid } => out.push(("by_uid", Field::Num(u64::from(*by_uid)))),
         E::ConsentExpired | E::DaemonStop => {}
         E::DaemonStart { version } => out.push(("version", s(version.as_str()))),
+        E::WatermarkReset {
+            at,
+            by_uid,
+            serial,
+            floor,
+        } => {
+            out.push(("at", Field::Num(*at)));
+            out.push(("by_uid", Field::Num(u64::from(*by_uid))));
+            match serial {
+                Some(n) => out.push(("serial", Field::Num(*n))),
+                None => out.push(("serial", s("none"))),
+            }
+            out.push(("floor", Field::Num(*floor)));
+        }
     }
     out
 }

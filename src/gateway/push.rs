@@ -1,11 +1,14 @@
 //! The bundle accept path, shared by the tunnel port and the control
-//! socket: verify → compile (`invalid-policy`) → store (flushed) → publish
-//! the new index → every live stream re-decides.
+//! socket: one install at a time (a second push meanwhile is answered
+//! `busy` at once, never queued) → the store's checks, cheapest first
+//! (same digest, signatures, device, serial, expiry, date) → compile
+//! (`invalid-policy`) → store (flushed) → publish the new index → every
+//! live stream re-decides.
 
 use super::{Active, Gateway};
 use crate::audit::Stranger;
 use crate::policy::PolicyIndex;
-use crate::store::Applied;
+use crate::store::Accepted;
 use edgegate_proto::control::PushResult;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -35,15 +38,27 @@ impl Gateway {
             return self.rejected("too-large", message, stranger);
         }
         // One install at a time, so the index published last is the one
-        // stored last.
-        let _one = self.push_lock.lock().await;
+        // stored last; a second is refused, not queued, so pushes in flight
+        // (and the bundles they hold in memory) number at most one. Not
+        // audited: it says nothing about the bundle, and anyone may push.
+        let Ok(_one) = self.push_lock.try_lock() else {
+            return PushResult::Rejected {
+                code: "busy".to_string(),
+                message: "another bundle is being installed; push again when it is done"
+                    .to_string(),
+            };
+        };
         let gw = self.clone();
         let accepted = tokio::task::spawn_blocking(move || {
-            gw.store.accept(&bytes, gw.wall(), PolicyIndex::compile)
+            gw.store.accept(bytes, gw.wall(), PolicyIndex::compile)
         })
         .await;
         match accepted {
-            Ok(Ok((Applied::Accepted { serial }, bundle, index))) => {
+            Ok(Ok(Accepted::Installed {
+                serial,
+                bundle,
+                compiled: index,
+            })) => {
                 let (issued, not_after) = (index.issued_at(), index.not_after());
                 // Audited first: the closes the new index causes follow it.
                 self.audit.bundle_accepted(serial, issued, not_after);
@@ -53,7 +68,7 @@ impl Gateway {
                 tokio::task::spawn_blocking(crate::memory::release_freed);
                 PushResult::Accepted { serial }
             }
-            Ok(Ok((Applied::Unchanged { serial }, _, _))) => PushResult::Unchanged { serial },
+            Ok(Ok(Accepted::Unchanged { serial })) => PushResult::Unchanged { serial },
             Ok(Err(reason)) => self.rejected(reason.code(), reason.to_string(), stranger),
             Err(e) => self.rejected("internal", format!("install task failed: {e}"), None),
         }

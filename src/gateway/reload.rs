@@ -130,6 +130,7 @@ impl Gateway {
                 "the bundle in force does not verify under the new trusted keys: \
                  failing closed (no-valid-bundle) until a bundle they sign is pushed"
             );
+            self.store.forget_current();
             self.publish(None);
         }
         !still

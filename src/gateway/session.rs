@@ -62,6 +62,9 @@ impl Gateway {
     ) -> Option<Arc<Session>> {
         let (transport, remote) = (conn.transport(), conn.remote());
         let cred = Credentials::new(self, peer, ticket);
+        if let Some(t) = &cred.ticket {
+            self.raise_floor(t.ticket().issued_at).await;
+        }
         let user = cred.authenticated_user().map(str::to_owned);
         let ticket_device = cred.ticket.as_ref().map(|t| t.ticket().device.clone());
         let ends_at = self.session_end(&cred);
@@ -108,6 +111,26 @@ impl Gateway {
             return None;
         }
         Some(session)
+    }
+
+    /// A verified ticket's `issued_at` is signed time: raise the time floor
+    /// to it, within its ceiling (DESIGN §3), before the ticket is judged,
+    /// so a router that rebooted without a clock admits a fresh ticket
+    /// without waiting for the next bundle. The flush runs off the async
+    /// threads, and only when the floor actually moves.
+    async fn raise_floor(self: &Arc<Self>, issued_at: edgegate_proto::UnixTime) {
+        let wall = self.wall();
+        if !self.store.floor_would_rise(issued_at, wall) {
+            return;
+        }
+        let store = self.store.clone();
+        let raised =
+            tokio::task::spawn_blocking(move || store.raise_time_floor(issued_at, wall)).await;
+        match raised {
+            Ok(Ok(floor)) => tracing::debug!(floor, "time floor raised by a ticket"),
+            Ok(Err(e)) => tracing::warn!("raising the time floor: {e}"),
+            Err(e) => tracing::warn!("raising the time floor: task failed: {e}"),
+        }
     }
 
     /// Detach one connection from its session, auditing the session's end.

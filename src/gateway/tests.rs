@@ -25,6 +25,7 @@ fn authority() -> SigningKey {
 mod redecide;
 mod session;
 mod strangers;
+mod trust;
 
 fn now() -> u64 {
     Clock::system().wall()

@@ -9,7 +9,10 @@
 //!   write (see `watermark.rs`): serial and floor are raised back, an older
 //!   bundle is dropped, and the repair is persisted;
 //! - the stored bundle fails verification or names another device: the
-//!   database stays, the bundle is not returned, its serial is not enforced;
+//!   database stays, the bundle is not returned; the watermark's serial is
+//!   enforced whatever the trust settings;
+//! - the watermark is unreadable: fail closed (`Store::sealed`) until an
+//!   operator runs `edgegate store reset-watermark` (`reset.rs`);
 //! - the stored bundle is authentic but the caller's check refuses it: the
 //!   bundle is not returned, its serial is still enforced.
 //!
@@ -21,19 +24,20 @@ use super::*;
 use edgegate_proto::bundle::BundleError;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+use std::os::unix::fs::OpenOptionsExt;
 
 /// What a successful sled open read back.
-struct Loaded {
+pub(super) struct Loaded {
     db: sled::Db,
     bundle: sled::Tree,
     meta: sled::Tree,
-    floor: UnixTime,
-    serial: Option<u64>,
-    envelope: Option<sled::IVec>,
+    pub(super) floor: UnixTime,
+    pub(super) serial: Option<u64>,
+    pub(super) envelope: Option<sled::IVec>,
 }
 
 /// Why the sled directory could not be used.
-enum OpenFailure {
+pub(super) enum OpenFailure {
     /// Unusable state: move it aside and start fresh.
     Broken(String),
     /// Not a property of the state (lock held elsewhere): give up.
@@ -50,12 +54,27 @@ pub(super) fn open(
         path: dir.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    create_private_dir(dir).map_err(io)?;
     let lock = lock_dir(dir)?;
     let mut warnings = Vec::new();
     let mut loaded = open_or_replace(dir, &mut warnings)?;
-    let mark = reconcile(dir, &mut loaded, &mut warnings);
-    let (mut state, bundle) = load_bundle(&loaded, trust, device_id, check, &mut warnings);
+    let (mark, sealed) = match reconcile(dir, &mut loaded, &mut warnings) {
+        Ok(mark) => (mark, None),
+        Err(why) => (None, Some(why)),
+    };
+    let (mut state, mut bundle) = load_bundle(&loaded, trust, device_id, check, &mut warnings);
+    // The anti-rollback serial comes from the watermark whatever the trust
+    // settings: a bundle signed by keys no longer trusted is not used, but
+    // its serial still counts.
+    if let Some(w) = &mark {
+        state.serial = state.serial.max(w.serial);
+    }
+    // Without a readable watermark a silent sled rollback cannot be told
+    // apart: fail closed, no bundle (stored or pushed) until an operator
+    // acknowledges it (`edgegate store reset-watermark`).
+    if sealed.is_some() {
+        bundle = None;
+    }
     // The acknowledged bundle is gone (sled lost it, or held an older one)
     // but its serial is enforced: allow exactly that bundle back at its
     // serial (a re-push after sled loss). A stored bundle refused for
@@ -64,6 +83,7 @@ pub(super) fn open(
     if let Some(w) = mark.filter(|w| gone && w.serial == state.serial) {
         state.lost = w.digest;
     }
+    state.start_floor = state.floor;
     let Loaded {
         db,
         bundle: bt,
@@ -78,22 +98,25 @@ pub(super) fn open(
         device_id: device_id.to_string(),
         dir: dir.to_path_buf(),
         state: Mutex::new(state),
+        sealed,
         _lock: lock,
     };
     Ok(Opened {
         store,
         bundle,
         warnings,
+        reset: super::reset::read_note(dir),
     })
 }
 
 /// One process per state directory. Our own lock (rather than sled's) tells
 /// "in use" apart from "corrupt" without parsing sled's error text, so a
 /// running daemon's store is never moved aside by a second instance.
-fn lock_dir(dir: &Path) -> Result<Flock<File>, StoreError> {
+pub(super) fn lock_dir(dir: &Path) -> Result<Flock<File>, StoreError> {
     let path = dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
+        .mode(0o600)
         .truncate(false)
         .write(true)
         .open(&path)
@@ -170,8 +193,15 @@ fn open_sled(path: &Path) -> sled::Result<sled::Db> {
     }
 }
 
-fn try_open(path: &Path) -> Result<Loaded, OpenFailure> {
+pub(super) fn try_open(path: &Path) -> Result<Loaded, OpenFailure> {
     let broken = |what: &str, e: sled::Error| OpenFailure::Broken(format!("{what}: {e}"));
+    // sled creates its directory with the default mode; ours is 0700.
+    if let Err(e) = create_private_dir(path) {
+        return Err(OpenFailure::Broken(format!(
+            "creating {}: {e}",
+            path.display()
+        )));
+    }
     let db = open_sled(path).map_err(|e| match e {
         sled::Error::Io(ref io) if is_lock_error(io) => {
             OpenFailure::Fatal(StoreError::Locked(path.to_path_buf()))
@@ -244,25 +274,30 @@ fn move_aside(dir: &Path) -> Result<PathBuf, StoreError> {
 
 /// Compare sled with the watermark of the last acknowledged write; if sled
 /// came back older (see `watermark.rs`), raise its serial and floor back and
-/// drop the older bundle, persisting the repair. Returns the watermark.
+/// drop the older bundle, persisting the repair. Returns the watermark, or
+/// why it could not be read (the store then fails closed).
 fn reconcile(
     dir: &Path,
     l: &mut Loaded,
     warnings: &mut Vec<String>,
-) -> Option<watermark::Watermark> {
+) -> Result<Option<watermark::Watermark>, String> {
     let w = match watermark::read(dir) {
         Ok(Some(w)) => w,
-        Ok(None) => return None,
+        Ok(None) => return Ok(None),
         Err(e) => {
+            let why = format!("watermark {}: {e}", watermark::FILE);
             warn(
                 warnings,
-                format!("watermark {}: {e}; ignored", watermark::FILE),
+                format!(
+                    "{why}; failing closed: no bundle is used or accepted until an operator \
+                     runs `edgegate store reset-watermark --config FILE` with the daemon stopped"
+                ),
             );
-            return None;
+            return Err(why);
         }
     };
     if !w.ahead_of(l.serial, l.floor) {
-        return Some(w);
+        return Ok(Some(w));
     }
     let show = |s: Option<u64>| s.map_or("none".to_string(), |s| s.to_string());
     let serial = l.serial.max(w.serial);
@@ -305,7 +340,7 @@ fn reconcile(
             format!("persisting the repair failed: {e}; enforced in memory only"),
         );
     }
-    Some(w)
+    Ok(Some(w))
 }
 
 /// Decide what of the stored bundle is still trusted.
@@ -321,6 +356,8 @@ fn load_bundle(
         digest: None,
         lost: None,
         floor: l.floor,
+        start_floor: 0,
+        start_wall: None,
     };
     let Some(raw) = &l.envelope else {
         return (
@@ -381,7 +418,9 @@ fn load_bundle(
         serial: Some(b.serial),
         digest: Some(Sha256::digest(raw).into()),
         lost: None,
-        floor: l.floor.max(b.issued_at),
+        // Not raised to the bundle's `issued_at`: the floor was written in
+        // the same transaction, already bounded by the ceiling then.
+        ..untrusted
     };
     (state, Some(vb))
 }

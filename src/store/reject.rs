@@ -37,8 +37,20 @@ pub enum RejectReason {
         /// The instant it was checked against.
         now: UnixTime,
     },
+    /// `issued_at` lies beyond a plausible wall clock by more than the
+    /// allowed skew (`edgegate_proto::time_floor`): the signer's clock, or
+    /// this router's, is wrong, and the bundle's dates cannot be trusted.
+    FutureDated {
+        /// The bundle's `issued_at`.
+        issued_at: UnixTime,
+        /// The latest `issued_at` accepted now.
+        limit: UnixTime,
+    },
     /// The write or the flush failed; the sender must not assume durability.
     Storage(String),
+    /// The anti-rollback watermark could not be read: no bundle is accepted
+    /// until an operator runs `edgegate store reset-watermark`.
+    WatermarkUnreadable(String),
 }
 
 impl RejectReason {
@@ -50,7 +62,9 @@ impl RejectReason {
             RejectReason::WrongDevice { .. } => "wrong-device",
             RejectReason::Rollback { .. } => "rollback",
             RejectReason::Expired { .. } => "expired",
+            RejectReason::FutureDated { .. } => "future-dated",
             RejectReason::Storage(_) => "storage-error",
+            RejectReason::WatermarkUnreadable(_) => "watermark-unreadable",
         }
     }
 }
@@ -84,7 +98,21 @@ impl fmt::Display for RejectReason {
                     "{code}: the bundle expired at {not_after}, it is now {now}"
                 )
             }
+            RejectReason::FutureDated { issued_at, limit } => {
+                let (issued_at, limit) = (format_time(*issued_at), format_time(*limit));
+                write!(
+                    f,
+                    "{code}: the bundle is issued at {issued_at}, later than {limit} \
+                     (the wall clock plus a day); check the signer's clock and this router's"
+                )
+            }
             RejectReason::Storage(m) => write!(f, "{code}: {}", one_line(m)),
+            RejectReason::WatermarkUnreadable(m) => write!(
+                f,
+                "{code}: {}; no bundle is accepted until an operator runs \
+                 `edgegate store reset-watermark --config FILE` with the daemon stopped",
+                one_line(m)
+            ),
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::testkit::{self, key};
 use ed25519_dalek::SigningKey;
 use edgegate_proto::bundle::{self, Bundle};
 
+mod order;
 mod recovery;
 
 const DEV: &str = "dev-1";
@@ -126,7 +127,7 @@ fn tampered_byte_rejected_at_verify() {
     let mut raw = seal(&body(1, T0), &[1]);
     let at = raw.len() / 2;
     raw[at] ^= 0x01;
-    let e = s.accept(&raw, T0, |_| Ok(())).unwrap_err();
+    let e = s.accept(raw, T0, |_| Ok(())).unwrap_err();
     assert!(matches!(e, RejectReason::Invalid(_)), "{e}");
     assert_eq!(s.serial(), None);
 }
@@ -137,18 +138,18 @@ fn below_threshold_rejected() {
     let t = trust(&[1, 2], 2);
     let s = open_with(dir.path(), &t).store;
     let e = s
-        .accept(&seal(&body(1, T0), &[1]), T0, |_| Ok(()))
+        .accept(seal(&body(1, T0), &[1]), T0, |_| Ok(()))
         .unwrap_err();
     assert_eq!(e.code(), "bad-signature", "{e}");
     // The same key twice is still one signer.
     let e = s
-        .accept(&seal(&body(1, T0), &[1, 1]), T0, |_| Ok(()))
+        .accept(seal(&body(1, T0), &[1, 1]), T0, |_| Ok(()))
         .unwrap_err();
     assert_eq!(e.code(), "bad-signature", "{e}");
-    let (applied, _, ()) = s
-        .accept(&seal(&body(1, T0), &[1, 2]), T0, |_| Ok(()))
+    let accepted = s
+        .accept(seal(&body(1, T0), &[1, 2]), T0, |_| Ok(()))
         .unwrap();
-    assert_eq!(applied, Applied::Accepted { serial: 1 });
+    assert!(matches!(accepted, Accepted::Installed { serial: 1, .. }));
 }
 
 #[test]
@@ -156,7 +157,7 @@ fn untrusted_signer_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let s = ok_store(dir.path());
     let e = s
-        .accept(&seal(&body(1, T0), &[9]), T0, |_| Ok(()))
+        .accept(seal(&body(1, T0), &[9]), T0, |_| Ok(()))
         .unwrap_err();
     assert_eq!(e.code(), "bad-signature", "{e}");
     assert_eq!(s.serial(), None);
@@ -167,7 +168,7 @@ fn invalid_policy_rejected_before_storing() {
     let dir = tempfile::tempdir().unwrap();
     let s = ok_store(dir.path());
     let e = s
-        .accept(&seal(&body(1, T0), &[1]), T0, |_| {
+        .accept(seal(&body(1, T0), &[1]), T0, |_| {
             Err::<(), _>(crate::policy::CompileError::GroupCycle {
                 group: "g1\nsecond line".into(),
             })
@@ -237,8 +238,8 @@ fn time_floor_never_decreases_and_survives_reopen() {
         // A later serial issued earlier does not pull the floor back.
         s.apply(&verified(&body(2, T0 + 500)), 0).unwrap();
         assert_eq!(s.time_floor(), T0 + 1000);
-        assert_eq!(s.raise_time_floor(T0).unwrap(), T0 + 1000);
-        assert_eq!(s.raise_time_floor(T0 + 2000).unwrap(), T0 + 2000);
+        assert_eq!(s.raise_time_floor(T0, 0).unwrap(), T0 + 1000);
+        assert_eq!(s.raise_time_floor(T0 + 2000, 0).unwrap(), T0 + 2000);
         assert_eq!(s.now(T0), T0 + 2000);
         assert_eq!(s.now(T0 + 3000), T0 + 3000);
     }

@@ -98,8 +98,14 @@ fn format(w: &Watermark) -> String {
 
 /// Replace the watermark atomically: temp file, fsync, rename, fsync dir.
 pub(super) fn write(dir: &Path, w: &Watermark) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join(TMP);
-    let mut f = std::fs::File::create(&tmp)?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(format(w).as_bytes())?;
     f.sync_all()?;
     drop(f);

@@ -15,13 +15,16 @@ fn reopen_under_other_trust_gives_no_bundle_and_a_warning() {
     assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
     assert!(o.warnings[0].contains("bad-signature"), "{}", o.warnings[0]);
     assert!(o.store.current().is_none());
-    // The untrusted serial is not enforced; the floor is kept.
-    assert_eq!(o.store.serial(), None);
+    // The serial is enforced from the watermark whatever the trust; the
+    // floor is kept.
+    assert_eq!(o.store.serial(), Some(9));
     assert_eq!(o.store.time_floor(), T0);
-    let fresh = VerifiedBundle::verify(&seal(&body(1, T0), &[2]), &rotated).unwrap();
+    let lower = VerifiedBundle::verify(&seal(&body(1, T0), &[2]), &rotated).unwrap();
+    assert_eq!(o.store.apply(&lower, T0).unwrap_err().code(), "rollback");
+    let fresh = VerifiedBundle::verify(&seal(&body(10, T0), &[2]), &rotated).unwrap();
     assert_eq!(
         o.store.apply(&fresh, T0),
-        Ok(Applied::Accepted { serial: 1 })
+        Ok(Applied::Accepted { serial: 10 })
     );
 }
 
@@ -113,7 +116,7 @@ fn corrupted_sled_directory_opens_fresh_with_a_warning() {
     // was acknowledged (the watermark has its digest) may come back, also
     // after the floor moved (and the watermark was rewritten) meanwhile,
     // and after a reopen.
-    o.store.raise_time_floor(T0 + 5).unwrap();
+    o.store.raise_time_floor(T0 + 5, 0).unwrap();
     drop(o);
     let o = open(dir.path());
     assert!(matches!(
@@ -158,7 +161,7 @@ fn silent_sled_rollback_is_detected_by_the_watermark() {
         s.apply(&verified(&body(1, T0)), T0).unwrap();
         let w = std::fs::read(dir.path().join(watermark::FILE)).unwrap();
         s.apply(&verified(&body(2, T0 + 10)), T0).unwrap();
-        s.raise_time_floor(T0 + 20).unwrap();
+        s.raise_time_floor(T0 + 20, 0).unwrap();
         // Put sled back to serial 1 behind the store's back, as a truncated
         // log would, keeping the newer watermark.
         let old = verified(&body(1, T0));
@@ -188,7 +191,7 @@ fn floor_only_lag_keeps_the_bundle() {
     {
         let s = ok_store(dir.path());
         s.apply(&b, T0).unwrap();
-        s.raise_time_floor(T0 + 50).unwrap();
+        s.raise_time_floor(T0 + 50, 0).unwrap();
         s.meta.insert(KEY_FLOOR, &T0.to_be_bytes()).unwrap();
         s.db.flush().unwrap();
     }
@@ -199,15 +202,84 @@ fn floor_only_lag_keeps_the_bundle() {
 }
 
 #[test]
-fn malformed_watermark_is_ignored_with_a_warning() {
+fn an_unreadable_watermark_fails_closed_until_an_operator_resets_it() {
     let dir = tempfile::tempdir().unwrap();
-    ok_store(dir.path())
-        .apply(&verified(&body(1, T0)), T0)
-        .unwrap();
-    std::fs::write(dir.path().join(watermark::FILE), "junk").unwrap();
+    let b1 = verified(&body(1, T0));
+    ok_store(dir.path()).apply(&b1, T0).unwrap();
+    let file = dir.path().join(watermark::FILE);
+    std::fs::write(&file, "junk").unwrap();
+    let reset = |at| reset_watermark(dir.path(), at, 1000);
+    {
+        let o = open(dir.path());
+        assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+        assert!(
+            o.warnings[0].contains("reset-watermark"),
+            "{}",
+            o.warnings[0]
+        );
+        assert!(o.bundle.is_none(), "the stored bundle is not used");
+        assert!(o.store.sealed().is_some());
+        let e = o.store.apply(&verified(&body(2, T0)), T0).unwrap_err();
+        assert_eq!(e.code(), "watermark-unreadable");
+        let e = o
+            .store
+            .accept(seal(&body(3, T0), &[1]), T0, |_| Ok(()))
+            .unwrap_err();
+        assert_eq!(e.code(), "watermark-unreadable");
+        assert!(
+            e.to_string().contains("edgegate store reset-watermark"),
+            "{e}"
+        );
+        // Raising the floor does not overwrite the unreadable file.
+        o.store.raise_time_floor(T0 + 9, 0).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "junk");
+        // Not while the store is open (the daemon running).
+        assert!(matches!(reset(T0), Err(ResetError::Running(_))));
+    }
+    // Still closed after a restart: only the operator ends it.
+    assert!(open(dir.path()).store.sealed().is_some());
+    let done = reset(T0 + 100).unwrap();
+    assert_eq!(
+        done,
+        WatermarkReset {
+            at: T0 + 100,
+            by_uid: 1000,
+            serial: Some(1),
+            floor: T0 + 9
+        }
+    );
+    let aside = dir
+        .path()
+        .join(format!("{}.unreadable-{}", watermark::FILE, T0 + 100));
+    assert_eq!(std::fs::read_to_string(aside).unwrap(), "junk");
+    assert!(matches!(reset(T0 + 200), Err(ResetError::Readable(_))));
     let o = open(dir.path());
-    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
-    assert!(o.bundle.is_some());
+    assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+    assert_eq!(o.reset, Some(done));
+    assert_eq!(o.bundle.as_ref().unwrap().raw(), b1.raw());
+    assert_eq!(o.store.serial(), Some(1));
+    assert_eq!(
+        o.store.apply(&verified(&body(2, T0)), T0),
+        Ok(Applied::Accepted { serial: 2 })
+    );
+    clear_reset_note(dir.path()).unwrap();
+    drop(o);
+    assert_eq!(open(dir.path()).reset, None);
+}
+
+#[test]
+fn state_files_and_directories_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("state/edgegate");
+    let s = ok_store(&dir);
+    s.apply(&verified(&body(1, T0)), T0).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root.path().join("state")), 0o700);
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(SLED_DIR)), 0o700);
+    assert_eq!(mode(&dir.join(LOCK_FILE)), 0o600);
+    assert_eq!(mode(&dir.join(watermark::FILE)), 0o600);
 }
 
 #[test]
