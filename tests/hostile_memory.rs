@@ -159,7 +159,7 @@ async fn stream_flood(
     d_tls: std::net::SocketAddr,
     device_key: edgegate::PublicKey,
     stop: Arc<AtomicBool>,
-    rounds: Arc<AtomicUsize>,
+    counters: Counters,
 ) {
     use tokio::io::AsyncWriteExt;
     let id = Identity::new(&key(8)).unwrap();
@@ -198,7 +198,7 @@ async fn stream_flood(
                 std::mem::forget(s);
             }
         }
-        rounds.fetch_add(1, Ordering::Relaxed);
+        counters.add(2);
         drop(conns);
     }
 }
@@ -218,113 +218,186 @@ fn strangers_cannot_crash_the_daemon_under_its_memory_limit() {
     for (i, b) in junk.iter_mut().enumerate() {
         *b = (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0];
     }
+    // And 33 MB, the attack that used to kill it: refused from its header.
+    let mut huge = junk.clone();
+    huge.resize(33_000_000, 0x77);
+    let huge = d.write("huge.bundle", &huge);
     let junk = d.write("junk.bundle", &junk);
     let initial = captured_initial(d.device_key, &rt);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (pushes, rejected, rounds, initials) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
+    let counters = Counters::default();
+    let (key, ticket) = d.client("alice", "alice");
+    let phases = [
+        ("maximum-size junk pushes", [true, false, false]),
+        ("pre-authentication stream floods", [false, true, false]),
+        ("an Initial flood", [false, false, true]),
+        ("all of them at once", [true, true, true]),
+    ];
+    for (what, [push, flood, initial_flood]) in phases {
+        let stop = Arc::new(AtomicBool::new(false));
+        let before = counters.snapshot();
+        let mut attackers = Vec::new();
+        if push {
+            attackers.extend(junk_pushers(&d, [&junk, &huge], &stop, &counters));
+        }
+        if flood {
+            attackers.extend(stream_flooders(&d, &stop, &counters));
+        }
+        if initial_flood {
+            attackers.push(initial_flooder(&d, &initial, &stop, &counters));
+        }
+        // Let the attack build up before the engineer comes.
+        let under_way = wait_until(Duration::from_secs(60), || {
+            let now = counters.snapshot();
+            let going = (!push || now[0] >= before[0] + 16)
+                && (!flood || now[2] >= before[2] + 6)
+                && (!initial_flood || now[3] >= before[3] + 1000);
+            going.then_some(())
+        });
+        assert!(under_way.is_some(), "{what}: the attack never got going");
+        let mut clients = Vec::new();
+        for tls in [false, true] {
+            let started = Instant::now();
+            let mut c = d.connect(&key, &ticket, tls, &forwards(&["web"]));
+            c.ready();
+            let page = http_get(c.forwarded("web"), "/");
+            let took = started.elapsed();
+            assert!(page.contains("hello from the plc"));
+            println!(
+                "{} session and first fetch amid {what}: {took:?}",
+                if tls { "TLS" } else { "QUIC" }
+            );
+            assert!(took < Duration::from_secs(1), "{what}: {took:?}");
+            clients.push(c);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for a in attackers {
+            a.join().unwrap();
+        }
+        // The engineer leaves as Ctrl-C leaves (the session is closed), so
+        // the next phase's session is no third of alice's (two per user).
+        for mut c in clients {
+            assert!(c.stop(Duration::from_secs(5)).is_some());
+        }
+        let gone = wait_until(Duration::from_secs(5), || {
+            let edgegate::control::Response::Sessions(live) =
+                d.control(edgegate::control::Request::Sessions)
+            else {
+                panic!()
+            };
+            live.is_empty().then_some(())
+        });
+        assert!(gone.is_some(), "{what}: a session lingers");
+        assert!(
+            d.child.try_wait().unwrap().is_none(),
+            "the daemon died under {what}"
+        );
+    }
+    let [pushes, rejected, rounds, initials] = counters.snapshot();
+    println!(
+        "peak memory of the daemon's cgroup: {:.1} MiB of {} MiB; {pushes} junk pushes \
+         ({rejected} answered rejected), {rounds} flood rounds, {initials} Initials",
+        cgroup.peak() as f64 / (1 << 20) as f64,
+        limit >> 20,
     );
-    let mut attackers = Vec::new();
-    // 8 parallel junk pushers, half over TLS, through the real CLI.
-    for i in 0..8 {
-        let (stop, pushes, rejected) = (stop.clone(), pushes.clone(), rejected.clone());
-        let (bin, junk, key) = (env!("CARGO_BIN_EXE_edgegate"), junk.clone(), d.device_key);
-        let gw = if i % 2 == 0 { d.quic } else { d.tls };
-        attackers.push(thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let mut cmd = std::process::Command::new(bin);
-                cmd.args(["bundle", "push"]).arg(&junk).args([
-                    "--gateway",
-                    &gw.to_string(),
-                    "--gateway-key",
-                    &key.to_string(),
-                ]);
-                if i % 2 == 1 {
-                    cmd.arg("--tls");
-                }
-                let out = cmd.output().unwrap();
-                pushes.fetch_add(1, Ordering::Relaxed);
-                if String::from_utf8_lossy(&out.stderr).contains("rejected") {
-                    rejected.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    // Pre-authentication stream floods on both transports, two at a time.
-    for _ in 0..2 {
-        let (stop, rounds) = (stop.clone(), rounds.clone());
-        let (q, t, k) = (d.quic, d.tls, d.device_key);
-        attackers.push(thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(stream_flood(q, t, k, stop, rounds));
-        }));
-    }
-    // Replayed QUIC Initials from many ports and addresses of 127/8.
-    {
-        let (stop, initials, quic) = (stop.clone(), initials.clone(), d.quic);
-        attackers.push(thread::spawn(move || {
-            let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let src = std::net::Ipv4Addr::new(127, 0, (n >> 8) as u8 % 250 + 1, n as u8);
-                if let Ok(s) = UdpSocket::bind((src, 0)) {
-                    let _ = s.send_to(&initial, quic);
-                    initials.fetch_add(1, Ordering::Relaxed);
-                }
-                n = n.wrapping_add(1);
-                thread::yield_now();
-            }
-        }));
+    assert_eq!(cgroup.oom_kills(), 0, "the OOM killer fired in the cgroup");
+    // Every junk push got an answer (`rejected: bad-signature` or `busy`),
+    // none a dropped connection.
+    assert_eq!(rejected, pushes, "junk pushes left unanswered");
+}
+
+/// What the attackers did: junk pushes, of them answered `rejected`,
+/// stream-flood rounds, Initials sent.
+#[derive(Default, Clone)]
+struct Counters(Arc<[AtomicUsize; 4]>);
+
+impl Counters {
+    fn add(&self, i: usize) {
+        self.0[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    // Let the attack build up: six rounds of every kind, at least.
-    let under_way = wait_until(Duration::from_secs(60), || {
-        let going = pushes.load(Ordering::Relaxed) >= 48
-            && rounds.load(Ordering::Relaxed) >= 12
-            && initials.load(Ordering::Relaxed) >= 1000;
-        going.then_some(())
-    });
-    assert!(under_way.is_some(), "the attack never got going");
-    let (key, ticket) = d.client("alice", "alice");
-    for tls in [false, true] {
-        let started = Instant::now();
-        let mut c = d.connect(&key, &ticket, tls, &forwards(&["web"]));
-        c.ready();
-        let page = http_get(c.forwarded("web"), "/");
-        let took = started.elapsed();
-        assert!(page.contains("hello from the plc"));
-        println!(
-            "{} session and first fetch amid the attack: {took:?}",
-            if tls { "TLS" } else { "QUIC" }
-        );
-        assert!(took < Duration::from_secs(1), "{took:?}");
-        drop(c);
+    fn snapshot(&self) -> [usize; 4] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
     }
-    stop.store(true, Ordering::Relaxed);
-    for a in attackers {
-        a.join().unwrap();
-    }
-    let alive = d.child.try_wait().unwrap().is_none();
-    let peak = cgroup.peak();
-    println!(
-        "peak memory of the daemon's cgroup: {:.1} MiB of {} MiB; {} junk pushes ({} answered rejected), {} flood rounds, {} Initials",
-        peak as f64 / (1 << 20) as f64,
-        limit >> 20,
-        pushes.load(Ordering::Relaxed),
-        rejected.load(Ordering::Relaxed),
-        rounds.load(Ordering::Relaxed),
-        initials.load(Ordering::Relaxed),
-    );
-    assert!(alive, "the daemon died under the attack");
-    assert_eq!(cgroup.oom_kills(), 0, "the OOM killer fired in the cgroup");
-    assert!(
-        rejected.load(Ordering::Relaxed) > 0,
-        "no junk push was answered"
-    );
+}
+
+/// 8 parallel junk pushers through the real CLI: half over TLS, half of
+/// each with the bundle-sized junk, half with the oversized.
+fn junk_pushers(
+    d: &Daemon,
+    files: [&Path; 2],
+    stop: &Arc<AtomicBool>,
+    counters: &Counters,
+) -> Vec<thread::JoinHandle<()>> {
+    (0..8)
+        .map(|i| {
+            let (stop, counters) = (stop.clone(), counters.clone());
+            let junk = files[i / 4].to_path_buf();
+            let (bin, key) = (env!("CARGO_BIN_EXE_edgegate"), d.device_key);
+            let gw = if i % 2 == 0 { d.quic } else { d.tls };
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut cmd = std::process::Command::new(bin);
+                    cmd.args(["bundle", "push"]).arg(&junk).args([
+                        "--gateway",
+                        &gw.to_string(),
+                        "--gateway-key",
+                        &key.to_string(),
+                    ]);
+                    if i % 2 == 1 {
+                        cmd.arg("--tls");
+                    }
+                    let out = cmd.output().unwrap();
+                    counters.add(0);
+                    if String::from_utf8_lossy(&out.stderr).contains("rejected") {
+                        counters.add(1);
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Two pre-authentication stream flooders, each on both transports.
+fn stream_flooders(
+    d: &Daemon,
+    stop: &Arc<AtomicBool>,
+    counters: &Counters,
+) -> Vec<thread::JoinHandle<()>> {
+    (0..2)
+        .map(|_| {
+            let (stop, counters) = (stop.clone(), counters.clone());
+            let (q, t, k) = (d.quic, d.tls, d.device_key);
+            thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(stream_flood(q, t, k, stop, counters));
+            })
+        })
+        .collect()
+}
+
+/// Replayed QUIC Initials from many ports and addresses of 127/8.
+fn initial_flooder(
+    d: &Daemon,
+    initial: &[u8],
+    stop: &Arc<AtomicBool>,
+    counters: &Counters,
+) -> thread::JoinHandle<()> {
+    let (stop, counters, quic, initial) =
+        (stop.clone(), counters.clone(), d.quic, initial.to_vec());
+    thread::spawn(move || {
+        let mut n = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let src = std::net::Ipv4Addr::new(127, 0, (n >> 8) as u8 % 250 + 1, n as u8);
+            if let Ok(s) = UdpSocket::bind((src, 0)) {
+                let _ = s.send_to(&initial, quic);
+                counters.add(3);
+            }
+            n = n.wrapping_add(1);
+            thread::yield_now();
+        }
+    })
 }

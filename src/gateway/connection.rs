@@ -38,6 +38,8 @@ enum First {
     Frame(BiStream, Frame, Option<tokio::sync::OwnedSemaphorePermit>),
     /// A large push while another one is being received.
     Busy(BiStream),
+    /// A push over `max_bundle_size` (its announced frame length).
+    TooLarge(BiStream, usize),
 }
 
 /// What the control stream's writer is asked to do.
@@ -76,18 +78,22 @@ impl Gateway {
         let first = timeout(limits.first_frame_timeout, self.first_frame(&*conn, limits)).await;
         let (mut control, first, _push_slot) = match first {
             Ok(Some(First::Frame(control, f, slot))) => (control, f, slot),
-            Ok(Some(First::Busy(mut control))) => {
+            Ok(Some(First::Busy(control))) => {
                 let busy = PushResult::Rejected {
                     code: "busy".into(),
                     message: "another bundle is being received; push again shortly".into(),
                 };
-                // Answer without reading the body (QUIC also tells the
-                // sender to stop), give the answer a moment to leave, close.
-                control.recv.stop(0);
-                let _ = write_frame(&mut control.send, &Frame::PushResult(busy)).await;
-                let _ = control.send.finish().await;
-                let _ = timeout(BUSY_LINGER, conn.closed()).await;
-                return conn.close(0, "busy");
+                return self.refuse_push(&*conn, control, busy).await;
+            }
+            Ok(Some(First::TooLarge(control, len))) => {
+                self.audit
+                    .stranger(conn.remote().ip(), Stranger::RejectedPush);
+                let max = limits.max_bundle_size;
+                let too_large = PushResult::Rejected {
+                    code: "too-large".into(),
+                    message: format!("a push of {len} bytes exceeds max_bundle_size {max}"),
+                };
+                return self.refuse_push(&*conn, control, too_large).await;
             }
             _ => {
                 self.audit.stranger(conn.remote().ip(), Stranger::Garbage);
@@ -142,6 +148,13 @@ impl Gateway {
             .max_bundle_size
             .saturating_add(64)
             .min(frame::MAX_PUSH_FRAME);
+        let announced = u32::from_be_bytes(prefix) as usize;
+        if announced > cap {
+            // Too large for anything; a push is told so (nothing more is
+            // read), anything else is garbage.
+            let tag = control.recv.read_u8().await.ok()?;
+            return (tag == frame::PUSH_TAG).then_some(First::TooLarge(control, announced));
+        }
         let len = frame::check_len(prefix, cap).ok()?;
         if len <= frame::MAX_FRAME {
             let f = read_body(&mut control.recv, len, Vec::new()).await.ok()?;
@@ -157,6 +170,16 @@ impl Gateway {
         conn.grant(Grant::Push { bytes: len as u64 });
         let f = read_body(&mut control.recv, len, vec![tag]).await.ok()?;
         Some(First::Frame(control, f, Some(slot)))
+    }
+
+    /// Answer a push without reading its body (QUIC also tells the sender
+    /// to stop), give the answer a moment to leave, close.
+    async fn refuse_push(&self, conn: &dyn Connection, mut control: BiStream, answer: PushResult) {
+        control.recv.stop(0);
+        let _ = write_frame(&mut control.send, &Frame::PushResult(answer)).await;
+        let _ = control.send.finish().await;
+        let _ = timeout(BUSY_LINGER, conn.closed()).await;
+        conn.close(0, "refused");
     }
 
     /// Accept the session's streams until it ends: by the daemon (a

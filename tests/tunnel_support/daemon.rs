@@ -317,6 +317,14 @@ impl Client {
         }
     }
 
+    /// Stop it as Ctrl-C would (SIGTERM: it closes its session); the exit
+    /// status once it stopped (within `within`).
+    pub fn stop(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.exit(within)
+    }
+
     /// Exit status within `within`, if it exited.
     pub fn exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         wait_until(within, || self.child.try_wait().unwrap())
