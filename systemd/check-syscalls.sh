@@ -34,7 +34,7 @@ for _ in $(seq 1 150); do grep -q '^Ctrl-C stops the demo' "$work/demo.out" && b
 grep -q '^Ctrl-C stops the demo' "$work/demo.out" || { cat "$work/demo.err"; echo "demo did not start"; exit 1; }
 
 henk=$(grep -A1 '^Henk' "$work/demo.out" | tail -n1 | sed "s#^ *[^ ]*edgegate #$client #")
-status=$(grep 'On the router' "$work/demo.out" | sed 's/.*router: //; s/   (also.*//' | sed "s#^ *[^ ]*edgegate #$client #")
+status=$(grep -A1 '^On the router' "$work/demo.out" | tail -n1 | sed "s#^ *[^ ]*edgegate #$client #")
 push=$(grep -A1 '^Revoke' "$work/demo.out" | tail -n1 | sed "s#^ *[^ ]*edgegate #$client #")
 tls=$(sed -n 's/.*TLS tcp\/\([0-9.:]*\).*/\1/p' "$work/demo.out" | head -n1)
 port=$(echo "$henk" | grep -o -- '-L [0-9]*=plc-web' | grep -o '[0-9]*' | head -n1)
