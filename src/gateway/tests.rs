@@ -31,6 +31,44 @@ fn now() -> u64 {
     Clock::system().wall()
 }
 
+/// A backend that accepts connections and holds them open.
+async fn holding_backend() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    addr
+}
+
+/// A multiplexed connection on an in-memory pipe whose server end the
+/// gateway serves (`serve_connection`) as a peer that proved `key`; the
+/// client's end is returned.
+fn in_memory_connection(
+    gw: &Arc<Gateway>,
+    pending: &mut super::pending::Pending,
+    key: PublicKey,
+) -> crate::transport::MuxConn {
+    use crate::transport::mux::{MuxConn, Side};
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let server = MuxConn::new(
+        b,
+        Side::Server,
+        16,
+        Some(AuthenticatedPeer::for_tests(key)),
+        addr,
+    );
+    let gw = gw.clone();
+    pending.spawn(addr.ip(), move |phase| {
+        gw.serve_connection(Arc::new(server), phase)
+    });
+    MuxConn::new(a, Side::Client, 16, None, addr)
+}
+
 fn bundle(serial: u64, bob_active: bool) -> Vec<u8> {
     bundle_with(serial, now(), |b| {
         if !bob_active {

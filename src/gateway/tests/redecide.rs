@@ -342,19 +342,6 @@ async fn a_trust_reload_is_one_more_input_of_the_loop() {
     );
 }
 
-/// A backend that accepts connections and holds them open.
-async fn backend() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = listener.accept().await {
-            held.push(tcp);
-        }
-    });
-    addr
-}
-
 /// Serve one stream of `session` over an in-memory framed pipe; returns
 /// the client's ends and the serving task.
 fn open_stream(
@@ -409,7 +396,7 @@ async fn the_limit_is_part_of_the_audited_decision_and_a_disconnect_is_no_kill()
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path(), "[limits]\nmax_streams_per_session = 1\n").await;
     let t = now();
-    gw.push_bundle(bundle_with(1, t, at_backend(backend().await)))
+    gw.push_bundle(bundle_with(1, t, at_backend(holding_backend().await)))
         .await;
     let (key, bytes) = ticket_bytes("bob", 3, t, |_| {});
     let cred = Credentials::new(&gw, AuthenticatedPeer::for_tests(key), &bytes);
@@ -479,7 +466,7 @@ async fn a_read_level_violation_is_audited_with_its_code() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path(), "").await;
     let t = now();
-    let at = at_backend(backend().await);
+    let at = at_backend(holding_backend().await);
     gw.push_bundle(bundle_with(1, t, |b| {
         at(b);
         b.roles[0].grants[0].level = Level::Read;

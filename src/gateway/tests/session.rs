@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::gateway::pending::Pending;
-use crate::transport::mux::{MuxConn, Side};
+use crate::transport::mux::MuxConn;
 use crate::transport::{expect_frame, write_frame, BiStream, Connection};
 use edgegate_proto::audit::{AuditEvent, CloseReason};
 use edgegate_proto::frame::{Frame, SessionEnd, MAX_FRAME};
@@ -14,23 +14,10 @@ use tokio::time::{timeout, Instant};
 
 const T0: u64 = 1_900_000_000;
 
-/// A backend that accepts connections and holds them open.
-async fn backend() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = listener.accept().await {
-            held.push(tcp);
-        }
-    });
-    addr
-}
-
 /// A gateway on paused time whose plc service is a real backend.
 async fn world(dir: &std::path::Path, limits: &str) -> Arc<Gateway> {
     let gw = gateway_on(dir, limits, Clock::following_tokio(T0)).await;
-    let addr = backend().await;
+    let addr = holding_backend().await;
     let b = bundle_with(1, T0, |b| {
         b.device.services[0].target = Target::Endpoint {
             host: addr.ip().to_string(),
@@ -48,21 +35,8 @@ async fn world(dir: &std::path::Path, limits: &str) -> Arc<Gateway> {
 /// the test speaks on the other. Returns the client's connection and its
 /// control stream, after `Welcome`.
 async fn session(gw: &Arc<Gateway>, pending: &mut Pending, seed: u8) -> (MuxConn, BiStream) {
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
     let (key, ticket) = ticket_bytes("bob", seed, T0, |_| {});
-    let server = MuxConn::new(
-        b,
-        Side::Server,
-        16,
-        Some(AuthenticatedPeer::for_tests(key)),
-        addr,
-    );
-    let gw2 = gw.clone();
-    pending.spawn(addr.ip(), move |phase| {
-        gw2.serve_connection(Arc::new(server), phase)
-    });
-    let client = MuxConn::new(a, Side::Client, 16, None, addr);
+    let client = in_memory_connection(gw, pending, key);
     let mut control = client.open_bi().await.unwrap();
     write_frame(&mut control.send, &Frame::Hello { ticket })
         .await

@@ -7,7 +7,6 @@ use super::*;
 use crate::control::{ControlHandler, PeerCred, Request, Response};
 use crate::gateway::pending::Pending;
 use crate::gateway::ControlView;
-use crate::transport::mux::{MuxConn, Side};
 use crate::transport::{expect_frame, write_frame, Connection};
 use edgegate_proto::frame::{Frame, MAX_FRAME};
 
@@ -22,21 +21,7 @@ fn busy(r: &PushResult) -> bool {
 /// The first frame of a connection and the answer, over an in-memory
 /// multiplexed connection served by the gateway.
 async fn first_frame(gw: &Arc<Gateway>, pending: &mut Pending, seed: u8, frame: Frame) -> Frame {
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let key = testkit::public(&testkit::key(seed));
-    let server = MuxConn::new(
-        b,
-        Side::Server,
-        16,
-        Some(AuthenticatedPeer::for_tests(key)),
-        addr,
-    );
-    let gw2 = gw.clone();
-    pending.spawn(addr.ip(), move |phase| {
-        gw2.serve_connection(Arc::new(server), phase)
-    });
-    let client = MuxConn::new(a, Side::Client, 16, None, addr);
+    let client = in_memory_connection(gw, pending, testkit::public(&testkit::key(seed)));
     let mut control = client.open_bi().await.unwrap();
     write_frame(&mut control.send, &frame).await.unwrap();
     let answer = expect_frame(&mut control.recv, MAX_FRAME).await.unwrap();
