@@ -218,6 +218,9 @@ fn make_requests<'a>(
             now,
             consent: rng.chance(50),
             limit_exceeded: false,
+            // Off the router: no addresses of its own to screen (the
+            // destinations here are in no screened class either).
+            local: edgegate::policy::destination::LocalAddrs::none(),
         })
         .collect()
 }

@@ -428,7 +428,7 @@ fn synth(a: &[String]) {
             .store;
         let t = Instant::now();
         store
-            .accept(&bytes, now, PolicyIndex::compile)
+            .accept(bytes.clone(), now, PolicyIndex::compile)
             .expect("accept");
         accept.push(t.elapsed().as_secs_f64() * 1e3);
         drop(store);
@@ -457,7 +457,11 @@ fn aead(bytes: u64) {
         let mut nonce = [0u8; 12];
         nonce[4..].copy_from_slice(&i.to_be_bytes());
         let tag = key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut record)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut record,
+            )
             .expect("seal");
         std::hint::black_box(&tag);
     }
