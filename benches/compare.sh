@@ -147,6 +147,8 @@ expiry_grace = "0s"
 max_sessions = 4000
 max_sessions_per_user = 4000
 max_streams_per_session = 256
+# The idle-session figure opens 1,000 sessions from one address at once.
+max_handshakes = 4096
 EOF
 [ -n "$AUTH_PUB" ] || die "keygen printed no public key"
 DEVKEY=$("$EG" device-key --config "$T/edgegated.toml")

@@ -31,6 +31,12 @@ pub enum Side {
     Server,
 }
 
+/// The largest TLS plaintext record.
+const TLS_RECORD: usize = 16 << 10;
+
+/// yamux's frame header.
+const YAMUX_HEADER: usize = 12;
+
 /// Most streams a connection may hold at once, whatever the config says.
 pub const MAX_STREAMS: usize = 1024;
 
@@ -42,6 +48,11 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 /// wants a bound (yamux requires at least 256 KiB per allowed stream).
 fn config(max_streams: usize) -> yamux::Config {
     let mut c = yamux::Config::default();
+    // A frame and its 12-byte header fill four TLS records exactly (rustls
+    // seals each write into records of at most 16 KiB: yamux's default
+    // 16 KiB frames cost a full record and a 12-byte one each), and a bulk
+    // stream's 64 KiB writes pass the driver as one frame, not four.
+    c.set_split_send_size(4 * TLS_RECORD - YAMUX_HEADER);
     // yamux asserts `max_streams * 256 KiB <= window`: keep both in range.
     let max_streams = max_streams.clamp(1, MAX_STREAMS);
     c.set_max_num_streams(max_streams);
