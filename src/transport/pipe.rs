@@ -1,6 +1,7 @@
 //! The tunnel side of a proxied stream, in its two shapes: raw bytes on a
-//! QUIC stream, or `Data`/`Close` frames on a TLS connection (which has no
-//! per-stream reset to carry a reason). The pumps copy between a pipe and a
+//! QUIC stream, or `Data`/`Close` frames on a stream multiplexed over a TLS
+//! connection (`mux.rs`; yamux has no per-stream reset code to carry a
+//! reason). The pumps copy between a pipe and a
 //! plain socket with byte counts kept in shared counters, so a stream cut
 //! mid-copy still reports what it carried.
 
@@ -22,7 +23,7 @@ type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 pub enum PipeReader {
     /// A QUIC receive stream carrying raw bytes.
     Quic(quinn::RecvStream),
-    /// A TLS read half carrying `Data`/`Close` frames.
+    /// A multiplexed (TLS) stream's read half carrying `Data`/`Close` frames.
     Framed(BoxRead),
 }
 
@@ -30,7 +31,7 @@ pub enum PipeReader {
 pub enum PipeWriter {
     /// A QUIC send stream carrying raw bytes.
     Quic(quinn::SendStream),
-    /// A TLS write half carrying `Data`/`Close` frames.
+    /// A multiplexed (TLS) stream's write half carrying `Data`/`Close` frames.
     Framed(BoxWrite),
 }
 
@@ -393,9 +394,9 @@ async fn write_all_chunks<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Largest `Data` payload a TLS stream carries per frame: header (8 bytes)
-/// and payload then fill exactly four 16 KiB TLS records, so no record is
-/// sealed for a few bytes of tail.
+/// Largest `Data` payload a framed stream carries per frame: header (8
+/// bytes) and payload then make one 64 KiB write (yamux frames it, see
+/// `mux.rs`).
 pub const FRAMED_CHUNK: usize = 4 * 16 * 1024 - frame::DATA_HEADER_MAX;
 
 /// Copy a plain socket into a pipe until the socket ends, then finish the
