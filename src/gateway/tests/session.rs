@@ -119,7 +119,11 @@ async fn a_kill_reaches_the_client_and_a_disconnect_is_audited_as_such() {
             reason: SessionEnd::Killed
         }
     );
-    assert!(killed_at.elapsed() < Duration::from_millis(300));
+    // At once: within the session's bounded wind-down (its streams' own
+    // notices, at most 200 ms, then the notice's flush, at most 200 ms),
+    // not after any timeout. (Paused time jumps to the next timer whenever
+    // the runtime waits for a thread, so no tighter bound is meaningful.)
+    assert!(killed_at.elapsed() < Duration::from_millis(500));
     client.close(0, "bye");
 
     // A second session (another ticket: the killed one stays barred)
