@@ -49,16 +49,7 @@ fn inactive_user_closes_session(tls: bool) {
     assert_eq!(live.len(), 1, "{live:?}");
     assert_eq!(live[0].user, "alice");
     assert!(live[0].streams.is_empty(), "{live:?}");
-    let b2 = d.write(
-        "b2",
-        &bundle_bytes(
-            &policy_text(http.addr, echo, "inactive"),
-            DEVICE,
-            2,
-            &d.authority,
-        ),
-    );
-    let out = d.push(&b2, false);
+    let out = d.revoke_alice(http.addr, echo);
     assert!(out.status.success(), "{out:?}");
     let acked = Instant::now();
     let status = c
@@ -176,16 +167,7 @@ fn only_open_streams_are_reported_cut(tls: bool) {
     });
     assert!(gone.is_some(), "finished streams still listed");
     let open = echo_through(hmi);
-    let b2 = d.write(
-        "b2",
-        &bundle_bytes(
-            &policy_text(http.addr, echo, "inactive"),
-            DEVICE,
-            2,
-            &d.authority,
-        ),
-    );
-    assert!(d.push(&b2, false).status.success());
+    assert!(d.revoke_alice(http.addr, echo).status.success());
     assert!(wait_closed(open, Duration::from_secs(5)).is_some());
     let status = c.exit(Duration::from_secs(5)).expect("client exits");
     assert!(!status.success());

@@ -76,13 +76,7 @@ fn socks_roundtrip(tls: bool) {
 
     // Revoking alice cuts the one stream that opened (the echo, still
     // held above), and only it: the refused opens are not reported as cut.
-    let b2 = bundle_bytes(
-        &policy_text(http.addr, echo, "inactive"),
-        DEVICE,
-        2,
-        &d.authority,
-    );
-    assert!(d.push(&d.write("b2", &b2), false).status.success());
+    assert!(d.revoke_alice(http.addr, echo).status.success());
     let end = c
         .stderr
         .wait_for(Duration::from_secs(5), |l| l.starts_with("closed: session"));
@@ -132,13 +126,7 @@ fn a_revoked_socks_stream_is_reported_once() {
     s.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"still here");
 
-    let b2 = bundle_bytes(
-        &policy_text(http.addr, echo, "inactive"),
-        DEVICE,
-        2,
-        &d.authority,
-    );
-    assert!(d.push(&d.write("b2", &b2), false).status.success());
+    assert!(d.revoke_alice(http.addr, echo).status.success());
     assert!(wait_closed(s, Duration::from_secs(5)).is_some());
     c.exit(Duration::from_secs(5)).expect("client exits");
     assert_eq!(

@@ -192,6 +192,19 @@ impl Daemon {
         records.into_iter().map(|r| r.event).collect()
     }
 
+    /// Push the test policy with alice inactive as serial 2 through the
+    /// tunnel port (the revocation the tests cut live streams with); the
+    /// push's output.
+    pub fn revoke_alice(&self, http: SocketAddr, echo: SocketAddr) -> std::process::Output {
+        let b2 = bundle_bytes(
+            &policy_text(http, echo, "inactive"),
+            DEVICE,
+            2,
+            &self.authority,
+        );
+        self.push(&self.write("b2", &b2), false)
+    }
+
     /// Install the test policy (alice active) as serial 1.
     pub fn install(&self, http: SocketAddr, echo: SocketAddr) {
         let b = self.write(
