@@ -148,22 +148,25 @@ impl Gateway {
             .max_bundle_size
             .saturating_add(64)
             .min(frame::MAX_PUSH_FRAME);
-        let announced = u32::from_be_bytes(prefix) as usize;
-        if announced > cap {
-            // Too large for anything; a push is told so (nothing more is
-            // read), anything else is garbage.
-            let tag = control.recv.read_u8().await.ok()?;
-            return (tag == frame::PUSH_TAG).then_some(First::TooLarge(control, announced));
-        }
-        let len = frame::check_len(prefix, cap).ok()?;
-        if len <= frame::MAX_FRAME {
-            let f = read_body(&mut control.recv, len, Vec::new()).await.ok()?;
-            return Some(First::Frame(control, f, None));
-        }
+        let fits = match frame::check_len(prefix, cap) {
+            Ok(len) if len <= frame::MAX_FRAME => {
+                let f = read_body(&mut control.recv, len, Vec::new()).await.ok()?;
+                return Some(First::Frame(control, f, None));
+            }
+            Ok(len) => Ok(len),
+            Err(frame::FrameError::TooLarge { len, .. }) => Err(len),
+            Err(_) => return None,
+        };
+        // Only a push may be larger than an ordinary frame: its tag first.
         let tag = control.recv.read_u8().await.ok()?;
         if tag != frame::PUSH_TAG {
             return None;
         }
+        let len = match fits {
+            Ok(len) => len,
+            // Too large for any push: told so, nothing more is read.
+            Err(announced) => return Some(First::TooLarge(control, announced)),
+        };
         let Ok(slot) = self.push_slot.clone().try_acquire_owned() else {
             return Some(First::Busy(control));
         };
