@@ -31,6 +31,29 @@ fn now() -> u64 {
     Clock::system().wall()
 }
 
+/// Every audit event so far (the writer's queue drained first).
+async fn audit_events(gw: &Gateway) -> Vec<edgegate_proto::audit::AuditEvent> {
+    gw.audit.sync().await;
+    let log = gw.audit.log();
+    log.list(None, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect()
+}
+
+/// The close reasons of the streams audited so far, in order.
+async fn stream_closes(gw: &Gateway) -> Vec<edgegate_proto::audit::CloseReason> {
+    audit_events(gw)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            edgegate_proto::audit::AuditEvent::StreamClose { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A backend that accepts connections and holds them open.
 async fn holding_backend() -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

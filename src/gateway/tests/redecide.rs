@@ -370,16 +370,6 @@ fn open_stream(
     (to_daemon, from_daemon, task)
 }
 
-async fn audit_events(gw: &Gateway) -> Vec<AuditEvent> {
-    gw.audit.sync().await;
-    let log = gw.audit.log();
-    log.list(None, 1000)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.event)
-        .collect()
-}
-
 fn at_backend(addr: std::net::SocketAddr) -> impl FnOnce(&mut Bundle) {
     move |b: &mut Bundle| {
         b.device.services[0].target = Target::Endpoint {
@@ -447,14 +437,7 @@ async fn the_limit_is_part_of_the_audited_decision_and_a_disconnect_is_no_kill()
         .await
         .unwrap()
         .unwrap();
-    let closes: Vec<CloseReason> = audit_events(&gw)
-        .await
-        .into_iter()
-        .filter_map(|e| match e {
-            AuditEvent::StreamClose { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
+    let closes = stream_closes(&gw).await;
     assert_eq!(closes, [CloseReason::Disconnected]);
 }
 
@@ -500,14 +483,7 @@ async fn a_read_level_violation_is_audited_with_its_code() {
     );
     let end = expect_frame(&mut from_daemon, MAX_FRAME).await.unwrap();
     assert_eq!(end, Frame::Close { reason: None });
-    let closes: Vec<CloseReason> = audit_events(&gw)
-        .await
-        .into_iter()
-        .filter_map(|e| match e {
-            AuditEvent::StreamClose { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
+    let closes = stream_closes(&gw).await;
     assert_eq!(
         closes,
         [CloseReason::Error(

@@ -7,7 +7,7 @@ use super::*;
 use crate::gateway::pending::Pending;
 use crate::transport::mux::MuxConn;
 use crate::transport::{expect_frame, write_frame, BiStream, Connection};
-use edgegate_proto::audit::{AuditEvent, CloseReason};
+use edgegate_proto::audit::CloseReason;
 use edgegate_proto::frame::{Frame, SessionEnd, MAX_FRAME};
 use std::time::Duration;
 use tokio::time::{timeout, Instant};
@@ -136,18 +136,7 @@ async fn a_kill_reaches_the_client_and_a_disconnect_is_audited_as_such() {
     // (a thread) works.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let closes = loop {
-        gw.audit.sync().await;
-        let closes: Vec<CloseReason> = gw
-            .audit
-            .log()
-            .list(None, 1000)
-            .unwrap()
-            .into_iter()
-            .filter_map(|r| match r.event {
-                AuditEvent::StreamClose { reason, .. } => Some(reason),
-                _ => None,
-            })
-            .collect();
+        let closes = stream_closes(&gw).await;
         if closes.len() == 2 || std::time::Instant::now() > deadline {
             break closes;
         }
