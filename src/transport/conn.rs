@@ -150,11 +150,6 @@ impl QuicConn {
             _endpoint: endpoint,
         }
     }
-
-    /// The quinn connection (path statistics in benchmarks and tests).
-    pub fn quinn(&self) -> &quinn::Connection {
-        &self.conn
-    }
 }
 
 fn quic_stream((send, recv): (quinn::SendStream, quinn::RecvStream)) -> BiStream {
