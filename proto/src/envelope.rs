@@ -23,6 +23,8 @@ pub enum Purpose {
     Bundle,
     /// A ticket admitting one client key to one device.
     Ticket,
+    /// A key statement: which keys hold each role (`authority.rs`).
+    Keys,
 }
 
 impl Purpose {
@@ -31,6 +33,7 @@ impl Purpose {
         match self {
             Purpose::Bundle => b"edgegate bundle v1\0",
             Purpose::Ticket => b"edgegate ticket v1\0",
+            Purpose::Keys => b"edgegate keys v1\0",
         }
     }
 
@@ -39,6 +42,7 @@ impl Purpose {
         match self {
             Purpose::Bundle => 32 << 20,
             Purpose::Ticket => 4 << 10,
+            Purpose::Keys => 64 << 10,
         }
     }
 }

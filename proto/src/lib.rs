@@ -13,6 +13,7 @@
 //! and the evaluator's business, not this crate's.
 
 pub mod audit;
+pub mod authority;
 pub mod bundle;
 pub mod codec;
 pub mod control;
@@ -23,6 +24,7 @@ pub mod reason;
 pub mod ticket;
 pub mod time_floor;
 
+pub use authority::{Authority, Role, VerifiedStatement};
 pub use bundle::{Bundle, VerifiedBundle};
 pub use envelope::{EnvelopeError, Purpose, TrustPolicy};
 pub use frame::Frame;
