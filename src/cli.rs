@@ -9,6 +9,7 @@
 mod bundle;
 pub mod connect;
 pub mod control;
+mod delivery;
 mod evaluate;
 mod keys;
 mod policy;
@@ -96,6 +97,11 @@ pub struct PushArgs {
     /// With --gateway: use TLS over TCP instead of QUIC.
     #[arg(long, requires = "gateway")]
     pub tls: bool,
+    /// A key statement file (`edgegate keys init|rotate`) to deliver with
+    /// the bundle, installed first: FILE is then verified under its keys.
+    /// FILE itself may also be a key statement file, pushed alone.
+    #[arg(long, value_name = "STATEMENT")]
+    pub keys: Option<PathBuf>,
 }
 
 /// An error whose one line has already been written to stderr: the binary
@@ -275,10 +281,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                     gateway_key,
                     identity: a.identity,
                     tls: a.tls,
+                    keys: a.keys,
                 },
                 out,
             ),
-            _ => exit_code(control::push_bundle(&a.socket.socket, &a.file)),
+            _ => exit_code(control::push_bundle(
+                &a.socket.socket,
+                &a.file,
+                a.keys.as_deref(),
+            )),
         },
         Command::Control(c) => exit_code(control::run(c)),
         Command::Connect(a) => exit_code(connect::run_connect(a)?),

@@ -19,6 +19,7 @@ mod authorize;
 mod connection;
 mod control;
 mod health;
+mod keys;
 mod local_addrs;
 mod pending;
 mod push;
@@ -61,7 +62,8 @@ pub struct Gateway {
     config: std::sync::RwLock<Arc<Config>>,
     /// Wall time; `now()` floors it with the store's time floor.
     clock: Clock,
-    /// Bumped when the trusted keys change: tickets are verified again.
+    /// Bumped when the trusted keys change (a reload, a key statement):
+    /// tickets are verified again.
     trust_epoch: AtomicU64,
     store: Arc<Store>,
     identity: Identity,

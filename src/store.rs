@@ -30,6 +30,7 @@
 //! trees in the same sled database (the audit log) are opened by their
 //! owners through `Store::db`.
 
+mod keys;
 mod open;
 mod reject;
 mod reset;
@@ -37,6 +38,7 @@ mod reset;
 mod tests;
 mod watermark;
 
+pub use keys::{KeysApplied, KeysRejected};
 pub use reject::RejectReason;
 pub use reset::{clear_note as clear_reset_note, reset_watermark, ResetError, WatermarkReset};
 
@@ -92,8 +94,11 @@ pub struct Store {
     db: sled::Db,
     bundle: sled::Tree,
     meta: sled::Tree,
-    /// Swapped by a config reload (`set_trust`).
-    trust: std::sync::RwLock<TrustPolicy>,
+    /// The authority in force (config keys and key statements, `keys.rs`);
+    /// a config reload re-derives it (`set_roots`).
+    keys: std::sync::RwLock<keys::Keys>,
+    /// The key statements (`keys.rs`).
+    keys_tree: sled::Tree,
     device_id: String,
     dir: PathBuf,
     state: Mutex<State>,
@@ -309,6 +314,7 @@ impl Store {
             ..*st
         };
         self.mark(&st);
+        self.clear_grandfathered();
         Ok(Applied::Accepted { serial })
     }
 
@@ -525,7 +531,7 @@ impl Store {
             tracing::warn!(dir = %self.dir.display(), "store: stored bundle changed under us");
             return None;
         }
-        match VerifiedBundle::verify(&raw, &self.trust()) {
+        match VerifiedBundle::verify(&raw, &self.bundle_trust(Some(digest))) {
             Ok(vb) => Some(vb),
             Err(e) => {
                 tracing::warn!(dir = %self.dir.display(), "store: stored bundle no longer verifies: {e}");
@@ -546,15 +552,18 @@ impl Store {
         &self.device_id
     }
 
-    /// The trust policy bundles are verified under.
+    /// The trust policy new bundles are verified under: the bundle role of
+    /// the authority in force.
     pub fn trust(&self) -> TrustPolicy {
-        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.authority().role(edgegate_proto::Role::Bundle).clone()
     }
 
-    /// Verify bundles under `trust` from now on (config reload). The bundle
-    /// in force is not touched: ask `current` whether it still verifies.
-    pub fn set_trust(&self, trust: TrustPolicy) {
-        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = trust;
+    /// The config's trusted keys changed (reload): they are the root from
+    /// now on, and the stored key statements are followed from them again
+    /// (`keys.rs`). The bundle in force is not touched: ask `current`
+    /// whether it still verifies. Returns what was found wrong, if anything.
+    pub fn set_trust(&self, roots: TrustPolicy) -> Vec<String> {
+        self.set_roots(roots)
     }
 
     /// Health probe: write a heartbeat key and read it back (no flush, so

@@ -259,6 +259,36 @@ pub enum AuditEvent {
         /// The time floor it records.
         floor: UnixTime,
     },
+    /// A key statement was accepted: its roles' keys verify from now on.
+    KeysAccepted {
+        /// Its version.
+        version: u64,
+        /// Whether it changed the root keys.
+        root_rotated: bool,
+        /// The recovery it applied, if it carried one.
+        recovery: Option<RecoveryApplied>,
+    },
+    /// A key statement was refused; the keys in force are unchanged.
+    KeysRejected {
+        /// Stable reason code (e.g. `stale-key-statement`, `bad-signature`).
+        code: String,
+        /// One-line description.
+        message: String,
+    },
+}
+
+/// What a key statement's recovery changed: the anti-rollback serial and
+/// the time floor, before and after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryApplied {
+    /// The serial a bundle had to exceed before.
+    pub serial_before: Option<u64>,
+    /// The serial a bundle must exceed now.
+    pub serial: Option<u64>,
+    /// The time floor before.
+    pub floor_before: UnixTime,
+    /// The time floor now.
+    pub floor: UnixTime,
 }
 
 /// Unauthenticated events from one source address in one minute: what a

@@ -259,6 +259,16 @@ pub enum PushResult {
         /// One human-readable line.
         message: String,
     },
+    /// A key statement was accepted (or was the one in force already);
+    /// the bundle that rode along with it, if any, had the outcome `bundle`.
+    Keys {
+        /// The version of the key statement in force now.
+        version: u64,
+        /// Whether this push installed it (`false`: it was in force).
+        changed: bool,
+        /// What became of the bundle delivered with it.
+        bundle: Option<Box<PushResult>>,
+    },
 }
 
 /// Why a frame could not be encoded or decoded.

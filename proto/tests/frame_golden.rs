@@ -98,6 +98,14 @@ fn samples() -> Vec<(Frame, &'static str)> {
             "0000000d0a0208726f6c6c6261636b0178",
         ),
         (
+            Frame::PushResult(PushResult::Keys {
+                version: 4,
+                changed: true,
+                bundle: Some(Box::new(PushResult::Accepted { serial: 1 })),
+            }),
+            "000000070a030401010001",
+        ),
+        (
             Frame::Failed {
                 message: "no".into(),
             },

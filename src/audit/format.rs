@@ -2,7 +2,7 @@
 //! text line per record (`edgegate audit`), one JSON object per record
 //! (`edgegate audit --json`). All three come from the same field list.
 
-use edgegate_proto::audit::{AuditEvent, AuditRecord, Outcome, StrangerSummary};
+use edgegate_proto::audit::{AuditEvent, AuditRecord, Outcome, RecoveryApplied, StrangerSummary};
 
 /// A field value: text or a number (kept apart so JSON gets numbers).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub fn kind(ev: &AuditEvent) -> &'static str {
         AuditEvent::DaemonStart { .. } => "daemon-start",
         AuditEvent::DaemonStop => "daemon-stop",
         AuditEvent::WatermarkReset { .. } => "watermark-reset",
+        AuditEvent::KeysAccepted { .. } => "keys-accepted",
+        AuditEvent::KeysRejected { .. } => "keys-rejected",
     }
 }
 
@@ -179,8 +181,34 @@ pub fn fields(ev: &AuditEvent) -> Vec<(&'static str, Field)> {
             }
             out.push(("floor", Field::Num(*floor)));
         }
+        E::KeysAccepted {
+            version,
+            root_rotated,
+            recovery,
+        } => keys_accepted(&mut out, *version, *root_rotated, recovery),
+        E::KeysRejected { code, message } => {
+            out.push(("code", s(code.as_str())));
+            out.push(("message", s(message.as_str())));
+        }
     }
     out
+}
+
+fn keys_accepted(
+    out: &mut Vec<(&'static str, Field)>,
+    version: u64,
+    root_rotated: bool,
+    recovery: &Option<RecoveryApplied>,
+) {
+    let serial = |n: Option<u64>| n.map_or(s("none"), Field::Num);
+    out.push(("version", Field::Num(version)));
+    out.push(("root_rotated", s(if root_rotated { "yes" } else { "no" })));
+    if let Some(r) = recovery {
+        out.push(("serial_before", serial(r.serial_before)));
+        out.push(("serial", serial(r.serial)));
+        out.push(("floor_before", Field::Num(r.floor_before)));
+        out.push(("floor", Field::Num(r.floor)));
+    }
 }
 
 /// `key=value` pairs separated by spaces.

@@ -6,7 +6,7 @@ use crate::keyfile;
 use crate::tlsid::Identity;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use edgegate_proto::frame::{PushResult, Verdict};
+use edgegate_proto::frame::Verdict;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +60,9 @@ pub struct PushArgs {
     /// Use TLS over TCP instead of QUIC.
     #[arg(long)]
     pub tls: bool,
+    /// A key statement file to deliver with the bundle (installed first).
+    #[arg(long, value_name = "STATEMENT")]
+    pub keys: Option<PathBuf>,
 }
 
 /// `edgegate device-key`: print the device's public key, creating the key
@@ -245,7 +248,7 @@ async fn leave(session: &client::Session, code: ExitCode) -> ExitCode {
 /// Run `edgegate bundle push`; prints `accepted serial N`,
 /// `unchanged serial N`, or fails with `rejected: CODE: MESSAGE`.
 pub fn run_push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let bundle = std::fs::read(&args.file).with_context(|| format!("{}", args.file.display()))?;
+    let bundle = super::delivery::read(&args.file, args.keys.as_deref()).map_err(|e| anyhow!(e))?;
     let key = match &args.identity {
         Some(path) => keyfile::load_signing_key(path)
             .map_err(|e| anyhow!("--identity {}: {e}", path.display()))?,
@@ -260,12 +263,11 @@ pub fn run_push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         target.drain().await;
         pushed
     })?;
-    match result {
-        PushResult::Accepted { serial } => writeln!(out, "accepted serial {serial}")?,
-        PushResult::Unchanged { serial } => writeln!(out, "unchanged serial {serial}")?,
-        PushResult::Rejected { code, message } => bail!("{}", rejected(&code, &message)),
+    let (lines, outcome) = super::delivery::render(&result);
+    for line in lines {
+        writeln!(out, "{line}")?;
     }
-    Ok(())
+    outcome.map_err(|e| anyhow!(e))
 }
 
 /// `rejected: CODE: MESSAGE`, without repeating a code the message already

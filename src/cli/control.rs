@@ -11,7 +11,7 @@
 #[path = "control/render.rs"]
 mod render;
 
-use crate::control::{Client, PushResult, Request, Response};
+use crate::control::{Client, Request, Response};
 use crate::duration::parse_duration;
 use edgegate_proto::audit::SignedHead;
 use edgegate_proto::control::MAX_AUDIT_BATCH;
@@ -156,8 +156,9 @@ pub fn run(cmd: ControlCommand) -> ExitCode {
 }
 
 /// `edgegate bundle push FILE` over the control socket.
-pub fn push_bundle(socket: &Path, file: &Path) -> ExitCode {
-    block_on(push(socket.to_path_buf(), file.to_path_buf()))
+pub fn push_bundle(socket: &Path, file: &Path, keys: Option<&Path>) -> ExitCode {
+    let keys = keys.map(Path::to_path_buf);
+    block_on(push(socket.to_path_buf(), file.to_path_buf(), keys))
 }
 
 /// What a command ends with: `Ok` (exit 0) or one line for stderr (exit 1).
@@ -311,7 +312,7 @@ async fn consent(a: ConsentArgs) -> Outcome {
     }
 }
 
-async fn push(socket: PathBuf, file: PathBuf) -> Outcome {
+async fn push(socket: PathBuf, file: PathBuf, keys: Option<PathBuf>) -> Outcome {
     let max = edgegate_proto::envelope::Purpose::Bundle.max_size();
     let size = std::fs::metadata(&file)
         .map_err(|e| format!("{}: {e}", file.display()))?
@@ -322,18 +323,14 @@ async fn push(socket: PathBuf, file: PathBuf) -> Outcome {
             file.display()
         ));
     }
-    let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let bytes = super::delivery::read(&file, keys.as_deref())?;
     match call(&socket, Request::PushBundle { bytes }).await? {
-        Response::Push(PushResult::Accepted { serial }) => {
-            say!("accepted serial {serial}");
-            Ok(())
-        }
-        Response::Push(PushResult::Unchanged { serial }) => {
-            say!("unchanged serial {serial}");
-            Ok(())
-        }
-        Response::Push(PushResult::Rejected { code, message }) => {
-            Err(super::connect::rejected(&code, &message))
+        Response::Push(result) => {
+            let (lines, outcome) = super::delivery::render(&result);
+            for line in lines {
+                say!("{line}");
+            }
+            outcome
         }
         other => Err(unexpected(&other)),
     }

@@ -268,6 +268,26 @@ impl Audit {
         });
     }
 
+    pub(crate) fn keys_accepted(
+        &self,
+        version: u64,
+        root_rotated: bool,
+        recovery: Option<edgegate_proto::audit::RecoveryApplied>,
+    ) {
+        self.append(AuditEvent::KeysAccepted {
+            version,
+            root_rotated,
+            recovery,
+        });
+    }
+
+    pub(crate) fn keys_rejected(&self, code: &str, message: &str) {
+        self.append(AuditEvent::KeysRejected {
+            code: code.to_string(),
+            message: message.to_string(),
+        });
+    }
+
     pub(crate) fn bundle_rejected(&self, code: &str, message: &str, serial: Option<u64>) {
         self.append(AuditEvent::BundleRejected {
             code: code.to_string(),

@@ -44,7 +44,7 @@ impl Credentials {
     /// Verify `ticket` under the gateway's trust in force.
     pub(crate) fn new(gw: &Gateway, peer: AuthenticatedPeer, ticket: &[u8]) -> Credentials {
         let epoch = gw.trust_epoch.load(Ordering::Acquire);
-        let verified = VerifiedTicket::verify(ticket, &gw.config().trust()).ok();
+        let verified = VerifiedTicket::verify(ticket, &gw.ticket_trust()).ok();
         Credentials {
             peer,
             trusted: AtomicBool::new(verified.is_some()),
@@ -89,13 +89,13 @@ impl Credentials {
     }
 
     /// The ticket, if it verifies under the trust in force. A change of the
-    /// trusted keys (SIGHUP) bumps the epoch; the first check after it
+    /// trusted keys (SIGHUP, a key statement) bumps the epoch; the first check after it
     /// verifies the bytes again, later ones reuse that answer.
     fn current_ticket(&self, gw: &Gateway) -> Option<&VerifiedTicket> {
         let epoch = gw.trust_epoch.load(Ordering::Acquire);
         if self.epoch.load(Ordering::Acquire) != epoch {
             let ok = self.ticket.is_some()
-                && VerifiedTicket::verify(&self.ticket_bytes, &gw.config().trust()).is_ok();
+                && VerifiedTicket::verify(&self.ticket_bytes, &gw.ticket_trust()).is_ok();
             self.trusted.store(ok, Ordering::Release);
             self.epoch.store(epoch, Ordering::Release);
         }

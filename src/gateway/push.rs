@@ -1,6 +1,7 @@
 //! The bundle accept path, shared by the tunnel port and the control
 //! socket: one install at a time (a second push meanwhile is answered
-//! `busy` at once, never queued) → the store's checks, cheapest first
+//! `busy` at once, never queued) → a key statement first if the push
+//! carries one (`keys.rs`) → the store's checks, cheapest first
 //! (same digest, signatures, device, serial, expiry, date) → compile
 //! (`invalid-policy`) → store (flushed) → publish the new index → every
 //! live stream re-decides.
@@ -9,6 +10,7 @@ use super::{Active, Gateway};
 use crate::audit::Stranger;
 use crate::policy::PolicyIndex;
 use crate::store::Accepted;
+use edgegate_proto::authority::Delivery;
 use edgegate_proto::control::PushResult;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -48,6 +50,23 @@ impl Gateway {
                     .to_string(),
             };
         };
+        match Delivery::classify(&bytes) {
+            Ok(Delivery::Bundle(_)) => self.install_bundle(bytes, stranger).await,
+            Ok(Delivery::Keys { statement, bundle }) => {
+                let (statement, bundle) = (statement.to_vec(), bundle.map(<[u8]>::to_vec));
+                drop(bytes);
+                self.install_keys(statement, bundle, stranger).await
+            }
+            Err(e) => self.rejected("malformed", format!("push: {e}"), stranger),
+        }
+    }
+
+    /// The bundle accept path, the push lock held.
+    pub(super) async fn install_bundle(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+        stranger: Option<IpAddr>,
+    ) -> PushResult {
         let gw = self.clone();
         let accepted = tokio::task::spawn_blocking(move || {
             gw.store.accept(bytes, gw.wall(), PolicyIndex::compile)

@@ -94,8 +94,10 @@ impl Gateway {
         let applied = Arc::new(merged(&old, new));
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = applied.clone();
         if out.trust_changed {
-            let trust = applied.trust();
-            self.store.set_trust(trust.clone());
+            for line in self.store.set_trust(applied.trust()) {
+                tracing::warn!("{line}");
+            }
+            let trust = self.ticket_trust();
             // Counted for the log only; the guards decide (step 2 comes
             // before step 1's bundle only in the reason they report: a
             // session losing both its ticket and the bundle sees

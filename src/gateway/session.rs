@@ -41,7 +41,7 @@ impl Gateway {
                 self.config().device_id
             ),
             // Verified again for the words only: a refusal is the rare path.
-            (DenyReason::BadTicket, _) => VerifiedTicket::verify(ticket, &self.config().trust())
+            (DenyReason::BadTicket, _) => VerifiedTicket::verify(ticket, &self.ticket_trust())
                 .err()
                 .map(|e| e.detail())
                 .unwrap_or_default(),

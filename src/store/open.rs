@@ -62,7 +62,11 @@ pub(super) fn open(
         Ok(mark) => (mark, None),
         Err(why) => (None, Some(why)),
     };
-    let (mut state, mut bundle) = load_bundle(&loaded, trust, device_id, check, &mut warnings);
+    let keys_tree = super::keys::tree(&loaded.db).map_err(StoreError::Write)?;
+    let keys = super::keys::load(&keys_tree, trust, &mut warnings);
+    let bundle_trust = bundle_trust(&loaded, &keys);
+    let (mut state, mut bundle) =
+        load_bundle(&loaded, &bundle_trust, device_id, check, &mut warnings);
     // The anti-rollback serial comes from the watermark whatever the trust
     // settings: a bundle signed by keys no longer trusted is not used, but
     // its serial still counts.
@@ -94,7 +98,8 @@ pub(super) fn open(
         db,
         bundle: bt,
         meta,
-        trust: std::sync::RwLock::new(trust.clone()),
+        keys: std::sync::RwLock::new(keys),
+        keys_tree,
         device_id: device_id.to_string(),
         dir: dir.to_path_buf(),
         state: Mutex::new(state),
@@ -341,6 +346,16 @@ fn reconcile(
         );
     }
     Ok(Some(w))
+}
+
+/// The keys the stored bundle must verify under: the bundle role in force,
+/// or the one it was signed under if a statement grandfathered it.
+fn bundle_trust(l: &Loaded, keys: &super::keys::Keys) -> TrustPolicy {
+    let digest: Option<[u8; 32]> = l.envelope.as_ref().map(|e| Sha256::digest(e).into());
+    match &keys.grandfathered {
+        Some((d, t)) if Some(*d) == digest => t.clone(),
+        _ => keys.authority.role(edgegate_proto::Role::Bundle).clone(),
+    }
 }
 
 /// Decide what of the stored bundle is still trusted.

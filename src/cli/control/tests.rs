@@ -1,6 +1,6 @@
 use super::render::*;
 use super::*;
-use crate::control::{BundleStatus, ConsentInfo, SessionInfo, StatusInfo, StreamInfo};
+use crate::control::{BundleStatus, ConsentInfo, PushResult, SessionInfo, StatusInfo, StreamInfo};
 use clap::Parser;
 use edgegate_proto::audit::Transport;
 use edgegate_proto::Level;
@@ -304,13 +304,13 @@ async fn commands_against_a_stand_in_daemon() {
     let old = dir.path().join("old.bundle");
     std::fs::write(&old, b"old").unwrap();
     assert_eq!(
-        push(path.clone(), old).await,
+        push(path.clone(), old, None).await,
         Err("rejected: rollback: serial 3 is not above the stored 5".into())
     );
     let new = dir.path().join("new.bundle");
     std::fs::write(&new, b"new").unwrap();
-    assert_eq!(push(path.clone(), new).await, Ok(()));
-    let missing = push(path.clone(), dir.path().join("nope"))
+    assert_eq!(push(path.clone(), new, None).await, Ok(()));
+    let missing = push(path.clone(), dir.path().join("nope"), None)
         .await
         .unwrap_err();
     assert!(
