@@ -7,6 +7,7 @@
 //! and `PolicyIndex::compile` is what judges it.
 
 use ed25519_dalek::SigningKey;
+use edgegate_proto::authority::{self, encode_keys_delivery, KeyStatement, RoleKeys};
 use edgegate_proto::bundle::{
     self, Bundle, Category, Company, Device, Grant, Group, Membership, Network, Organization,
     PortRange, Role, Scope, Service, ServiceKind, Status, Target, User,
@@ -64,6 +65,36 @@ pub fn seal_ticket(t: &Ticket, signer: &SigningKey) -> Vec<u8> {
 pub fn verified_ticket(t: &Ticket, signer: &SigningKey) -> VerifiedTicket {
     VerifiedTicket::verify(&seal_ticket(t, signer), &trust(signer))
         .expect("a sealed ticket verifies")
+}
+
+/// A key statement of `version`, one key per role (threshold 1), issued
+/// at `t` and accepted for a year; no recovery. Adjust the public fields
+/// for anything else.
+pub fn key_statement(
+    version: u64,
+    t: UnixTime,
+    [root, bundle, ticket, enroll]: [&SigningKey; 4],
+) -> KeyStatement {
+    let one = |k: &SigningKey| RoleKeys {
+        keys: vec![public(k)],
+        threshold: 1,
+    };
+    KeyStatement {
+        version,
+        issued_at: t,
+        expires_at: t + 365 * 86_400,
+        root: one(root),
+        bundle: one(bundle),
+        ticket: one(ticket),
+        enroll: one(enroll),
+        recovery: None,
+    }
+}
+
+/// `s` sealed by `signers`, as a keys delivery ready to push, with
+/// `bundle` riding along if given.
+pub fn push_statement(s: &KeyStatement, signers: &[&SigningKey], bundle: Option<&[u8]>) -> Vec<u8> {
+    encode_keys_delivery(&authority::seal(s, signers), bundle)
 }
 
 /// A bundle for `device`: serial 1, valid from 0 for ever, company `acme`,

@@ -22,6 +22,7 @@ fn authority() -> SigningKey {
     testkit::key(1)
 }
 
+mod keys;
 mod redecide;
 mod session;
 mod strangers;

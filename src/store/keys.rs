@@ -373,7 +373,7 @@ impl Store {
         warnings
     }
 
-    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+    pub(super) fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
         self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 

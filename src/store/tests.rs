@@ -5,6 +5,7 @@ use crate::testkit::{self, key};
 use ed25519_dalek::SigningKey;
 use edgegate_proto::bundle::{self, Bundle};
 
+mod keys;
 mod order;
 mod recovery;
 
