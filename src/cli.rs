@@ -35,6 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Create a new ed25519 key file (mode 0600) and print its public key.
     Keygen(KeygenArgs),
+    /// The authority's keys: a root and one key per role, and the key
+    /// statements routers accept (init, rotate, inspect).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Build and inspect signed permission bundles.
     #[command(subcommand)]
     Bundle(BundleCommand),
@@ -268,6 +272,7 @@ pub struct ExplainArgs {
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen(a) => keys::keygen(&a, out),
+        Command::Keys(c) => keys::run(c, out),
         Command::Bundle(BundleCommand::Build(a)) => bundle::build(&a, out),
         Command::Bundle(BundleCommand::Inspect(a)) => bundle::inspect(&a, out),
         Command::Ticket(TicketCommand::Issue(a)) => ticket::issue(&a, out),

@@ -70,6 +70,9 @@ pub enum Request {
         /// The signed head (`SignedHead::parse_line` of the logged line).
         head: SignedHead,
     },
+    /// The authority keys in force: the key statement's version and each
+    /// role's keys. Answered with `Keys`.
+    Keys,
 }
 
 /// A control response.
@@ -93,6 +96,31 @@ pub enum Response {
     Error(String),
     /// Answer to `Strangers`, oldest first; the minute in progress last.
     Strangers(Vec<StrangerSummary>),
+    /// Answer to `Keys`.
+    Keys(KeysInfo),
+}
+
+/// The authority keys in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysInfo {
+    /// Version of the key statement in force; 0 when none arrived yet (the
+    /// configured trusted keys act as root and every role).
+    pub version: u64,
+    /// When that statement stops being accepted (it stays in force).
+    pub expires_at: Option<UnixTime>,
+    /// Each role, in the order root, bundle, ticket, enroll.
+    pub roles: Vec<RoleInfo>,
+}
+
+/// One role's keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    /// `root`, `bundle`, `ticket` or `enroll`.
+    pub role: String,
+    /// Distinct signers required.
+    pub threshold: u32,
+    /// The role's keys.
+    pub keys: Vec<crate::PublicKey>,
 }
 
 /// Daemon status.

@@ -203,10 +203,23 @@ fn unexpected(resp: &Response) -> String {
 }
 
 async fn status(a: StatusArgs) -> Outcome {
-    match call(&a.socket.socket, Request::Status).await? {
-        Response::Status(info) if a.json => render::print_json(&render::status_json(&info)),
-        Response::Status(info) => render::emit(&render::status_text(&info)),
+    let info = match call(&a.socket.socket, Request::Status).await? {
+        Response::Status(info) => info,
         other => return Err(unexpected(&other)),
+    };
+    // A daemon older than key statements does not know the question.
+    let keys = match call(&a.socket.socket, Request::Keys).await {
+        Ok(Response::Keys(k)) => Some(k),
+        _ => None,
+    };
+    if a.json {
+        let mut v = render::status_json(&info);
+        if let Some(k) = &keys {
+            v["keys"] = render::keys_json(k);
+        }
+        render::print_json(&v);
+    } else {
+        render::emit(&render::status_with_keys_text(&info, keys.as_ref()));
     }
     Ok(())
 }

@@ -171,5 +171,6 @@ fn request_name(req: &Request) -> &'static str {
         Request::PushBundle { .. } => "push-bundle",
         Request::Strangers { .. } => "strangers",
         Request::AuditVerifyHead { .. } => "audit-verify-head",
+        Request::Keys => "keys",
     }
 }

@@ -46,6 +46,7 @@ impl ControlHandler for ControlView {
         Box::pin(async move {
             match req {
                 Request::Status => Response::Status(gw.status()),
+                Request::Keys => Response::Keys(gw.keys_info()),
                 Request::Sessions => Response::Sessions(gw.sessions()),
                 Request::Kill { id } => Response::Killed(gw.kill(id)),
                 // What happened before the question is in the answer.

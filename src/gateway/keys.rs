@@ -12,7 +12,7 @@
 use super::Gateway;
 use crate::store::KeysApplied;
 use edgegate_proto::audit::RecoveryApplied;
-use edgegate_proto::control::PushResult;
+use edgegate_proto::control::{KeysInfo, PushResult, RoleInfo};
 use edgegate_proto::{Role, TrustPolicy};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -22,6 +22,24 @@ impl Gateway {
     /// The keys tickets are verified under: the ticket role in force.
     pub(crate) fn ticket_trust(&self) -> TrustPolicy {
         self.store.authority().role(Role::Ticket).clone()
+    }
+
+    /// The authority keys in force, for `edgegate status`.
+    pub fn keys_info(&self) -> KeysInfo {
+        let a = self.store.authority();
+        let roles = Role::ALL
+            .iter()
+            .map(|&r| RoleInfo {
+                role: r.as_str().to_string(),
+                threshold: u32::try_from(a.role(r).threshold()).unwrap_or(u32::MAX),
+                keys: a.role(r).keys().to_vec(),
+            })
+            .collect();
+        KeysInfo {
+            version: a.version(),
+            expires_at: a.expires_at(),
+            roles,
+        }
     }
 
     /// Install a key statement, then the bundle delivered with it; the

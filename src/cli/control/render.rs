@@ -1,6 +1,7 @@
 //! Text and JSON renderings of control-socket answers.
 
 use crate::control::{ConsentInfo, SessionInfo, StatusInfo};
+use edgegate_proto::control::KeysInfo;
 use edgegate_proto::UnixTime;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -69,7 +70,13 @@ fn aligned(rows: &[(&str, String)]) -> String {
     out
 }
 
+#[cfg(test)]
 pub(super) fn status_text(s: &StatusInfo) -> String {
+    status_with_keys_text(s, None)
+}
+
+/// The status, with the authority keys in force when the daemon told them.
+pub(super) fn status_with_keys_text(s: &StatusInfo, keys: Option<&KeysInfo>) -> String {
     let now = s.now;
     let mut rows = vec![
         ("device", s.device_id.clone()),
@@ -101,7 +108,57 @@ pub(super) fn status_text(s: &StatusInfo) -> String {
     rows.push(("sessions", s.sessions.to_string()));
     rows.push(("listen quic", s.listen_quic.clone()));
     rows.push(("listen tls", s.listen_tls.clone()));
+    if let Some(k) = keys {
+        rows.extend(keys_rows(k, now));
+    }
     aligned(&rows)
+}
+
+/// `key statement` (version, or none: the config's keys act for every
+/// role) and one row per role: threshold and key fingerprints.
+fn keys_rows(k: &KeysInfo, now: UnixTime) -> Vec<(&'static str, String)> {
+    let statement = match (k.version, k.expires_at) {
+        (0, _) => "none (the configured trusted_keys act as root and every role)".to_string(),
+        (v, Some(t)) if t <= now => {
+            format!("version {v}, expired {} (still in force)", when(t, now))
+        }
+        (v, Some(t)) => format!("version {v}, accepted until {}", when(t, now)),
+        (v, None) => format!("version {v}"),
+    };
+    let mut rows = vec![("key statement", statement)];
+    for r in &k.roles {
+        let name = match r.role.as_str() {
+            "root" => "root keys",
+            "bundle" => "bundle keys",
+            "ticket" => "ticket keys",
+            _ => "enroll keys",
+        };
+        let keys: Vec<String> = r.keys.iter().map(fingerprint).collect();
+        rows.push((name, format!("{} of {}", r.threshold, keys.join(" "))));
+    }
+    rows
+}
+
+/// A key's short form: its text form cut after 12 base64 characters
+/// (72 bits), enough to tell keys apart on one router.
+pub(super) fn fingerprint(k: &edgegate_proto::PublicKey) -> String {
+    let text = k.to_string();
+    format!("{}…", &text[..text.len().min("ed25519:".len() + 12)])
+}
+
+pub(super) fn keys_json(k: &KeysInfo) -> Value {
+    let roles: serde_json::Map<String, Value> = k
+        .roles
+        .iter()
+        .map(|r| {
+            let keys: Vec<String> = r.keys.iter().map(ToString::to_string).collect();
+            (
+                r.role.clone(),
+                json!({ "threshold": r.threshold, "keys": keys }),
+            )
+        })
+        .collect();
+    json!({ "version": k.version, "expires_at": k.expires_at, "roles": roles })
 }
 
 pub(super) fn status_json(s: &StatusInfo) -> Value {

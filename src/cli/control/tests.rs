@@ -238,6 +238,7 @@ impl crate::control::ControlHandler for Canned {
                 Request::PushBundle { .. } => Response::Push(PushResult::Accepted { serial: 6 }),
                 Request::Strangers { .. } => Response::Strangers(vec![]),
                 Request::AuditVerifyHead { .. } => Response::Error("not in this test".into()),
+                Request::Keys => Response::Error("not in this test".into()),
             }
         })
     }
