@@ -28,9 +28,11 @@ pub struct Config {
     pub device_key: PathBuf,
     /// Directory for the sled database.
     pub state_dir: PathBuf,
-    /// Authority public keys, distinct, in file order.
+    /// The authority's root public keys, distinct, in file order. They
+    /// sign key statements; until one is accepted they also act as every
+    /// role (bundle, ticket, enroll), as before roles existed.
     pub trusted_keys: Vec<PublicKey>,
-    /// Distinct trusted signatures a bundle or ticket needs (≥ 1, ≤ keys).
+    /// Distinct root signatures required (≥ 1, ≤ keys).
     pub threshold: usize,
     /// UDP address of the QUIC listener.
     pub listen_quic: SocketAddr,
