@@ -3,7 +3,8 @@
 //! pages, a WebSocket echo, a VNC stand-in echo, a LAN host), and for each
 //! user a real `edgegate connect` over QUIC and over TLS: the listed
 //! decisions are right, allowed services carry bytes, denied ones give
-//! their reason.
+//! their reason. Keys are role-separated: the configured root signs a key
+//! statement, a bundle key the bundle, a ticket key the tickets.
 
 #[path = "tunnel_support/harness.rs"]
 mod harness;
@@ -173,20 +174,32 @@ fn every_user_of_use_case_2_over_quic_and_tls() {
     // Every user of the use case, one after another: sessions of clients
     // that were stopped linger until the daemon notices (dead-peer
     // timeout), so more than the default 4 may be live at once.
-    let d = start_daemon_for(
+    let mut d = start_daemon_for(
         DEVICE_A1,
         "[limits]\nmax_sessions = 64\nmax_sessions_per_user = 8\n",
     );
+    // With role-separated keys (docs/trust.md): the configured key is the
+    // root, which signs a key statement and nothing else; bundles are the
+    // bundle key's, tickets the ticket key's. The other tunnel tests keep
+    // the flat configuration (the configured key signs everything).
+    let now = now();
+    let (root, bundle_key, ticket_key) = (d.authority.clone(), key(20), key(21));
+    let roles = [&root, &bundle_key, &ticket_key, &key(22)];
+    let statement = edgegate::testkit::key_statement(1, now - 60, roles);
+    let push = edgegate::testkit::push_statement(&statement, &[&root], None);
+    let out = d.push(&d.write("keys.statement", &push), false);
+    assert!(out.status.success(), "{out:?}");
+    // `client_with` signs tickets with `d.authority`.
+    d.authority = ticket_key;
     let file = PolicyFile::load(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/usecase-2.toml"
     )))
     .unwrap();
-    let now = now();
     let b = compile_for_device(&file, DEVICE_A1, 1, now - 60, now + 86_400).unwrap();
     let f = d.write(
         "usecase-2.bundle",
-        &edgegate_proto::bundle::seal(&b, &[&d.authority]),
+        &edgegate_proto::bundle::seal(&b, &[&bundle_key]),
     );
     assert!(d.push(&f, false).status.success());
     for user in [
