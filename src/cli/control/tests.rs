@@ -330,3 +330,45 @@ async fn commands_against_a_stand_in_daemon() {
     .unwrap_err();
     assert!(gone.starts_with("cannot connect to "), "{gone}");
 }
+
+#[test]
+fn status_shows_the_key_statement_and_each_roles_fingerprints() {
+    use edgegate_proto::control::{KeysInfo, RoleInfo};
+    let key = |n: u8| crate::testkit::public(&crate::testkit::key(n));
+    let role = |name: &str, n: u8| RoleInfo {
+        role: name.into(),
+        threshold: 1,
+        keys: vec![key(n)],
+    };
+    let keys = KeysInfo {
+        version: 2,
+        expires_at: Some(sample_status().now + 3600),
+        roles: vec![
+            role("root", 1),
+            role("bundle", 2),
+            role("ticket", 3),
+            role("enroll", 4),
+        ],
+    };
+    let text = status_with_keys_text(&sample_status(), Some(&keys));
+    assert!(text.contains("key statement:"), "{text}");
+    assert!(text.contains("version 2, accepted until"), "{text}");
+    let ticket = key(3).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("ticket keys:"))
+        .unwrap();
+    assert!(
+        line.ends_with(&format!("1 of {}…", &ticket[..20])),
+        "{line}"
+    );
+    let none = KeysInfo {
+        version: 0,
+        expires_at: None,
+        roles: vec![role("root", 1)],
+    };
+    let text = status_with_keys_text(&sample_status(), Some(&none));
+    assert!(text.contains("act as root and every role"), "{text}");
+    let j = keys_json(&keys);
+    assert_eq!(j["roles"]["ticket"]["keys"][0], ticket.as_str());
+}
