@@ -173,19 +173,7 @@ fn rotate(a: &RotateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         );
     }
     let old = read_statement(&a.dir.join("keys.statement"))?;
-    let root_path = a
-        .root
-        .clone()
-        .unwrap_or_else(|| key_path(&a.dir, Role::Root));
-    let root = keyfile::load_signing_key(&root_path)?;
-    if one(&root) != old.root {
-        bail!(
-            "{} is not the root of {} (version {})",
-            root_path.display(),
-            a.dir.join("keys.statement").display(),
-            old.version
-        );
-    }
+    let root = current_root(a, &old)?;
     let now = Clock::system().wall();
     let mut s = KeyStatement {
         version: old.version + 1,
@@ -194,26 +182,7 @@ fn rotate(a: &RotateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         recovery: None,
         ..old.clone()
     };
-    let mut new_root = None;
-    for &role in &a.roles {
-        let key = match role {
-            // The root kept elsewhere stays where it is.
-            Role::Root if !key_path(&a.dir, Role::Root).exists() => {
-                keyfile::generate(&key_path(&a.dir, Role::Root))?
-            }
-            _ => replace_key(&a.dir, role, old.version)?,
-        };
-        let keys = one(&key);
-        match role {
-            Role::Root => new_root = Some(key),
-            Role::Bundle => s.bundle = keys,
-            Role::Ticket => s.ticket = keys,
-            Role::Enroll => s.enroll = keys,
-        }
-    }
-    if let Some(k) = &new_root {
-        s.root = one(k);
-    }
+    let new_root = new_keys(a, old.version, &mut s)?;
     if a.reset_serial.is_some() || a.reset_floor.is_some() {
         s.recovery = Some(Recovery {
             serial: a.reset_serial,
@@ -224,6 +193,53 @@ fn rotate(a: &RotateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let signers: Vec<&SigningKey> = std::iter::once(&root).chain(new_root.as_ref()).collect();
     let path = write_statement(&a.dir, &s, &signers)?;
     report(&s, &path, out)
+}
+
+/// The root key that signed `old` (`--root`, or DIR/root.key).
+fn current_root(a: &RotateArgs, old: &KeyStatement) -> anyhow::Result<SigningKey> {
+    let path = a
+        .root
+        .clone()
+        .unwrap_or_else(|| key_path(&a.dir, Role::Root));
+    let root = keyfile::load_signing_key(&path)?;
+    if one(&root) != old.root {
+        bail!(
+            "{} is not the root of {} (version {})",
+            path.display(),
+            a.dir.join("keys.statement").display(),
+            old.version
+        );
+    }
+    Ok(root)
+}
+
+/// A new key for each role of `--role`, named in `s`; the new root, if any.
+fn new_keys(
+    a: &RotateArgs,
+    version: u64,
+    s: &mut KeyStatement,
+) -> anyhow::Result<Option<SigningKey>> {
+    let mut new_root = None;
+    for &role in &a.roles {
+        let key = match role {
+            // A root kept elsewhere (`--root`) stays where it is.
+            Role::Root if !key_path(&a.dir, Role::Root).exists() => {
+                keyfile::generate(&key_path(&a.dir, Role::Root))?
+            }
+            _ => replace_key(&a.dir, role, version)?,
+        };
+        let keys = one(&key);
+        match role {
+            Role::Root => {
+                s.root = keys;
+                new_root = Some(key);
+            }
+            Role::Bundle => s.bundle = keys,
+            Role::Ticket => s.ticket = keys,
+            Role::Enroll => s.enroll = keys,
+        }
+    }
+    Ok(new_root)
 }
 
 /// Move `DIR/ROLE.key` aside as `DIR/ROLE.key.vN` and make a new one.

@@ -185,6 +185,29 @@ fn encode_grandfathered(digest: &[u8; 32], t: &TrustPolicy) -> Vec<u8> {
     out
 }
 
+/// The rules of `Authority::advance`, and a version never used here (the
+/// floor outlives statements that stopped verifying).
+fn verify_next(
+    keys: &Keys,
+    bytes: &[u8],
+    wall: UnixTime,
+    floor: UnixTime,
+) -> Result<VerifiedStatement, KeysRejected> {
+    let clock = StatementClock { wall, floor };
+    let vs = keys
+        .authority
+        .advance(bytes, clock)
+        .map_err(KeysRejected::Statement)?;
+    let version = vs.authority().version();
+    if version <= keys.version_floor {
+        return Err(KeysRejected::Statement(StatementError::Stale {
+            current: keys.version_floor,
+            offered: version,
+        }));
+    }
+    Ok(vs)
+}
+
 /// What a verified statement changes, worked out before anything is written.
 struct Plan {
     vs: VerifiedStatement,
@@ -222,42 +245,28 @@ impl Store {
             return Ok(KeysApplied::Unchanged { version });
         }
         let mut st = self.state();
-        let clock = StatementClock {
-            wall,
-            floor: st.floor,
-        };
-        let vs = keys
-            .authority
-            .advance(bytes, clock)
-            .map_err(KeysRejected::Statement)?;
-        let version = vs.authority().version();
-        if version <= keys.version_floor {
-            return Err(KeysRejected::Statement(StatementError::Stale {
-                current: keys.version_floor,
-                offered: version,
-            }));
-        }
+        let vs = verify_next(&keys, bytes, wall, st.floor)?;
         let plan = self.plan(vs, &st, &keys, wall);
         self.write_keys(&plan)
             .map_err(|e| KeysRejected::Store(RejectReason::Storage(e.to_string())))?;
+        // Only after the flush, as for bundles.
         *st = plan.state;
         self.mark(&st);
-        let root_rotated = plan.vs.root_rotated();
-        let grandfathered = plan.grandfathered.is_some();
+        let done = KeysApplied::Installed {
+            version: plan.vs.authority().version(),
+            root_rotated: plan.vs.root_rotated(),
+            dropped_bundle: plan.dropped_bundle,
+            grandfathered: plan.grandfathered.is_some(),
+            recovered: plan.recovered,
+        };
         *self.keys_mut() = Keys {
             roots: keys.roots,
             authority: Arc::new(plan.vs.authority().clone()),
             digest: Some(digest),
-            version_floor: version,
+            version_floor: plan.vs.authority().version(),
             grandfathered: plan.grandfathered,
         };
-        Ok(KeysApplied::Installed {
-            version,
-            root_rotated,
-            dropped_bundle: plan.dropped_bundle,
-            grandfathered,
-            recovered: plan.recovered,
-        })
+        Ok(done)
     }
 
     fn plan(&self, vs: VerifiedStatement, st: &State, keys: &Keys, wall: UnixTime) -> Plan {
