@@ -127,6 +127,8 @@ struct State {
     start_floor: UnixTime,
     /// The wall clock the first time the store was given one.
     start_wall: Option<UnixTime>,
+    /// The highest key statement version accepted (for the watermark).
+    keys_version: u64,
 }
 
 /// What the checks of `apply` concluded.
@@ -622,6 +624,7 @@ impl Store {
             floor: st.floor,
             // A lost bundle stays the acknowledged one until another lands.
             digest: st.digest.or(st.lost),
+            keys: st.keys_version,
         };
         if let Err(e) = watermark::write(&self.dir, &w) {
             tracing::warn!(dir = %self.dir.display(), "store: writing the watermark failed: {e}");

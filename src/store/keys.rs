@@ -100,8 +100,17 @@ pub(super) fn tree(db: &sled::Db) -> sled::Result<sled::Tree> {
 }
 
 /// Re-check the stored statements from `roots`; see the module doc.
-pub(super) fn load(tree: &sled::Tree, roots: &TrustPolicy, warnings: &mut Vec<String>) -> Keys {
-    let version_floor = read_version(tree);
+/// `acknowledged` is the newest version known to have been accepted (the
+/// watermark's, or the running store's): a stored statement older than it
+/// (sled came back older, `watermark.rs`) is not used either, so an older
+/// statement cannot return.
+pub(super) fn load(
+    tree: &sled::Tree,
+    roots: &TrustPolicy,
+    acknowledged: u64,
+    warnings: &mut Vec<String>,
+) -> Keys {
+    let version_floor = read_version(tree).max(acknowledged);
     let mut keys = Keys {
         roots: roots.clone(),
         authority: Arc::new(Authority::legacy(roots.clone())),
@@ -109,18 +118,26 @@ pub(super) fn load(tree: &sled::Tree, roots: &TrustPolicy, warnings: &mut Vec<St
         version_floor,
         grandfathered: None,
     };
+    let absent = |why: String| {
+        format!(
+            "stored key statements: {why}; treated as absent: the configured trusted_keys \
+             act as root and every role (statement versions up to {version_floor} stay refused)"
+        )
+    };
     match walk(tree, roots) {
         Ok(None) => {}
+        Ok(Some((authority, _))) if authority.version() < version_floor => {
+            warnings.push(absent(format!(
+                "the stored statement is version {}, version {version_floor} was acknowledged",
+                authority.version()
+            )));
+        }
         Ok(Some((authority, digest))) => {
-            keys.version_floor = keys.version_floor.max(authority.version());
             keys.authority = Arc::new(authority);
             keys.digest = Some(digest);
             keys.grandfathered = read_grandfathered(tree);
         }
-        Err(why) => warnings.push(format!(
-            "stored key statements: {why}; treated as absent: the configured trusted_keys \
-             act as root and every role (statement versions up to {version_floor} stay refused)"
-        )),
+        Err(why) => warnings.push(absent(why)),
     }
     keys
 }
@@ -156,6 +173,11 @@ fn step(a: &Authority, raw: &[u8]) -> Result<Authority, String> {
         return Err(format!("version {} after {}", next.version(), a.version()));
     }
     Ok(next.clone())
+}
+
+/// The highest statement version `db` records (for a new watermark).
+pub(super) fn stored_version(db: &sled::Db) -> u64 {
+    tree(db).map_or(0, |t| read_version(&t).min(u64::MAX - 1))
 }
 
 fn read_version(tree: &sled::Tree) -> u64 {
@@ -249,8 +271,13 @@ impl Store {
         let plan = self.plan(vs, &st, &keys, wall);
         self.write_keys(&plan)
             .map_err(|e| KeysRejected::Store(RejectReason::Storage(e.to_string())))?;
-        // Only after the flush, as for bundles.
-        *st = plan.state;
+        // Only after the flush, as for bundles; the watermark records the
+        // version only now (a recovery's early mark keeps the old one, so a
+        // crash before sled's write leaves the statement deliverable again).
+        *st = State {
+            keys_version: plan.vs.authority().version(),
+            ..plan.state
+        };
         self.mark(&st);
         let done = KeysApplied::Installed {
             version: plan.vs.authority().version(),
@@ -376,9 +403,8 @@ impl Store {
     /// from them again. Returns warnings (statements now treated as absent).
     pub fn set_roots(&self, roots: TrustPolicy) -> Vec<String> {
         let mut warnings = Vec::new();
-        let mut keys = load(&self.keys_tree, &roots, &mut warnings);
-        keys.version_floor = keys.version_floor.max(self.keys().version_floor);
-        *self.keys_mut() = keys;
+        let acknowledged = self.keys().version_floor;
+        *self.keys_mut() = load(&self.keys_tree, &roots, acknowledged, &mut warnings);
         warnings
     }
 

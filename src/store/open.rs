@@ -36,6 +36,13 @@ pub(super) struct Loaded {
     pub(super) envelope: Option<sled::IVec>,
 }
 
+impl Loaded {
+    /// The database opened.
+    pub(super) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
 /// Why the sled directory could not be used.
 pub(super) enum OpenFailure {
     /// Unusable state: move it aside and start fresh.
@@ -63,7 +70,8 @@ pub(super) fn open(
         Err(why) => (None, Some(why)),
     };
     let keys_tree = super::keys::tree(&loaded.db).map_err(StoreError::Write)?;
-    let keys = super::keys::load(&keys_tree, trust, &mut warnings);
+    let acknowledged = mark.as_ref().map_or(0, |w| w.keys);
+    let keys = super::keys::load(&keys_tree, trust, acknowledged, &mut warnings);
     let bundle_trust = bundle_trust(&loaded, &keys);
     let (mut state, mut bundle) =
         load_bundle(&loaded, &bundle_trust, device_id, check, &mut warnings);
@@ -88,6 +96,7 @@ pub(super) fn open(
         state.lost = w.digest;
     }
     state.start_floor = state.floor;
+    state.keys_version = keys.version_floor;
     let Loaded {
         db,
         bundle: bt,
@@ -373,6 +382,7 @@ fn load_bundle(
         floor: l.floor,
         start_floor: 0,
         start_wall: None,
+        keys_version: 0,
     };
     let Some(raw) = &l.envelope else {
         return (

@@ -104,6 +104,7 @@ pub fn reset_watermark(
             .envelope
             .as_ref()
             .map(|raw| Sha256::digest(raw).into()),
+        keys: super::keys::stored_version(loaded.db()),
     };
     watermark::write(dir, &w).map_err(io(file))?;
     let done = WatermarkReset {

@@ -1,5 +1,6 @@
 //! A tiny file beside the sled directory recording the last acknowledged
-//! serial and time floor, to detect sled silently recovering an older state.
+//! serial and time floor (and the bundle's digest and the highest key
+//! statement version), to detect sled silently recovering an older state.
 //!
 //! sled, on finding a corrupt log segment, truncates the log there and opens
 //! the consistent prefix without an error: a damaged log can come back as an
@@ -19,7 +20,9 @@ use std::path::Path;
 /// File name inside the state directory.
 pub(super) const FILE: &str = "store.watermark";
 const TMP: &str = "store.watermark.tmp";
-const TAG: &str = "edgegate-store-watermark/2";
+const TAG: &str = "edgegate-store-watermark/3";
+/// Written before the key statement version was recorded; still read.
+const TAG_V2: &str = "edgegate-store-watermark/2";
 /// Written before the digest was recorded; still read.
 const TAG_V1: &str = "edgegate-store-watermark/1";
 
@@ -32,6 +35,9 @@ pub(super) struct Watermark {
     /// a version-1 watermark). Lets the store re-install exactly that
     /// bundle if sled lost it, without taking it for a rollback.
     pub(super) digest: Option<[u8; 32]>,
+    /// The highest key statement version acknowledged (0: none, or an
+    /// older watermark): a `keys` tree that came back older is not used.
+    pub(super) keys: u64,
 }
 
 impl Watermark {
@@ -55,9 +61,10 @@ pub(super) fn read(dir: &Path) -> Result<Option<Watermark>, String> {
 
 fn parse(text: &str) -> Option<Watermark> {
     let fields: Vec<&str> = text.strip_suffix('\n')?.split(' ').collect();
-    let (serial, floor, digest) = match fields.as_slice() {
-        [TAG_V1, serial, floor] => (serial, floor, None),
-        [TAG, serial, floor, digest] => (serial, floor, Some(digest)),
+    let (serial, floor, digest, keys) = match fields.as_slice() {
+        [TAG_V1, serial, floor] => (serial, floor, None, None),
+        [TAG_V2, serial, floor, digest] => (serial, floor, Some(digest), None),
+        [TAG, serial, floor, digest, keys] => (serial, floor, Some(digest), Some(keys)),
         _ => return None,
     };
     let serial = match serial.strip_prefix("serial=")? {
@@ -70,10 +77,15 @@ fn parse(text: &str) -> Option<Watermark> {
         Some(Some(hex)) => Some(unhex(hex)?),
         Some(None) => return None,
     };
+    let keys = match keys {
+        None => 0,
+        Some(k) => k.strip_prefix("keys=")?.parse().ok()?,
+    };
     Some(Watermark {
         serial,
         floor,
         digest,
+        keys,
     })
 }
 
@@ -93,7 +105,10 @@ fn format(w: &Watermark) -> String {
     let digest = w.digest.map_or("none".to_string(), |d| {
         d.iter().map(|b| format!("{b:02x}")).collect()
     });
-    format!("{TAG} serial={serial} floor={} sha256={digest}\n", w.floor)
+    format!(
+        "{TAG} serial={serial} floor={} sha256={digest} keys={}\n",
+        w.floor, w.keys
+    )
 }
 
 /// Replace the watermark atomically: temp file, fsync, rename, fsync dir.
@@ -124,11 +139,13 @@ mod tests {
                 serial: None,
                 floor: 0,
                 digest: None,
+                keys: 0,
             },
             Watermark {
                 serial: Some(u64::MAX),
                 floor: 1_700_000_000,
                 digest: Some([0xa5; 32]),
+                keys: 7,
             },
         ] {
             assert_eq!(parse(&format(&w)), Some(w));
@@ -138,8 +155,13 @@ mod tests {
             Some(Watermark {
                 serial: Some(3),
                 floor: 9,
-                digest: None
+                digest: None,
+                keys: 0,
             })
+        );
+        assert_eq!(
+            parse("edgegate-store-watermark/2 serial=3 floor=9 sha256=none\n").map(|w| w.keys),
+            Some(0)
         );
         for junk in [
             "",
@@ -148,6 +170,8 @@ mod tests {
             "edgegate-store-watermark/2 serial=1 floor=2\n",
             "edgegate-store-watermark/2 serial=1 floor=2 sha256=abc\n",
             "edgegate-store-watermark/2 serial=1 floor=2 md5=none\n",
+            "edgegate-store-watermark/3 serial=1 floor=2 sha256=none\n",
+            "edgegate-store-watermark/3 serial=1 floor=2 sha256=none keys=x\n",
             "x serial=1 floor=2\n",
         ] {
             assert_eq!(parse(junk), None, "{junk:?}");
@@ -160,6 +184,7 @@ mod tests {
             serial: Some(5),
             floor: 100,
             digest: None,
+            keys: 0,
         };
         assert!(!w.ahead_of(Some(5), 100));
         assert!(!w.ahead_of(Some(6), 200));

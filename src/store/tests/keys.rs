@@ -134,3 +134,29 @@ fn a_recovery_resets_serial_and_floor_once_and_for_good() {
     let fresh = seal(&body(1, T0), &[2]);
     assert!(o.store.accept(fresh, T0, |_| Ok(())).is_ok());
 }
+
+#[test]
+fn the_watermark_keeps_the_statement_version_and_an_older_sled_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = ok_store(dir.path());
+        installed(&s, &sealed(&statement(1, 1), &[1]));
+        installed(&s, &sealed(&statement(2, 1), &[1]));
+    }
+    let w = watermark::read(dir.path()).unwrap().unwrap();
+    assert_eq!(w.keys, 2);
+    // As if sled came back holding version 2 while 3 was acknowledged.
+    watermark::write(dir.path(), &watermark::Watermark { keys: 3, ..w }).unwrap();
+    let o = open(dir.path());
+    assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+    assert!(
+        o.warnings[0].contains("version 3 was acknowledged"),
+        "{}",
+        o.warnings[0]
+    );
+    assert_eq!(o.store.authority().version(), 0);
+    let again = o.store.accept_keys(&sealed(&statement(3, 1), &[1]), T0);
+    assert_eq!(again.unwrap_err().code(), "stale-key-statement");
+    installed(&o.store, &sealed(&statement(4, 1), &[1]));
+    assert_eq!(watermark::read(dir.path()).unwrap().unwrap().keys, 4);
+}
