@@ -144,9 +144,17 @@ pub struct BuildArgs {
     /// How long the bundle stays valid after it is issued, e.g. 30d.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub valid_for: u64,
-    /// Authority private key; repeat to add signatures for a threshold.
-    #[arg(long = "key", value_name = "AUTHORITY.key", required = true)]
+    /// Signing key: the bundle role's (keys/bundle.key), or, before any key
+    /// statement, the authority key routers trust; repeat for a threshold.
+    #[arg(
+        long = "key",
+        value_name = "AUTHORITY.key",
+        required_unless_present = "keys_dir"
+    )]
     pub keys: Vec<PathBuf>,
+    /// Sign with the bundle key of this keys directory (`edgegate keys init`).
+    #[arg(long, value_name = "DIR", conflicts_with = "keys")]
+    pub keys_dir: Option<PathBuf>,
     /// Where to write the signed bundle.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -204,9 +212,17 @@ pub struct IssueArgs {
     /// Issue time (RFC 3339); default now.
     #[arg(long, value_name = "RFC3339", value_parser = crate::duration::parse_time)]
     pub issued_at: Option<u64>,
-    /// Authority private key; repeatable.
-    #[arg(long = "key", value_name = "AUTHORITY.key", required = true)]
+    /// Signing key: the ticket role's (keys/ticket.key), or, before any key
+    /// statement, the authority key routers trust; repeatable.
+    #[arg(
+        long = "key",
+        value_name = "AUTHORITY.key",
+        required_unless_present = "keys_dir"
+    )]
     pub keys: Vec<PathBuf>,
+    /// Sign with the ticket key of this keys directory (`edgegate keys init`).
+    #[arg(long, value_name = "DIR", conflicts_with = "keys")]
+    pub keys_dir: Option<PathBuf>,
     /// Where to write the signed ticket.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -300,6 +316,18 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Connect(a) => exit_code(connect::run_connect(a)?),
         Command::DeviceKey(a) => connect::run_device_key(a, out),
         Command::Store(c) => store::run(c, out),
+    }
+}
+
+/// The signing keys of `--key`, or `role`'s key in `--keys-dir`.
+fn role_keys(
+    paths: &[PathBuf],
+    dir: Option<&std::path::Path>,
+    role: edgegate_proto::Role,
+) -> anyhow::Result<Vec<ed25519_dalek::SigningKey>> {
+    match dir {
+        Some(dir) => load_keys(&[dir.join(format!("{}.key", role.as_str()))]),
+        None => load_keys(paths),
     }
 }
 

@@ -120,3 +120,53 @@ fn init_rotate_and_inspect_make_statements_a_router_accepts() {
     ]);
     assert!(err.contains("is not the root of"), "{err}");
 }
+
+#[test]
+fn bundle_build_and_ticket_issue_take_their_roles_key_from_a_keys_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keys");
+    let d = dir.to_str().unwrap();
+    ok(&["keys", "init", "--dir", d]);
+    let policy = format!("{}/examples/usecase-1.toml", env!("CARGO_MANIFEST_DIR"));
+    let bundle = tmp.path().join("b.bundle");
+    let out = ok(&[
+        "bundle",
+        "build",
+        &policy,
+        "--device",
+        "router-b1",
+        "--serial",
+        "1",
+        "--valid-for",
+        "30d",
+        "--keys-dir",
+        d,
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    let bundle_key = public_key(&load_signing_key(&dir.join("bundle.key")).unwrap());
+    assert!(out.contains(&format!("signed by {bundle_key}")), "{out}");
+    let client = tmp.path().join("c.key");
+    ok(&["keygen", "--out", client.to_str().unwrap()]);
+    let ticket = tmp.path().join("t.ticket");
+    ok(&[
+        "ticket",
+        "issue",
+        "--user",
+        "bert",
+        "--device",
+        "router-b1",
+        "--client-key",
+        client.to_str().unwrap(),
+        "--ttl",
+        "8h",
+        "--keys-dir",
+        d,
+        "--out",
+        ticket.to_str().unwrap(),
+    ]);
+    let ticket_key = load_signing_key(&dir.join("ticket.key")).unwrap();
+    let trust = TrustPolicy::new(vec![public_key(&ticket_key)], 1).unwrap();
+    let bytes = std::fs::read(&ticket).unwrap();
+    assert!(edgegate_proto::VerifiedTicket::verify(&bytes, &trust).is_ok());
+}
