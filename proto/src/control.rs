@@ -259,6 +259,19 @@ mod tests {
         );
         assert_eq!(codec::encode(&Request::Strangers { limit: 5 }), vec![8, 5]);
         assert_eq!(codec::encode(&Response::Strangers(vec![])), vec![8, 0]);
+        assert_eq!(codec::encode(&Request::Keys), vec![10]);
+        let keys = KeysInfo {
+            version: 2,
+            expires_at: None,
+            roles: vec![RoleInfo {
+                role: "root".into(),
+                threshold: 1,
+                keys: vec![crate::PublicKey([7; 32])],
+            }],
+        };
+        let mut want = vec![9, 2, 0, 1, 4, b'r', b'o', b'o', b't', 1, 1];
+        want.extend([7; 32]);
+        assert_eq!(codec::encode(&Response::Keys(keys)), want);
     }
 
     #[test]
