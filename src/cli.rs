@@ -323,7 +323,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
 fn role_keys(
     paths: &[PathBuf],
     dir: Option<&std::path::Path>,
-    role: edgegate_proto::Role,
+    role: edgegate_proto::KeyRole,
 ) -> anyhow::Result<Vec<ed25519_dalek::SigningKey>> {
     match dir {
         Some(dir) => load_keys(&[dir.join(format!("{}.key", role.as_str()))]),

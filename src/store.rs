@@ -557,7 +557,9 @@ impl Store {
     /// The trust policy new bundles are verified under: the bundle role of
     /// the authority in force.
     pub fn trust(&self) -> TrustPolicy {
-        self.authority().role(edgegate_proto::Role::Bundle).clone()
+        self.authority()
+            .role(edgegate_proto::KeyRole::Bundle)
+            .clone()
     }
 
     /// The config's trusted keys changed (reload): they are the root from

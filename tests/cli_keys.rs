@@ -5,7 +5,7 @@
 
 use edgegate::keyfile::{load_signing_key, public_key};
 use edgegate_proto::authority::{Authority, Delivery, StatementClock};
-use edgegate_proto::{Role, TrustPolicy};
+use edgegate_proto::{KeyRole, TrustPolicy};
 use std::path::Path;
 use std::process::Command;
 
@@ -55,15 +55,15 @@ fn init_rotate_and_inspect_make_statements_a_router_accepts() {
     let pinned = TrustPolicy::new(vec![public_key(&root)], 1).unwrap();
     let v1 = advance(&Authority::legacy(pinned), &dir.join("keys.statement"));
     let ticket1 = public_key(&load_signing_key(&dir.join("ticket.key")).unwrap());
-    assert_eq!(v1.role(Role::Ticket).keys(), &[ticket1]);
+    assert_eq!(v1.role(KeyRole::Ticket).keys(), &[ticket1]);
     // Rotate the ticket key: the old one is kept aside, the new one named.
     ok(&["keys", "rotate", "--dir", d, "--role", "ticket"]);
     assert!(dir.join("ticket.key.v1").exists());
     let v2 = advance(&v1, &dir.join("keys-2.statement"));
     let ticket2 = public_key(&load_signing_key(&dir.join("ticket.key")).unwrap());
     assert_ne!(ticket1, ticket2);
-    assert_eq!(v2.role(Role::Ticket).keys(), &[ticket2]);
-    assert_eq!(v2.role(Role::Bundle), v1.role(Role::Bundle));
+    assert_eq!(v2.role(KeyRole::Ticket).keys(), &[ticket2]);
+    assert_eq!(v2.role(KeyRole::Bundle), v1.role(KeyRole::Bundle));
     // A root rotation is signed by both roots.
     ok(&["keys", "rotate", "--dir", d, "--role", "root"]);
     let v3 = advance(&v2, &dir.join("keys.statement"));

@@ -30,7 +30,7 @@ pub use delivery::{encode_keys_delivery, Delivery};
 
 /// One of the authority's roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
+pub enum KeyRole {
     /// Signs key statements; kept offline; pinned in the device's config.
     Root,
     /// Signs permission bundles.
@@ -41,25 +41,30 @@ pub enum Role {
     Enroll,
 }
 
-impl Role {
+impl KeyRole {
     /// Every role, in statement order.
-    pub const ALL: [Role; 4] = [Role::Root, Role::Bundle, Role::Ticket, Role::Enroll];
+    pub const ALL: [KeyRole; 4] = [
+        KeyRole::Root,
+        KeyRole::Bundle,
+        KeyRole::Ticket,
+        KeyRole::Enroll,
+    ];
 
     /// Stable lower-case name (`root`, `bundle`, `ticket`, `enroll`).
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Root => "root",
-            Role::Bundle => "bundle",
-            Role::Ticket => "ticket",
-            Role::Enroll => "enroll",
+            KeyRole::Root => "root",
+            KeyRole::Bundle => "bundle",
+            KeyRole::Ticket => "ticket",
+            KeyRole::Enroll => "enroll",
         }
     }
 }
 
-impl std::str::FromStr for Role {
+impl std::str::FromStr for KeyRole {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
+        KeyRole::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| format!("unknown role {s:?} (root, bundle, ticket or enroll)"))
@@ -117,12 +122,12 @@ pub struct KeyStatement {
 
 impl KeyStatement {
     /// The keys of `role`.
-    pub fn role(&self, role: Role) -> &RoleKeys {
+    pub fn role(&self, role: KeyRole) -> &RoleKeys {
         match role {
-            Role::Root => &self.root,
-            Role::Bundle => &self.bundle,
-            Role::Ticket => &self.ticket,
-            Role::Enroll => &self.enroll,
+            KeyRole::Root => &self.root,
+            KeyRole::Bundle => &self.bundle,
+            KeyRole::Ticket => &self.ticket,
+            KeyRole::Enroll => &self.enroll,
         }
     }
 }
@@ -245,12 +250,12 @@ impl Authority {
     }
 
     /// The keys that verify `role`'s documents.
-    pub fn role(&self, role: Role) -> &TrustPolicy {
+    pub fn role(&self, role: KeyRole) -> &TrustPolicy {
         match role {
-            Role::Root => &self.root,
-            Role::Bundle => &self.bundle,
-            Role::Ticket => &self.ticket,
-            Role::Enroll => &self.enroll,
+            KeyRole::Root => &self.root,
+            KeyRole::Bundle => &self.bundle,
+            KeyRole::Ticket => &self.ticket,
+            KeyRole::Enroll => &self.enroll,
         }
     }
 
@@ -325,14 +330,14 @@ impl Authority {
                 s.issued_at, s.expires_at
             )));
         }
-        let policy = |role: Role| role_policy(role, s.role(role));
+        let policy = |role: KeyRole| role_policy(role, s.role(role));
         Ok(Authority {
             version: s.version,
             expires_at: Some(s.expires_at),
-            root: policy(Role::Root)?,
-            bundle: policy(Role::Bundle)?,
-            ticket: policy(Role::Ticket)?,
-            enroll: policy(Role::Enroll)?,
+            root: policy(KeyRole::Root)?,
+            bundle: policy(KeyRole::Bundle)?,
+            ticket: policy(KeyRole::Ticket)?,
+            enroll: policy(KeyRole::Enroll)?,
         })
     }
 }
@@ -340,7 +345,7 @@ impl Authority {
 /// A role's keys as a trust policy: at most [`MAX_SIGNATURES`] distinct
 /// keys, a threshold from 1 to their number (0 is not raised here: a
 /// statement says what it means).
-fn role_policy(role: Role, rk: &RoleKeys) -> Result<TrustPolicy, StatementError> {
+fn role_policy(role: KeyRole, rk: &RoleKeys) -> Result<TrustPolicy, StatementError> {
     let invalid = |why: String| StatementError::Invalid(format!("role {}: {why}", role.as_str()));
     let mut keys = rk.keys.clone();
     keys.sort();

@@ -24,7 +24,7 @@ pub mod reason;
 pub mod ticket;
 pub mod time_floor;
 
-pub use authority::{Authority, Role, VerifiedStatement};
+pub use authority::{Authority, KeyRole, VerifiedStatement};
 pub use bundle::{Bundle, VerifiedBundle};
 pub use envelope::{EnvelopeError, Purpose, TrustPolicy};
 pub use frame::Frame;

@@ -18,7 +18,11 @@ use std::io::Write;
 
 pub(super) fn build(a: &BuildArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let policy = PolicyFile::load(&a.policy)?;
-    let keys = super::role_keys(&a.keys, a.keys_dir.as_deref(), edgegate_proto::Role::Bundle)?;
+    let keys = super::role_keys(
+        &a.keys,
+        a.keys_dir.as_deref(),
+        edgegate_proto::KeyRole::Bundle,
+    )?;
     let issued_at = a.issued_at.unwrap_or_else(|| Clock::system().wall());
     if a.valid_for == 0 {
         bail!("--valid-for must be longer than 0s: the bundle would expire as it is issued");

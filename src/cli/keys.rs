@@ -19,7 +19,7 @@ use edgegate_proto::authority::{
     self, encode_keys_delivery, Delivery, KeyStatement, Recovery, RoleKeys,
 };
 use edgegate_proto::envelope::{self, Purpose};
-use edgegate_proto::Role;
+use edgegate_proto::KeyRole;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -70,7 +70,7 @@ pub struct RotateArgs {
     pub dir: PathBuf,
     /// A role to give a new key: root, bundle, ticket or enroll; repeatable.
     #[arg(long = "role", value_name = "ROLE")]
-    pub roles: Vec<Role>,
+    pub roles: Vec<KeyRole>,
     /// The current root key (brought from where it is kept offline);
     /// default DIR/root.key. A new root (`--role root`) is written to
     /// DIR/root.key.
@@ -108,7 +108,7 @@ pub(super) fn run(c: KeysCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 }
 
-fn key_path(dir: &Path, role: Role) -> PathBuf {
+fn key_path(dir: &Path, role: KeyRole) -> PathBuf {
     dir.join(format!("{}.key", role.as_str()))
 }
 
@@ -123,10 +123,10 @@ fn init(a: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     crate::store::create_private_dir(&a.dir).with_context(|| a.dir.display().to_string())?;
     let root = match &a.root {
         Some(p) => keyfile::load_signing_key(p)?,
-        None => keyfile::generate(&key_path(&a.dir, Role::Root))?,
+        None => keyfile::generate(&key_path(&a.dir, KeyRole::Root))?,
     };
     let mut online = Vec::new();
-    for role in [Role::Bundle, Role::Ticket, Role::Enroll] {
+    for role in [KeyRole::Bundle, KeyRole::Ticket, KeyRole::Enroll] {
         online.push(keyfile::generate(&key_path(&a.dir, role))?);
     }
     let now = Clock::system().wall();
@@ -147,7 +147,7 @@ fn init(a: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "routers pin the root key in trusted_keys; keep {} offline",
         a.root
             .as_deref()
-            .unwrap_or(&key_path(&a.dir, Role::Root))
+            .unwrap_or(&key_path(&a.dir, KeyRole::Root))
             .display()
     )?;
     Ok(())
@@ -166,7 +166,7 @@ fn rotate(a: &RotateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if a.roles.is_empty() && a.reset_floor.is_none() {
         bail!("nothing to do: name a --role to rotate, or --reset-floor");
     }
-    if a.reset_serial.is_some() && !a.roles.contains(&Role::Bundle) {
+    if a.reset_serial.is_some() && !a.roles.contains(&KeyRole::Bundle) {
         bail!(
             "--reset-serial needs --role bundle: resetting the serial under the same bundle \
              key would let its older bundles be installed again"
@@ -200,7 +200,7 @@ fn current_root(a: &RotateArgs, old: &KeyStatement) -> anyhow::Result<SigningKey
     let path = a
         .root
         .clone()
-        .unwrap_or_else(|| key_path(&a.dir, Role::Root));
+        .unwrap_or_else(|| key_path(&a.dir, KeyRole::Root));
     let root = keyfile::load_signing_key(&path)?;
     if one(&root) != old.root {
         bail!(
@@ -223,27 +223,27 @@ fn new_keys(
     for &role in &a.roles {
         let key = match role {
             // A root kept elsewhere (`--root`) stays where it is.
-            Role::Root if !key_path(&a.dir, Role::Root).exists() => {
-                keyfile::generate(&key_path(&a.dir, Role::Root))?
+            KeyRole::Root if !key_path(&a.dir, KeyRole::Root).exists() => {
+                keyfile::generate(&key_path(&a.dir, KeyRole::Root))?
             }
             _ => replace_key(&a.dir, role, version)?,
         };
         let keys = one(&key);
         match role {
-            Role::Root => {
+            KeyRole::Root => {
                 s.root = keys;
                 new_root = Some(key);
             }
-            Role::Bundle => s.bundle = keys,
-            Role::Ticket => s.ticket = keys,
-            Role::Enroll => s.enroll = keys,
+            KeyRole::Bundle => s.bundle = keys,
+            KeyRole::Ticket => s.ticket = keys,
+            KeyRole::Enroll => s.enroll = keys,
         }
     }
     Ok(new_root)
 }
 
 /// Move `DIR/ROLE.key` aside as `DIR/ROLE.key.vN` and make a new one.
-fn replace_key(dir: &Path, role: Role, version: u64) -> anyhow::Result<SigningKey> {
+fn replace_key(dir: &Path, role: KeyRole, version: u64) -> anyhow::Result<SigningKey> {
     let path = key_path(dir, role);
     let aside = dir.join(format!("{}.key.v{version}", role.as_str()));
     if aside.exists() {
@@ -294,7 +294,7 @@ fn write_statement(
 }
 
 fn report(s: &KeyStatement, path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
-    for role in Role::ALL {
+    for role in KeyRole::ALL {
         let keys: Vec<String> = s.role(role).keys.iter().map(|k| k.to_string()).collect();
         writeln!(out, "{:<6} {}", role.as_str(), keys.join(" "))?;
     }

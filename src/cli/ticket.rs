@@ -12,7 +12,11 @@ use std::io::Write;
 
 pub(super) fn issue(a: &IssueArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let client_key = keyfile::load_public_key(&a.client_key)?;
-    let keys = super::role_keys(&a.keys, a.keys_dir.as_deref(), edgegate_proto::Role::Ticket)?;
+    let keys = super::role_keys(
+        &a.keys,
+        a.keys_dir.as_deref(),
+        edgegate_proto::KeyRole::Ticket,
+    )?;
     let issued_at = a.issued_at.unwrap_or_else(|| Clock::system().wall());
     let auth_time = a.auth_time.unwrap_or(issued_at);
     if a.ttl == 0 {

@@ -13,7 +13,7 @@ use super::Gateway;
 use crate::store::KeysApplied;
 use edgegate_proto::audit::RecoveryApplied;
 use edgegate_proto::control::{KeysInfo, PushResult, RoleInfo};
-use edgegate_proto::{Role, TrustPolicy};
+use edgegate_proto::{KeyRole, TrustPolicy};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,13 +21,13 @@ use std::sync::Arc;
 impl Gateway {
     /// The keys tickets are verified under: the ticket role in force.
     pub(crate) fn ticket_trust(&self) -> TrustPolicy {
-        self.store.authority().role(Role::Ticket).clone()
+        self.store.authority().role(KeyRole::Ticket).clone()
     }
 
     /// The authority keys in force, for `edgegate status`.
     pub fn keys_info(&self) -> KeysInfo {
         let a = self.store.authority();
-        let roles = Role::ALL
+        let roles = KeyRole::ALL
             .iter()
             .map(|&r| RoleInfo {
                 role: r.as_str().to_string(),

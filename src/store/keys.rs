@@ -24,7 +24,7 @@
 
 use super::*;
 use edgegate_proto::authority::{Authority, Recovery, RoleKeys, StatementClock, StatementError};
-use edgegate_proto::{Role, VerifiedStatement};
+use edgegate_proto::{KeyRole, VerifiedStatement};
 use std::sync::Arc;
 
 const TREE_KEYS: &str = "keys";
@@ -251,7 +251,7 @@ impl Store {
         let k = self.keys();
         match &k.grandfathered {
             Some((d, t)) if Some(*d) == digest => t.clone(),
-            _ => k.authority.role(Role::Bundle).clone(),
+            _ => k.authority.role(KeyRole::Bundle).clone(),
         }
     }
 
@@ -316,7 +316,7 @@ impl Store {
         }
         let grandfathered = state
             .digest
-            .filter(|_| !self.in_force_verifies(vs.authority().role(Role::Bundle)))
+            .filter(|_| !self.in_force_verifies(vs.authority().role(KeyRole::Bundle)))
             .map(|d| (d, self.bundle_trust_of(keys, d)));
         Plan {
             vs,
@@ -331,7 +331,7 @@ impl Store {
     fn bundle_trust_of(&self, keys: &Keys, digest: [u8; 32]) -> TrustPolicy {
         match &keys.grandfathered {
             Some((d, t)) if *d == digest => t.clone(),
-            _ => keys.authority.role(Role::Bundle).clone(),
+            _ => keys.authority.role(KeyRole::Bundle).clone(),
         }
     }
 

@@ -363,7 +363,7 @@ fn bundle_trust(l: &Loaded, keys: &super::keys::Keys) -> TrustPolicy {
     let digest: Option<[u8; 32]> = l.envelope.as_ref().map(|e| Sha256::digest(e).into());
     match &keys.grandfathered {
         Some((d, t)) if Some(*d) == digest => t.clone(),
-        _ => keys.authority.role(edgegate_proto::Role::Bundle).clone(),
+        _ => keys.authority.role(edgegate_proto::KeyRole::Bundle).clone(),
     }
 }
 

@@ -42,13 +42,13 @@ const AT: StatementClock = StatementClock {
 #[test]
 fn roles_come_from_the_statement() {
     let a = legacy(&key(1));
-    assert_eq!(a.role(Role::Ticket).keys(), &[pk(&key(1))]);
+    assert_eq!(a.role(KeyRole::Ticket).keys(), &[pk(&key(1))]);
     let vs = a.advance(&seal(&statement(1), &[&key(1)]), AT).unwrap();
     let b = vs.authority();
     assert_eq!(b.version(), 1);
-    assert_eq!(b.role(Role::Bundle).keys(), &[pk(&key(2))]);
-    assert_eq!(b.role(Role::Ticket).keys(), &[pk(&key(3))]);
-    assert_eq!(b.role(Role::Enroll).keys(), &[pk(&key(4))]);
+    assert_eq!(b.role(KeyRole::Bundle).keys(), &[pk(&key(2))]);
+    assert_eq!(b.role(KeyRole::Ticket).keys(), &[pk(&key(3))]);
+    assert_eq!(b.role(KeyRole::Enroll).keys(), &[pk(&key(4))]);
     assert!(!vs.root_rotated());
 }
 
@@ -125,7 +125,7 @@ fn a_root_rotation_needs_old_and_new_root() {
     let both = seal(&s, &[&key(1), &key(9)]);
     let vs = a.advance(&both, AT).unwrap();
     assert!(vs.root_rotated());
-    assert_eq!(vs.authority().role(Role::Root).keys(), &[pk(&key(9))]);
+    assert_eq!(vs.authority().role(KeyRole::Root).keys(), &[pk(&key(9))]);
 }
 
 #[test]

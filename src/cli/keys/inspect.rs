@@ -8,7 +8,7 @@ use crate::duration::format_time;
 use anyhow::Context;
 use edgegate_proto::authority::{self, Delivery, KeyStatement, Recovery};
 use edgegate_proto::envelope::{self, Purpose, SignatureEntry};
-use edgegate_proto::{Role, TrustPolicy};
+use edgegate_proto::{KeyRole, TrustPolicy};
 use serde_json::{json, Value};
 use std::io::Write;
 
@@ -34,7 +34,7 @@ pub(in crate::cli) fn inspect(a: &KeysInspectArgs, out: &mut dyn Write) -> anyho
         format_time(s.issued_at),
         format_time(s.expires_at)
     )?;
-    for role in Role::ALL {
+    for role in KeyRole::ALL {
         let rk = s.role(role);
         let keys: Vec<String> = rk.keys.iter().map(ToString::to_string).collect();
         writeln!(
@@ -87,7 +87,7 @@ pub(super) fn recovery_text(r: &Recovery) -> String {
 }
 
 fn as_json(s: &KeyStatement, signers: &[(String, bool, bool)], bundle: Option<usize>) -> Value {
-    let roles: serde_json::Map<String, Value> = Role::ALL
+    let roles: serde_json::Map<String, Value> = KeyRole::ALL
         .iter()
         .map(|&r| {
             let rk = s.role(r);

@@ -14,7 +14,7 @@ use crate::transport::{expect_frame, write_frame, Connection};
 use edgegate_proto::audit::AuditEvent;
 use edgegate_proto::authority::{KeyStatement, Recovery};
 use edgegate_proto::frame::{Frame, SessionEnd, MAX_FRAME};
-use edgegate_proto::Role as KeyRole;
+use edgegate_proto::KeyRole;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};

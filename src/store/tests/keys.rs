@@ -5,7 +5,7 @@
 
 use super::*;
 use edgegate_proto::authority::{KeyStatement, Recovery};
-use edgegate_proto::Role;
+use edgegate_proto::KeyRole;
 
 /// Statement `v`: root `root`, bundle key 2, ticket key 3, enroll key 4.
 fn statement(v: u64, root: u8) -> KeyStatement {
@@ -39,8 +39,8 @@ fn statements_survive_a_restart_and_root_rotations_are_followed() {
     assert!(o.warnings.is_empty(), "{:?}", o.warnings);
     let a = o.store.authority();
     assert_eq!(a.version(), 3);
-    assert_eq!(a.role(Role::Root).keys(), &[testkit::public(&key(9))]);
-    assert_eq!(a.role(Role::Bundle).keys(), &[testkit::public(&key(2))]);
+    assert_eq!(a.role(KeyRole::Root).keys(), &[testkit::public(&key(9))]);
+    assert_eq!(a.role(KeyRole::Bundle).keys(), &[testkit::public(&key(2))]);
     let replay = o.store.accept_keys(&sealed(&statement(3, 9), &[9]), T0);
     assert!(matches!(replay, Ok(KeysApplied::Unchanged { version: 3 })));
     drop(o);
@@ -55,7 +55,7 @@ fn statements_survive_a_restart_and_root_rotations_are_followed() {
     );
     let a = o.store.authority();
     assert_eq!(
-        (a.version(), a.role(Role::Ticket).clone()),
+        (a.version(), a.role(KeyRole::Ticket).clone()),
         (0, trust(&[7], 1))
     );
     let old = o.store.accept_keys(&sealed(&statement(3, 7), &[7]), T0);
