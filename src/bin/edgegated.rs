@@ -32,6 +32,7 @@ fn init_tracing(default: &str) {
 }
 
 fn main() -> ExitCode {
+    edgegate::memory::keep_data_path_pages();
     let args = Args::parse();
     let config = match &args.config {
         Some(path) => match edgegate::config::Config::load(path) {
