@@ -116,12 +116,7 @@ fn endpoint_on(
 /// Ask for [`SOCKET_BUFFER`] both ways; what the kernel grants is logged
 /// (a small `rmem_max` shows up as lost datagrams under load).
 fn enlarge_buffers(socket: &std::net::UdpSocket) {
-    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
-    // Failure is not fatal: the defaults work, only slower.
-    let _ = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER);
-    let _ = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER);
-    let rcv = getsockopt(socket, sockopt::RcvBuf).unwrap_or(0);
-    let snd = getsockopt(socket, sockopt::SndBuf).unwrap_or(0);
+    let (rcv, snd) = set_buffers(socket, SOCKET_BUFFER);
     // Linux reports twice the size asked for (bookkeeping overhead).
     if rcv < SOCKET_BUFFER {
         tracing::debug!(
@@ -135,6 +130,31 @@ fn enlarge_buffers(socket: &std::net::UdpSocket) {
         rcv >> 10,
         snd >> 10
     );
+}
+
+/// Ask for `size` bytes of receive and send buffer; returns what was
+/// granted (0 where unknown). Failure is not fatal: the defaults work, only
+/// slower.
+#[cfg(unix)]
+fn set_buffers(socket: &std::net::UdpSocket, size: usize) -> (usize, usize) {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    let _ = setsockopt(socket, sockopt::RcvBuf, &size);
+    let _ = setsockopt(socket, sockopt::SndBuf, &size);
+    let rcv = getsockopt(socket, sockopt::RcvBuf).unwrap_or(0);
+    let snd = getsockopt(socket, sockopt::SndBuf).unwrap_or(0);
+    (rcv, snd)
+}
+
+/// As on unix, through socket2 (Windows: `SO_RCVBUF`/`SO_SNDBUF` on the
+/// socket handle).
+#[cfg(windows)]
+fn set_buffers(socket: &std::net::UdpSocket, size: usize) -> (usize, usize) {
+    let sock = socket2::SockRef::from(socket);
+    let _ = sock.set_recv_buffer_size(size);
+    let _ = sock.set_send_buffer_size(size);
+    let rcv = sock.recv_buffer_size().unwrap_or(0);
+    let snd = sock.send_buffer_size().unwrap_or(0);
+    (rcv, snd)
 }
 
 /// The daemon's endpoint on a bound UDP socket.
