@@ -2,8 +2,11 @@
 //! session's streams, keep-alive, idle detection, and the two settings that
 //! decide how much CPU a byte costs: datagram size and socket buffers.
 
+mod plain_udp;
+
 use crate::tlsid::{self, Identity, TlsIdError};
 use crate::PublicKey;
+use quinn::Runtime as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,7 +113,15 @@ fn endpoint_on(
         .max_udp_payload_size(MAX_UDP_PAYLOAD)
         .expect("6500 is within QUIC's 1200..=65527");
     let runtime = Arc::new(quinn::TokioRuntime);
-    quinn::Endpoint::new(config, server, socket, runtime).map_err(bind)
+    let spare = socket.try_clone().map_err(bind)?;
+    let socket: Arc<dyn quinn::AsyncUdpSocket> = match runtime.wrap_udp_socket(socket) {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::debug!(error = %e, "quinn-udp refused the socket; plain UDP instead");
+            Arc::new(plain_udp::PlainUdp::new(spare).map_err(bind)?)
+        }
+    };
+    quinn::Endpoint::new_with_abstract_socket(config, server, socket, runtime).map_err(bind)
 }
 
 /// Ask for [`SOCKET_BUFFER`] both ways; what the kernel grants is logged
