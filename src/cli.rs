@@ -340,6 +340,21 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// `--identity` and `--ticket` may be left out on Windows only (they
+    /// default to %APPDATA%\edgegate there).
+    #[test]
+    fn connect_credentials_default_on_windows_only() {
+        let parsed = Cli::try_parse_from([
+            "edgegate",
+            "connect",
+            "--gateway",
+            "127.0.0.1:4433",
+            "--gateway-key",
+            "ed25519:x",
+        ]);
+        assert_eq!(parsed.is_ok(), cfg!(windows), "{parsed:?}");
+    }
+
     #[test]
     fn parses_design_flags() {
         let cli = Cli::try_parse_from([

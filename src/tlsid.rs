@@ -132,6 +132,7 @@ impl AuthenticatedPeer {
 
     /// A peer for unit tests that do not run a handshake.
     #[cfg(test)]
+    #[cfg_attr(not(unix), allow(dead_code))] // the daemon's tests (src/lib.rs)
     pub(crate) fn for_tests(key: PublicKey) -> AuthenticatedPeer {
         AuthenticatedPeer(key)
     }

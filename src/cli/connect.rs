@@ -60,10 +60,12 @@ fn engineer_file(flag: &str, given: Option<PathBuf>, name: &str) -> anyhow::Resu
         .ok_or_else(|| anyhow!("{flag} FILE is required"))?;
     let path = PathBuf::from(appdata).join("edgegate").join(name);
     if !path.exists() {
-        bail!(
-            "{flag} not given, and its default {} does not exist",
-            path.display()
-        );
+        let shown = path.display();
+        let fix = match name {
+            "identity.key" => format!("`edgegate keygen --out \"{shown}\"` makes one"),
+            _ => "save the ticket issued for this key there".to_string(),
+        };
+        bail!("{flag} not given, and its default {shown} does not exist ({fix})");
     }
     Ok(path)
 }

@@ -3,7 +3,9 @@
 //! packet info. quinn-udp insists on options some Windows network stacks
 //! lack (Wine 8.0 answers `getsockopt(IPV6_V6ONLY)` on an IPv4 socket with
 //! WSAEOPNOTSUPP and has no `IP_RECVECN`); a client there still reaches the
-//! gateway over QUIC, at some CPU cost per byte. Used only when
+//! gateway over QUIC, at some CPU cost per byte (and with 1200-byte
+//! datagrams: without a don't-fragment bit quinn does no path MTU
+//! discovery). Used only when
 //! `quinn::Runtime::wrap_udp_socket` refuses the socket (`super::endpoint_on`).
 
 use quinn::udp::{RecvMeta, Transmit};
