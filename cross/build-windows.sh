@@ -69,8 +69,8 @@ step "cargo build --release --target $TARGET --bin edgegate"
 EXE="$TARGET_DIR/$TARGET/release/edgegate.exe"
 
 step "package"
-VERSION=$(cargo metadata --no-deps --format-version 1 --locked |
-  python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "edgegate"))')
+PKGID=$(cargo pkgid --locked -p edgegate)   # path+file:///…#edgegate@0.1.0 or …#0.1.0
+VERSION=${PKGID##*[#@]}
 NAME="edgegate-$VERSION-x86_64-windows"
 STAGE="$OUT/$NAME"
 ZIP="$OUT/$NAME.zip"
@@ -84,8 +84,8 @@ sed 's/$/\r/' LICENSE >"$STAGE/LICENSE.txt"
 STAMP=$(git log -1 --format=%cd --date=format-local:%Y%m%d%H%M.%S 2>/dev/null || date -u +%Y%m%d%H%M.%S)
 TZ=UTC touch -t "$STAMP" "$STAGE" "$STAGE"/*
 (cd "$OUT" && TZ=UTC zip -X -q -9 "$ZIP" "$NAME/edgegate.exe" "$NAME/README.txt" "$NAME/LICENSE.txt")
-unzip -l "$ZIP" | sed -n '4,6p'
-if unzip -l "$ZIP" | grep -qi '\.dll'; then
+zip -sf "$ZIP"
+if zip -sf "$ZIP" | grep -qi '\.dll'; then
   echo "error: a DLL in the zip" >&2
   exit 1
 fi

@@ -31,11 +31,29 @@ use std::time::{Duration, Instant};
 struct Wine {
     /// The `wine64` loader.
     loader: PathBuf,
-    /// `edgegate.exe` (and the DLLs beside it) inside the temp dir.
+    /// `edgegate.exe` (and the DLLs beside it) inside `root`.
     exe: PathBuf,
-    /// Holds the install and WINEPREFIX (`pfx`); a static, so it is never
-    /// dropped: `.ci/run` runs on a throw-away machine.
-    prefix: tempfile::TempDir,
+    /// Holds the install and WINEPREFIX (`pfx`, ~800 MB): a static is never
+    /// dropped, so each run removes what earlier runs left (see [`root`]).
+    prefix: PathBuf,
+}
+
+/// This run's directory under cargo's temp dir for tests, `wine-PID`;
+/// those of runs no longer alive are removed first.
+fn root() -> PathBuf {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("wine-") {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let dir = base.join(format!("wine-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn find_wine64() -> Option<PathBuf> {
@@ -80,11 +98,8 @@ fn wine() -> Option<&'static Wine> {
 /// Copy the exe and any DLL beside it into `.../Program Files/edgegate`, make
 /// a fresh prefix and boot it (the first start of Wine takes seconds).
 fn setup(loader: PathBuf, exe: &Path) -> Wine {
-    let prefix = tempfile::Builder::new()
-        .prefix("edgegate-wine-")
-        .tempdir()
-        .unwrap();
-    let install = prefix.path().join("Program Files").join("edgegate");
+    let prefix = root();
+    let install = prefix.join("Program Files").join("edgegate");
     std::fs::create_dir_all(&install).unwrap();
     let from = exe.parent().unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
@@ -118,7 +133,7 @@ fn setup(loader: PathBuf, exe: &Path) -> Wine {
 
 impl Wine {
     fn env(&self, cmd: &mut Command) {
-        cmd.env("WINEPREFIX", self.prefix.path().join("pfx"))
+        cmd.env("WINEPREFIX", self.prefix.join("pfx"))
             .env("WINEDEBUG", "-all")
             .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
             .env_remove("DISPLAY")
@@ -142,7 +157,7 @@ impl Wine {
 
     /// The prefix's `%APPDATA%` (the roaming profile of the Wine user).
     fn appdata(&self) -> PathBuf {
-        let users = self.prefix.path().join("pfx/drive_c/users");
+        let users = self.prefix.join("pfx/drive_c/users");
         std::fs::read_dir(&users)
             .unwrap()
             .flatten()
