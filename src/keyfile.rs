@@ -202,8 +202,14 @@ fn check_private_mode(_path: &Path, _shown: &str) -> Result<(), KeyFileError> {
     Ok(())
 }
 
+/// A key file's text without surrounding whitespace and without the byte
+/// order mark Windows editors (Notepad before 2019) put in front.
+fn key_text(text: &str) -> &str {
+    text.trim().trim_start_matches('\u{feff}')
+}
+
 fn parse_secret(text: &str) -> Option<SigningKey> {
-    let b64 = text.trim().strip_prefix(SECRET_PREFIX)?;
+    let b64 = key_text(text).strip_prefix(SECRET_PREFIX)?;
     let raw = STANDARD.decode(b64).ok()?;
     let key = <[u8; 32]>::try_from(raw.as_slice())
         .ok()
@@ -243,11 +249,13 @@ pub fn load_public_key(arg: &str) -> Result<PublicKey, KeyFileError> {
         path: arg.to_string(),
         error,
     })?;
-    if text.trim().starts_with("ed25519:") {
-        return text.parse().map_err(|error| KeyFileError::BadPublicKey {
-            arg: arg.to_string(),
-            error,
-        });
+    if key_text(&text).starts_with("ed25519:") {
+        return key_text(&text)
+            .parse()
+            .map_err(|error| KeyFileError::BadPublicKey {
+                arg: arg.to_string(),
+                error,
+            });
     }
     let key = parse_secret(&text).map(|k| public_key(&k));
     wipe(text.into_bytes());
@@ -320,6 +328,28 @@ mod tests {
         std::fs::write(&pub_file, format!("{text}\n")).unwrap();
         assert_eq!(load_public_key(pub_file.to_str().unwrap()).unwrap(), pk);
         assert_eq!(load_public_key(secret.to_str().unwrap()).unwrap(), pk);
+    }
+
+    /// Key files saved by a Windows editor: a byte order mark and CRLF.
+    #[test]
+    fn a_byte_order_mark_and_crlf_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("w.key");
+        let key = generate(&secret).unwrap();
+        let line = std::fs::read_to_string(&secret).unwrap();
+        let edited = dir.path().join("edited.key");
+        write_new(&edited, &crate::testkit::key(9)).unwrap();
+        std::fs::write(&edited, format!("\u{feff}{}\r\n", line.trim())).unwrap();
+        assert_eq!(
+            load_signing_key(&edited).unwrap().to_bytes(),
+            key.to_bytes()
+        );
+        let pub_file = dir.path().join("gateway.pub");
+        std::fs::write(&pub_file, format!("\u{feff}{}\r\n", public_key(&key))).unwrap();
+        assert_eq!(
+            load_public_key(pub_file.to_str().unwrap()).unwrap(),
+            public_key(&key)
+        );
     }
 
     #[test]
