@@ -365,11 +365,17 @@ fn socks_over_tls_with_appdata_defaults_and_ctrl_c_closes_the_session() {
 }
 
 #[test]
-fn router_only_commands_say_so_in_one_line() {
+fn router_only_commands_say_so_in_one_line_and_help_has_no_colour_codes() {
     let Some(w) = wine() else { return };
     let out = w.edgegate().arg("status").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("runs on the router"), "{err}");
+    // No colour codes where the output is not a console (here a pipe).
+    let help = w.edgegate().args(["connect", "--help"]).output().unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("%APPDATA%\\edgegate\\identity.key"), "{help}");
+    assert!(!help.contains('\x1b') && !err.contains('\x1b'), "{help:?}");
 }
