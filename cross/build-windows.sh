@@ -81,7 +81,7 @@ sed 's/$/\r/' packaging/windows/README.txt >"$STAGE/README.txt"
 sed 's/$/\r/' LICENSE >"$STAGE/LICENSE.txt"
 # The same inputs give the same zip: the commit's time on every entry, a
 # fixed order, no extra attributes.
-STAMP=$(git log -1 --format=%cd --date=format-local:%Y%m%d%H%M.%S 2>/dev/null || date -u +%Y%m%d%H%M.%S)
+STAMP=$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d%H%M.%S 2>/dev/null || date -u +%Y%m%d%H%M.%S)
 TZ=UTC touch -t "$STAMP" "$STAGE" "$STAGE"/*
 (cd "$OUT" && TZ=UTC zip -X -q -9 "$ZIP" "$NAME/edgegate.exe" "$NAME/README.txt" "$NAME/LICENSE.txt")
 zip -sf "$ZIP"
@@ -116,9 +116,9 @@ if [ "$TEST" = 1 ]; then
     cp "$WT/bcryptprimitives.dll" "$(dirname "$TESTEXE")/"
     WINE64=$(command -v wine64 || echo /usr/lib/wine/wine64)
     PFX=$(mktemp -d)
+    trap 'rm -rf "$PFX"' EXIT   # a Wine prefix is ~800 MB
     WINEPREFIX="$PFX" WINEDEBUG=-all "$WINE64" wineboot --init >/dev/null 2>&1
     WINEPREFIX="$PFX" WINEDEBUG=-all "$WINE64" "$TESTEXE" --test-threads 2
-    rm -rf "$PFX"
   fi
 fi
 
