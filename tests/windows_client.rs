@@ -2,7 +2,9 @@
 //! run under Wine against the real Linux `edgegated` on loopback: a `-L`
 //! forward fetched with the Linux curl, `--socks` to the `vpn` service over
 //! TLS with the key and ticket in `%APPDATA%\edgegate`, a denied service,
-//! a revocation cutting a live stream, and Ctrl-C closing the session.
+//! a revocation cutting a live stream, Ctrl-C closing the session, the
+//! authoring commands and a push over the tunnel port, and the router-only
+//! commands' one line.
 //!
 //! Runs when `EDGEGATE_WINDOWS_EXE` names a built `edgegate.exe` (and, on
 //! Debian 12's Wine 8.0, `bcryptprimitives.dll` stands beside it: see
@@ -378,4 +380,115 @@ fn router_only_commands_say_so_in_one_line_and_help_has_no_colour_codes() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("%APPDATA%\\edgegate\\identity.key"), "{help}");
     assert!(!help.contains('\x1b') && !err.contains('\x1b'), "{help:?}");
+}
+
+/// `edgegate.exe ARGS` run to its end; stdout, or a panic with stderr.
+fn run_ok(w: &Wine, args: &[&str]) -> String {
+    let out = w.edgegate().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "edgegate.exe {args:?}: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The cloud operator's and the engineer's authoring on Windows, with
+/// backslash paths that have spaces: policy check, bundle build, inspect,
+/// explain, keygen, ticket issue, bundle push over the tunnel port; then
+/// the key and ticket made there open a session.
+#[test]
+fn authoring_on_windows_then_a_session_with_what_it_made() {
+    let Some(w) = wine() else { return };
+    let d = start_daemon();
+    let http = http_backend();
+    let echo = echo_backend();
+    let dir = d.dir.path().join("Cloud Operator");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| windows_path(&dir.join(name));
+    std::fs::write(
+        dir.join("policy.toml"),
+        policy_text(http.addr, echo, "active"),
+    )
+    .unwrap();
+    edgegate::keyfile::write_new(&dir.join("authority.key"), &d.authority).unwrap();
+
+    run_ok(w, &["policy", "check", &file("policy.toml")]);
+    let bundle = file("router 1.bundle");
+    run_ok(
+        w,
+        &[
+            "bundle",
+            "build",
+            &file("policy.toml"),
+            "--device",
+            DEVICE,
+            "--serial",
+            "1",
+            "--valid-for",
+            "1d",
+            "--key",
+            &file("authority.key"),
+            "--out",
+            &bundle,
+        ],
+    );
+    let inspect = run_ok(w, &["bundle", "inspect", &bundle, "--json"]);
+    assert!(inspect.contains(DEVICE), "{inspect}");
+    let explain = run_ok(
+        w,
+        &[
+            "policy",
+            "explain",
+            "--bundle",
+            &bundle,
+            "--user",
+            "alice",
+            "--service",
+            "web",
+            "--json",
+        ],
+    );
+    assert!(explain.contains(r#""decision":"allow""#), "{explain}");
+    let public = run_ok(w, &["keygen", "--out", &file("identity.key")]);
+    assert!(public.starts_with("ed25519:"), "{public}");
+    run_ok(
+        w,
+        &[
+            "ticket",
+            "issue",
+            "--user",
+            "alice",
+            "--device",
+            DEVICE,
+            "--client-key",
+            public.trim(),
+            "--ttl",
+            "8h",
+            "--key",
+            &file("authority.key"),
+            "--out",
+            &file("alice ticket"),
+        ],
+    );
+    let pushed = run_ok(
+        w,
+        &[
+            "bundle",
+            "push",
+            &bundle,
+            "--gateway",
+            &d.quic.to_string(),
+            "--gateway-key",
+            &d.device_key.to_string(),
+        ],
+    );
+    assert_eq!(pushed.trim(), "accepted serial 1");
+
+    let creds = [
+        "--identity".to_string(),
+        file("identity.key"),
+        "--ticket".to_string(),
+        file("alice ticket"),
+    ];
+    let mut c = connect(w, &d, true, &creds, &forwards(&["web"]));
+    ready(&mut c);
+    assert_eq!(curl(c.forwarded("web")), "hello from the plc\n");
 }
