@@ -324,7 +324,16 @@ pub fn keep_alive(tcp: &tokio::net::TcpStream) {
         let _ = setsockopt(tcp, sockopt::TcpKeepInterval, &10);
         let _ = setsockopt(tcp, sockopt::TcpKeepCount, &3);
     }
-    #[cfg(not(target_os = "linux"))]
+    // Windows: the same idle time and interval; the probe count is the
+    // system's (10), which socket2 cannot set there.
+    #[cfg(windows)]
+    {
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(std::time::Duration::from_secs(30))
+            .with_interval(std::time::Duration::from_secs(10));
+        let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive);
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
     let _ = tcp;
 }
 
