@@ -25,6 +25,7 @@ pub fn release_freed() {
 pub fn release_freed() {}
 
 /// Bytes of free memory a heap keeps at its top before glibc trims it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: i32 = 1 << 20;
 
 /// Keep the data path's freed buffers for the next frame. A tunnel stream
