@@ -13,6 +13,7 @@ mod delivery;
 mod evaluate;
 mod keys;
 mod policy;
+mod shutdown;
 mod store;
 mod ticket;
 
@@ -33,7 +34,7 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a new ed25519 key file (mode 0600) and print its public key.
+    /// Create a new ed25519 key file (owner-only) and print its public key.
     Keygen(KeygenArgs),
     /// The authority's keys: a root and one key per role, and the key
     /// statements routers accept (init, rotate, inspect).
@@ -306,16 +307,31 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 },
                 out,
             ),
+            #[cfg(unix)]
             _ => exit_code(control::push_bundle(
                 &a.socket.socket,
                 &a.file,
                 a.keys.as_deref(),
             )),
+            #[cfg(not(unix))]
+            _ => router_only(
+                "bundle push FILE",
+                "; from here, push over the tunnel port with --gateway HOST:PORT --gateway-key PUB",
+            ),
         },
-        Command::Control(c) => exit_code(control::run(c)),
         Command::Connect(a) => exit_code(connect::run_connect(a)?),
+        #[cfg(unix)]
+        Command::Control(c) => exit_code(control::run(c)),
+        #[cfg(unix)]
         Command::DeviceKey(a) => connect::run_device_key(a, out),
+        #[cfg(unix)]
         Command::Store(c) => store::run(c, out),
+        #[cfg(not(unix))]
+        Command::Control(c) => router_only(c.name(), ""),
+        #[cfg(not(unix))]
+        Command::DeviceKey(_) => router_only("device-key", ""),
+        #[cfg(not(unix))]
+        Command::Store(_) => router_only("store", ""),
     }
 }
 
@@ -329,6 +345,16 @@ fn role_keys(
         Some(dir) => load_keys(&[dir.join(format!("{}.key", role.as_str()))]),
         None => load_keys(paths),
     }
+}
+
+/// The answer of a router-only command (the control socket, the daemon's
+/// config and state) on a system that has no edgegated: one line, exit 1.
+#[cfg(not(unix))]
+fn router_only(command: &str, hint: &str) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "`edgegate {command}` runs on the router, where edgegated and its control \
+         socket are; it is not available on this system{hint}"
+    )
 }
 
 /// Load each authority key file.
@@ -356,6 +382,21 @@ mod tests {
     #[test]
     fn tree_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// `--identity` and `--ticket` may be left out on Windows only (they
+    /// default to %APPDATA%\edgegate there).
+    #[test]
+    fn connect_credentials_default_on_windows_only() {
+        let parsed = Cli::try_parse_from([
+            "edgegate",
+            "connect",
+            "--gateway",
+            "127.0.0.1:4433",
+            "--gateway-key",
+            "ed25519:x",
+        ]);
+        assert_eq!(parsed.is_ok(), cfg!(windows), "{parsed:?}");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! edgegate-ed25519-secret:<standard base64 of the 32-byte ed25519 seed>
 //! ```
 //!
-//! followed by a newline, created with mode 0600. Surrounding whitespace is
+//! followed by a newline, created with mode 0600 (on Windows: readable by
+//! the creating user only, see [`restrict_to_owner`]). Surrounding whitespace is
 //! ignored when reading. Public keys are written `ed25519:<base64>` (see
 //! `edgegate_proto::PublicKey`); anywhere a public key is expected, a file
 //! containing one, or a private key file, is accepted too.
@@ -21,7 +22,6 @@ use ed25519_dalek::SigningKey;
 use edgegate_proto::PublicKey;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The prefix of a private key file's single line.
@@ -84,30 +84,78 @@ pub fn generate(path: &Path) -> io::Result<SigningKey> {
     Ok(key)
 }
 
+/// Create a directory for key files and any missing parents: mode 0700 on
+/// unix (existing ones are left as they are); elsewhere as the system makes
+/// it (each key file is restricted on its own).
+pub fn create_key_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// Write `key` to a new file at `path` (mode 0600), refusing to overwrite.
 pub fn write_new(path: &Path, key: &SigningKey) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!(
-                        "{}: already exists; refusing to overwrite a key file",
-                        path.display()
-                    ),
-                )
-            } else {
-                io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-            }
-        })?;
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{}: already exists; refusing to overwrite a key file",
+                    path.display()
+                ),
+            )
+        } else {
+            io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+        }
+    })?;
+    // Windows: owner-only before the secret is in it.
+    #[cfg(windows)]
+    if let Err(why) = restrict_to_owner(path) {
+        // A warning, not an error: the key is still the user's to protect,
+        // and %APPDATA% (the default place) is private to the user already.
+        eprintln!(
+            "warning: {}: could not make the key file readable by you only ({why}); \
+             keep it in a folder only you can read, such as %APPDATA%\\edgegate",
+            path.display()
+        );
+    }
     let line = format!("{SECRET_PREFIX}{}\n", STANDARD.encode(key.to_bytes()));
     file.write_all(line.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// Windows: give the file an ACL of its own that lets only the current user
+/// (and no inherited entry) in, with the system's `icacls` (present on every
+/// Windows since Vista), so no unsafe Win32 call is needed here. On failure
+/// says why; the caller warns.
+#[cfg(windows)]
+pub fn restrict_to_owner(path: &Path) -> Result<(), String> {
+    let user = match (std::env::var("USERDOMAIN"), std::env::var("USERNAME")) {
+        (Ok(domain), Ok(user)) if !domain.is_empty() => format!("{domain}\\{user}"),
+        (_, Ok(user)) => user,
+        _ => return Err("USERNAME is not set".into()),
+    };
+    let out = std::process::Command::new("icacls")
+        .arg(path)
+        .args(["/inheritance:r", "/grant:r"])
+        .arg(format!("{user}:F"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("icacls: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+        Err(format!("icacls: {} {said}", out.status))
+    }
 }
 
 /// Load a private key file. A file that group or others may read or write
@@ -140,6 +188,7 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     }
 }
 
+#[cfg(unix)]
 fn check_private_mode(path: &Path, shown: &str) -> Result<(), KeyFileError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|error| KeyFileError::Io {
@@ -156,8 +205,22 @@ fn check_private_mode(path: &Path, shown: &str) -> Result<(), KeyFileError> {
     Ok(())
 }
 
+/// Windows: not checked. Reading a file's ACL needs Win32 calls this crate
+/// does not make (no unsafe code); keys made by `keygen` get an owner-only
+/// ACL, and the default place, %APPDATA%, is private to the user.
+#[cfg(not(unix))]
+fn check_private_mode(_path: &Path, _shown: &str) -> Result<(), KeyFileError> {
+    Ok(())
+}
+
+/// A key file's text without surrounding whitespace and without the byte
+/// order mark Windows editors (Notepad before 2019) put in front.
+fn key_text(text: &str) -> &str {
+    text.trim().trim_start_matches('\u{feff}')
+}
+
 fn parse_secret(text: &str) -> Option<SigningKey> {
-    let b64 = text.trim().strip_prefix(SECRET_PREFIX)?;
+    let b64 = key_text(text).strip_prefix(SECRET_PREFIX)?;
     let raw = STANDARD.decode(b64).ok()?;
     let key = <[u8; 32]>::try_from(raw.as_slice())
         .ok()
@@ -197,11 +260,13 @@ pub fn load_public_key(arg: &str) -> Result<PublicKey, KeyFileError> {
         path: arg.to_string(),
         error,
     })?;
-    if text.trim().starts_with("ed25519:") {
-        return text.parse().map_err(|error| KeyFileError::BadPublicKey {
-            arg: arg.to_string(),
-            error,
-        });
+    if key_text(&text).starts_with("ed25519:") {
+        return key_text(&text)
+            .parse()
+            .map_err(|error| KeyFileError::BadPublicKey {
+                arg: arg.to_string(),
+                error,
+            });
     }
     let key = parse_secret(&text).map(|k| public_key(&k));
     wipe(text.into_bytes());
@@ -213,6 +278,7 @@ pub fn load_public_key(arg: &str) -> Result<PublicKey, KeyFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -220,8 +286,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.key");
         let key = generate(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        #[cfg(unix)]
+        {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with(SECRET_PREFIX) && text.ends_with('\n'));
         assert_eq!(load_signing_key(&path).unwrap().to_bytes(), key.to_bytes());
@@ -233,6 +302,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn a_key_file_others_can_read_is_refused_with_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("device.key");
@@ -269,6 +339,28 @@ mod tests {
         std::fs::write(&pub_file, format!("{text}\n")).unwrap();
         assert_eq!(load_public_key(pub_file.to_str().unwrap()).unwrap(), pk);
         assert_eq!(load_public_key(secret.to_str().unwrap()).unwrap(), pk);
+    }
+
+    /// Key files saved by a Windows editor: a byte order mark and CRLF.
+    #[test]
+    fn a_byte_order_mark_and_crlf_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("w.key");
+        let key = generate(&secret).unwrap();
+        let line = std::fs::read_to_string(&secret).unwrap();
+        let edited = dir.path().join("edited.key");
+        write_new(&edited, &crate::testkit::key(9)).unwrap();
+        std::fs::write(&edited, format!("\u{feff}{}\r\n", line.trim())).unwrap();
+        assert_eq!(
+            load_signing_key(&edited).unwrap().to_bytes(),
+            key.to_bytes()
+        );
+        let pub_file = dir.path().join("gateway.pub");
+        std::fs::write(&pub_file, format!("\u{feff}{}\r\n", public_key(&key))).unwrap();
+        assert_eq!(
+            load_public_key(pub_file.to_str().unwrap()).unwrap(),
+            public_key(&key)
+        );
     }
 
     #[test]

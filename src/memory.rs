@@ -12,7 +12,7 @@
 /// arena in turn, so call it from a blocking thread after a burst, not on
 /// the data path.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)] // The crate's one unsafe block: an FFI call (see the crate's lints).
+#[allow(unsafe_code)] // One of the crate's two unsafe blocks, both FFI calls here.
 pub fn release_freed() {
     // SAFETY: malloc_trim takes no pointers and has no preconditions; glibc
     // serialises it with every other allocator call.
@@ -23,3 +23,29 @@ pub fn release_freed() {
 /// Return the allocator's free pages to the kernel (no-op off glibc).
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_freed() {}
+
+/// Bytes of free memory a heap keeps at its top before glibc trims it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_THRESHOLD: i32 = 1 << 20;
+
+/// Keep the data path's freed buffers for the next frame. A tunnel stream
+/// allocates and frees a 64 KiB buffer per frame (yamux's frames, rustls's
+/// records); glibc hands a heap's top back to the kernel as soon as 128 KiB
+/// of it is free, so each frame faulted its pages in again: ~90,000 page
+/// faults per GiB through a TLS session, a tenth of its CPU. A 1 MiB
+/// threshold per arena keeps a few frames' worth; [`release_freed`] still
+/// returns everything after a bundle's burst. Call once, at start.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // One of the crate's two unsafe blocks, both FFI calls here.
+pub fn keep_data_path_pages() {
+    // SAFETY: mallopt takes two integers and no pointers; glibc serialises
+    // it with every other allocator call.
+    let ok = unsafe { nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) } == 1;
+    if !ok {
+        tracing::debug!("mallopt(M_TRIM_THRESHOLD) refused");
+    }
+}
+
+/// Keep the data path's freed buffers (no-op off glibc).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn keep_data_path_pages() {}

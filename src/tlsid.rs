@@ -53,6 +53,7 @@ pub enum TlsIdError {
 pub struct Identity {
     public: PublicKey,
     /// The device key itself: the audit writer signs the log's head with it.
+    #[cfg_attr(not(unix), allow(dead_code))] // the daemon's side (src/lib.rs)
     key: SigningKey,
     cert: CertificateDer<'static>,
     key_der: Vec<u8>,
@@ -91,6 +92,7 @@ impl Identity {
     }
 
     /// The signing key (zeroized on drop; never printed).
+    #[cfg_attr(not(unix), allow(dead_code))] // the daemon's side (src/lib.rs)
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.key
     }
@@ -116,6 +118,7 @@ impl AuthenticatedPeer {
     }
 
     /// The peer of a finished TLS server connection.
+    #[cfg_attr(not(unix), allow(dead_code))] // the daemon's side (src/lib.rs)
     pub(crate) fn from_tls(conn: &rustls::ServerConnection) -> Option<AuthenticatedPeer> {
         Self::from_chain(conn.peer_certificates()?)
     }
@@ -129,6 +132,7 @@ impl AuthenticatedPeer {
 
     /// A peer for unit tests that do not run a handshake.
     #[cfg(test)]
+    #[cfg_attr(not(unix), allow(dead_code))] // the daemon's tests (src/lib.rs)
     pub(crate) fn for_tests(key: PublicKey) -> AuthenticatedPeer {
         AuthenticatedPeer(key)
     }

@@ -10,6 +10,7 @@ use edgegate_proto::frame::{self, Frame, FrameError};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+mod coalesce;
 mod conn;
 pub mod mux;
 mod pipe;

@@ -1,10 +1,22 @@
 //! `edgegated`: the daemon systemd runs (`--config FILE`), or a
-//! self-contained loopback demo (`--demo`).
+//! self-contained loopback demo (`--demo`). Unix only: on other systems
+//! (Windows, where `edgegate.exe` is the engineer's client) it says so in
+//! one line.
+
+#![cfg_attr(not(unix), allow(unused))]
 
 use clap::Parser;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[cfg(not(unix))]
+fn main() -> ExitCode {
+    eprintln!(
+        "error: edgegated runs on the router (Linux); on this system use the client, edgegate"
+    );
+    ExitCode::FAILURE
+}
 
 /// edgegate daemon: enforces the cloud's signed access policy on tunnels.
 #[derive(Debug, Parser)]
@@ -18,6 +30,7 @@ struct Args {
     demo: bool,
 }
 
+#[cfg(unix)]
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -31,7 +44,9 @@ fn init_tracing(default: &str) {
         .init();
 }
 
+#[cfg(unix)]
 fn main() -> ExitCode {
+    edgegate::memory::keep_data_path_pages();
     let args = Args::parse();
     let config = match &args.config {
         Some(path) => match edgegate::config::Config::load(path) {

@@ -1,6 +1,7 @@
 //! `edgegate connect` and `edgegate bundle push` (DESIGN §6): argument
 //! parsing and the stdout/stderr contract. The work is in `crate::client`.
 
+use super::shutdown::Shutdown;
 use crate::client::{self, ClientError, SessionEvent, Target};
 use crate::keyfile;
 use crate::tlsid::Identity;
@@ -23,12 +24,14 @@ pub struct ConnectArgs {
     /// The device's public key (`ed25519:...` or a file holding it).
     #[arg(long, value_name = "PUB")]
     pub gateway_key: String,
-    /// This client's private key file.
-    #[arg(long, value_name = "KEY")]
-    pub identity: PathBuf,
-    /// The ticket file issued for this client key.
-    #[arg(long, value_name = "FILE")]
-    pub ticket: PathBuf,
+    /// This client's private key file. Required, except on Windows, where
+    /// it defaults to %APPDATA%\edgegate\identity.key.
+    #[arg(long, value_name = "KEY", required = !ENGINEER_DEFAULTS)]
+    pub identity: Option<PathBuf>,
+    /// The ticket file issued for this client key. Required, except on
+    /// Windows, where it defaults to %APPDATA%\edgegate\ticket.
+    #[arg(long, value_name = "FILE", required = !ENGINEER_DEFAULTS)]
+    pub ticket: Option<PathBuf>,
     /// Forward a local port to a service: `[ADDR:]PORT=SERVICE` (ADDR defaults
     /// to 127.0.0.1; PORT 0 picks a free port, printed as `forward ADDR:PORT SERVICE`).
     #[arg(short = 'L', value_name = "[ADDR:]PORT=SERVICE")]
@@ -40,6 +43,31 @@ pub struct ConnectArgs {
     /// Use TLS over TCP instead of QUIC.
     #[arg(long)]
     pub tls: bool,
+}
+
+/// Whether `--identity` and `--ticket` have defaults: on Windows, in the
+/// engineer's `%APPDATA%\edgegate` (the roaming profile, private to the
+/// user). Elsewhere there is no one obvious place, and they stay required.
+const ENGINEER_DEFAULTS: bool = cfg!(windows);
+
+/// The engineer's file `name` given as `flag`, or its default place.
+fn engineer_file(flag: &str, given: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let appdata = std::env::var_os("APPDATA")
+        .filter(|_| ENGINEER_DEFAULTS)
+        .ok_or_else(|| anyhow!("{flag} FILE is required"))?;
+    let path = PathBuf::from(appdata).join("edgegate").join(name);
+    if !path.exists() {
+        let shown = path.display();
+        let fix = match name {
+            "identity.key" => format!("`edgegate keygen --out \"{shown}\"` makes one"),
+            _ => "save the ticket issued for this key there".to_string(),
+        };
+        bail!("{flag} not given, and its default {shown} does not exist ({fix})");
+    }
+    Ok(path)
 }
 
 /// Push a signed bundle to a gateway over its tunnel port.
@@ -74,7 +102,8 @@ pub struct DeviceKeyArgs {
     pub config: PathBuf,
 }
 
-/// Run `edgegate device-key`.
+/// Run `edgegate device-key` (on the router: it reads the daemon's config).
+#[cfg(unix)]
 pub fn run_device_key(args: DeviceKeyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let config = crate::config::Config::load(&args.config).map_err(|e| anyhow!("{e}"))?;
     let key = crate::daemon::device_key(&config.device_key)?;
@@ -134,10 +163,12 @@ pub fn run_connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         .map(|s| parse_forward(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let socks = args.socks.as_deref().map(parse_listen).transpose()?;
-    let key = keyfile::load_signing_key(&args.identity)
-        .map_err(|e| anyhow!("--identity {}: {e}", args.identity.display()))?;
-    let ticket = std::fs::read(&args.ticket)
-        .with_context(|| format!("--ticket {}", args.ticket.display()))?;
+    let identity = engineer_file("--identity", args.identity, "identity.key")?;
+    let ticket = engineer_file("--ticket", args.ticket, "ticket")?;
+    let key = keyfile::load_signing_key(&identity)
+        .map_err(|e| anyhow!("--identity {}: {e}", identity.display()))?;
+    let ticket =
+        std::fs::read(&ticket).with_context(|| format!("--ticket {}", ticket.display()))?;
     let identity = Identity::new(&key)?;
     runtime()?.block_on(async move {
         let target = target(&args.gateway, &args.gateway_key, identity, args.tls).await?;
@@ -211,19 +242,15 @@ async fn connect(
         writeln!(out, "socks {}", listener.local_addr()?)?;
         tokio::spawn(client::socks5(session.clone(), listener));
     }
-    // Interrupted (Ctrl-C) or stopped (SIGTERM, a service manager): close
-    // the session so the daemon forgets it now, not at its idle timeout.
-    // Installed before `ready`: a signal sent as soon as `ready` is read
-    // must not find the default action (exit without closing).
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    // Interrupted (Ctrl-C, the console window closed) or stopped (SIGTERM,
+    // a service manager): close the session so the daemon forgets it now,
+    // not at its idle timeout. Installed before `ready`.
+    let mut shutdown = Shutdown::install()?;
     writeln!(out, "ready")?;
     out.flush()?;
     drop(out);
     tokio::select! {
-        _ = int.recv() => Ok(leave(&session, ExitCode::SUCCESS).await),
-        _ = term.recv() => Ok(leave(&session, ExitCode::SUCCESS).await),
+        () = shutdown.recv() => Ok(leave(&session, ExitCode::SUCCESS).await),
         ev = events.recv() => {
             let why = match ev {
                 Some(SessionEvent::Ended(why)) => why,

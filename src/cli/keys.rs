@@ -120,7 +120,7 @@ fn one(key: &SigningKey) -> RoleKeys {
 }
 
 fn init(a: &InitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    crate::store::create_private_dir(&a.dir).with_context(|| a.dir.display().to_string())?;
+    keyfile::create_key_dir(&a.dir).with_context(|| a.dir.display().to_string())?;
     let root = match &a.root {
         Some(p) => keyfile::load_signing_key(p)?,
         None => keyfile::generate(&key_path(&a.dir, KeyRole::Root))?,

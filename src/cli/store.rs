@@ -1,12 +1,7 @@
 //! `edgegate store ...`: repairs of the daemon's state directory, run on
 //! the router with edgegated stopped (the state directory's lock says so).
 
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::store;
-use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use std::io::Write;
 use std::path::PathBuf;
 
 /// `edgegate store ...`.
@@ -26,7 +21,10 @@ pub struct ResetWatermarkArgs {
     pub config: PathBuf,
 }
 
-pub(super) fn run(c: StoreCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+#[cfg(unix)]
+pub(super) fn run(c: StoreCommand, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    use crate::{clock::Clock, config::Config, store};
+    use anyhow::anyhow;
     let StoreCommand::ResetWatermark(a) = c;
     let config = Config::load(&a.config).map_err(|e| anyhow!("{e}"))?;
     let uid = nix::unistd::getuid().as_raw();

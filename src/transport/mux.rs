@@ -8,6 +8,7 @@
 //! `Data`/`Close` frames (`PipeReader::Framed`), which carry a cut's reason,
 //! a read-level refusal and a session's end in band.
 
+use super::coalesce::Coalesce;
 use super::conn::{BiStream, BoxFuture, Closed, Connection, Grant};
 use super::{PipeReader, PipeWriter};
 use crate::tlsid::AuthenticatedPeer;
@@ -37,6 +38,10 @@ const TLS_RECORD: usize = 16 << 10;
 /// yamux's frame header.
 const YAMUX_HEADER: usize = 12;
 
+/// The largest yamux frame body this end sends: with its header, four full
+/// TLS records.
+pub(crate) const FRAME_MAX: usize = 4 * TLS_RECORD - YAMUX_HEADER;
+
 /// Most streams a connection may hold at once, whatever the config says.
 pub const MAX_STREAMS: usize = 1024;
 
@@ -49,10 +54,11 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 fn config(max_streams: usize) -> yamux::Config {
     let mut c = yamux::Config::default();
     // A frame and its 12-byte header fill four TLS records exactly (rustls
-    // seals each write into records of at most 16 KiB: yamux's default
-    // 16 KiB frames cost a full record and a 12-byte one each), and a bulk
-    // stream's 64 KiB writes pass the driver as one frame, not four.
-    c.set_split_send_size(4 * TLS_RECORD - YAMUX_HEADER);
+    // seals records of at most 16 KiB, and `Coalesce` hands it header and
+    // body as one write; yamux's default 16 KiB frames cost a full record
+    // and a 12-byte one each), and a bulk stream's reads pass the driver as
+    // one frame, not four.
+    c.set_split_send_size(FRAME_MAX);
     // yamux asserts `max_streams * 256 KiB <= window`: keep both in range.
     let max_streams = max_streams.clamp(1, MAX_STREAMS);
     c.set_max_num_streams(max_streams);
@@ -112,7 +118,7 @@ impl MuxConn {
             Side::Client => yamux::Mode::Client,
             Side::Server => yamux::Mode::Server,
         };
-        let conn = yamux::Connection::new(io.compat(), config(max_streams), mode);
+        let conn = yamux::Connection::new(Coalesce::new(io).compat(), config(max_streams), mode);
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (inbound_tx, inbound) = mpsc::unbounded_channel();
         let (ended_tx, ended) = watch::channel(None);
@@ -160,7 +166,7 @@ fn bi(stream: yamux::Stream) -> BiStream {
 /// Drive the connection until it ends or is asked to close: serve open
 /// requests, hand inbound streams over, and publish how it ended.
 async fn drive<T>(
-    mut conn: yamux::Connection<tokio_util::compat::Compat<T>>,
+    mut conn: yamux::Connection<tokio_util::compat::Compat<Coalesce<T>>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     inbound: mpsc::UnboundedSender<yamux::Stream>,
     ended: watch::Sender<Option<Closed>>,
@@ -318,7 +324,16 @@ pub fn keep_alive(tcp: &tokio::net::TcpStream) {
         let _ = setsockopt(tcp, sockopt::TcpKeepInterval, &10);
         let _ = setsockopt(tcp, sockopt::TcpKeepCount, &3);
     }
-    #[cfg(not(target_os = "linux"))]
+    // Windows: the same idle time and interval; the probe count is the
+    // system's (10), which socket2 cannot set there.
+    #[cfg(windows)]
+    {
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(std::time::Duration::from_secs(30))
+            .with_interval(std::time::Duration::from_secs(10));
+        let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive);
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
     let _ = tcp;
 }
 

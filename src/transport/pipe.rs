@@ -146,28 +146,17 @@ async fn read_framed_chunk(r: &mut BoxRead, buf: &mut Vec<u8>) -> io::Result<Chu
     }
 }
 
-/// Write one `Data` frame: its header, then the payload slice as it is (one
-/// vectored write, so TLS seals header and payload in the same records),
-/// byte for byte what `frame::encode(&Frame::Data(..))` gives. Not flushed.
+/// Write one `Data` frame, byte for byte what `frame::encode(&Frame::Data(..))`
+/// gives, in one write (a multiplexed stream makes each write a frame of its
+/// own: a header written apart would travel as a frame of 5 bytes). Not
+/// flushed. The bulk path avoids the copy: see [`PipeWriter::write_reserved`].
 async fn write_data_frame(w: &mut BoxWrite, payload: &[u8]) -> io::Result<()> {
     let (header, h) = frame::data_header(payload.len())
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let (mut header, mut payload) = (&header[..h], payload);
-    while !header.is_empty() {
-        let n = w
-            .write_vectored(&[IoSlice::new(header), IoSlice::new(payload)])
-            .await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        if n < header.len() {
-            header = &header[n..];
-        } else {
-            payload = &payload[n - header.len()..];
-            header = &[];
-        }
-    }
-    w.write_all(payload).await
+    let mut bytes = Vec::with_capacity(h + payload.len());
+    bytes.extend_from_slice(&header[..h]);
+    bytes.extend_from_slice(payload);
+    w.write_all(&bytes).await
 }
 
 impl PipeReader {
@@ -201,6 +190,25 @@ impl PipeWriter {
                     write_data_frame(w, piece).await?;
                 }
                 // One flush per chunk of the source, not per frame.
+                w.flush().await
+            }
+        }
+    }
+
+    /// Send the `n` bytes at `buf[DATA_HEADER_MAX..]`; the first
+    /// [`frame::DATA_HEADER_MAX`] bytes of `buf` are room for a `Data`
+    /// frame's header, so a framed stream sends header and payload in one
+    /// write without copying the payload (the bulk path). `n` is at most
+    /// [`FRAMED_CHUNK`] on a framed stream.
+    pub async fn write_reserved(&mut self, buf: &mut [u8], n: usize) -> io::Result<()> {
+        const H: usize = frame::DATA_HEADER_MAX;
+        match self {
+            PipeWriter::Quic(send) => send.write_all(&buf[H..H + n]).await.map_err(io_err),
+            PipeWriter::Framed(w) => {
+                let (header, h) = frame::data_header(n)
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+                buf[H - h..H].copy_from_slice(&header[..h]);
+                w.write_all(&buf[H - h..H + n]).await?;
                 w.flush().await
             }
         }
@@ -394,10 +402,10 @@ async fn write_all_chunks<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Largest `Data` payload a framed stream carries per frame: header (8
-/// bytes) and payload then make one 64 KiB write (yamux frames it, see
-/// `mux.rs`).
-pub const FRAMED_CHUNK: usize = 4 * 16 * 1024 - frame::DATA_HEADER_MAX;
+/// Largest `Data` payload a framed stream carries per frame: its header (at
+/// most 8 bytes) and the payload make one yamux frame, which with yamux's
+/// own 12-byte header fills four TLS records (see `mux.rs`).
+pub const FRAMED_CHUNK: usize = super::mux::FRAME_MAX - frame::DATA_HEADER_MAX;
 
 /// Copy a plain socket into a pipe until the socket ends, then finish the
 /// pipe. `observe` sees every chunk before it is sent (a read-level filter
@@ -435,16 +443,18 @@ where
     if let PipeWriter::Quic(send) = to {
         return socket_to_quic(from, send, buf_size, counter, observe).await;
     }
-    // One read, one frame: a read never straddles two frames.
-    let mut buf = vec![0u8; buf_size.min(FRAMED_CHUNK)];
+    // One read, one frame: a read never straddles two frames, and lands
+    // behind room for its frame header (one write, no copy).
+    const H: usize = frame::DATA_HEADER_MAX;
+    let mut buf = vec![0u8; H + buf_size.min(FRAMED_CHUNK)];
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = from.read(&mut buf[H..]).await?;
         if n == 0 {
             return Ok(());
         }
         counter.fetch_add(n as u64, Ordering::Relaxed);
-        observe(&buf[..n]);
-        to.write(&buf[..n]).await?;
+        observe(&buf[H..H + n]);
+        to.write_reserved(&mut buf, n).await?;
     }
 }
 

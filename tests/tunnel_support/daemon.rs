@@ -257,17 +257,7 @@ impl Daemon {
         if tls {
             cmd.arg("--tls");
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Client {
-            stdout: Lines::new(child.stdout.take().unwrap()),
-            stderr: Lines::new(child.stderr.take().unwrap()),
-            child,
-        }
+        Client::spawn(cmd)
     }
 }
 
@@ -294,6 +284,22 @@ pub fn forwards(services: &[&str]) -> Vec<String> {
 }
 
 impl Client {
+    /// Start `cmd` (an `edgegate connect`, possibly another build of it)
+    /// with its output collected.
+    pub fn spawn(mut cmd: Command) -> Client {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Client {
+            stdout: Lines::new(child.stdout.take().unwrap()),
+            stderr: Lines::new(child.stderr.take().unwrap()),
+            child,
+        }
+    }
+
     /// The local port the client bound for `-L ...=SERVICE`, from its
     /// `forward ADDR SERVICE` line (printed before `ready`).
     pub fn forwarded(&self, service: &str) -> u16 {
