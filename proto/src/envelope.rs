@@ -1,4 +1,5 @@
-//! The signed envelope around a bundle or a ticket.
+//! The signed envelope around a bundle, a ticket, a key statement or an
+//! enrollment.
 //!
 //! Wire form (postcard): `SignedEnvelope::V1 { body: bytes, signatures: [ {key, sig} ] }`.
 //! Each signature is ed25519 over `domain(purpose) || body`, the exact body
@@ -25,6 +26,8 @@ pub enum Purpose {
     Ticket,
     /// A key statement: which keys hold each role (`authority.rs`).
     Keys,
+    /// A relay enrollment: device D has key K (`enrollment.rs`).
+    Enroll,
 }
 
 impl Purpose {
@@ -34,6 +37,7 @@ impl Purpose {
             Purpose::Bundle => b"edgegate bundle v1\0",
             Purpose::Ticket => b"edgegate ticket v1\0",
             Purpose::Keys => b"edgegate keys v1\0",
+            Purpose::Enroll => b"edgegate enroll v1\0",
         }
     }
 
@@ -43,6 +47,7 @@ impl Purpose {
             Purpose::Bundle => 32 << 20,
             Purpose::Ticket => 4 << 10,
             Purpose::Keys => 64 << 10,
+            Purpose::Enroll => 4 << 10,
         }
     }
 }

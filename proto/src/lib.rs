@@ -17,6 +17,7 @@ pub mod authority;
 pub mod bundle;
 pub mod codec;
 pub mod control;
+pub mod enrollment;
 pub mod envelope;
 pub mod frame;
 pub mod keys;
@@ -26,6 +27,7 @@ pub mod time_floor;
 
 pub use authority::{Authority, KeyRole, VerifiedStatement};
 pub use bundle::{Bundle, VerifiedBundle};
+pub use enrollment::{Enrollment, VerifiedEnrollment};
 pub use envelope::{EnvelopeError, Purpose, TrustPolicy};
 pub use frame::Frame;
 pub use keys::PublicKey;
