@@ -10,6 +10,7 @@ mod bundle;
 pub mod connect;
 pub mod control;
 mod delivery;
+mod device;
 mod evaluate;
 mod keys;
 mod policy;
@@ -56,6 +57,9 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Print the device's public key, creating the key if absent.
     DeviceKey(connect::DeviceKeyArgs),
+    /// Enroll a device with relays: sign and inspect "device ID has key K".
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
     /// Repair the daemon's state directory (run with edgegated stopped).
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -319,6 +323,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 "; from here, push over the tunnel port with --gateway HOST:PORT --gateway-key PUB",
             ),
         },
+        Command::Device(c) => device::run(c, out),
         Command::Connect(a) => exit_code(connect::run_connect(a)?),
         #[cfg(unix)]
         Command::Control(c) => exit_code(control::run(c)),
@@ -397,6 +402,38 @@ mod tests {
             "ed25519:x",
         ]);
         assert_eq!(parsed.is_ok(), cfg!(windows), "{parsed:?}");
+    }
+
+    /// `device enroll` (a subcommand group) and `device-key` (a command of
+    /// its own since DESIGN §6) live side by side.
+    #[test]
+    fn device_group_and_device_key_do_not_clash() {
+        let cli = Cli::try_parse_from(["edgegate", "device-key", "--config", "c.toml"]).unwrap();
+        assert!(matches!(cli.command, Command::DeviceKey(_)));
+        let cli = Cli::try_parse_from([
+            "edgegate",
+            "device",
+            "enroll",
+            "--device",
+            "r1",
+            "--device-key",
+            "ed25519:x",
+            "--keys-dir",
+            "keys",
+            "--out",
+            "r1.enroll",
+        ])
+        .unwrap();
+        let Command::Device(device::DeviceCommand::Enroll(a)) = cli.command else {
+            panic!("device enroll")
+        };
+        assert_eq!((a.valid_for, a.serial), (365 * 86_400, None));
+        let cli = Cli::try_parse_from(["edgegate", "device", "inspect-enrollment", "f", "--json"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Device(device::DeviceCommand::InspectEnrollment(_))
+        ));
     }
 
     #[test]
