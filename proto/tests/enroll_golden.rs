@@ -36,6 +36,10 @@ const SIGNATURE_HEX: &str = "957fbc2cfe379cd509f912606b1079314638f9c1d2cb097de66
 fn enrollment_body_bytes_are_pinned() {
     let body = encode_body(&sample());
     assert_eq!(hex(&body), BODY_HEX);
+    assert_eq!(
+        pk(5).to_string(),
+        "ed25519:bnoc3Smwt4/ROvTFWY/v9O8qlxZuPKby5Pv8zYBQW/E="
+    );
     assert_eq!(decode_body(&body).unwrap(), sample());
 }
 
@@ -50,6 +54,7 @@ fn enrollment_signature_is_pinned_and_verifies() {
     let head = format!("00{:02x}{BODY_HEX}01", body.len());
     assert!(hex(&env).starts_with(&head));
     assert_eq!(env.len(), 1 + 1 + body.len() + 1 + 32 + 64);
+    assert_eq!((body.len(), env.len()), (47, 146));
     let enroll = TrustPolicy::new(vec![pk(4)], 1).unwrap();
     let v = VerifiedEnrollment::verify_policy(&env, &enroll, 1_700_000_100).unwrap();
     assert_eq!(v.enrollment(), &sample());
