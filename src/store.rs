@@ -603,6 +603,12 @@ impl Store {
             mt.insert(KEY_FLOOR, &floor)?;
             Ok(())
         });
+        self.durable(r)
+    }
+
+    /// A transaction's outcome made durable: written and flushed before
+    /// anyone is told, or the write error.
+    fn durable(&self, r: TransactionResult<(), ()>) -> Result<(), StoreError> {
         match r {
             Ok(()) => {}
             Err(TransactionError::Storage(e)) => return Err(StoreError::Write(e)),

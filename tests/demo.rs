@@ -20,7 +20,8 @@ const EDGEGATED: &str = env!("CARGO_BIN_EXE_edgegated");
 const EDGEGATE: &str = env!("CARGO_BIN_EXE_edgegate");
 
 /// Start a program with piped output, as the harness's `Client` (which
-/// kills it when dropped).
+/// kills it when dropped). Not `Client::spawn`: that closes stdin, and the
+/// telnet step types into it.
 fn spawn(mut cmd: Command) -> Client {
     let mut child = cmd
         .env("NO_COLOR", "1")

@@ -7,28 +7,8 @@ mod harness;
 
 use harness::*;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
-
-/// Greet, CONNECT to `dest`, return the reply code and the stream.
-fn socks_connect(proxy: u16, dest: SocketAddr) -> (u8, TcpStream) {
-    let mut s = TcpStream::connect(("127.0.0.1", proxy)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&[5, 1, 0]).unwrap();
-    let mut greet = [0u8; 2];
-    s.read_exact(&mut greet).unwrap();
-    assert_eq!(greet, [5, 0]);
-    let SocketAddr::V4(v4) = dest else {
-        panic!("v4 only")
-    };
-    let mut req = vec![5, 1, 0, 1];
-    req.extend_from_slice(&v4.ip().octets());
-    req.extend_from_slice(&v4.port().to_be_bytes());
-    s.write_all(&req).unwrap();
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).unwrap();
-    (reply[1], s)
-}
 
 fn socks_roundtrip(tls: bool) {
     let d = start_daemon();

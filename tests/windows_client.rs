@@ -22,7 +22,7 @@ mod harness;
 
 use harness::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -298,26 +298,6 @@ fn a_denied_service_says_so_and_exits_non_zero() {
         .stdout
         .wait_for(Duration::from_secs(5), |l| l == "deny web no-grant");
     assert!(listed.is_some(), "{:?}", c.stdout.seen);
-}
-
-/// SOCKS5 CONNECT to `dest` through `proxy`; the reply code and the stream.
-fn socks_connect(proxy: u16, dest: SocketAddr) -> (u8, TcpStream) {
-    let mut s = TcpStream::connect(("127.0.0.1", proxy)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&[5, 1, 0]).unwrap();
-    let mut greet = [0u8; 2];
-    s.read_exact(&mut greet).unwrap();
-    assert_eq!(greet, [5, 0]);
-    let SocketAddr::V4(v4) = dest else {
-        panic!("v4")
-    };
-    let mut req = vec![5, 1, 0, 1];
-    req.extend_from_slice(&v4.ip().octets());
-    req.extend_from_slice(&v4.port().to_be_bytes());
-    s.write_all(&req).unwrap();
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).unwrap();
-    (reply[1], s)
 }
 
 #[test]

@@ -379,13 +379,7 @@ impl Store {
                 }
                 Ok(())
             });
-        match r {
-            Ok(()) => {}
-            Err(TransactionError::Storage(e)) => return Err(StoreError::Write(e)),
-            Err(TransactionError::Abort(())) => unreachable!("the closure never aborts"),
-        }
-        self.db.flush()?;
-        Ok(())
+        self.durable(r)
     }
 
     /// A new bundle is in force: nothing is grandfathered any more.
