@@ -346,9 +346,18 @@ fn role_keys(
     dir: Option<&std::path::Path>,
     role: edgegate_proto::KeyRole,
 ) -> anyhow::Result<Vec<ed25519_dalek::SigningKey>> {
+    load_keys(&role_key_paths(paths, dir, role))
+}
+
+/// The files of `--key`, or `role`'s key file in `--keys-dir`.
+fn role_key_paths(
+    paths: &[PathBuf],
+    dir: Option<&std::path::Path>,
+    role: edgegate_proto::KeyRole,
+) -> Vec<PathBuf> {
     match dir {
-        Some(dir) => load_keys(&[dir.join(format!("{}.key", role.as_str()))]),
-        None => load_keys(paths),
+        Some(dir) => vec![dir.join(format!("{}.key", role.as_str()))],
+        None => paths.to_vec(),
     }
 }
 

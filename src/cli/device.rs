@@ -141,10 +141,7 @@ fn enroll(a: &EnrollArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 /// The keys of `--key`, or `--keys-dir`'s enroll key; each checked against
 /// the keys directory's statement, where there is one.
 fn signing_keys(a: &EnrollArgs) -> anyhow::Result<Vec<SigningKey>> {
-    let paths = match &a.keys_dir {
-        Some(dir) => vec![dir.join(format!("{}.key", KeyRole::Enroll.as_str()))],
-        None => a.keys.clone(),
-    };
+    let paths = super::role_key_paths(&a.keys, a.keys_dir.as_deref(), KeyRole::Enroll);
     let mut keys = Vec::new();
     for path in &paths {
         let key = keyfile::load_signing_key(path)?;
