@@ -48,9 +48,6 @@ pub const MAX_STREAMS: usize = 1024;
 /// How long closing may take before the socket is simply dropped.
 const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 
-/// yamux's initial (and minimum) receive window of a stream.
-const STREAM_WINDOW: usize = 256 << 10;
-
 /// The connection's settings. Receive windows stay at 256 KiB a stream (as
 /// QUIC's, `quic::STREAM_WINDOW`), so an admitted session holds what
 /// `docs/deploy.md` budgets. (yamux grows a busy stream's window only into
@@ -68,7 +65,7 @@ fn config(max_streams: usize) -> yamux::Config {
     // yamux asserts `max_streams * 256 KiB <= window`: keep both in range.
     let max_streams = max_streams.clamp(1, MAX_STREAMS);
     c.set_max_num_streams(max_streams);
-    c.set_max_connection_receive_window(Some(max_streams * STREAM_WINDOW));
+    c.set_max_connection_receive_window(Some(max_streams * yamux::DEFAULT_CREDIT as usize));
     c
 }
 
