@@ -145,6 +145,78 @@ pub enum Frame {
         /// One human-readable line, or empty.
         detail: String,
     },
+    /// Client → daemon, first frame of a data stream instead of `Open`:
+    /// start this session's VPN (`TUNNEL.md`, "The VPN"). One per session.
+    /// The daemon answers `VpnReady`, or `Denied` when no `vpn` service is
+    /// allowed.
+    VpnOpen {
+        /// Whether the client takes IP packets as QUIC datagrams (QUIC
+        /// sessions only); otherwise they ride this stream as `Packet`.
+        datagrams: bool,
+    },
+    /// Daemon → client, the answer to `VpnOpen`: the VPN is up.
+    VpnReady(VpnConfig),
+    /// One IPv4 packet, either way, on the VPN stream (when packets do not
+    /// ride QUIC datagrams).
+    Packet(#[serde(with = "codec::bytes")] Vec<u8>),
+    /// Daemon → client on the VPN stream: one flow was refused at its first
+    /// packet, or cut by a re-decision.
+    FlowClosed(FlowClosed),
+}
+
+/// How an engineer's VPN is set up: the daemon's answer to `VpnOpen`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpnConfig {
+    /// The engineer's address on the VPN: the only source address the
+    /// daemon accepts on this session.
+    pub address: std::net::Ipv4Addr,
+    /// The largest IP packet either side sends (the TUN's MTU).
+    pub mtu: u16,
+    /// The networks of the `vpn` services this session is allowed: the
+    /// routes the client installs, nothing more.
+    pub routes: Vec<crate::bundle::Network>,
+    /// Whether packets ride QUIC datagrams (`true`) or `Packet` frames on
+    /// the VPN stream (`false`).
+    pub datagrams: bool,
+}
+
+/// The transport protocol of a VPN flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowProtocol {
+    /// One TCP connection.
+    Tcp,
+    /// One UDP destination (address and port).
+    Udp,
+    /// ICMP echo to one address.
+    Icmp,
+}
+
+impl FlowProtocol {
+    /// Stable name: `tcp`, `udp` or `icmp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowProtocol::Tcp => "tcp",
+            FlowProtocol::Udp => "udp",
+            FlowProtocol::Icmp => "icmp",
+        }
+    }
+}
+
+/// A VPN flow refused or cut, as the client reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowClosed {
+    /// The `vpn` service the flow was decided under (empty when its
+    /// destination lies in no service's networks).
+    pub service: String,
+    /// The flow's protocol.
+    pub protocol: FlowProtocol,
+    /// `ADDRESS:PORT` (port 0 for ICMP).
+    pub destination: String,
+    /// Why.
+    pub reason: DenyReason,
+    /// `true`: a live flow was cut by a re-decision; `false`: the flow was
+    /// refused at its first packet.
+    pub cut: bool,
 }
 
 /// Why the daemon ended a whole session. Variants are only ever added at

@@ -2,9 +2,10 @@
 //! client written in another language can use these vectors as its tests;
 //! `TUNNEL.md` explains the layout.
 
-use edgegate_proto::bundle::ServiceKind;
+use edgegate_proto::bundle::{Network, ServiceKind};
 use edgegate_proto::frame::{
-    self, Frame, PushResult, ServiceDecision, SessionEnd, Verdict, Welcome,
+    self, FlowClosed, FlowProtocol, Frame, PushResult, ServiceDecision, SessionEnd, Verdict,
+    VpnConfig, Welcome,
 };
 use edgegate_proto::{DenyReason, Level};
 
@@ -138,6 +139,30 @@ fn samples() -> Vec<(Frame, &'static str)> {
                 detail: String::new(),
             },
             "000000030f0700",
+        ),
+        (Frame::VpnOpen { datagrams: true }, "000000021001"),
+        (
+            Frame::VpnReady(VpnConfig {
+                address: std::net::Ipv4Addr::new(100, 64, 0, 2),
+                mtu: 1200,
+                routes: vec![Network {
+                    addr: "10.1.2.0".parse().unwrap(),
+                    prefix: 24,
+                }],
+                datagrams: false,
+            }),
+            "0000000f1164400002b00901000a0102001800",
+        ),
+        (Frame::Packet(vec![0x45, 0]), "0000000412024500"),
+        (
+            Frame::FlowClosed(FlowClosed {
+                service: "plc".into(),
+                protocol: FlowProtocol::Udp,
+                destination: "10.1.2.3:161".into(),
+                reason: DenyReason::DestinationNotAllowed,
+                cut: true,
+            }),
+            "000000151303706c63010c31302e312e322e333a3136310b01",
         ),
     ]
 }
