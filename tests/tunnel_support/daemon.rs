@@ -17,6 +17,8 @@ pub struct Daemon {
     pub tls: SocketAddr,
     pub control: PathBuf,
     pub stderr: Lines,
+    /// The namespace it runs in (`None`: the test's own).
+    pub netns: Option<String>,
 }
 
 impl Drop for Daemon {
@@ -37,6 +39,19 @@ pub fn start_daemon_with(extra: &str) -> Daemon {
 
 /// Start a daemon for `device`.
 pub fn start_daemon_for(device_id: &str, extra: &str) -> Daemon {
+    start_daemon_spec(device_id, extra, None, Some("127.0.0.1"))
+}
+
+/// Start a daemon for `device` inside `netns` (a `netns::Netns` name, or
+/// the test's own namespace), listening for QUIC and TLS on `listen_ip`
+/// (ephemeral ports; `None`: no `listen_*` lines, for a config whose
+/// `extra` brings its own).
+pub fn start_daemon_spec(
+    device_id: &str,
+    extra: &str,
+    netns: Option<&str>,
+    listen_ip: Option<&str>,
+) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let authority = key(1);
     let device = SigningKey::generate(&mut rand::rngs::OsRng);
@@ -48,9 +63,7 @@ device_key = "{dev}"
 state_dir = "{state}"
 trusted_keys = ["{auth}"]
 threshold = 1
-listen_quic = "127.0.0.1:0"
-listen_tls = "127.0.0.1:0"
-control_socket = "{ctl}"
+{listen}control_socket = "{ctl}"
 expiry_grace = "0s"
 {extra}
 "#,
@@ -58,10 +71,13 @@ expiry_grace = "0s"
         state = dir.path().join("state").display(),
         auth = public(&authority),
         ctl = dir.path().join("control.sock").display(),
+        listen = listen_ip
+            .map(|ip| format!("listen_quic = \"{ip}:0\"\nlisten_tls = \"{ip}:0\"\n"))
+            .unwrap_or_default(),
     );
     let config_path = dir.path().join("edgegated.toml");
     std::fs::write(&config_path, config).unwrap();
-    let (child, quic, tls, stderr) = spawn_daemon(&config_path);
+    let (child, quic, tls, stderr) = spawn_daemon(&config_path, netns);
     Daemon {
         device: device_id.to_string(),
         control: dir.path().join("control.sock"),
@@ -72,11 +88,31 @@ expiry_grace = "0s"
         quic,
         tls,
         stderr,
+        netns: netns.map(str::to_string),
     }
 }
 
-fn spawn_daemon(config_path: &Path) -> (Child, SocketAddr, SocketAddr, Lines) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgegated"))
+/// `program` as a command, inside `netns` if given (`ip netns exec` execs
+/// it: the child's pid is the program's own).
+pub fn command_in(netns: Option<&str>, program: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Spawn `edgegated`; its QUIC and TLS addresses from its `listening`
+/// lines (unspecified addresses when the config has no `listen_*`).
+fn spawn_daemon(config_path: &Path, netns: Option<&str>) -> (Child, SocketAddr, SocketAddr, Lines) {
+    let listens = std::fs::read_to_string(config_path)
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("listen_quic"));
+    let mut child = command_in(netns, env!("CARGO_BIN_EXE_edgegated"))
         .arg("--config")
         .arg(config_path)
         // The daemon's own info lines too: "config reloaded" is what a
@@ -90,6 +126,10 @@ fn spawn_daemon(config_path: &Path) -> (Child, SocketAddr, SocketAddr, Lines) {
     let mut stdout = Lines::new(child.stdout.take().unwrap());
     let stderr = Lines::new(child.stderr.take().unwrap());
     let within = Duration::from_secs(20);
+    if !listens {
+        let none = SocketAddr::from(([0, 0, 0, 0], 0));
+        return (child, none, none, stderr);
+    }
     let addr = |l: &str| l.rsplit(' ').next().unwrap().parse::<SocketAddr>().unwrap();
     let quic = addr(
         &stdout
@@ -123,7 +163,8 @@ impl Daemon {
 
     /// Start again on the same config and state, after `terminate`.
     pub fn start_again(&mut self) {
-        let (child, quic, tls, stderr) = spawn_daemon(&self.path("edgegated.toml"));
+        let (child, quic, tls, stderr) =
+            spawn_daemon(&self.path("edgegated.toml"), self.netns.as_deref());
         self.child = child;
         self.quic = quic;
         self.tls = tls;
@@ -224,10 +265,12 @@ impl Daemon {
         );
     }
 
-    /// `edgegate bundle push FILE` through the tunnel port.
+    /// `edgegate bundle push FILE` through the tunnel port (run inside the
+    /// daemon's namespace).
     pub fn push(&self, file: &Path, tls: bool) -> std::process::Output {
         let gw = if tls { self.tls } else { self.quic };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgegate"));
+        // From the daemon's own namespace, where its listen address is.
+        let mut cmd = command_in(self.netns.as_deref(), env!("CARGO_BIN_EXE_edgegate"));
         cmd.args(["bundle", "push"])
             .arg(file)
             .arg("--gateway")
@@ -242,8 +285,21 @@ impl Daemon {
 
     /// Start `edgegate connect` with extra args.
     pub fn connect(&self, key: &Path, ticket: &Path, tls: bool, extra: &[String]) -> Client {
+        self.connect_in(None, key, ticket, tls, extra)
+    }
+
+    /// Start `edgegate connect` with extra args inside `netns` (the test's
+    /// own namespace if `None`).
+    pub fn connect_in(
+        &self,
+        netns: Option<&str>,
+        key: &Path,
+        ticket: &Path,
+        tls: bool,
+        extra: &[String],
+    ) -> Client {
         let gw = if tls { self.tls } else { self.quic };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgegate"));
+        let mut cmd = command_in(netns, env!("CARGO_BIN_EXE_edgegate"));
         cmd.arg("connect")
             .arg("--gateway")
             .arg(gw.to_string())

@@ -7,6 +7,9 @@
 mod daemon;
 pub use daemon::*;
 
+#[path = "netns.rs"]
+pub mod netns;
+
 use ed25519_dalek::SigningKey;
 use edgegate::policy_file::{compile_for_device, PolicyFile};
 use edgegate_proto::ticket::Ticket;

@@ -1,0 +1,104 @@
+//! A session across a real network: the daemon in a "router" namespace, the
+//! engineer's client in another, joined by a veth pair; the service a real
+//! HTTP server inside the router's namespace, fetched with curl inside the
+//! engineer's. The test's own namespace reaches neither. This is the
+//! topology the relay and VPN tests build on (tests/tunnel_support/netns.rs).
+
+#[path = "tunnel_support/harness.rs"]
+mod harness;
+
+use harness::netns::{self, Netns};
+use harness::*;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn across_veth(tls: bool) {
+    netns::require_root("tests/netns_session.rs");
+    let router = Netns::new("rt");
+    let engineer = Netns::new("en");
+    netns::link(
+        &router,
+        "lan0",
+        "10.88.1.1/24",
+        &engineer,
+        "wan0",
+        "10.88.1.2/24",
+    );
+
+    // The machine's web server, on the router's loopback only.
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("status"), "plc across the veth\n").unwrap();
+    let _server = Server(
+        router
+            .cmd("python3")
+            .args([
+                "-m",
+                "http.server",
+                "18080",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(www.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http: std::net::SocketAddr = "127.0.0.1:18080".parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || router
+            .cmd("curl")
+            .args(["-sf", "http://127.0.0.1:18080/status"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success()))
+        .is_some(),
+        "the web server starts in the router's namespace"
+    );
+
+    let d = start_daemon_spec(DEVICE, "", Some(router.name()), Some("10.88.1.1"));
+    assert_eq!(d.quic.ip().to_string(), "10.88.1.1");
+    // The echo backend is never used here; any address does.
+    d.install(http, "127.0.0.1:9".parse().unwrap());
+
+    let (key, ticket) = d.client("alice", "alice");
+    let mut c = d.connect_in(
+        Some(engineer.name()),
+        &key,
+        &ticket,
+        tls,
+        &forwards(&["web"]),
+    );
+    c.ready();
+    let port = c.forwarded("web");
+    let page = engineer.run("curl", &["-sS", &format!("http://127.0.0.1:{port}/status")]);
+    assert_eq!(
+        String::from_utf8_lossy(&page.stdout),
+        "plc across the veth\n"
+    );
+
+    // The test's own namespace has no route to the router.
+    let mut direct = d.connect(&key, &ticket, tls, &forwards(&["web"]));
+    let status = direct.exit(Duration::from_secs(30)).expect("exits");
+    assert!(!status.success(), "reached the router from outside");
+}
+
+#[test]
+fn session_across_namespaces_over_quic() {
+    across_veth(false);
+}
+
+#[test]
+fn session_across_namespaces_over_tls() {
+    across_veth(true);
+}
