@@ -65,7 +65,7 @@ fn example_parses_with_every_key() {
     assert_eq!(c.device_id, "router-7");
     assert_eq!(c.threshold, 2);
     assert_eq!(c.trusted_keys.len(), 2);
-    assert_eq!(c.listen_tls, "[::]:4433".parse().unwrap());
+    assert_eq!(c.listen_tls, Some("[::]:4433".parse().unwrap()));
     assert_eq!(c.control_group.as_deref(), Some("edgegate"));
     assert_eq!(c.expiry_grace, 3600);
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(1800));

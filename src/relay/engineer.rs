@@ -1,0 +1,115 @@
+//! An engineer's relayed session: check the ticket (the trusted keys'
+//! threshold, its validity window, bound to the key the handshake proved),
+//! open a stream on the registered router's connection, write the
+//! `Incoming` header there, answer `Connected`, and copy bytes both ways
+//! with bounded buffers until either side ends. The bytes are the
+//! engineer's and the router's own TLS session: the relay cannot read them
+//! and does not try.
+
+use super::accept::refuse;
+use super::registry::SessionSlot;
+use super::Relay;
+use crate::tlsid::AuthenticatedPeer;
+use crate::transport::{relay_msg, Connection, RawStream};
+use edgegate_proto::relay::{Incoming, RelayMsg, RelayRefusal};
+use edgegate_proto::{KeyRole, VerifiedTicket};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::timeout;
+
+/// How long opening a stream to the router may take.
+const OPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Copy buffer per direction.
+const COPY_BUFFER: usize = 16 << 10;
+
+impl Relay {
+    /// Serve an engineer's connection from its `Connect` on.
+    pub(super) async fn engineer(
+        self: Arc<Self>,
+        conn: Arc<dyn Connection>,
+        mut down: RawStream,
+        peer: AuthenticatedPeer,
+        ticket: Vec<u8>,
+    ) {
+        let remote = conn.remote();
+        let (device, router, _slot) = match self.admit(&peer, &ticket) {
+            Ok(admitted) => admitted,
+            Err((reason, detail)) => {
+                tracing::info!(%remote, "engineer refused: {reason}: {detail}");
+                return refuse(&*conn, down, reason, &detail).await;
+            }
+        };
+        let header = RelayMsg::Incoming(Incoming {
+            engineer: *peer.key(),
+            remote,
+        });
+        let opened = async {
+            let mut up = router.open_bi().await?.into_raw();
+            relay_msg::write(&mut up, &header).await?;
+            Ok::<_, std::io::Error>(up)
+        };
+        let mut up = match timeout(OPEN_WAIT, opened).await {
+            Ok(Ok(up)) => up,
+            _ => {
+                let why = format!("the router of device {device:?} did not answer");
+                return refuse(&*conn, down, RelayRefusal::RouterOffline, &why).await;
+            }
+        };
+        if relay_msg::write(&mut down, &RelayMsg::Connected)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tracing::debug!(%remote, device, "relaying");
+        let copied =
+            tokio::io::copy_bidirectional_with_sizes(&mut down, &mut up, COPY_BUFFER, COPY_BUFFER)
+                .await;
+        match copied {
+            Ok((to_router, to_engineer)) => {
+                tracing::debug!(%remote, device, to_router, to_engineer, "relayed session ended")
+            }
+            Err(e) => tracing::debug!(%remote, device, "relayed session ended: {e}"),
+        }
+        conn.close(0, "relayed session ended");
+    }
+
+    /// The ticket's checks and the route, or the refusal.
+    fn admit(
+        &self,
+        peer: &AuthenticatedPeer,
+        ticket: &[u8],
+    ) -> Result<(String, Arc<dyn Connection>, SessionSlot), (RelayRefusal, String)> {
+        let trust = self.authority.role(KeyRole::Ticket);
+        let verified = VerifiedTicket::verify(ticket, trust)
+            .map_err(|e| (RelayRefusal::BadTicket, e.detail()))?;
+        let t = verified.ticket();
+        let now = self.now();
+        if now < t.issued_at.saturating_sub(crate::policy::SKEW) || now >= t.expires_at {
+            let why = format!(
+                "the ticket is valid from {} until {}, it is now {now}",
+                t.issued_at, t.expires_at
+            );
+            return Err((RelayRefusal::TicketExpired, why));
+        }
+        if t.client_key != *peer.key() {
+            let why = format!(
+                "the ticket is bound to {}, this connection proved {}",
+                t.client_key,
+                peer.key()
+            );
+            return Err((RelayRefusal::NotBound, why));
+        }
+        let route = self.registry.route(&t.device).ok_or_else(|| {
+            let why = format!("no router of device {:?} is registered here", t.device);
+            (RelayRefusal::RouterOffline, why)
+        })?;
+        let limit = self.config.limits.max_sessions_per_router;
+        let slot = route.slot(limit).ok_or_else(|| {
+            let why = format!("device {:?} has {limit} relayed sessions open", t.device);
+            (RelayRefusal::Limit, why)
+        })?;
+        Ok((t.device.clone(), route.conn, slot))
+    }
+}
