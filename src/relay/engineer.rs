@@ -17,6 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
 
+/// An admitted engineer: the ticket's device, the route to its router, and
+/// the session's slot in that router's limit.
+type Admitted = (String, Arc<dyn Connection>, SessionSlot);
+
+/// A refusal and its line.
+type Refused = (RelayRefusal, String);
+
 /// How long opening a stream to the router may take.
 const OPEN_WAIT: Duration = Duration::from_secs(10);
 
@@ -76,11 +83,7 @@ impl Relay {
     }
 
     /// The ticket's checks and the route, or the refusal.
-    fn admit(
-        &self,
-        peer: &AuthenticatedPeer,
-        ticket: &[u8],
-    ) -> Result<(String, Arc<dyn Connection>, SessionSlot), (RelayRefusal, String)> {
+    fn admit(&self, peer: &AuthenticatedPeer, ticket: &[u8]) -> Result<Admitted, Refused> {
         let trust = self.authority.role(KeyRole::Ticket);
         let verified = VerifiedTicket::verify(ticket, trust)
             .map_err(|e| (RelayRefusal::BadTicket, e.detail()))?;
