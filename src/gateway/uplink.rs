@@ -27,8 +27,9 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-/// How long QUIC may take to register before TLS over TCP is tried.
-const QUIC_WAIT: Duration = Duration::from_secs(5);
+/// How long QUIC may take to register before TLS over TCP is tried: a
+/// router whose UDP is dropped is registered over TLS within 5 s.
+const QUIC_WAIT: Duration = Duration::from_secs(3);
 
 /// How long TLS over TCP may take to register.
 const TLS_WAIT: Duration = Duration::from_secs(10);

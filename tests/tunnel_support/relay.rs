@@ -262,3 +262,63 @@ impl Daemon {
         Client::spawn(cmd)
     }
 }
+
+/// A plain TCP forwarder on 127.0.0.1 in front of `target` that records
+/// every byte it forwards, both ways (what a relay, or anyone on the path,
+/// sees of a relayed session).
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub recorded: Arc<Mutex<Vec<u8>>>,
+}
+
+pub fn recorder(target: SocketAddr) -> Recorder {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let log = recorded.clone();
+    thread::spawn(move || {
+        for inbound in listener.incoming().flatten() {
+            let Ok(outbound) = TcpStream::connect(target) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                (outbound, inbound),
+            ] {
+                let log = log.clone();
+                thread::spawn(move || {
+                    let mut buf = [0u8; 16 << 10];
+                    loop {
+                        match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                log.lock().unwrap().extend_from_slice(&buf[..n]);
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    Recorder { addr, recorded }
+}
+
+impl Recorder {
+    /// Whether `needle` appears anywhere in what was forwarded.
+    pub fn saw(&self, needle: &[u8]) -> bool {
+        self.recorded
+            .lock()
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+    }
+
+    /// Bytes forwarded so far.
+    pub fn len(&self) -> usize {
+        self.recorded.lock().unwrap().len()
+    }
+}
