@@ -268,9 +268,8 @@ impl Gateway {
             }
         };
         reader.abort();
-        if !matches!(end, LinkEnd::GoingAway) {
-            conn.close(0, "bye");
-        }
+        // The sessions it carried end with it (at once, not at a timeout).
+        conn.close(0, "bye");
         end
     }
 
