@@ -186,6 +186,15 @@ pub fn relay_config(enrollment: &Path, keepalive: &str, relays: &[(String, Publi
 /// A router for `DEVICE` with no listening port, enrolled by the test
 /// authority and registering with `relays`, inside `netns` if given.
 pub fn start_relayed_router(relays: &[(String, PublicKey)], netns: Option<&str>) -> Daemon {
+    start_relayed_router_spec(relays, netns, None)
+}
+
+/// [`start_relayed_router`], also listening on `listen_ip` if given.
+pub fn start_relayed_router_spec(
+    relays: &[(String, PublicKey)],
+    netns: Option<&str>,
+    listen_ip: Option<&str>,
+) -> Daemon {
     let device = SigningKey::generate(&mut rand::rngs::OsRng);
     let file = tempfile::NamedTempFile::new().unwrap();
     let bytes = enrollment_bytes(DEVICE, public(&device), &key(1));
@@ -196,7 +205,7 @@ pub fn start_relayed_router(relays: &[(String, PublicKey)], netns: Option<&str>)
         device,
         &relay_config(&path, "2s", relays),
         netns,
-        None,
+        listen_ip,
     )
 }
 
