@@ -165,7 +165,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             tasks.push(tokio::spawn(uplink));
         }
     }
-    tracing::info!(quic = ?quic_addr, tls = ?tls_addr, device = %gateway.identity().public(), "edgegated started");
+    tracing::info!(quic = ?quic_addr, tls = ?tls_addr, device = %gateway.identity().public(), "edgegated listening");
     Ok(Running {
         gateway,
         quic: quic_addr,
