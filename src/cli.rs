@@ -14,6 +14,8 @@ mod device;
 mod evaluate;
 mod keys;
 mod policy;
+#[cfg(unix)]
+pub mod relay;
 mod shutdown;
 mod store;
 mod ticket;
@@ -63,6 +65,10 @@ pub enum Command {
     /// Repair the daemon's state directory (run with edgegated stopped).
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Ask a relay (edgegate-relay) over its control socket.
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Relay(relay::RelayCommand),
 }
 
 /// `edgegate keygen`.
@@ -331,6 +337,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::DeviceKey(a) => connect::run_device_key(a, out),
         #[cfg(unix)]
         Command::Store(c) => store::run(c, out),
+        #[cfg(unix)]
+        Command::Relay(c) => relay::run(c, out),
         #[cfg(not(unix))]
         Command::Control(c) => router_only(c.name(), ""),
         #[cfg(not(unix))]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// Longest path a unix socket address can hold (`sun_path` minus the NUL).
-const MAX_SOCKET_PATH: usize = 107;
+pub(crate) const MAX_SOCKET_PATH: usize = 107;
 
 /// A validated daemon configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,7 @@
 
 mod accept;
 pub mod config;
+mod control;
 mod engineer;
 mod registry;
 mod router;
@@ -95,6 +96,11 @@ pub async fn start(config: RelayConfig) -> anyhow::Result<Running> {
         .with_context(|| format!("state_dir {}", config.state_dir.display()))?;
     let identity = Identity::new(&key)?;
     let endpoint = crate::transport::quic::relay_server(udp, &identity)?;
+    let control = crate::control::ControlServer::bind(
+        &config.control_socket,
+        config.control_group.as_deref(),
+    )
+    .with_context(|| format!("binding control_socket {}", config.control_socket.display()))?;
     let (quic, tls) = (endpoint.local_addr()?, tcp.local_addr()?);
     let relay = Arc::new(Relay {
         authority: Authority::legacy(config.trust()),
@@ -107,6 +113,7 @@ pub async fn start(config: RelayConfig) -> anyhow::Result<Running> {
     let tasks = vec![
         tokio::spawn(relay.clone().serve_quic(endpoint)),
         tokio::spawn(relay.clone().serve_tls(tcp)),
+        tokio::spawn(relay.clone().serve_control(control)),
     ];
     tracing::info!(%quic, %tls, key = %relay.public(), "edgegate-relay listening");
     Ok(Running {
@@ -128,6 +135,7 @@ impl Running {
         for t in self.tasks {
             t.abort();
         }
+        let _ = std::fs::remove_file(&self.relay.config.control_socket);
     }
 }
 
@@ -138,6 +146,7 @@ pub async fn run(config: RelayConfig) -> anyhow::Result<()> {
     println!("relay key {}", running.relay.public());
     println!("listening quic {}", running.quic);
     println!("listening tls {}", running.tls);
+    println!("control {}", running.relay.config.control_socket.display());
     sdnotify::ready();
     sdnotify::status(&format!(
         "listening quic {} tls {}",

@@ -49,6 +49,29 @@ fn relayed_session(tls: bool) {
     };
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     assert_eq!(sessions[0].user, "alice");
+    // The relay's side: one registration, one relayed session, bytes
+    // counted each way (ciphertext: it knows sizes, not contents).
+    let status = relay.status();
+    assert_eq!(status["key"], relay.key.to_string());
+    let routers = status["routers"].as_array().unwrap();
+    assert_eq!(routers.len(), 1, "{status}");
+    let r = &routers[0];
+    assert_eq!(r["device"], DEVICE);
+    assert_eq!(r["key"], d.device_key.to_string());
+    assert_eq!(r["transport"], "quic");
+    assert_eq!(r["sessions"], 1);
+    assert!(r["bytes_to_router"].as_u64().unwrap() > 500, "{status}");
+    assert!(r["bytes_from_router"].as_u64().unwrap() > 500, "{status}");
+    let text = std::process::Command::new(env!("CARGO_BIN_EXE_edgegate"))
+        .args(["relay", "status", "--socket"])
+        .arg(relay.dir.path().join("control.sock"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("router {DEVICE} over quic from 127.0.0.1:")),
+        "{text}"
+    );
     assert!(c.stop(Duration::from_secs(10)).is_some());
 }
 

@@ -173,5 +173,56 @@ pub fn decode(body: &[u8]) -> Result<RelayMsg, RelayMsgError> {
     Ok(codec::decode_exact(body)?)
 }
 
+/// A request on the relay's control socket (`edgegate relay status`),
+/// framed as the daemon's control socket is (`AUDIT_AND_CONTROL.md`).
+/// Variants are only ever added at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayControlRequest {
+    /// The relay's key and its registered routers.
+    Status,
+}
+
+/// The relay's answer on its control socket. Variants are only ever
+/// added at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayControlResponse {
+    /// Answer to `Status`.
+    Status(RelayStatus),
+    /// The request failed (including `permission denied`).
+    Error(String),
+}
+
+/// What `edgegate relay status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayStatus {
+    /// The relay's public key (what routers and engineers pin).
+    pub key: PublicKey,
+    /// The registered routers, by device id.
+    pub routers: Vec<RegisteredRouter>,
+}
+
+/// One registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredRouter {
+    /// The enrolled device id.
+    pub device: String,
+    /// The device key it proved.
+    pub key: PublicKey,
+    /// The enrollment's serial.
+    pub serial: u64,
+    /// When it registered (this registration).
+    pub since: crate::UnixTime,
+    /// How it is connected.
+    pub transport: crate::audit::Transport,
+    /// Its address as the relay sees it (its NAT's, usually).
+    pub remote: SocketAddr,
+    /// Relayed sessions open to it now.
+    pub sessions: u32,
+    /// Bytes relayed from engineers to it, over this registration.
+    pub bytes_to_router: u64,
+    /// Bytes relayed from it to engineers, over this registration.
+    pub bytes_from_router: u64,
+}
+
 #[cfg(test)]
 mod tests;

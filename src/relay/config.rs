@@ -29,6 +29,10 @@ pub struct RelayConfig {
     pub listen_quic: SocketAddr,
     /// TCP address of the TLS listener.
     pub listen_tls: SocketAddr,
+    /// Path of the local control socket (`edgegate relay status`).
+    pub control_socket: PathBuf,
+    /// Group whose members may use the control socket (besides root).
+    pub control_group: Option<String>,
     /// `tracing` filter used when `EDGEGATE_LOG` is unset (default `info`).
     pub log_level: String,
     /// Resource limits.
@@ -73,6 +77,8 @@ struct RawRelayConfig {
     threshold: Option<Spanned<i64>>,
     listen_quic: Spanned<String>,
     listen_tls: Spanned<String>,
+    control_socket: Spanned<PathBuf>,
+    control_group: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawRelayLimits,
@@ -119,6 +125,20 @@ impl RelayConfig {
                 l.get_ref().clone()
             }
         };
+        let control_socket = raw.control_socket.get_ref().clone();
+        let len = control_socket.as_os_str().len();
+        if len == 0 || len > crate::config::MAX_SOCKET_PATH {
+            let max = crate::config::MAX_SOCKET_PATH;
+            let why = format!("path must be 1..={max} bytes (a unix socket limit)");
+            return Err(ctx.err("control_socket", &raw.control_socket, why));
+        }
+        let control_group = match &raw.control_group {
+            Some(g) if g.get_ref().is_empty() => {
+                let why = "must not be empty (omit the key for root only)";
+                return Err(ctx.err("control_group", g, why));
+            }
+            g => g.as_ref().map(|g| g.get_ref().clone()),
+        };
         let (l, d) = (&raw.limits, RelayLimits::default());
         let limits = RelayLimits {
             max_routers: ctx.count(
@@ -158,6 +178,8 @@ impl RelayConfig {
             threshold,
             listen_quic: ctx.addr("listen_quic", &raw.listen_quic)?,
             listen_tls: ctx.addr("listen_tls", &raw.listen_tls)?,
+            control_socket,
+            control_group,
             log_level,
             limits,
         })
@@ -173,7 +195,8 @@ mod tests {
     fn config(extra: &str) -> String {
         format!(
             "relay_key = \"/r/relay.key\"\nstate_dir = \"/r\"\ntrusted_keys = [\"{KEY}\"]\n\
-             listen_quic = \"0.0.0.0:443\"\nlisten_tls = \"0.0.0.0:443\"\n{extra}"
+             listen_quic = \"0.0.0.0:443\"\nlisten_tls = \"0.0.0.0:443\"\n\
+             control_socket = \"/run/r.sock\"\n{extra}"
         )
     }
 
@@ -209,7 +232,9 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("threshold"), "{e}");
         let e = err("[limits]\nmax_sessions_per_router = 0\n");
         assert_eq!(e.key.as_deref(), Some("limits.max_sessions_per_router"));
-        assert_eq!(e.line, Some(7));
+        assert_eq!(e.line, Some(8));
+        let e = err("control_group = \"\"\n");
+        assert_eq!(e.key.as_deref(), Some("control_group"), "{e}");
         let bad = config("").replace("0.0.0.0:443\"\nlisten_tls", "nowhere\"\nlisten_tls");
         let e = RelayConfig::from_toml_str(&bad).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("listen_quic"), "{e}");

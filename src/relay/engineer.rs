@@ -7,19 +7,20 @@
 //! and does not try.
 
 use super::accept::refuse;
-use super::registry::SessionSlot;
+use super::registry::{Route, SessionSlot, Traffic};
 use super::Relay;
 use crate::tlsid::AuthenticatedPeer;
 use crate::transport::{relay_msg, Connection, RawStream};
 use edgegate_proto::relay::{Incoming, RelayMsg, RelayRefusal};
 use edgegate_proto::{KeyRole, VerifiedTicket};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
 
-/// An admitted engineer: the ticket's device, the route to its router, and
-/// the session's slot in that router's limit.
-type Admitted = (String, Arc<dyn Connection>, SessionSlot);
+/// An admitted engineer: the ticket's device, the route to its router (its
+/// traffic counters), and the session's slot in that router's limit.
+type Admitted = (String, Route, SessionSlot);
 
 /// A refusal and its line.
 type Refused = (RelayRefusal, String);
@@ -52,7 +53,7 @@ impl Relay {
             remote,
         });
         let opened = async {
-            let mut up = router.open_bi().await?.into_raw();
+            let mut up = router.conn.open_bi().await?.into_raw();
             relay_msg::write(&mut up, &header).await?;
             Ok::<_, std::io::Error>(up)
         };
@@ -70,6 +71,10 @@ impl Relay {
             return;
         }
         tracing::debug!(%remote, device, "relaying");
+        let mut down = Counted {
+            io: down,
+            traffic: router.traffic.clone(),
+        };
         let copied =
             tokio::io::copy_bidirectional_with_sizes(&mut down, &mut up, COPY_BUFFER, COPY_BUFFER)
                 .await;
@@ -113,6 +118,57 @@ impl Relay {
             let why = format!("device {:?} has {limit} relayed sessions open", t.device);
             (RelayRefusal::Limit, why)
         })?;
-        Ok((t.device.clone(), route.conn, slot))
+        Ok((t.device.clone(), route, slot))
+    }
+}
+
+/// The engineer's side of a relayed stream, counting what passes into the
+/// registration's traffic as it passes (`edgegate relay status`).
+struct Counted {
+    io: RawStream,
+    traffic: Arc<Traffic>,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.traffic.to_router.fetch_add(n, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            self.traffic
+                .from_router
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -5,7 +5,8 @@
 
 use crate::transport::Connection;
 use edgegate_proto::enrollment::{Precedence, VerifiedEnrollment};
-use edgegate_proto::relay::RelayRefusal;
+use edgegate_proto::relay::{RegisteredRouter, RelayRefusal};
+use edgegate_proto::UnixTime;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,17 @@ struct Entry {
     enrollment: VerifiedEnrollment,
     conn: Arc<dyn Connection>,
     sessions: Arc<AtomicUsize>,
+    since: UnixTime,
+    traffic: Arc<Traffic>,
+}
+
+/// Bytes relayed over one registration, counted as they pass.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    /// From engineers to the router.
+    pub(crate) to_router: AtomicU64,
+    /// From the router to engineers.
+    pub(crate) from_router: AtomicU64,
 }
 
 /// The registrations, by device id.
@@ -33,6 +45,7 @@ pub(crate) struct Registry {
 pub(crate) struct Route {
     pub(crate) conn: Arc<dyn Connection>,
     pub(crate) sessions: Arc<AtomicUsize>,
+    pub(crate) traffic: Arc<Traffic>,
 }
 
 /// A relayed session counted against its router's limit while held.
@@ -68,6 +81,7 @@ impl Registry {
         enrollment: VerifiedEnrollment,
         conn: Arc<dyn Connection>,
         max_routers: usize,
+        since: UnixTime,
     ) -> Result<u64, (RelayRefusal, String)> {
         let device = enrollment.enrollment().device_id.clone();
         let mut entries = self.lock();
@@ -98,6 +112,8 @@ impl Registry {
             enrollment,
             conn,
             sessions,
+            since,
+            traffic: Arc::default(),
         };
         entries.insert(device, entry);
         Ok(id)
@@ -116,7 +132,29 @@ impl Registry {
         self.lock().get(device).map(|e| Route {
             conn: e.conn.clone(),
             sessions: e.sessions.clone(),
+            traffic: e.traffic.clone(),
         })
+    }
+
+    /// Every registration, by device id (for `edgegate relay status`).
+    pub(crate) fn snapshot(&self) -> Vec<RegisteredRouter> {
+        let mut all: Vec<RegisteredRouter> = self
+            .lock()
+            .iter()
+            .map(|(device, e)| RegisteredRouter {
+                device: device.clone(),
+                key: e.enrollment.enrollment().device_key,
+                serial: e.enrollment.enrollment().serial,
+                since: e.since,
+                transport: e.conn.transport(),
+                remote: e.conn.remote(),
+                sessions: u32::try_from(e.sessions.load(Ordering::Acquire)).unwrap_or(u32::MAX),
+                bytes_to_router: e.traffic.to_router.load(Ordering::Relaxed),
+                bytes_from_router: e.traffic.from_router.load(Ordering::Relaxed),
+            })
+            .collect();
+        all.sort_by(|a, b| a.device.cmp(&b.device));
+        all
     }
 
     /// How many routers are registered.

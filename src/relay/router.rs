@@ -47,6 +47,7 @@ impl Relay {
             verified.clone(),
             conn.clone(),
             self.config.limits.max_routers,
+            self.now(),
         );
         let id = match registered {
             Ok(id) => id,

@@ -57,11 +57,13 @@ trusted_keys = ["{auth}"]
 threshold = 1
 listen_quic = "{listen_ip}:{port}"
 listen_tls = "{listen_ip}:{port}"
+control_socket = "{ctl}"
 {extra}
 "#,
         key = dir.path().join("relay.key").display(),
         state = dir.path().join("state").display(),
         auth = public(authority),
+        ctl = dir.path().join("control.sock").display(),
     );
     std::fs::write(dir.path().join("relay.toml"), config).unwrap();
     let (child, key, quic, tls, stderr) = spawn_relay(&dir.path().join("relay.toml"), netns);
@@ -118,6 +120,21 @@ fn spawn_relay(
 }
 
 impl Relay {
+    /// `edgegate relay status --socket … --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgegate"))
+            .args(["relay", "status", "--json", "--socket"])
+            .arg(self.dir.path().join("control.sock"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// SIGKILL: no goodbye to anyone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -100,3 +100,36 @@ fn arbitrary_bytes_never_panic_and_round_trip_when_accepted() {
         }
     }
 }
+
+#[test]
+fn control_golden_bytes() {
+    assert_eq!(codec::encode(&RelayControlRequest::Status), [0]);
+    let status = RelayControlResponse::Status(RelayStatus {
+        key: PublicKey([1; 32]),
+        routers: vec![RegisteredRouter {
+            device: "r1".into(),
+            key: PublicKey([2; 32]),
+            serial: 3,
+            since: 1_700_000_000,
+            transport: crate::audit::Transport::Tls,
+            remote: "192.0.2.7:4433".parse().unwrap(),
+            sessions: 1,
+            bytes_to_router: 300,
+            bytes_from_router: 5,
+        }],
+    });
+    let want = format!(
+        "00{}01 027231 {} 03 80e2cfaa06 01 00c0000207d122 01 ac02 05",
+        "01".repeat(32),
+        "02".repeat(32)
+    );
+    let want: String = want.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = codec::encode(&status);
+    assert_eq!(hex(&bytes), want);
+    assert_eq!(
+        codec::decode_exact::<RelayControlResponse>(&bytes),
+        Ok(status)
+    );
+    let err = RelayControlResponse::Error("no".into());
+    assert_eq!(hex(&codec::encode(&err)), "01026e6f");
+}
