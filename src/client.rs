@@ -14,7 +14,7 @@ mod tls;
 
 pub use forward::{forward, Forward};
 pub use push::push_bundle;
-pub use relayed::{Refusal, RelayHop};
+pub use relayed::{Refusal, RelayHop, RelayPush};
 pub use socks::socks5;
 
 use crate::tlsid::{self, Identity};

@@ -16,8 +16,10 @@ mod accept;
 pub mod config;
 mod control;
 mod engineer;
+mod push;
 mod registry;
 mod router;
+mod spool;
 
 use crate::clock::Clock;
 use crate::sdnotify;
@@ -42,9 +44,20 @@ pub struct Relay {
     authority: Authority,
     identity: Identity,
     registry: Registry,
+    /// The newest bundle per device, until its router takes it.
+    spool: spool::Spool,
+    /// Pushes whose bodies may be read at once (each up to
+    /// `limits.max_bundle_size`).
+    push_slots: Arc<tokio::sync::Semaphore>,
+    /// Routers' answers to deliveries: (device, serial, answer), for
+    /// pushers that wait.
+    deliveries: tokio::sync::broadcast::Sender<(String, u64, edgegate_proto::frame::PushResult)>,
     clock: Clock,
     shutdown: watch::Sender<bool>,
 }
+
+/// Push bodies read at once.
+const PUSH_SLOTS: usize = 4;
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,6 +108,7 @@ pub async fn start(config: RelayConfig) -> anyhow::Result<Running> {
     crate::store::create_private_dir(&config.state_dir)
         .with_context(|| format!("state_dir {}", config.state_dir.display()))?;
     let identity = Identity::new(&key)?;
+    let spool = spool::Spool::open(&config.state_dir).map_err(|e| anyhow!("state_dir: {e}"))?;
     let endpoint = crate::transport::quic::relay_server(udp, &identity)?;
     let control = crate::control::ControlServer::bind(
         &config.control_socket,
@@ -107,6 +121,9 @@ pub async fn start(config: RelayConfig) -> anyhow::Result<Running> {
         config,
         identity,
         registry: Registry::default(),
+        spool,
+        push_slots: Arc::new(tokio::sync::Semaphore::new(PUSH_SLOTS)),
+        deliveries: tokio::sync::broadcast::channel(64).0,
         clock: Clock::system(),
         shutdown: watch::channel(false).0,
     });

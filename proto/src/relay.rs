@@ -69,6 +69,36 @@ pub enum RelayMsg {
     /// relay let through and from where (the router's own handshake
     /// decides whether the engineer is who this says).
     Incoming(Incoming),
+    /// Anyone → relay, first message instead of `Register`/`Connect`: a
+    /// signed bundle for the relay to keep (the newest serial per device)
+    /// and deliver to its router. The bundle's signatures decide, not the
+    /// pusher. Capped by the relay's bundle size, not [`MAX_RELAY_MSG`].
+    PushBundle {
+        /// Bundle envelope bytes, as signed.
+        #[serde(with = "codec::bytes")]
+        bundle: Vec<u8>,
+        /// Whether the pusher waits for the router's answer (`Delivered`
+        /// follows `Queued`).
+        wait: bool,
+    },
+    /// Relay → pusher: the bundle is kept; it is delivered when its router
+    /// registers, or at once if it is registered.
+    Queued {
+        /// The bundle's device.
+        device: String,
+        /// The bundle's serial.
+        serial: u64,
+    },
+    /// Relay → router, first message of a stream the relay opens instead
+    /// of `Incoming`: a bundle to apply by the router's own rules.
+    Deliver {
+        /// Bundle envelope bytes, as pushed.
+        #[serde(with = "codec::bytes")]
+        bundle: Vec<u8>,
+    },
+    /// Router → relay on that stream, and relay → a waiting pusher: the
+    /// router's answer.
+    Delivered(crate::frame::PushResult),
 }
 
 /// The header of a relayed stream.
@@ -105,11 +135,17 @@ pub enum RelayRefusal {
     Limit,
     /// The peer broke the protocol (unexpected message, too slow).
     Protocol,
+    /// A pushed bundle does not verify under the relay's trusted keys (or
+    /// is too large).
+    BadBundle,
+    /// A pushed bundle's serial is not above the one the relay keeps for
+    /// its device (or the same serial with other bytes).
+    Rollback,
 }
 
 impl RelayRefusal {
     /// Every refusal, in wire order.
-    pub const ALL: [RelayRefusal; 10] = [
+    pub const ALL: [RelayRefusal; 12] = [
         RelayRefusal::BadEnrollment,
         RelayRefusal::EnrollmentExpired,
         RelayRefusal::KeyMismatch,
@@ -120,6 +156,8 @@ impl RelayRefusal {
         RelayRefusal::RouterOffline,
         RelayRefusal::Limit,
         RelayRefusal::Protocol,
+        RelayRefusal::BadBundle,
+        RelayRefusal::Rollback,
     ];
 
     /// Stable short name for logs and the engineer's error line.
@@ -135,6 +173,8 @@ impl RelayRefusal {
             RelayRefusal::RouterOffline => "router-offline",
             RelayRefusal::Limit => "limit-exceeded",
             RelayRefusal::Protocol => "protocol",
+            RelayRefusal::BadBundle => "bad-bundle",
+            RelayRefusal::Rollback => "rollback",
         }
     }
 }
@@ -148,8 +188,9 @@ impl std::fmt::Display for RelayRefusal {
 /// Why a relay message could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RelayMsgError {
-    /// The length prefix exceeds [`MAX_RELAY_MSG`].
-    #[error("relay message of {0} bytes exceeds the cap of {MAX_RELAY_MSG}")]
+    /// The length prefix exceeds the cap in force ([`MAX_RELAY_MSG`], or a
+    /// bundle's for `PushBundle` and `Deliver`).
+    #[error("relay message of {0} bytes exceeds its cap")]
     TooLarge(usize),
     /// The body is not a valid relay message.
     #[error(transparent)]
@@ -164,8 +205,21 @@ pub fn encode(msg: &RelayMsg) -> Vec<u8> {
 /// Check an announced length against [`MAX_RELAY_MSG`]; call before
 /// allocating.
 pub fn check_len(prefix: [u8; 4]) -> Result<usize, RelayMsgError> {
-    codec::prefixed_len(prefix, MAX_RELAY_MSG).map_err(RelayMsgError::TooLarge)
+    check_len_capped(prefix, MAX_RELAY_MSG)
 }
+
+/// Check an announced length against `cap` (a bundle's, for `PushBundle`
+/// and `Deliver`); call before allocating.
+pub fn check_len_capped(prefix: [u8; 4], cap: usize) -> Result<usize, RelayMsgError> {
+    codec::prefixed_len(prefix, cap).map_err(RelayMsgError::TooLarge)
+}
+
+/// postcard variant index of [`RelayMsg::PushBundle`]: the first body byte
+/// a relay reads before it lets a message be larger than [`MAX_RELAY_MSG`].
+pub const PUSH_TAG: u8 = 9;
+
+/// postcard variant index of [`RelayMsg::Deliver`].
+pub const DELIVER_TAG: u8 = 11;
 
 /// Decode one message body (without its length prefix), rejecting
 /// trailing bytes.
@@ -199,6 +253,20 @@ pub struct RelayStatus {
     pub key: PublicKey,
     /// The registered routers, by device id.
     pub routers: Vec<RegisteredRouter>,
+    /// The spooled bundles, by device id.
+    pub bundles: Vec<SpooledBundle>,
+}
+
+/// One bundle the relay keeps for a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpooledBundle {
+    /// The bundle's device.
+    pub device: String,
+    /// Its serial.
+    pub serial: u64,
+    /// The router's answer, once it took the bundle (`None`: not delivered
+    /// yet).
+    pub answer: Option<crate::frame::PushResult>,
 }
 
 /// One registration.

@@ -338,6 +338,66 @@ pub fn run_push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     outcome.map_err(|e| anyhow!(e))
 }
 
+/// Run `edgegate bundle push FILE --relay HOST:PORT --relay-key KEY
+/// [--wait DURATION]`: `queued serial N for DEVICE`, or with `--wait` the
+/// router's answer as a direct push prints it.
+pub fn run_relay_push(
+    file: &std::path::Path,
+    relay: Option<String>,
+    relay_key: Option<String>,
+    wait: Option<String>,
+    with_keys: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (Some(relay), Some(relay_key)) = (relay, relay_key) else {
+        bail!("--relay needs --relay-key");
+    };
+    if with_keys {
+        bail!("--keys: a key statement is not pushed through a relay; push it to the router");
+    }
+    let wait = wait
+        .map(|w| crate::duration::parse_duration(&w).map_err(|e| anyhow!("--wait {w}: {e}")))
+        .transpose()?
+        .map(std::time::Duration::from_secs);
+    let bundle = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
+    let key = keyfile::load_public_key(&relay_key).map_err(|e| anyhow!("--relay-key: {e}"))?;
+    let identity = Identity::new(&ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng))?;
+    let pushed = runtime()?.block_on(async move {
+        let address = tokio::net::lookup_host(&relay)
+            .await
+            .with_context(|| format!("--relay {relay}"))?
+            .next()
+            .ok_or_else(|| anyhow!("--relay {relay}: no address"))?;
+        let hop = client::RelayHop { address, key };
+        // No device key: nothing is dialled through the relay.
+        let target = Target::via_relays(vec![hop], key, identity, false);
+        target
+            .push_via_relay(bundle, wait)
+            .await
+            .map_err(|e| match e {
+                ClientError::RelayRefused(r) => anyhow!("{r}"),
+                e => anyhow!("pushing through relay {relay}: {e}"),
+            })
+    })?;
+    match pushed {
+        client::RelayPush::Queued { device, serial } => {
+            writeln!(out, "queued serial {serial} for {device}")?;
+            Ok(())
+        }
+        client::RelayPush::NoAnswer { device, serial } => {
+            writeln!(out, "queued serial {serial} for {device}")?;
+            bail!("no answer from the router of {device} within --wait")
+        }
+        client::RelayPush::Answered(result) => {
+            let (lines, outcome) = super::delivery::render(&result);
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
+            outcome.map_err(|e| anyhow!(e))
+        }
+    }
+}
+
 /// `rejected: CODE: MESSAGE`, without repeating a code the message already
 /// starts with (the store's messages read `rollback: serial 3 is not above…`).
 pub(super) fn rejected(code: &str, message: &str) -> String {

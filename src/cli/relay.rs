@@ -87,7 +87,29 @@ fn render(s: &RelayStatus, out: &mut dyn Write) -> anyhow::Result<()> {
             r.key
         )?;
     }
+    writeln!(out, "bundles {}", s.bundles.len())?;
+    for b in &s.bundles {
+        writeln!(
+            out,
+            "bundle {} serial {} {}",
+            b.device,
+            b.serial,
+            answer(&b.answer)
+        )?;
+    }
     Ok(())
+}
+
+/// A spooled bundle's state: `not delivered`, or the router's answer.
+fn answer(a: &Option<edgegate_proto::frame::PushResult>) -> String {
+    let Some(result) = a else {
+        return "not delivered".to_string();
+    };
+    let (lines, outcome) = super::delivery::render(result);
+    match outcome {
+        Ok(()) => format!("delivered: {}", lines.join(", ")),
+        Err(e) => format!("delivered: {e}"),
+    }
 }
 
 fn json(s: &RelayStatus) -> serde_json::Value {
@@ -108,5 +130,17 @@ fn json(s: &RelayStatus) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({ "key": s.key.to_string(), "routers": routers })
+    let bundles: Vec<serde_json::Value> = s
+        .bundles
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "device": b.device,
+                "serial": b.serial,
+                "delivered": b.answer.is_some(),
+                "answer": b.answer.as_ref().map(|_| answer(&b.answer)),
+            })
+        })
+        .collect();
+    serde_json::json!({ "key": s.key.to_string(), "routers": routers, "bundles": bundles })
 }

@@ -218,3 +218,93 @@ fn relay_handshake(
 fn relay_link(hop: &RelayHop, e: impl std::fmt::Display) -> ClientError {
     ClientError::Link(format!("relay {}: {e}", hop.address))
 }
+
+/// What a bundle pushed through a relay became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayPush {
+    /// Kept by the relay; the router's answer was not asked for.
+    Queued {
+        /// The bundle's device.
+        device: String,
+        /// Its serial.
+        serial: u64,
+    },
+    /// The router's answer.
+    Answered(edgegate_proto::frame::PushResult),
+    /// Kept by the relay; the router did not answer within the wait.
+    NoAnswer {
+        /// The bundle's device.
+        device: String,
+        /// Its serial.
+        serial: u64,
+    },
+}
+
+/// How long the relay may take to check and keep a bundle.
+const QUEUE_WAIT: Duration = Duration::from_secs(30);
+
+impl Target {
+    /// Push a signed bundle through the first relay (`edgegate bundle push
+    /// --relay`); with `wait`, wait that long for the router's answer.
+    pub async fn push_via_relay(
+        &self,
+        bundle: Vec<u8>,
+        wait: Option<Duration>,
+    ) -> Result<RelayPush, ClientError> {
+        let hop = self
+            .relays
+            .first()
+            .ok_or_else(|| ClientError::Link("no relay given".into()))?;
+        let pin = tlsid::PinWatch::default();
+        let relay = self.reach(hop, &pin).await?;
+        let outcome = push_on(&*relay, hop, bundle, wait).await;
+        relay.close(0, "done");
+        let _ = timeout(Duration::from_millis(200), relay.drain()).await;
+        outcome
+    }
+}
+
+async fn push_on(
+    relay: &dyn Connection,
+    hop: &RelayHop,
+    bundle: Vec<u8>,
+    wait: Option<Duration>,
+) -> Result<RelayPush, ClientError> {
+    let mut raw = relay
+        .open_bi()
+        .await
+        .map_err(|e| relay_link(hop, e))?
+        .into_raw();
+    let push = RelayMsg::PushBundle {
+        bundle,
+        wait: wait.is_some(),
+    };
+    let queued = async {
+        relay_msg::write(&mut raw, &push).await?;
+        relay_msg::read(&mut raw).await
+    };
+    let queued = timeout(QUEUE_WAIT, queued)
+        .await
+        .map_err(|_| relay_link(hop, "no answer"))?
+        .map_err(|e| relay_link(hop, e))?;
+    let (device, serial) = match queued {
+        RelayMsg::Queued { device, serial } => (device, serial),
+        RelayMsg::Refused { reason, detail } => {
+            return Err(ClientError::RelayRefused(Refusal {
+                relay: hop.address,
+                reason,
+                detail,
+            }))
+        }
+        _ => return Err(relay_link(hop, "unexpected answer to PushBundle")),
+    };
+    let Some(wait) = wait else {
+        return Ok(RelayPush::Queued { device, serial });
+    };
+    match timeout(wait, relay_msg::read(&mut raw)).await {
+        Ok(Ok(RelayMsg::Delivered(result))) => Ok(RelayPush::Answered(result)),
+        Ok(Ok(_)) => Err(relay_link(hop, "unexpected answer while waiting")),
+        Ok(Err(e)) => Err(relay_link(hop, e)),
+        Err(_) => Ok(RelayPush::NoAnswer { device, serial }),
+    }
+}

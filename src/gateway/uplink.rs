@@ -17,7 +17,7 @@ use crate::config::RelayPeer;
 use crate::tlsid;
 use crate::transport::mux::{self, MuxConn, Side};
 use crate::transport::{relay_msg, BiStream, Connection, QuicConn, RawStream};
-use edgegate_proto::relay::{RelayMsg, RELAY_ALPN};
+use edgegate_proto::relay::{RelayMsg, DELIVER_TAG, RELAY_ALPN};
 use rand::Rng;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -274,12 +274,24 @@ impl Gateway {
     }
 
     /// One stream the relay opened: its `Incoming` header, then the
-    /// engineer's TLS session, served as on the router's own TLS port.
+    /// engineer's TLS session, served as on the router's own TLS port; or
+    /// a spooled bundle (`Deliver`), applied by the router's own rules as
+    /// any push, and answered.
     async fn relayed(self: Arc<Self>, stream: BiStream, acceptor: TlsAcceptor, phase: Phase) {
         let mut raw = stream.into_raw();
-        let wait = self.config().limits.handshake_timeout;
-        let remote = match timeout(wait, relay_msg::read(&mut raw)).await {
+        let limits = self.config().limits.clone();
+        let large = Some((DELIVER_TAG, limits.max_bundle_size + 64));
+        let first = relay_msg::read_allowing(&mut raw, large);
+        let remote = match timeout(limits.handshake_timeout, first).await {
             Ok(Ok(RelayMsg::Incoming(incoming))) => incoming.remote,
+            Ok(Ok(RelayMsg::Deliver { bundle })) => {
+                drop(phase);
+                let result = self.push_bundle(bundle).await;
+                tracing::info!("bundle from a relay: {result:?}");
+                let _ = relay_msg::write(&mut raw, &RelayMsg::Delivered(result)).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut raw).await;
+                return;
+            }
             _ => return,
         };
         let raw = BufReader::with_capacity(READ_AHEAD, raw);

@@ -10,7 +10,7 @@ use crate::tlsid::{self, AuthenticatedPeer};
 use crate::transport::mux::{self, MuxConn, Side};
 use crate::transport::{relay_msg, Connection, QuicConn, RawStream};
 use edgegate_proto::frame::CONN_SHUTDOWN;
-use edgegate_proto::relay::{RelayMsg, RelayRefusal, RELAY_ALPN};
+use edgegate_proto::relay::{RelayMsg, RelayRefusal, PUSH_TAG, RELAY_ALPN};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -166,9 +166,14 @@ impl Relay {
             conn.close(0, "no client key");
             return;
         };
+        // A push may be bundle-sized, while a slot for its body is free.
+        let slot = self.push_slots.clone().try_acquire_owned().ok();
+        let large = slot
+            .as_ref()
+            .map(|_| (PUSH_TAG, self.config.limits.max_bundle_size + 64));
         let first = async {
             let mut raw = conn.accept_bi().await?.into_raw();
-            let msg = relay_msg::read(&mut raw).await?;
+            let msg = relay_msg::read_allowing(&mut raw, large).await?;
             Ok::<_, std::io::Error>((raw, msg))
         };
         let limit = self.config.limits.handshake_timeout;
@@ -179,10 +184,12 @@ impl Relay {
                 return;
             }
         };
+        drop(slot);
         if !phase.finish() {
             return;
         }
         match msg {
+            RelayMsg::PushBundle { bundle, wait } => self.push(conn, raw, bundle, wait).await,
             RelayMsg::Register { enrollment } => self.router(conn, raw, peer, enrollment).await,
             RelayMsg::Connect { ticket } => self.engineer(conn, raw, peer, ticket).await,
             _ => {

@@ -54,6 +54,9 @@ pub struct RelayLimits {
     /// Most connections in their unauthenticated phase at once, per
     /// listener (default 256; a quarter of them, at least 2, per source).
     pub max_handshakes: usize,
+    /// Largest bundle a pusher may hand over, in bytes (default 4 MiB, as
+    /// the router's default).
+    pub max_bundle_size: usize,
 }
 
 impl Default for RelayLimits {
@@ -64,6 +67,7 @@ impl Default for RelayLimits {
             accept_rate: 200,
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 256,
+            max_bundle_size: crate::config::DEFAULT_MAX_BUNDLE,
         }
     }
 }
@@ -92,6 +96,7 @@ struct RawRelayLimits {
     accept_rate: Option<Spanned<i64>>,
     handshake_timeout: Option<Spanned<String>>,
     max_handshakes: Option<Spanned<i64>>,
+    max_bundle_size: Option<Spanned<i64>>,
 }
 
 impl RelayConfig {
@@ -170,6 +175,12 @@ impl RelayConfig {
                 d.max_handshakes,
                 (1, 1 << 16),
             )?,
+            max_bundle_size: ctx.count(
+                "limits.max_bundle_size",
+                &l.max_bundle_size,
+                d.max_bundle_size,
+                (1 << 10, edgegate_proto::Purpose::Bundle.max_size()),
+            )?,
         };
         Ok(RelayConfig {
             relay_key: raw.relay_key,
@@ -219,6 +230,7 @@ mod tests {
                 accept_rate: 9,
                 handshake_timeout: Duration::from_secs(3),
                 max_handshakes: 8,
+                max_bundle_size: crate::config::DEFAULT_MAX_BUNDLE,
             }
         );
     }

@@ -80,6 +80,9 @@ impl Relay {
                 RelayControlRequest::Status => RelayControlResponse::Status(RelayStatus {
                     key: self.public(),
                     routers: self.registry.snapshot(),
+                    bundles: self
+                        .spool
+                        .list(self.authority.role(edgegate_proto::KeyRole::Bundle)),
                 }),
             };
             write_frame(&mut stream, &answer).await?;

@@ -62,6 +62,7 @@ impl Relay {
             .is_ok()
         {
             tracing::info!(%remote, device, ?transport, "router registered");
+            tokio::spawn(self.clone().deliver(device.clone()));
             self.keep(&*conn, ctl, &verified).await;
         }
         self.registry.remove(&device, id);
