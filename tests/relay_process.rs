@@ -144,3 +144,45 @@ fn a_router_whose_enrollment_names_another_key_refuses_to_start() {
     assert!(err[0].starts_with("error: enrollment: "), "{err:?}");
     assert!(err[0].contains("this router's device_key is"), "{err:?}");
 }
+
+#[test]
+fn connect_takes_either_a_gateway_or_relays_each_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = dir.path().join("id.key");
+    edgegate::keyfile::write_new(&id, &key(3)).unwrap();
+    let ticket = dir.path().join("t");
+    std::fs::write(&ticket, b"x").unwrap();
+    let k = public(&key(4)).to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgegate"))
+            .arg("connect")
+            .args(args)
+            .args(["--gateway-key", &k, "--identity"])
+            .arg(&id)
+            .arg("--ticket")
+            .arg(&ticket)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let both = run(&[
+        "--gateway",
+        "127.0.0.1:1",
+        "--relay",
+        "127.0.0.1:2",
+        "--relay-key",
+        &k,
+    ]);
+    assert!(both.contains("cannot be used with"), "{both}");
+    let short = run(&[
+        "--relay",
+        "127.0.0.1:2",
+        "--relay",
+        "127.0.0.1:3",
+        "--relay-key",
+        &k,
+    ]);
+    assert!(short.contains("2 relay(s) but 1 --relay-key(s)"), "{short}");
+    assert_eq!(short.lines().count(), 1, "{short}");
+}
