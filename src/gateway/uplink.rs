@@ -231,6 +231,11 @@ impl Gateway {
         });
         let every = self.config().relay_keepalive;
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+        // QUIC's own keep-alives (and idle timeout) hold the NAT mapping and
+        // notice a dead relay; relay pings would double the idle traffic.
+        // TLS over TCP has only TCP keep-alive, which NATs do not all see
+        // as traffic: there the relay is pinged.
+        let pinging = conn.transport() == edgegate_proto::audit::Transport::Tls;
         let mut deadline: Option<Instant> = None;
         let mut pending = Pending::new(self.config().limits.max_handshakes);
         let source = conn.remote().ip();
@@ -255,7 +260,7 @@ impl Gateway {
                     Some(Err(e)) => break LinkEnd::Lost(format!("link lost: {e}")),
                     None => break LinkEnd::Lost("link lost".into()),
                 },
-                _ = ping.tick() => {
+                _ = ping.tick(), if pinging => {
                     n += 1;
                     if let Err(e) = relay_msg::write(&mut w, &RelayMsg::Ping(n)).await {
                         break LinkEnd::Lost(format!("link lost: {e}"));

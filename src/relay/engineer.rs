@@ -28,8 +28,9 @@ type Refused = (RelayRefusal, String);
 /// How long opening a stream to the router may take.
 const OPEN_WAIT: Duration = Duration::from_secs(10);
 
-/// Copy buffer per direction.
-const COPY_BUFFER: usize = 16 << 10;
+/// Copy buffer per direction: four TLS records, so a bulk stream passes
+/// the relay in few large writes.
+const COPY_BUFFER: usize = 64 << 10;
 
 impl Relay {
     /// Serve an engineer's connection from its `Connect` on.

@@ -250,7 +250,12 @@ pub fn uplink(
     let alpn = edgegate_proto::relay::RELAY_ALPN;
     let mut endpoint = endpoint(unspecified(relay), None)?;
     let mut config = tlsid::quic_client_config_alpn(id, relay_key, watch, alpn)?;
-    config.transport_config(Arc::new(relay_transport(streams, Some(keep_alive))));
+    let mut t = relay_transport(streams, Some(keep_alive));
+    // The keep-alives are the link's liveness check: a relay that answers
+    // none for two of them and a few seconds more is gone.
+    let idle = (keep_alive * 2 + Duration::from_secs(5)).min(RELAY_IDLE);
+    t.max_idle_timeout(Some(idle.try_into().expect("at most 60 s")));
+    config.transport_config(Arc::new(t));
     endpoint.set_default_client_config(config);
     Ok(endpoint)
 }
