@@ -66,6 +66,24 @@ fn the_relay_path_carries_only_ciphertext() {
 }
 
 #[test]
+fn an_engineer_whose_quic_gets_no_answer_falls_back_to_tls() {
+    let echo = echo_backend();
+    let relay = start_relay(&key(1), "127.0.0.1", None, "");
+    let address = relay.quic.to_string();
+    let mut d = start_relayed_router(&[(address.clone(), relay.key)], None);
+    assert!(wait_registered(&mut d, &address, Duration::from_secs(20)).is_some());
+    d.install_local(echo, echo);
+    // The forwarder's port answers TCP only: QUIC hears nothing there.
+    let tcp_only = recorder(relay.tls);
+    let (key, ticket) = d.client("alice", "alice");
+    let relays = [(tcp_only.addr, relay.key)];
+    let mut c = d.connect_relayed(None, &relays, &key, &ticket, false, &forwards(&["hmi"]));
+    c.ready();
+    drop(echo_through(c.forwarded("hmi")));
+    assert!(tcp_only.len() > 1000, "it went over TCP");
+}
+
+#[test]
 fn a_relay_or_router_with_another_key_fails_the_connection_clearly() {
     let relay = start_relay(&key(1), "127.0.0.1", None, "");
     let address = relay.quic.to_string();

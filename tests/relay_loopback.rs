@@ -73,6 +73,12 @@ fn relayed_session(tls: bool) {
         "{text}"
     );
     assert!(c.stop(Duration::from_secs(10)).is_some());
+    // The relay lets go of the ended session (its slot, its streams) soon,
+    // whatever the engineer's transport still says.
+    let released = wait_until(Duration::from_secs(10), || {
+        (relay.status()["routers"][0]["sessions"] == 0).then_some(())
+    });
+    assert!(released.is_some(), "{}", relay.status());
 }
 
 #[test]

@@ -16,6 +16,7 @@ use edgegate_proto::{KeyRole, VerifiedTicket};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
 /// An admitted engineer: the ticket's device, the route to its router (its
@@ -58,7 +59,7 @@ impl Relay {
             relay_msg::write(&mut up, &header).await?;
             Ok::<_, std::io::Error>(up)
         };
-        let mut up = match timeout(OPEN_WAIT, opened).await {
+        let up = match timeout(OPEN_WAIT, opened).await {
             Ok(Ok(up)) => up,
             _ => {
                 let why = format!("the router of device {device:?} did not answer");
@@ -72,19 +73,12 @@ impl Relay {
             return;
         }
         tracing::debug!(%remote, device, "relaying");
-        let mut down = Counted {
+        let down = Counted {
             io: down,
             traffic: router.traffic.clone(),
         };
-        let copied =
-            tokio::io::copy_bidirectional_with_sizes(&mut down, &mut up, COPY_BUFFER, COPY_BUFFER)
-                .await;
-        match copied {
-            Ok((to_router, to_engineer)) => {
-                tracing::debug!(%remote, device, to_router, to_engineer, "relayed session ended")
-            }
-            Err(e) => tracing::debug!(%remote, device, "relayed session ended: {e}"),
-        }
+        relay_both_ways(down, up).await;
+        tracing::debug!(%remote, device, "relayed session ended");
         conn.close(0, "relayed session ended");
     }
 
@@ -122,6 +116,34 @@ impl Relay {
         Ok((t.device.clone(), route, slot))
     }
 }
+
+/// Copy both ways until both directions ended, or one ended and the other
+/// did not follow within [`LINGER`]: a TLS session over a relayed stream
+/// ends with a close from one side, and a peer that vanished without
+/// finishing its direction must not hold the router's session slot until
+/// its transport times out.
+async fn relay_both_ways(down: Counted, up: RawStream) {
+    let (down_r, mut down_w) = tokio::io::split(down);
+    let (up_r, mut up_w) = tokio::io::split(up);
+    let to_router = async {
+        let mut from = tokio::io::BufReader::with_capacity(COPY_BUFFER, down_r);
+        let _ = tokio::io::copy_buf(&mut from, &mut up_w).await;
+        let _ = up_w.shutdown().await;
+    };
+    let to_engineer = async {
+        let mut from = tokio::io::BufReader::with_capacity(COPY_BUFFER, up_r);
+        let _ = tokio::io::copy_buf(&mut from, &mut down_w).await;
+        let _ = down_w.shutdown().await;
+    };
+    tokio::pin!(to_router, to_engineer);
+    tokio::select! {
+        () = &mut to_router => drop(timeout(LINGER, to_engineer).await),
+        () = &mut to_engineer => drop(timeout(LINGER, to_router).await),
+    }
+}
+
+/// How long one direction of a relayed stream may outlive the other.
+const LINGER: Duration = Duration::from_secs(5);
 
 /// The engineer's side of a relayed stream, counting what passes into the
 /// registration's traffic as it passes (`edgegate relay status`).

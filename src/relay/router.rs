@@ -11,6 +11,10 @@ use edgegate_proto::enrollment::EnrollmentError;
 use edgegate_proto::relay::{RelayMsg, RelayRefusal};
 use edgegate_proto::VerifiedEnrollment;
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// How long a router may take to close after `GoingAway`.
+const GOODBYE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The refusal a failed enrollment check gets.
 fn refusal(e: &EnrollmentError) -> RelayRefusal {
@@ -84,7 +88,12 @@ impl Relay {
             let msg = tokio::select! {
                 msg = relay_msg::read(&mut ctl) => msg,
                 _ = shutdown.changed() => {
-                    let _ = relay_msg::write(&mut ctl, &RelayMsg::GoingAway).await;
+                    // Written is not sent: wait (bounded) for the router to
+                    // close, which it does on reading it.
+                    if relay_msg::write(&mut ctl, &RelayMsg::GoingAway).await.is_ok() {
+                        let _ = ctl.shutdown().await;
+                        let _ = tokio::time::timeout(GOODBYE, conn.closed()).await;
+                    }
                     return;
                 }
                 _ = conn.closed() => return,
