@@ -7,7 +7,6 @@
 #[path = "tunnel_support/harness.rs"]
 mod harness;
 
-use ed25519_dalek::SigningKey;
 use harness::relay::*;
 use harness::*;
 use std::os::unix::net::UnixDatagram;
@@ -131,18 +130,33 @@ fn a_router_listening_on_nothing_still_starts_and_notifies() {
 
 #[test]
 fn a_router_whose_enrollment_names_another_key_refuses_to_start() {
-    let device = SigningKey::generate(&mut rand::rngs::OsRng);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("r.enroll");
-    std::fs::write(&path, enrollment_bytes(DEVICE, public(&key(50)), &key(1))).unwrap();
-    let extra = relay_config(&path, "25s", &[("127.0.0.1:9".into(), public(&key(51)))]);
-    let mut d = start_daemon_keyed(DEVICE, device, &extra, None, None);
-    let status = wait_until(Duration::from_secs(10), || d.child.try_wait().unwrap());
-    assert!(!status.expect("exits").success());
-    let err = d.stderr.rest(Duration::from_millis(500));
-    assert_eq!(err.len(), 1, "{err:?}");
-    assert!(err[0].starts_with("error: enrollment: "), "{err:?}");
-    assert!(err[0].contains("this router's device_key is"), "{err:?}");
+    let mut d = start_relayed_router(&[("127.0.0.1:9".into(), public(&key(51)))], None);
+    d.terminate(Duration::from_secs(10)).expect("stops");
+    let config = d.path("edgegated.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let enrollment = text
+        .lines()
+        .find_map(|l| l.strip_prefix("enrollment = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &enrollment,
+        enrollment_bytes(DEVICE, public(&key(50)), &key(1)),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgegated"))
+        .arg("--config")
+        .arg(&config)
+        .env("EDGEGATE_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: enrollment: "), "{err}");
+    assert!(err.contains("this router's device_key is"), "{err}");
 }
 
 #[test]

@@ -143,7 +143,14 @@ fn spawn_daemon(config_path: &Path, netns: Option<&str>) -> (Child, SocketAddr, 
     let mut stdout = Lines::new(child.stdout.take().unwrap());
     let stderr = Lines::new(child.stderr.take().unwrap());
     let within = Duration::from_secs(20);
+    // Its last line: the reader below ends with `stdout`, and a line
+    // printed after that would hit a closed pipe.
+    let control = |stdout: &mut Lines| {
+        let seen = stdout.wait_for(within, |l| l.starts_with("control "));
+        assert!(seen.is_some(), "daemon stdout {:?}", stdout.seen);
+    };
     if !listens {
+        control(&mut stdout);
         let none = SocketAddr::from(([0, 0, 0, 0], 0));
         return (child, none, none, stderr);
     }
@@ -158,6 +165,7 @@ fn spawn_daemon(config_path: &Path, netns: Option<&str>) -> (Child, SocketAddr, 
             .wait_for(within, |l| l.starts_with("listening tls"))
             .expect("tls address"),
     );
+    control(&mut stdout);
     (child, quic, tls, stderr)
 }
 

@@ -110,6 +110,10 @@ fn spawn_relay(
             .wait_for(within, |l| l.starts_with("listening tls"))
             .expect("tls line"),
     );
+    // Its last line: the reader ends with `stdout`.
+    assert!(stdout
+        .wait_for(within, |l| l.starts_with("control "))
+        .is_some());
     (
         child,
         key.parse().unwrap(),
