@@ -14,6 +14,8 @@ mod device;
 mod evaluate;
 mod keys;
 mod policy;
+#[cfg(unix)]
+pub mod relay;
 mod shutdown;
 mod store;
 mod ticket;
@@ -63,6 +65,10 @@ pub enum Command {
     /// Repair the daemon's state directory (run with edgegated stopped).
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Ask a relay (edgegate-relay) over its control socket.
+    #[cfg(unix)]
+    #[command(subcommand)]
+    Relay(relay::RelayCommand),
 }
 
 /// `edgegate keygen`.
@@ -106,6 +112,23 @@ pub struct PushArgs {
     /// With --gateway: use TLS over TCP instead of QUIC.
     #[arg(long, requires = "gateway")]
     pub tls: bool,
+    /// Push through this relay (HOST:PORT) instead: it keeps the newest
+    /// bundle per device and delivers it when the router is registered.
+    /// Prints `queued serial N for DEVICE`.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        requires = "relay_key",
+        conflicts_with = "gateway"
+    )]
+    pub relay: Option<String>,
+    /// The relay's public key (`ed25519:...` or a file holding it).
+    #[arg(long, value_name = "PUB", requires = "relay")]
+    pub relay_key: Option<String>,
+    /// With --relay: wait this long (e.g. 30s) for the router's answer and
+    /// print it (`accepted serial N` or `rejected: REASON`).
+    #[arg(long, value_name = "DURATION", requires = "relay")]
+    pub wait: Option<String>,
     /// A key statement file (`edgegate keys init|rotate`) to deliver with
     /// the bundle, installed first: FILE is then verified under its keys.
     /// FILE itself may also be a key statement file, pushed alone.
@@ -299,6 +322,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Ticket(TicketCommand::Issue(a)) => ticket::issue(&a, out),
         Command::Policy(PolicyCommand::Check(a)) => policy::check(&a, out),
         Command::Policy(PolicyCommand::Explain(a)) => policy::explain(&a, out),
+        Command::Bundle(BundleCommand::Push(a)) if a.relay.is_some() => {
+            connect::run_relay_push(&a.file, a.relay, a.relay_key, a.wait, a.keys.is_some(), out)
+        }
         Command::Bundle(BundleCommand::Push(a)) => match (a.gateway, a.gateway_key) {
             (Some(gateway), Some(gateway_key)) => connect::run_push(
                 connect::PushArgs {
@@ -331,6 +357,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::DeviceKey(a) => connect::run_device_key(a, out),
         #[cfg(unix)]
         Command::Store(c) => store::run(c, out),
+        #[cfg(unix)]
+        Command::Relay(c) => relay::run(c, out),
         #[cfg(not(unix))]
         Command::Control(c) => router_only(c.name(), ""),
         #[cfg(not(unix))]

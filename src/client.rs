@@ -8,11 +8,13 @@
 
 mod forward;
 mod push;
+mod relayed;
 pub(crate) mod socks;
 mod tls;
 
 pub use forward::{forward, Forward};
 pub use push::push_bundle;
+pub use relayed::{Refusal, RelayHop, RelayPush};
 pub use socks::socks5;
 
 use crate::tlsid::{self, Identity};
@@ -50,6 +52,9 @@ pub struct Target {
     quic: Mutex<Option<quinn::Endpoint>>,
     /// Set when the gateway presents a key other than `device_key`.
     pin: tlsid::PinWatch,
+    /// Relays to reach the gateway through, tried in order (empty: dial
+    /// `gateway` directly).
+    relays: Vec<RelayHop>,
 }
 
 /// Why a session or stream could not be opened.
@@ -73,6 +78,9 @@ pub enum ClientError {
     /// Network, TLS or protocol failure.
     #[error("{0}")]
     Link(String),
+    /// A relay refused to carry the session.
+    #[error("{0}")]
+    RelayRefused(Refusal),
 }
 
 fn link(e: impl std::fmt::Display) -> ClientError {
@@ -129,7 +137,30 @@ impl Target {
             tls,
             quic: Mutex::new(None),
             pin: tlsid::PinWatch::default(),
+            relays: Vec::new(),
         }
+    }
+
+    /// A target reached through `relays` (tried in order, at least one),
+    /// pinned to `device_key` end to end.
+    pub fn via_relays(
+        relays: Vec<RelayHop>,
+        device_key: PublicKey,
+        identity: Identity,
+        tls: bool,
+    ) -> Target {
+        let first = relays
+            .first()
+            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |hop| hop.address);
+        Target {
+            relays,
+            ..Target::new(first, device_key, identity, tls)
+        }
+    }
+
+    /// Whether sessions go through relays.
+    pub fn relayed(&self) -> bool {
+        !self.relays.is_empty()
     }
 
     fn tls_connector(&self) -> Result<TlsConnector, ClientError> {
@@ -172,8 +203,15 @@ impl Target {
         Ok((endpoint, conn))
     }
 
-    /// A new connection to the gateway, over QUIC or TLS.
-    async fn connect(&self) -> Result<Arc<dyn Connection>, ClientError> {
+    /// A new connection to the gateway, over QUIC or TLS, or through a
+    /// relay (which wants the session's ticket).
+    async fn connect(&self, ticket: Option<&[u8]>) -> Result<Arc<dyn Connection>, ClientError> {
+        if self.relayed() {
+            let ticket = ticket.ok_or_else(|| {
+                ClientError::Link("only sessions go through relays, not bundle pushes".into())
+            })?;
+            return Ok(Arc::new(self.through_relays(ticket).await?));
+        }
         if self.tls {
             let conn = tls::dial(&self.tls_connector()?, self.gateway, &self.pin).await?;
             return Ok(Arc::new(conn));
@@ -185,7 +223,7 @@ impl Target {
     /// Send one first frame on a fresh connection and read one answer
     /// (bundle push).
     pub(crate) async fn exchange(&self, first: Frame, cap: usize) -> Result<Frame, ClientError> {
-        let conn = self.connect().await?;
+        let conn = self.connect(None).await?;
         let stream = conn.open_bi().await.map_err(link)?;
         let (mut send, mut recv) = (stream.send, stream.recv);
         // Read while writing: the daemon may answer before it has read
@@ -230,7 +268,7 @@ pub async fn open_session(
     let (events, events_rx) = mpsc::unbounded_channel();
     let streams = Arc::new(Mutex::new(HashMap::new()));
     let reported = Arc::new(Mutex::new(HashSet::new()));
-    let conn = target.connect().await?;
+    let conn = target.connect(Some(&ticket)).await?;
     let mut control = conn.open_bi().await.map_err(link)?;
     write_frame(&mut control.send, &Frame::Hello { ticket })
         .await

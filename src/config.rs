@@ -17,7 +17,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// Longest path a unix socket address can hold (`sun_path` minus the NUL).
-const MAX_SOCKET_PATH: usize = 107;
+pub(crate) const MAX_SOCKET_PATH: usize = 107;
 
 /// A validated daemon configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +34,18 @@ pub struct Config {
     pub trusted_keys: Vec<PublicKey>,
     /// Distinct root signatures required (≥ 1, ≤ keys).
     pub threshold: usize,
-    /// UDP address of the QUIC listener.
-    pub listen_quic: SocketAddr,
-    /// TCP address of the TLS listener.
-    pub listen_tls: SocketAddr,
+    /// UDP address of the QUIC listener (`None`: no QUIC port, e.g. a
+    /// router reached only through relays).
+    pub listen_quic: Option<SocketAddr>,
+    /// TCP address of the TLS listener (`None`: no TLS port).
+    pub listen_tls: Option<SocketAddr>,
+    /// The enrollment file this router presents to its relays (DESIGN §8).
+    pub enrollment: Option<PathBuf>,
+    /// The relays this router registers with (`[[relay]]`), in file order.
+    pub relays: Vec<RelayPeer>,
+    /// How often the router shows each relay it is alive (`relay_keepalive`,
+    /// default 25s: NAT mappings commonly expire after 30 s).
+    pub relay_keepalive: Duration,
     /// Path of the local control socket.
     pub control_socket: PathBuf,
     /// Group whose members may use the control socket (besides root).
@@ -48,6 +56,16 @@ pub struct Config {
     pub log_level: String,
     /// Resource limits.
     pub limits: Limits,
+}
+
+/// One `[[relay]]` table: a relay this router dials out to and keeps a
+/// registration with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayPeer {
+    /// `HOST:PORT` of the relay (QUIC on UDP, TLS on TCP; the same port).
+    pub address: String,
+    /// The relay's pinned public key.
+    pub key: PublicKey,
 }
 
 /// Resource limits (`[limits]`). Every one is bounded; exceeding one is a
@@ -155,14 +173,25 @@ struct RawConfig {
     state_dir: PathBuf,
     trusted_keys: Spanned<Vec<Spanned<String>>>,
     threshold: Option<Spanned<i64>>,
-    listen_quic: Spanned<String>,
-    listen_tls: Spanned<String>,
+    listen_quic: Option<Spanned<String>>,
+    listen_tls: Option<Spanned<String>>,
+    enrollment: Option<PathBuf>,
+    #[serde(default)]
+    relay: Vec<RawRelay>,
+    relay_keepalive: Option<Spanned<String>>,
     control_socket: Spanned<PathBuf>,
     control_group: Option<Spanned<String>>,
     expiry_grace: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     #[serde(default)]
     limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    address: Spanned<String>,
+    key: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -182,20 +211,25 @@ struct RawLimits {
 }
 
 /// Builds errors that point at a key and the line its value sits on.
-struct Ctx<'a> {
-    path: &'a Path,
-    text: &'a str,
+pub(crate) struct Ctx<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) text: &'a str,
 }
 
 impl Ctx<'_> {
-    fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
         (line, col)
     }
 
-    fn err<T>(&self, key: &str, at: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn err<T>(
+        &self,
+        key: &str,
+        at: &Spanned<T>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             path: self.path.to_path_buf(),
             line: Some(self.line_col(at.span().start).0),
@@ -205,7 +239,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn duration(
+    pub(crate) fn duration(
         &self,
         key: &str,
         v: &Option<Spanned<String>>,
@@ -219,7 +253,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn positive_duration(
+    pub(crate) fn positive_duration(
         &self,
         key: &str,
         v: &Option<Spanned<String>>,
@@ -233,7 +267,7 @@ impl Ctx<'_> {
         Ok(Duration::from_secs(secs))
     }
 
-    fn count(
+    pub(crate) fn count(
         &self,
         key: &str,
         v: &Option<Spanned<i64>>,
@@ -249,7 +283,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn addr(&self, key: &str, v: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+    pub(crate) fn addr(&self, key: &str, v: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
         v.get_ref().parse().map_err(|_| {
             self.err(
                 key,
@@ -264,13 +298,7 @@ impl Config {
     /// Read and validate a config file.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_path_buf(),
-            line: None,
-            column: None,
-            key: None,
-            message: e.to_string(),
-        })?;
+        let text = read_text(path)?;
         Self::parse(&text, path)
     }
 
@@ -286,24 +314,46 @@ impl Config {
     }
 
     fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let ctx = Ctx { path, text };
-            let (line, column) = e.span().map(|s| ctx.line_col(s.start)).unzip();
-            ConfigError {
-                path: path.to_path_buf(),
-                line,
-                column,
-                // serde's type errors name no key; find it from the span.
-                key: e
-                    .span()
-                    .and_then(|s| crate::toml_key::key_at(text, s.start))
-                    .filter(|k| !e.message().contains(&format!("`{k}`"))),
-                message: e.message().to_string(),
-            }
-        })?;
+        let raw: RawConfig = parse_toml(text, path)?;
         Ctx { path, text }.validate(raw)
     }
 }
+
+/// Read a config file's text; an error names the file.
+pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_path_buf(),
+        line: None,
+        column: None,
+        key: None,
+        message: e.to_string(),
+    })
+}
+
+/// Deserialize strict TOML (the raw form of a config), an error pointing
+/// at the line and the key (shared with the relay's config).
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let ctx = Ctx { path, text };
+        let (line, column) = e.span().map(|s| ctx.line_col(s.start)).unzip();
+        ConfigError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            // serde's type errors name no key; find it from the span.
+            key: e
+                .span()
+                .and_then(|s| crate::toml_key::key_at(text, s.start))
+                .filter(|k| !e.message().contains(&format!("`{k}`"))),
+            message: e.message().to_string(),
+        }
+    })
+}
+
+impl Config {}
 
 impl Ctx<'_> {
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -321,6 +371,7 @@ impl Ctx<'_> {
             ));
         }
         let (trusted_keys, threshold) = self.trust_keys(&raw)?;
+        let relays = self.relays(&raw)?;
         let control_socket = raw.control_socket.get_ref().clone();
         let sock_len = control_socket.as_os_str().len();
         if sock_len == 0 || sock_len > MAX_SOCKET_PATH {
@@ -354,8 +405,15 @@ impl Ctx<'_> {
             state_dir: raw.state_dir,
             trusted_keys,
             threshold,
-            listen_quic: self.addr("listen_quic", &raw.listen_quic)?,
-            listen_tls: self.addr("listen_tls", &raw.listen_tls)?,
+            listen_quic: self.opt_addr("listen_quic", &raw.listen_quic)?,
+            listen_tls: self.opt_addr("listen_tls", &raw.listen_tls)?,
+            relays,
+            relay_keepalive: self.positive_duration(
+                "relay_keepalive",
+                &raw.relay_keepalive,
+                Duration::from_secs(25),
+            )?,
+            enrollment: raw.enrollment,
             control_socket,
             control_group,
             expiry_grace: self.duration("expiry_grace", &raw.expiry_grace, 0)?,
@@ -364,9 +422,57 @@ impl Ctx<'_> {
         })
     }
 
+    fn opt_addr(
+        &self,
+        key: &str,
+        v: &Option<Spanned<String>>,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        v.as_ref().map(|v| self.addr(key, v)).transpose()
+    }
+
+    fn relays(&self, raw: &RawConfig) -> Result<Vec<RelayPeer>, ConfigError> {
+        let mut relays = Vec::new();
+        for (i, r) in raw.relay.iter().enumerate() {
+            let address = r.address.get_ref();
+            if address.rsplit_once(':').map_or(true, |(h, p)| {
+                h.is_empty() || p.parse::<u16>().map_or(true, |p| p == 0)
+            }) {
+                let msg = format!("{address:?} is not HOST:PORT");
+                return Err(self.err(&format!("relay[{i}].address"), &r.address, msg));
+            }
+            let key = r
+                .key
+                .get_ref()
+                .parse()
+                .map_err(|e| self.err(&format!("relay[{i}].key"), &r.key, format!("{e}")))?;
+            relays.push(RelayPeer {
+                address: address.clone(),
+                key,
+            });
+        }
+        if let (Some(first), None) = (raw.relay.first(), &raw.enrollment) {
+            return Err(self.err(
+                "enrollment",
+                &first.address,
+                "a [[relay]] needs `enrollment = FILE` (`edgegate device enroll` makes it)",
+            ));
+        }
+        Ok(relays)
+    }
+
     fn trust_keys(&self, raw: &RawConfig) -> Result<(Vec<PublicKey>, usize), ConfigError> {
+        self.trust(&raw.trusted_keys, &raw.threshold)
+    }
+
+    /// `trusted_keys` and `threshold`: distinct keys, at least one, and a
+    /// threshold they can meet (default 1).
+    pub(crate) fn trust(
+        &self,
+        trusted_keys: &Spanned<Vec<Spanned<String>>>,
+        threshold: &Option<Spanned<i64>>,
+    ) -> Result<(Vec<PublicKey>, usize), ConfigError> {
         let mut keys = Vec::new();
-        for (i, k) in raw.trusted_keys.get_ref().iter().enumerate() {
+        for (i, k) in trusted_keys.get_ref().iter().enumerate() {
             let key: PublicKey = k
                 .get_ref()
                 .parse()
@@ -379,11 +485,11 @@ impl Ctx<'_> {
         if keys.is_empty() {
             return Err(self.err(
                 "trusted_keys",
-                &raw.trusted_keys,
+                trusted_keys,
                 "at least one authority key is required",
             ));
         }
-        let threshold = match &raw.threshold {
+        let threshold = match threshold {
             None => 1,
             Some(t) => {
                 let n = *t.get_ref();

@@ -9,9 +9,9 @@
 //! store, the policy or the sessions. Message types live in
 //! `edgegate_proto::control`.
 
-mod access;
+pub(crate) mod access;
 mod client;
-mod frame;
+pub(crate) mod frame;
 mod server;
 
 pub use access::PeerCred;

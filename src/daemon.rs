@@ -30,10 +30,10 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub struct Running {
     /// The shared state.
     pub gateway: Arc<Gateway>,
-    /// Where QUIC listens (UDP).
-    pub quic: SocketAddr,
-    /// Where TLS listens (TCP).
-    pub tls: SocketAddr,
+    /// Where QUIC listens (UDP), if it does.
+    pub quic: Option<SocketAddr>,
+    /// Where TLS listens (TCP), if it does.
+    pub tls: Option<SocketAddr>,
     /// The control socket.
     pub control: PathBuf,
     tasks: Vec<JoinHandle<()>>,
@@ -53,16 +53,55 @@ pub fn device_key(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(key)
 }
 
-/// Bind the QUIC (UDP) and TLS (TCP) ports; an error is one line naming
-/// the config key, the address and the listener.
-async fn bind_listeners(config: &Config) -> anyhow::Result<(std::net::UdpSocket, TcpListener)> {
-    let (quic, tls) = (config.listen_quic, config.listen_tls);
-    let udp = std::net::UdpSocket::bind(quic)
-        .map_err(|e| anyhow!("listen_quic: cannot listen for QUIC on UDP {quic}: {e}"))?;
-    let tcp = TcpListener::bind(tls)
-        .await
-        .map_err(|e| anyhow!("listen_tls: cannot listen for TLS on TCP {tls}: {e}"))?;
+/// Bind the QUIC (UDP) and TLS (TCP) ports the config names; an error is
+/// one line naming the config key, the address and the listener.
+async fn bind_listeners(
+    config: &Config,
+) -> anyhow::Result<(Option<std::net::UdpSocket>, Option<TcpListener>)> {
+    let udp = match config.listen_quic {
+        Some(quic) => Some(
+            std::net::UdpSocket::bind(quic)
+                .map_err(|e| anyhow!("listen_quic: cannot listen for QUIC on UDP {quic}: {e}"))?,
+        ),
+        None => None,
+    };
+    let tcp = match config.listen_tls {
+        Some(tls) => Some(
+            TcpListener::bind(tls)
+                .await
+                .map_err(|e| anyhow!("listen_tls: cannot listen for TLS on TCP {tls}: {e}"))?,
+        ),
+        None => None,
+    };
     Ok((udp, tcp))
+}
+
+/// The enrollment file, read and checked against this router before any
+/// relay sees it: it must name this device and this device's key.
+fn enrollment(config: &Config, device: &crate::PublicKey) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(path) = &config.enrollment else {
+        return Ok(None);
+    };
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("enrollment: {shown}: {e}"))?;
+    let (body, _) = edgegate_proto::envelope::parse(edgegate_proto::Purpose::Enroll, &bytes)
+        .map_err(|e| anyhow!("enrollment: {shown}: {e}"))?;
+    let e = edgegate_proto::enrollment::decode_body(&body)
+        .map_err(|e| anyhow!("enrollment: {shown}: {e}"))?;
+    if e.device_id != config.device_id {
+        anyhow::bail!(
+            "enrollment: {shown} enrolls device {:?}, this router is {:?}",
+            e.device_id,
+            config.device_id
+        );
+    }
+    if e.device_key != *device {
+        anyhow::bail!(
+            "enrollment: {shown} enrolls key {}, this router's device_key is {device}",
+            e.device_key
+        );
+    }
+    Ok(Some(bytes))
 }
 
 /// Start everything; listeners are bound when this returns.
@@ -72,6 +111,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (udp, tls) = bind_listeners(&config).await?;
     let key = device_key(&config.device_key)?;
     let identity = Identity::new(&key)?;
+    let enrolled = enrollment(&config, &identity.public())?;
     crate::store::create_private_dir(&config.state_dir)
         .with_context(|| format!("state_dir {}", config.state_dir.display()))?;
     let trust = config.trust();
@@ -90,7 +130,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         );
     }
     let reset = opened.reset;
-    let endpoint = crate::transport::quic::server(udp, &identity)?;
+    let endpoint = udp
+        .map(|udp| crate::transport::quic::server(udp, &identity))
+        .transpose()?;
     let control = ControlServer::bind(&config.control_socket, config.control_group.as_deref())
         .with_context(|| format!("binding control_socket {}", config.control_socket.display()))?;
     let control_path = config.control_socket.clone();
@@ -98,7 +140,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let gateway = Gateway::new(config, opened.store, opened.bundle, identity)?;
     // Loading verified and compiled the stored bundle; only its index stays.
     tokio::task::spawn_blocking(crate::memory::release_freed);
-    let (quic_addr, tls_addr) = (endpoint.local_addr()?, tls.local_addr()?);
+    let quic_addr = endpoint.as_ref().map(|e| e.local_addr()).transpose()?;
+    let tls_addr = tls.as_ref().map(|t| t.local_addr()).transpose()?;
     gateway.set_bound(quic_addr, tls_addr);
     gateway.audit_event(AuditEvent::DaemonStart {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -106,12 +149,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(r) = reset {
         audit_reset(&gateway, &state_dir, r).await;
     }
-    let tasks = vec![
-        tokio::spawn(gateway.clone().serve_quic(endpoint)),
-        tokio::spawn(gateway.clone().serve_tls(tls)),
-        tokio::spawn(control.serve(Arc::new(ControlView(gateway.clone())))),
-    ];
-    tracing::info!(quic = %quic_addr, tls = %tls_addr, device = %gateway.identity().public(), "edgegated listening");
+    let mut tasks = vec![tokio::spawn(
+        control.serve(Arc::new(ControlView(gateway.clone()))),
+    )];
+    if let Some(endpoint) = endpoint {
+        tasks.push(tokio::spawn(gateway.clone().serve_quic(endpoint)));
+    }
+    if let Some(tls) = tls {
+        tasks.push(tokio::spawn(gateway.clone().serve_tls(tls)));
+    }
+    if let Some(enrollment) = enrolled {
+        let enrollment = Arc::new(enrollment);
+        for relay in gateway.config().relays.iter().cloned() {
+            let uplink = gateway.clone().uplink(relay, enrollment.clone());
+            tasks.push(tokio::spawn(uplink));
+        }
+    }
+    tracing::info!(quic = ?quic_addr, tls = ?tls_addr, device = %gateway.identity().public(), "edgegated listening");
     Ok(Running {
         gateway,
         quic: quic_addr,
@@ -216,13 +270,20 @@ pub async fn run(config: Config, path: &Path) -> anyhow::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     println!("device key {}", running.gateway.identity().public());
-    println!("listening quic {}", running.quic);
-    println!("listening tls {}", running.tls);
+    let shown = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_string(), |a| a.to_string());
+    if let Some(quic) = running.quic {
+        println!("listening quic {quic}");
+    }
+    if let Some(tls) = running.tls {
+        println!("listening tls {tls}");
+    }
     println!("control {}", running.control.display());
     sdnotify::ready();
     sdnotify::status(&format!(
-        "listening quic {} tls {}",
-        running.quic, running.tls
+        "listening quic {} tls {}, {} relay(s)",
+        shown(running.quic),
+        shown(running.tls),
+        running.gateway.config().relays.len()
     ));
     // Healthy while the accept loops run, the store answers a write and a
     // read, and the shared state's locks answer (`Gateway::healthy`).

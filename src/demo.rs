@@ -185,6 +185,10 @@ fn instructions(
     let path = |p: &Path| shell_word(&p.display().to_string());
     let key = running.gateway.identity().public();
     let control = path(&running.control);
+    let (quic, tls) = (
+        running.quic.expect("the demo listens for QUIC"),
+        running.tls.expect("the demo listens for TLS"),
+    );
     let (web, ws, vnc, socks, bert_web, sven_vnc) = (
         free_port(),
         free_port(),
@@ -196,7 +200,7 @@ fn instructions(
     let base = |who: &(PathBuf, PathBuf)| {
         format!(
             "{eg} connect --gateway {} --gateway-key {key} --identity {} --ticket {}",
-            running.quic,
+            quic,
             path(&who.0),
             path(&who.1)
         )
@@ -214,8 +218,8 @@ fn instructions(
     ));
     line(format!(
         "  daemon: QUIC udp/{}  TLS tcp/{}  control {}",
-        running.quic,
-        running.tls,
+        quic,
+        tls,
         running.control.display()
     ));
     line(format!("  device key {key}"));
@@ -244,7 +248,7 @@ fn instructions(
     ));
     line(format!(
         "  (add --tls and use --gateway {} for the TCP fallback)",
-        running.tls
+        tls
     ));
     line(String::new());
     line("Bert (customer operator: read-only VNC only) is denied the PLC page:".into());
@@ -265,7 +269,7 @@ fn instructions(
     line(format!(
         "  {eg} bundle push {} --gateway {} --gateway-key {key}",
         path(&dir.join("bundle-2-henk-inactive.bin")),
-        running.quic
+        quic
     ));
     line(String::new());
     line("On the router (also: sessions, audit, consent grant):".into());

@@ -21,7 +21,7 @@ mod control;
 mod health;
 mod keys;
 mod local_addrs;
-mod pending;
+pub(crate) mod pending;
 mod push;
 mod quic;
 mod redecide;
@@ -30,6 +30,7 @@ mod reload;
 mod session;
 mod stream;
 mod tls;
+mod uplink;
 
 pub use authorize::Credentials;
 pub use control::ControlView;
@@ -83,7 +84,7 @@ pub struct Gateway {
     /// The watchdog's probe in flight, if any.
     probe: health::ProbeSlot,
     /// The addresses actually bound (QUIC, TLS), once listening.
-    bound: std::sync::OnceLock<(std::net::SocketAddr, std::net::SocketAddr)>,
+    bound: std::sync::OnceLock<(Option<std::net::SocketAddr>, Option<std::net::SocketAddr>)>,
 }
 
 /// Why the gateway could not be assembled.
@@ -248,8 +249,9 @@ impl Gateway {
         self.registry.len()
     }
 
-    /// Record the addresses the listeners are bound to (for `status`).
-    pub fn set_bound(&self, quic: std::net::SocketAddr, tls: std::net::SocketAddr) {
+    /// Record the addresses the listeners are bound to (for `status`);
+    /// `None` for a listener the config leaves out.
+    pub fn set_bound(&self, quic: Option<std::net::SocketAddr>, tls: Option<std::net::SocketAddr>) {
         let _ = self.bound.set((quic, tls));
     }
 

@@ -35,6 +35,8 @@ pub mod memory;
 pub mod policy;
 pub mod policy_file;
 #[cfg(unix)]
+pub mod relay;
+#[cfg(unix)]
 pub mod sdnotify;
 #[cfg(unix)]
 pub mod store;

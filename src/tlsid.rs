@@ -333,11 +333,16 @@ impl ClientCertVerifier for AnyEd25519Client {
 
 /// The daemon's rustls configuration: TLS 1.3 only, ALPN `edgegate/1`.
 pub fn server_config(id: &Identity) -> Result<rustls::ServerConfig, TlsIdError> {
+    server_config_alpn(id, ALPN)
+}
+
+/// [`server_config`] speaking `alpn` (a relay's `edgegate-relay/1`).
+pub fn server_config_alpn(id: &Identity, alpn: &[u8]) -> Result<rustls::ServerConfig, TlsIdError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(AnyEd25519Client))
         .with_single_cert(id.chain(), id.private_key())?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     // The router's CPU is the one that matters: its order, not the client's.
     config.ignore_client_order = true;
     Ok(config)
@@ -354,8 +359,19 @@ pub fn client_config_watched(
     device: PublicKey,
     watch: &PinWatch,
 ) -> Result<rustls::ClientConfig, TlsIdError> {
+    client_config_alpn(id, device, watch, ALPN)
+}
+
+/// [`client_config_watched`] speaking `alpn`, pinned to `pinned` (a
+/// relay's key when dialling a relay).
+pub fn client_config_alpn(
+    id: &Identity,
+    pinned: PublicKey,
+    watch: &PinWatch,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, TlsIdError> {
     let verifier = PinnedServer {
-        pinned: device,
+        pinned,
         watch: watch.clone(),
     };
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
@@ -363,13 +379,21 @@ pub fn client_config_watched(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(id.chain(), id.private_key())?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
 }
 
 /// The daemon's QUIC server configuration.
 pub fn quic_server_config(id: &Identity) -> Result<quinn::ServerConfig, TlsIdError> {
-    let tls = quinn::crypto::rustls::QuicServerConfig::try_from(server_config(id)?)
+    quic_server_config_alpn(id, ALPN)
+}
+
+/// [`quic_server_config`] speaking `alpn`.
+pub fn quic_server_config_alpn(
+    id: &Identity,
+    alpn: &[u8],
+) -> Result<quinn::ServerConfig, TlsIdError> {
+    let tls = quinn::crypto::rustls::QuicServerConfig::try_from(server_config_alpn(id, alpn)?)
         .map_err(|e| TlsIdError::Quic(e.to_string()))?;
     Ok(quinn::ServerConfig::with_crypto(Arc::new(tls)))
 }
@@ -380,7 +404,17 @@ pub fn quic_client_config(
     device: PublicKey,
     watch: &PinWatch,
 ) -> Result<quinn::ClientConfig, TlsIdError> {
-    let tls = client_config_watched(id, device, watch)?;
+    quic_client_config_alpn(id, device, watch, ALPN)
+}
+
+/// [`quic_client_config`] speaking `alpn`, pinned to `pinned`.
+pub fn quic_client_config_alpn(
+    id: &Identity,
+    pinned: PublicKey,
+    watch: &PinWatch,
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, TlsIdError> {
+    let tls = client_config_alpn(id, pinned, watch, alpn)?;
     let tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsIdError::Quic(e.to_string()))?;
     Ok(quinn::ClientConfig::new(Arc::new(tls)))

@@ -16,12 +16,13 @@ pub mod mux;
 mod pipe;
 mod pool;
 pub mod quic;
+pub mod relay_msg;
 
 pub use conn::{BiStream, BoxFuture, Closed, Connection, Grant, QuicConn};
 pub use mux::MuxConn;
 pub use pipe::{
     pipe_to_socket, socket_to_open_pipe, socket_to_pipe, Chunk, PipeReader, PipeWriter, PumpEnd,
-    Transform, FRAMED_CHUNK,
+    RawStream, Transform, FRAMED_CHUNK,
 };
 
 /// Why reading a frame failed.

@@ -22,6 +22,7 @@ pub mod envelope;
 pub mod frame;
 pub mod keys;
 pub mod reason;
+pub mod relay;
 pub mod ticket;
 pub mod time_floor;
 

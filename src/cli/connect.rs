@@ -19,8 +19,17 @@ use tokio::net::TcpListener;
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
     /// The gateway's tunnel address, HOST:PORT (QUIC on UDP, or TCP with --tls).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub gateway: String,
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "relay")]
+    pub gateway: Option<String>,
+    /// Reach the gateway through this relay, HOST:PORT (QUIC, or TCP with
+    /// --tls or when QUIC gets no answer). Repeatable, each with its
+    /// --relay-key; tried in order. Not with --gateway.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "gateway")]
+    pub relay: Vec<String>,
+    /// The public key of the --relay at the same position (`ed25519:...`
+    /// or a file holding it).
+    #[arg(long, value_name = "PUB")]
+    pub relay_key: Vec<String>,
     /// The device's public key (`ed25519:...` or a file holding it).
     #[arg(long, value_name = "PUB")]
     pub gateway_key: String,
@@ -133,6 +142,33 @@ pub fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
     s.parse().map_err(|_| anyhow!("{s}: expected [ADDR:]PORT"))
 }
 
+/// The target of `edgegate connect`: the gateway itself, or its relays.
+async fn connect_target(args: &ConnectArgs, identity: Identity) -> anyhow::Result<Target> {
+    if let Some(gateway) = &args.gateway {
+        return target(gateway, &args.gateway_key, identity, args.tls).await;
+    }
+    if args.relay.len() != args.relay_key.len() {
+        bail!(
+            "--relay: {} relay(s) but {} --relay-key(s); give one key per relay, in the same order",
+            args.relay.len(),
+            args.relay_key.len()
+        );
+    }
+    let device_key =
+        keyfile::load_public_key(&args.gateway_key).map_err(|e| anyhow!("--gateway-key: {e}"))?;
+    let mut hops = Vec::new();
+    for (relay, key) in args.relay.iter().zip(&args.relay_key) {
+        let key = keyfile::load_public_key(key).map_err(|e| anyhow!("--relay-key: {e}"))?;
+        let address = tokio::net::lookup_host(relay)
+            .await
+            .with_context(|| format!("--relay {relay}"))?
+            .next()
+            .ok_or_else(|| anyhow!("--relay {relay}: no address"))?;
+        hops.push(client::RelayHop { address, key });
+    }
+    Ok(Target::via_relays(hops, device_key, identity, args.tls))
+}
+
 async fn target(gateway: &str, key: &str, identity: Identity, tls: bool) -> anyhow::Result<Target> {
     let device_key = keyfile::load_public_key(key).map_err(|e| anyhow!("--gateway-key: {e}"))?;
     let gateway = tokio::net::lookup_host(gateway)
@@ -156,22 +192,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Run `edgegate connect`. Errors are one line; policy refusals print
 /// `denied: ...` themselves and return a failure code.
-pub fn run_connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+pub fn run_connect(mut args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let forwards = args
         .forward
         .iter()
         .map(|s| parse_forward(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let socks = args.socks.as_deref().map(parse_listen).transpose()?;
-    let identity = engineer_file("--identity", args.identity, "identity.key")?;
-    let ticket = engineer_file("--ticket", args.ticket, "ticket")?;
+    let identity = engineer_file("--identity", args.identity.take(), "identity.key")?;
+    let ticket = engineer_file("--ticket", args.ticket.take(), "ticket")?;
     let key = keyfile::load_signing_key(&identity)
         .map_err(|e| anyhow!("--identity {}: {e}", identity.display()))?;
     let ticket =
         std::fs::read(&ticket).with_context(|| format!("--ticket {}", ticket.display()))?;
     let identity = Identity::new(&key)?;
     runtime()?.block_on(async move {
-        let target = target(&args.gateway, &args.gateway_key, identity, args.tls).await?;
+        let target = connect_target(&args, identity).await?;
         connect(&target, ticket, forwards, socks).await
     })
 }
@@ -201,6 +237,11 @@ async fn connect(
             }
             return Ok(ExitCode::FAILURE);
         }
+        Err(ClientError::RelayRefused(refusal)) => {
+            eprintln!("denied: {refusal}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) if target.relayed() => bail!("connecting through relays: {e}"),
         Err(e) => bail!("connecting to {}: {e}", target.gateway),
     };
     let mut out = std::io::stdout().lock();
@@ -295,6 +336,66 @@ pub fn run_push(args: PushArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "{line}")?;
     }
     outcome.map_err(|e| anyhow!(e))
+}
+
+/// Run `edgegate bundle push FILE --relay HOST:PORT --relay-key KEY
+/// [--wait DURATION]`: `queued serial N for DEVICE`, or with `--wait` the
+/// router's answer as a direct push prints it.
+pub fn run_relay_push(
+    file: &std::path::Path,
+    relay: Option<String>,
+    relay_key: Option<String>,
+    wait: Option<String>,
+    with_keys: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (Some(relay), Some(relay_key)) = (relay, relay_key) else {
+        bail!("--relay needs --relay-key");
+    };
+    if with_keys {
+        bail!("--keys: a key statement is not pushed through a relay; push it to the router");
+    }
+    let wait = wait
+        .map(|w| crate::duration::parse_duration(&w).map_err(|e| anyhow!("--wait {w}: {e}")))
+        .transpose()?
+        .map(std::time::Duration::from_secs);
+    let bundle = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
+    let key = keyfile::load_public_key(&relay_key).map_err(|e| anyhow!("--relay-key: {e}"))?;
+    let identity = Identity::new(&ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng))?;
+    let pushed = runtime()?.block_on(async move {
+        let address = tokio::net::lookup_host(&relay)
+            .await
+            .with_context(|| format!("--relay {relay}"))?
+            .next()
+            .ok_or_else(|| anyhow!("--relay {relay}: no address"))?;
+        let hop = client::RelayHop { address, key };
+        // No device key: nothing is dialled through the relay.
+        let target = Target::via_relays(vec![hop], key, identity, false);
+        target
+            .push_via_relay(bundle, wait)
+            .await
+            .map_err(|e| match e {
+                ClientError::RelayRefused(r) => anyhow!("{r}"),
+                e => anyhow!("pushing through relay {relay}: {e}"),
+            })
+    })?;
+    match pushed {
+        client::RelayPush::Queued { device, serial } => {
+            writeln!(out, "queued serial {serial} for {device}")?;
+            Ok(())
+        }
+        client::RelayPush::NoAnswer { device, serial } => {
+            writeln!(out, "queued serial {serial} for {device}")?;
+            bail!("no answer from the router of {device} within --wait")
+        }
+        client::RelayPush::Answered(result) => {
+            let (lines, outcome) = super::delivery::render(&result);
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
+            outcome.map_err(|e| anyhow!(e))
+        }
+    }
 }
 
 /// `rejected: CODE: MESSAGE`, without repeating a code the message already

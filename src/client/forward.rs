@@ -51,6 +51,7 @@ pub(crate) fn report_open_error(service: &str, e: &ClientError) {
             eprintln!("denied: {service}: {reason}")
         }
         ClientError::Failed(m) | ClientError::Link(m) => eprintln!("error: {service}: {m}"),
+        ClientError::RelayRefused(r) => eprintln!("error: {service}: {r}"),
     }
 }
 

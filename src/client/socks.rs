@@ -183,7 +183,7 @@ where
     }
     let code = match &last {
         Some(ClientError::Failed(_)) => parse::REP_REFUSED,
-        Some(ClientError::Link(_)) => parse::REP_FAILURE,
+        Some(ClientError::Link(_) | ClientError::RelayRefused(_)) => parse::REP_FAILURE,
         Some(ClientError::Denied(_) | ClientError::Refused { .. }) | None => parse::REP_NOT_ALLOWED,
     };
     let what = format!("socks {destination}");

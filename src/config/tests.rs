@@ -65,7 +65,7 @@ fn example_parses_with_every_key() {
     assert_eq!(c.device_id, "router-7");
     assert_eq!(c.threshold, 2);
     assert_eq!(c.trusted_keys.len(), 2);
-    assert_eq!(c.listen_tls, "[::]:4433".parse().unwrap());
+    assert_eq!(c.listen_tls, Some("[::]:4433".parse().unwrap()));
     assert_eq!(c.control_group.as_deref(), Some("edgegate"));
     assert_eq!(c.expiry_grace, 3600);
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(1800));
@@ -165,4 +165,58 @@ fn load_names_the_file() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("missing.toml: "), "{e}");
+}
+
+#[test]
+fn a_router_may_listen_on_nothing_and_dial_relays_instead() {
+    let text = minimal()
+        .replace("listen_quic = \"127.0.0.1:4433\"\n", "")
+        .replace("listen_tls = \"127.0.0.1:4433\"\n", "");
+    let c = Config::from_toml_str(&text).unwrap();
+    assert_eq!((c.listen_quic, c.listen_tls), (None, None));
+    assert!(c.relays.is_empty());
+    assert_eq!(c.relay_keepalive, Duration::from_secs(25));
+    let relayed = format!(
+        "{text}enrollment = \"/etc/edgegate/router-1.enroll\"\nrelay_keepalive = \"20s\"\n\
+         [[relay]]\naddress = \"relay.example:443\"\nkey = \"{k}\"\n\
+         [[relay]]\naddress = \"192.0.2.1:443\"\nkey = \"{k}\"\n",
+        k = key(5)
+    );
+    let c = Config::from_toml_str(&relayed).unwrap();
+    assert_eq!(c.relays.len(), 2);
+    assert_eq!(c.relays[0].address, "relay.example:443");
+    assert_eq!(c.relays[1].key.to_string(), key(5));
+    assert_eq!(c.relay_keepalive, Duration::from_secs(20));
+    assert_eq!(
+        c.enrollment.as_deref(),
+        Some(Path::new("/etc/edgegate/router-1.enroll"))
+    );
+}
+
+#[test]
+fn relay_tables_are_checked_key_by_key() {
+    let relay = |address: &str, k: &str| {
+        format!(
+            "{}[[relay]]\naddress = \"{address}\"\nkey = \"{k}\"\n",
+            minimal()
+        )
+    };
+    let e = err(&relay("relay.example:443", &key(5)));
+    assert!(
+        e.contains("key `enrollment`") && e.contains("edgegate device enroll"),
+        "{e}"
+    );
+    let with = |extra: String| extra.replacen("[[relay]]", "enrollment = \"/e\"\n[[relay]]", 1);
+    let e = err(&with(relay("relay.example", &key(5))));
+    assert!(
+        e.contains("key `relay[0].address`") && e.contains("HOST:PORT"),
+        "{e}"
+    );
+    let e = err(&with(relay("relay.example:0", &key(5))));
+    assert!(e.contains("key `relay[0].address`"), "{e}");
+    let e = err(&with(relay("relay.example:443", "ed25519:nope")));
+    assert!(e.contains("key `relay[0].key`"), "{e}");
+    let e = err(&with(relay("relay.example:443", &key(5))).replace("\nkey = ", "\npin = "));
+    assert!(e.contains("unknown field `pin`"), "{e}");
+    assert_eq!(err(&with(relay("r:x", &key(5)))).lines().count(), 1);
 }

@@ -51,6 +51,12 @@ impl ControlServer {
         })
     }
 
+    /// The bound listener and who may use it, for a server of other
+    /// messages on the same kind of socket (the relay's, `relay/control.rs`).
+    pub(crate) fn into_parts(self) -> (UnixListener, Arc<Access>) {
+        (self.listener, self.access)
+    }
+
     /// The socket's path.
     pub fn path(&self) -> &Path {
         &self.path

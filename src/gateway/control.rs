@@ -20,7 +20,12 @@ impl Gateway {
         let (quic, tls) = self
             .bound
             .get()
-            .map(|(q, t)| (q.to_string(), t.to_string()))
+            .map(|(q, t)| {
+                let shown = |a: &Option<std::net::SocketAddr>| {
+                    a.map_or_else(|| "none".to_string(), |a| a.to_string())
+                };
+                (shown(q), shown(t))
+            })
             .unwrap_or_default();
         StatusInfo {
             device_id: self.config().device_id.clone(),

@@ -49,6 +49,12 @@ fn fixed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
     check("state_dir", old.state_dir != new.state_dir);
     check("listen_quic", old.listen_quic != new.listen_quic);
     check("listen_tls", old.listen_tls != new.listen_tls);
+    check("enrollment", old.enrollment != new.enrollment);
+    check("relay", old.relays != new.relays);
+    check(
+        "relay_keepalive",
+        old.relay_keepalive != new.relay_keepalive,
+    );
     check("control_socket", old.control_socket != new.control_socket);
     check("control_group", old.control_group != new.control_group);
     check("log_level", old.log_level != new.log_level);
@@ -70,6 +76,9 @@ fn merged(old: &Config, mut new: Config) -> Config {
     new.state_dir = old.state_dir.clone();
     new.listen_quic = old.listen_quic;
     new.listen_tls = old.listen_tls;
+    new.enrollment = old.enrollment.clone();
+    new.relays = old.relays.clone();
+    new.relay_keepalive = old.relay_keepalive;
     new.control_socket = old.control_socket.clone();
     new.control_group = old.control_group.clone();
     new.log_level = old.log_level.clone();
@@ -153,7 +162,7 @@ mod tests {
         );
         let old = Config::from_toml_str(&text).unwrap();
         let mut new = old.clone();
-        new.listen_tls = "127.0.0.1:9".parse().unwrap();
+        new.listen_tls = Some("127.0.0.1:9".parse().unwrap());
         new.device_id = "other".into();
         new.limits.idle_timeout = std::time::Duration::from_secs(5);
         assert_eq!(fixed_keys(&old, &new), ["device_id", "listen_tls"]);

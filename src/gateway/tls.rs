@@ -9,7 +9,7 @@ use super::Gateway;
 use crate::tlsid::{self, AuthenticatedPeer};
 use crate::transport::mux::{self, MuxConn, Side};
 use std::sync::Arc;
-use tokio::io::BufReader;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
@@ -56,13 +56,29 @@ impl Gateway {
         acceptor: TlsAcceptor,
         phase: Phase,
     ) {
-        let limits = self.config().limits.clone();
         let _ = tcp.set_nodelay(true);
         mux::keep_alive(&tcp);
         // rustls reads the socket 4 KiB at a time: one read per TLS record
         // instead.
         let tcp = BufReader::with_capacity(READ_AHEAD, tcp);
-        let tls = match timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        self.tls_session(tcp, remote, acceptor, phase).await;
+    }
+
+    /// The TLS session on any byte stream: a TCP connection, or a stream a
+    /// relay opened (`relay_uplink.rs`), where the engineer runs the very
+    /// same handshake end to end: the TLS 1.3 handshake (bounded), then the
+    /// session's streams multiplexed over it and served as any other.
+    pub(crate) async fn tls_session<IO>(
+        self: Arc<Self>,
+        io: IO,
+        remote: std::net::SocketAddr,
+        acceptor: TlsAcceptor,
+        phase: Phase,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits = self.config().limits.clone();
+        let tls = match timeout(limits.handshake_timeout, acceptor.accept(io)).await {
             Ok(Ok(tls)) => tls,
             _ => return,
         };

@@ -35,6 +35,24 @@ pub struct BiStream {
     pub recv: PipeReader,
 }
 
+impl BiStream {
+    /// The stream as plain bytes both ways: a QUIC stream's own bytes, or
+    /// a multiplexed stream's bytes without `Data`/`Close` frames. For
+    /// protocols that bring their own framing (the relay's, and the TLS
+    /// session it carries).
+    pub fn into_raw(self) -> super::RawStream {
+        let read: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match self.recv {
+            PipeReader::Quic(r) => Box::new(r),
+            PipeReader::Framed(r) => r,
+        };
+        let write: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match self.send {
+            PipeWriter::Quic(w) => Box::new(w),
+            PipeWriter::Framed(w) => w,
+        };
+        tokio::io::join(read, write)
+    }
+}
+
 /// What a daemon grants a connection once its first frame is judged:
 /// before that it may have one stream and a small window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

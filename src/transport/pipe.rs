@@ -19,6 +19,11 @@ pub type Transform<'a> = &'a mut (dyn FnMut(&[u8], &mut Vec<u8>) -> bool + Send)
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// A stream's two halves joined as one plain byte stream, whatever the
+/// transport (no `Data`/`Close` framing): what a relay copies and what a
+/// relayed TLS session runs over.
+pub type RawStream = tokio::io::Join<BoxRead, BoxWrite>;
+
 /// Reading end of a tunnel stream.
 pub enum PipeReader {
     /// A QUIC receive stream carrying raw bytes.

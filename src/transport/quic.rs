@@ -208,6 +208,82 @@ pub fn client(
     Ok(endpoint)
 }
 
+/// How long a relay link (router ↔ relay) may be silent before it is
+/// considered dead: longer than a keep-alive interval and a lost packet.
+pub const RELAY_IDLE: Duration = Duration::from_secs(60);
+
+fn relay_transport(incoming: u32, keep_alive: Option<Duration>) -> quinn::TransportConfig {
+    let mut t = transport(incoming, false);
+    t.max_idle_timeout(Some(RELAY_IDLE.try_into().expect("60 s fits")));
+    t.keep_alive_interval(keep_alive);
+    t.stream_receive_window(STREAM_WINDOW.into());
+    t.receive_window((4 * SESSION_WINDOW).into());
+    t.send_window(4 * SEND_WINDOW);
+    t.datagram_receive_buffer_size(None);
+    t
+}
+
+/// A relay's endpoint on a bound UDP socket: each peer may open one stream
+/// (a router's control stream, an engineer's relayed stream); the relay
+/// opens the rest.
+pub fn relay_server(
+    socket: std::net::UdpSocket,
+    id: &Identity,
+) -> Result<quinn::Endpoint, EndpointError> {
+    let alpn = edgegate_proto::relay::RELAY_ALPN;
+    let mut config = tlsid::quic_server_config_alpn(id, alpn)?;
+    config.transport_config(Arc::new(relay_transport(1, None)));
+    endpoint_on(socket, Some(config))
+}
+
+/// A router's endpoint towards the relay at `relay`, pinned to its key:
+/// the relay may open `streams` streams at once (one per relayed session),
+/// and keep-alives every `keep_alive` hold the NAT mapping open.
+pub fn uplink(
+    relay: SocketAddr,
+    id: &Identity,
+    relay_key: PublicKey,
+    watch: &tlsid::PinWatch,
+    streams: u32,
+    keep_alive: Duration,
+) -> Result<quinn::Endpoint, EndpointError> {
+    let alpn = edgegate_proto::relay::RELAY_ALPN;
+    let mut endpoint = endpoint(unspecified(relay), None)?;
+    let mut config = tlsid::quic_client_config_alpn(id, relay_key, watch, alpn)?;
+    let mut t = relay_transport(streams, Some(keep_alive));
+    // The keep-alives are the link's liveness check: a relay that answers
+    // none for two of them and a few seconds more is gone.
+    let idle = (keep_alive * 2 + Duration::from_secs(5)).min(RELAY_IDLE);
+    t.max_idle_timeout(Some(idle.try_into().expect("at most 60 s")));
+    config.transport_config(Arc::new(t));
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
+
+/// An engineer's endpoint towards the relay at `relay`, pinned to its key.
+pub fn relay_client(
+    relay: SocketAddr,
+    id: &Identity,
+    relay_key: PublicKey,
+    watch: &tlsid::PinWatch,
+) -> Result<quinn::Endpoint, EndpointError> {
+    let alpn = edgegate_proto::relay::RELAY_ALPN;
+    let mut endpoint = endpoint(unspecified(relay), None)?;
+    let mut config = tlsid::quic_client_config_alpn(id, relay_key, watch, alpn)?;
+    config.transport_config(Arc::new(transport(0, true)));
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
+
+/// The unspecified local address of `remote`'s family.
+fn unspecified(remote: SocketAddr) -> SocketAddr {
+    if remote.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,9 +52,21 @@ pub fn start_daemon_spec(
     netns: Option<&str>,
     listen_ip: Option<&str>,
 ) -> Daemon {
+    let device = SigningKey::generate(&mut rand::rngs::OsRng);
+    start_daemon_keyed(device_id, device, extra, netns, listen_ip)
+}
+
+/// [`start_daemon_spec`] with the device key given (a test that enrolls
+/// the device with relays signs the enrollment first).
+pub fn start_daemon_keyed(
+    device_id: &str,
+    device: SigningKey,
+    extra: &str,
+    netns: Option<&str>,
+    listen_ip: Option<&str>,
+) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let authority = key(1);
-    let device = SigningKey::generate(&mut rand::rngs::OsRng);
     let device_path = dir.path().join("device.key");
     edgegate::keyfile::write_new(&device_path, &device).unwrap();
     let config = format!(
@@ -117,7 +129,12 @@ fn spawn_daemon(config_path: &Path, netns: Option<&str>) -> (Child, SocketAddr, 
         .arg(config_path)
         // The daemon's own info lines too: "config reloaded" is what a
         // reload test waits for.
-        .env("EDGEGATE_LOG", "warn,edgegate::daemon=info")
+        // And "registered with relay ADDR over quic|tls", what relay tests
+        // wait for.
+        .env(
+            "EDGEGATE_LOG",
+            "warn,edgegate::daemon=info,edgegate::gateway::uplink=info",
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -126,7 +143,14 @@ fn spawn_daemon(config_path: &Path, netns: Option<&str>) -> (Child, SocketAddr, 
     let mut stdout = Lines::new(child.stdout.take().unwrap());
     let stderr = Lines::new(child.stderr.take().unwrap());
     let within = Duration::from_secs(20);
+    // Its last line: the reader below ends with `stdout`, and a line
+    // printed after that would hit a closed pipe.
+    let control = |stdout: &mut Lines| {
+        let seen = stdout.wait_for(within, |l| l.starts_with("control "));
+        assert!(seen.is_some(), "daemon stdout {:?}", stdout.seen);
+    };
     if !listens {
+        control(&mut stdout);
         let none = SocketAddr::from(([0, 0, 0, 0], 0));
         return (child, none, none, stderr);
     }
@@ -141,6 +165,7 @@ fn spawn_daemon(config_path: &Path, netns: Option<&str>) -> (Child, SocketAddr, 
             .wait_for(within, |l| l.starts_with("listening tls"))
             .expect("tls address"),
     );
+    control(&mut stdout);
     (child, quic, tls, stderr)
 }
 

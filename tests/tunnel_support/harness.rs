@@ -10,6 +10,9 @@ pub use daemon::*;
 #[path = "netns.rs"]
 pub mod netns;
 
+#[path = "relay.rs"]
+pub mod relay;
+
 use ed25519_dalek::SigningKey;
 use edgegate::policy_file::{compile_for_device, PolicyFile};
 use edgegate_proto::ticket::Ticket;

@@ -1,0 +1,310 @@
+//! Reaching a router through relays (DESIGN §8): dial a relay (QUIC, or TLS
+//! over TCP with `--tls` or when QUIC gets no answer), pinned to the
+//! relay's key; present the ticket (`Connect`); then run the ordinary TLS
+//! session with the router over the relayed stream (`tls::over`), pinned
+//! to the device key, so the router's own handshake proves it and the
+//! relay only ever copies ciphertext. Relays are tried in order.
+
+use super::{link, tls, ClientError, Target};
+use crate::tlsid;
+use crate::transport::{relay_msg, Connection, MuxConn, QuicConn, RawStream};
+use crate::PublicKey;
+use edgegate_proto::relay::{RelayMsg, RelayRefusal, RELAY_ALPN};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+
+/// How long QUIC may take to reach a relay before TLS over TCP is tried
+/// (short: a dead relay's UDP port answers nothing, and the next relay
+/// should be tried within seconds).
+const QUIC_WAIT: Duration = Duration::from_secs(3);
+
+/// One relay to try: its address and pinned key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayHop {
+    /// `HOST:PORT`, resolved.
+    pub address: SocketAddr,
+    /// The relay's public key.
+    pub key: PublicKey,
+}
+
+/// A relay's refusal, for the engineer's one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The relay that refused.
+    pub relay: SocketAddr,
+    /// Why, as a stable code.
+    pub reason: RelayRefusal,
+    /// The relay's line, or empty.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "relay {} refused: {}", self.relay, self.reason)?;
+        let detail: String = self
+            .detail
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if !detail.is_empty() {
+            write!(f, " ({detail})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The relayed stream, holding the connection to the relay that carries
+/// it: the session's multiplexer owns this, so the relay connection lives
+/// exactly as long as the session.
+struct Carried {
+    io: RawStream,
+    _relay: Arc<dyn Connection>,
+}
+
+impl AsyncRead for Carried {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Carried {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Target {
+    /// A session's connection through the first relay that carries it.
+    pub(super) async fn through_relays(&self, ticket: &[u8]) -> Result<MuxConn, ClientError> {
+        let mut last = None;
+        for hop in &self.relays {
+            match self.through(hop, ticket).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => {
+                    tracing::debug!("relay {}: {e}", hop.address);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Link("no relay given".into())))
+    }
+
+    async fn through(&self, hop: &RelayHop, ticket: &[u8]) -> Result<MuxConn, ClientError> {
+        let pin = tlsid::PinWatch::default();
+        let relay = self.reach(hop, &pin).await?;
+        let mut raw = relay
+            .open_bi()
+            .await
+            .map_err(|e| relay_link(hop, e))?
+            .into_raw();
+        let connect = RelayMsg::Connect {
+            ticket: ticket.to_vec(),
+        };
+        let answer = async {
+            relay_msg::write(&mut raw, &connect).await?;
+            relay_msg::read(&mut raw).await
+        };
+        let answer = timeout(super::CONNECT_TIMEOUT, answer)
+            .await
+            .map_err(|_| relay_link(hop, "no answer"))?
+            .map_err(|e| relay_link(hop, e))?;
+        match answer {
+            RelayMsg::Connected => {}
+            RelayMsg::Refused { reason, detail } => {
+                relay.close(0, "refused");
+                return Err(ClientError::RelayRefused(Refusal {
+                    relay: hop.address,
+                    reason,
+                    detail,
+                }));
+            }
+            _ => return Err(relay_link(hop, "unexpected answer to Connect")),
+        }
+        let carried = Carried {
+            io: raw,
+            _relay: relay,
+        };
+        tls::over(&self.tls_connector()?, carried, hop.address, &self.pin).await
+    }
+
+    /// A connection to the relay: QUIC unless `--tls`, TLS when QUIC gets
+    /// no answer in time.
+    async fn reach(
+        &self,
+        hop: &RelayHop,
+        pin: &tlsid::PinWatch,
+    ) -> Result<Arc<dyn Connection>, ClientError> {
+        if !self.tls {
+            match timeout(QUIC_WAIT, self.reach_quic(hop, pin)).await {
+                Ok(Ok(conn)) => return Ok(conn),
+                // The relay answered with the wrong key: TLS would too.
+                Ok(Err(e @ ClientError::Link(_))) if pin_failed(&e) => return Err(e),
+                Ok(Err(e)) => tracing::debug!("relay {}: quic: {e}", hop.address),
+                Err(_) => tracing::debug!("relay {}: quic: no answer", hop.address),
+            }
+        }
+        let config =
+            tlsid::client_config_alpn(&self.identity, hop.key, pin, RELAY_ALPN).map_err(link)?;
+        let connector = TlsConnector::from(Arc::new(config));
+        let conn = tls::dial_with(&connector, hop.address, |e| relay_handshake(hop, pin, e)).await;
+        let conn = conn.map_err(|e| match e {
+            ClientError::Link(why) if !why.starts_with("relay ") => relay_link(hop, why),
+            e => e,
+        })?;
+        Ok(Arc::new(conn))
+    }
+
+    async fn reach_quic(
+        &self,
+        hop: &RelayHop,
+        pin: &tlsid::PinWatch,
+    ) -> Result<Arc<dyn Connection>, ClientError> {
+        let endpoint =
+            crate::transport::quic::relay_client(hop.address, &self.identity, hop.key, pin)
+                .map_err(link)?;
+        let conn = endpoint
+            .connect(hop.address, tlsid::SERVER_NAME)
+            .map_err(link)?
+            .await
+            .map_err(|e| relay_handshake(hop, pin, e))?;
+        Ok(Arc::new(QuicConn::new(conn, Some(endpoint))))
+    }
+}
+
+/// The wording of a relay whose key is not the pinned one.
+const WRONG_RELAY_KEY: &str = "the relay's key is not the pinned --relay-key";
+
+fn pin_failed(e: &ClientError) -> bool {
+    matches!(e, ClientError::Link(why) if why.contains(WRONG_RELAY_KEY))
+}
+
+fn relay_handshake(
+    hop: &RelayHop,
+    pin: &tlsid::PinWatch,
+    e: impl std::fmt::Display,
+) -> ClientError {
+    if pin.take() {
+        return ClientError::Link(format!(
+            "relay {}: {WRONG_RELAY_KEY} (wrong key, or another relay)",
+            hop.address
+        ));
+    }
+    relay_link(hop, e)
+}
+
+fn relay_link(hop: &RelayHop, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Link(format!("relay {}: {e}", hop.address))
+}
+
+/// What a bundle pushed through a relay became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayPush {
+    /// Kept by the relay; the router's answer was not asked for.
+    Queued {
+        /// The bundle's device.
+        device: String,
+        /// Its serial.
+        serial: u64,
+    },
+    /// The router's answer.
+    Answered(edgegate_proto::frame::PushResult),
+    /// Kept by the relay; the router did not answer within the wait.
+    NoAnswer {
+        /// The bundle's device.
+        device: String,
+        /// Its serial.
+        serial: u64,
+    },
+}
+
+/// How long the relay may take to check and keep a bundle.
+const QUEUE_WAIT: Duration = Duration::from_secs(30);
+
+impl Target {
+    /// Push a signed bundle through the first relay (`edgegate bundle push
+    /// --relay`); with `wait`, wait that long for the router's answer.
+    pub async fn push_via_relay(
+        &self,
+        bundle: Vec<u8>,
+        wait: Option<Duration>,
+    ) -> Result<RelayPush, ClientError> {
+        let hop = self
+            .relays
+            .first()
+            .ok_or_else(|| ClientError::Link("no relay given".into()))?;
+        let pin = tlsid::PinWatch::default();
+        let relay = self.reach(hop, &pin).await?;
+        let outcome = push_on(&*relay, hop, bundle, wait).await;
+        relay.close(0, "done");
+        let _ = timeout(Duration::from_millis(200), relay.drain()).await;
+        outcome
+    }
+}
+
+async fn push_on(
+    relay: &dyn Connection,
+    hop: &RelayHop,
+    bundle: Vec<u8>,
+    wait: Option<Duration>,
+) -> Result<RelayPush, ClientError> {
+    let mut raw = relay
+        .open_bi()
+        .await
+        .map_err(|e| relay_link(hop, e))?
+        .into_raw();
+    let push = RelayMsg::PushBundle {
+        bundle,
+        wait: wait.is_some(),
+    };
+    let queued = async {
+        relay_msg::write(&mut raw, &push).await?;
+        relay_msg::read(&mut raw).await
+    };
+    let queued = timeout(QUEUE_WAIT, queued)
+        .await
+        .map_err(|_| relay_link(hop, "no answer"))?
+        .map_err(|e| relay_link(hop, e))?;
+    let (device, serial) = match queued {
+        RelayMsg::Queued { device, serial } => (device, serial),
+        RelayMsg::Refused { reason, detail } => {
+            return Err(ClientError::RelayRefused(Refusal {
+                relay: hop.address,
+                reason,
+                detail,
+            }))
+        }
+        _ => return Err(relay_link(hop, "unexpected answer to PushBundle")),
+    };
+    let Some(wait) = wait else {
+        return Ok(RelayPush::Queued { device, serial });
+    };
+    match timeout(wait, relay_msg::read(&mut raw)).await {
+        Ok(Ok(RelayMsg::Delivered(result))) => Ok(RelayPush::Answered(result)),
+        Ok(Ok(_)) => Err(relay_link(hop, "unexpected answer while waiting")),
+        Ok(Err(e)) => Err(relay_link(hop, e)),
+        Err(_) => Ok(RelayPush::NoAnswer { device, serial }),
+    }
+}
