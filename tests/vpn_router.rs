@@ -17,6 +17,7 @@ use edgegate::transport::{read_frame, write_frame, Connection, PipeReader, PipeW
 use edgegate_proto::audit::AuditEvent;
 use edgegate_proto::frame::{FlowClosed, FlowProtocol, Frame, VpnConfig, MAX_FRAME};
 use edgegate_proto::DenyReason;
+use harness::netns::{self, Netns};
 use harness::*;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
@@ -90,12 +91,33 @@ fn frames_of(r: PipeReader) -> Box<dyn tokio::io::AsyncRead + Send + Unpin> {
     }
 }
 
-async fn session(d: &Daemon, tls: bool) -> Session {
-    let (key, ticket) = d.client("alice", "alice");
-    let identity = Identity::new(&edgegate::keyfile::load_signing_key(&key).unwrap()).unwrap();
-    let gw = if tls { d.tls } else { d.quic };
-    let target = Target::new(gw, d.device_key, identity, tls);
-    let (session, _events) = open_session(&target, std::fs::read(ticket).unwrap())
+/// What a client needs to open a session as alice.
+struct Login {
+    quic: SocketAddr,
+    tls: SocketAddr,
+    device_key: edgegate::PublicKey,
+    key: std::path::PathBuf,
+    ticket: std::path::PathBuf,
+}
+
+impl Login {
+    fn of(d: &Daemon) -> Login {
+        let (key, ticket) = d.client("alice", "alice");
+        Login {
+            quic: d.quic,
+            tls: d.tls,
+            device_key: d.device_key,
+            key,
+            ticket,
+        }
+    }
+}
+
+async fn session(l: &Login, tls: bool) -> Session {
+    let identity = Identity::new(&edgegate::keyfile::load_signing_key(&l.key).unwrap()).unwrap();
+    let gw = if tls { l.tls } else { l.quic };
+    let target = Target::new(gw, l.device_key, identity, tls);
+    let (session, _events) = open_session(&target, std::fs::read(&l.ticket).unwrap())
         .await
         .expect("session");
     session
@@ -118,7 +140,11 @@ async fn vpn_open(conn: &Arc<dyn Connection>, datagrams: bool) -> (PipeWriter, P
 
 impl Vpn {
     async fn open(d: &Daemon, tls: bool) -> Vpn {
-        let session = session(d, tls).await;
+        Vpn::open_as(&Login::of(d), tls).await
+    }
+
+    async fn open_as(login: &Login, tls: bool) -> Vpn {
+        let session = session(login, tls).await;
         let conn = session.connection();
         let (send, recv, first) = vpn_open(&conn, !tls).await;
         let Frame::VpnReady(config) = first else {
@@ -365,6 +391,35 @@ async fn handshake(vpn: &mut Vpn, me: SocketAddrV4, dst: SocketAddrV4) -> (u32, 
     (isn + 1, theirs, rtt)
 }
 
+/// Send `data` on an open connection and read as many bytes back,
+/// acknowledging them.
+async fn exchange(
+    vpn: &mut Vpn,
+    me: SocketAddrV4,
+    dst: SocketAddrV4,
+    (seq, mut theirs): (u32, u32),
+    data: &[u8],
+) -> Vec<u8> {
+    vpn.send(tcp(me, dst, TcpControl::Psh, seq, Some(theirs), data))
+        .await;
+    let seq = seq.wrapping_add(data.len() as u32);
+    let mut echoed = Vec::new();
+    while echoed.len() < data.len() {
+        let s = vpn
+            .expect(WAIT, |i| {
+                tcp_of(packet(i)?).filter(|s| s.dst == me && !s.data.is_empty())
+            })
+            .await
+            .expect("the echo");
+        assert_eq!(s.seq, theirs);
+        theirs = theirs.wrapping_add(s.data.len() as u32);
+        echoed.extend(s.data);
+        vpn.send(tcp(me, dst, TcpControl::None, seq, Some(theirs), &[]))
+            .await;
+    }
+    echoed
+}
+
 fn denied_flows(d: &Daemon) -> Vec<(String, DenyReason)> {
     // The control client runs a runtime of its own.
     tokio::task::block_in_place(|| d.audit_events())
@@ -422,32 +477,9 @@ async fn scenario(tls: bool) {
 
     // TCP to the echo backend: handshake, data echoed.
     let me = vpn.me(40_001);
-    let (mut seq, mut theirs, rtt) = handshake(&mut vpn, me, echo4).await;
+    let (seq, theirs, rtt) = handshake(&mut vpn, me, echo4).await;
     println!("figure: vpn tcp first packet to first answer (SYN to SYN-ACK, tls={tls}): {rtt:?}");
-    vpn.send(tcp(
-        me,
-        echo4,
-        TcpControl::Psh,
-        seq,
-        Some(theirs),
-        b"hello vpn",
-    ))
-    .await;
-    seq += 9;
-    let mut echoed = Vec::new();
-    while echoed.len() < 9 {
-        let s = vpn
-            .expect(WAIT, |i| {
-                tcp_of(packet(i)?).filter(|s| s.dst == me && !s.data.is_empty())
-            })
-            .await
-            .expect("the echo");
-        assert_eq!(s.seq, theirs);
-        theirs = theirs.wrapping_add(s.data.len() as u32);
-        echoed.extend(s.data);
-        vpn.send(tcp(me, echo4, TcpControl::None, seq, Some(theirs), &[]))
-            .await;
-    }
+    let echoed = exchange(&mut vpn, me, echo4, (seq, theirs), b"hello vpn").await;
     assert_eq!(echoed, b"hello vpn");
 
     // A port outside the service's ports: RST at once, audited.
@@ -607,4 +639,139 @@ async fn vpn_over_quic_datagrams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vpn_over_tls_frames() {
     scenario(true).await;
+}
+
+/// Ping through the VPN into a machine network of the test's own: engineer
+/// — router (the daemon, unprivileged ICMP sockets allowed as the package's
+/// sysctl allows them) — machine, each a namespace; the test's client runs
+/// on a thread moved into the engineer's.
+#[test]
+fn ping_reaches_a_machine_network_through_the_vpn() {
+    netns::require_root("tests/vpn_router.rs");
+    let router = Netns::new("vr");
+    let engineer = Netns::new("ve");
+    let machine = Netns::new("vm");
+    netns::link(
+        &router,
+        "wan0",
+        "10.89.1.1/24",
+        &engineer,
+        "wan0",
+        "10.89.1.2/24",
+    );
+    netns::link(
+        &router,
+        "lan0",
+        "10.89.2.1/24",
+        &machine,
+        "lan0",
+        "10.89.2.10/24",
+    );
+    router.allow_ping_sockets();
+    let d = start_daemon_spec(DEVICE, "", Some(router.name()), Some("10.89.1.1"));
+    let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let text = policy_text(unused, unused, "active").replace(
+        r#"networks = ["127.0.0.0/8"]"#,
+        r#"networks = ["10.89.2.0/24"]"#,
+    );
+    install(&d, &text, 1);
+    let plc = Ipv4Addr::new(10, 89, 2, 10);
+    let outside = Ipv4Addr::new(10, 89, 3, 1);
+    let login = Login::of(&d);
+    for tls in [false, true] {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                engineer.enter();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut vpn = Vpn::open_as(&login, tls).await;
+                    let me = vpn.config.address;
+                    assert_eq!(vpn.config.routes.len(), 1);
+                    for seq in 1..=3 {
+                        let t0 = Instant::now();
+                        vpn.send(echo_request(me, plc, 99, seq)).await;
+                        let reply = vpn.expect(WAIT, |i| icmp_of(packet(i)?)).await;
+                        assert_eq!(reply, Some((plc, 0, 0, 99, seq)), "tls={tls}");
+                        println!(
+                            "figure: vpn ping round trip {seq} (tls={tls}): {:?}",
+                            t0.elapsed()
+                        );
+                    }
+                    vpn.send(echo_request(me, outside, 99, 4)).await;
+                    let refused = vpn.expect(WAIT, |i| icmp_of(packet(i)?)).await;
+                    assert_eq!(refused, Some((outside, 3, 13, 0, 0)));
+                });
+            })
+            .join()
+            .unwrap();
+        });
+    }
+}
+
+/// The daemon's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Figures: the daemon's memory per live TCP flow, and how long a new
+/// bundle takes to cut them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figures_memory_per_flow_and_cutting_many_flows() {
+    const N: u16 = 100;
+    let d = start_daemon_with("[limits]\nmax_vpn_flows = 1000\nvpn_buffer = 268435456\n");
+    let http = "127.0.0.1:9".parse().unwrap();
+    let echo = echo_backend();
+    let SocketAddr::V4(echo4) = echo else {
+        unreachable!()
+    };
+    let (udp_dst, _) = udp_echo();
+    install(
+        &d,
+        &policy(http, echo, &[echo.port(), udp_dst.port()], "active"),
+        1,
+    );
+    let mut vpn = Vpn::open(&d, false).await;
+    let pid = d.child.id();
+    // One flow first: what every flow shares is counted before.
+    let me = vpn.me(41_000);
+    let open = handshake(&mut vpn, me, echo4).await;
+    exchange(&mut vpn, me, echo4, (open.0, open.1), &[7; 1024]).await;
+    let before = rss_kib(pid);
+    for i in 1..=N {
+        let me = vpn.me(41_000 + i);
+        let (seq, theirs, _) = handshake(&mut vpn, me, echo4).await;
+        let back = exchange(&mut vpn, me, echo4, (seq, theirs), &[7; 1024]).await;
+        assert_eq!(back.len(), 1024);
+    }
+    let after = rss_kib(pid);
+    let per_flow = after.saturating_sub(before) / u64::from(N);
+    println!("figure: daemon RSS {before} KiB -> {after} KiB with {N} more TCP flows (1 KiB echoed each): {per_flow} KiB per flow");
+    // The buffers a flow may fill are 112 KiB; one that carried little
+    // holds less.
+    assert!(per_flow < 112, "{per_flow} KiB per flow");
+
+    let t0 = Instant::now();
+    install(&d, &policy(http, echo, &[udp_dst.port()], "active"), 2);
+    let mut cut = 0;
+    while cut < N + 1 {
+        let f = vpn
+            .expect(WAIT, |i| match i {
+                Incoming::Frame(Frame::FlowClosed(f)) => Some(f.clone()),
+                _ => None,
+            })
+            .await
+            .unwrap_or_else(|| panic!("only {cut} flows were cut"));
+        assert!(f.cut && f.reason == DenyReason::DestinationNotAllowed);
+        cut += 1;
+    }
+    println!(
+        "figure: {} live TCP flows cut by a new bundle in {:?} (push included)",
+        N + 1,
+        t0.elapsed()
+    );
 }
