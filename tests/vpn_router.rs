@@ -981,10 +981,14 @@ async fn bulk_echo(vpn: &mut Vpn, dst: SocketAddrV4, total: usize) -> Duration {
     let (mut sent, mut got) = (0usize, 0usize);
     let deadline = Instant::now() + Duration::from_secs(120);
     while got < total {
-        assert!(
-            Instant::now() < deadline,
-            "sent {sent}, got {got} of {total}"
-        );
+        if Instant::now() > deadline {
+            let s = sockets.get_mut::<Socket>(h);
+            panic!(
+                "sent {sent}, got {got} of {total}: {:?}, {} bytes unacknowledged",
+                s.state(),
+                s.send_queue()
+            );
+        }
         iface.poll(now(), &mut wire, &mut sockets);
         let s = sockets.get_mut::<Socket>(h);
         if s.can_send() && sent < total {

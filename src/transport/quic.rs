@@ -65,9 +65,16 @@ pub const STREAM_WINDOW: u32 = 256 << 10;
 /// The daemon's receive window for all streams of an admitted session.
 pub const SESSION_WINDOW: u32 = 1 << 20;
 
-/// The daemon's buffer for QUIC datagrams each way, per connection: about
-/// 45 VPN packets of 1400 bytes.
+/// The daemon's buffer for QUIC datagrams received, per connection: about
+/// 50 VPN packets.
 pub const DATAGRAM_WINDOW: usize = 64 << 10;
+
+/// The daemon's buffer for QUIC datagrams waiting for the congestion
+/// window, per connection (only a VPN's session sends any). quinn drops the
+/// oldest past it: at 64 KiB, a TCP flow's burst (its 64 KiB send buffer)
+/// lost segments whose recovery the user-space stack handles poorly (a
+/// bulk transfer stalled); four times that did not lose any.
+pub const DATAGRAM_SEND: usize = 256 << 10;
 
 /// The daemon's send window: data written and not yet acknowledged, per
 /// connection (quinn's default is 10 MB).
@@ -182,13 +189,14 @@ pub fn server(
     // admission one stream and a small window; the session's streams and
     // window are granted with its `Welcome`. Datagrams carry a VPN's
     // packets (`gateway/vpn.rs`); unread ones (before a VPN opens, or from
-    // a stranger) cost at most `DATAGRAM_WINDOW`, the oldest dropped first.
+    // a stranger) cost at most `DATAGRAM_WINDOW`, the oldest dropped first;
+    // what a VPN sends waits in at most `DATAGRAM_SEND`.
     let mut t = transport(1, false);
     t.stream_receive_window(STREAM_WINDOW.into());
     t.receive_window(PREAUTH_WINDOW.into());
     t.send_window(SEND_WINDOW);
     t.datagram_receive_buffer_size(Some(DATAGRAM_WINDOW));
-    t.datagram_send_buffer_size(DATAGRAM_WINDOW);
+    t.datagram_send_buffer_size(DATAGRAM_SEND);
     config.transport_config(Arc::new(t));
     endpoint_on(socket, Some(config))
 }
