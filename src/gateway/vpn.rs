@@ -116,11 +116,15 @@ pub(crate) struct Out {
 }
 
 impl Out {
-    /// One packet for the engineer.
+    /// One packet for the engineer. A datagram that does not fit what is
+    /// waiting for the congestion window is dropped itself: quinn would
+    /// drop the oldest instead, and a TCP flow whose oldest segment is lost
+    /// at every retransmitted burst never recovers.
     pub(crate) fn packet(&mut self, p: Vec<u8>) {
         match &self.datagrams {
             Some(conn) => {
-                if conn.send_datagram(bytes::Bytes::from(p)).is_err() {
+                let fits = conn.datagram_send_space() >= p.len();
+                if !fits || conn.send_datagram(bytes::Bytes::from(p)).is_err() {
                     self.dropped += 1;
                 }
             }

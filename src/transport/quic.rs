@@ -70,10 +70,9 @@ pub const SESSION_WINDOW: u32 = 1 << 20;
 pub const DATAGRAM_WINDOW: usize = 64 << 10;
 
 /// The daemon's buffer for QUIC datagrams waiting for the congestion
-/// window, per connection (only a VPN's session sends any). quinn drops the
-/// oldest past it: at 64 KiB, a TCP flow's burst (its 64 KiB send buffer)
-/// lost segments whose recovery the user-space stack handles poorly (a
-/// bulk transfer stalled); four times that did not lose any.
+/// window, per connection (only a VPN's session sends any): room for
+/// several TCP flows' bursts (64 KiB each). quinn would drop the oldest
+/// past it; the VPN drops the newest instead (`gateway/vpn.rs`, `Out`).
 pub const DATAGRAM_SEND: usize = 256 << 10;
 
 /// The daemon's send window: data written and not yet acknowledged, per
