@@ -31,6 +31,7 @@ mod session;
 mod stream;
 mod tls;
 mod uplink;
+mod vpn;
 
 pub use authorize::Credentials;
 pub use control::ControlView;
@@ -80,6 +81,8 @@ pub struct Gateway {
     audit: audit_hooks::Audit,
     /// The router's own addresses (refused as vpn destinations).
     local: Arc<local_addrs::Local>,
+    /// The VPN addresses of the sessions that opened a VPN.
+    vpn_addresses: Arc<vpn::Addresses>,
     shutdown: watch::Sender<bool>,
     /// The watchdog's probe in flight, if any.
     probe: health::ProbeSlot,
@@ -164,6 +167,7 @@ impl Gateway {
             consent,
             audit,
             local: local_addrs::Local::start(),
+            vpn_addresses: Arc::default(),
         }))
     }
 

@@ -131,6 +131,12 @@ pub trait Connection: Send + Sync {
         None
     }
 
+    /// Room for datagrams waiting to be sent, in bytes (QUIC only: 0
+    /// elsewhere). A datagram larger than this would push out older ones.
+    fn datagram_send_space(&self) -> usize {
+        0
+    }
+
     /// Send an unreliable datagram (QUIC only).
     fn send_datagram(&self, _data: bytes::Bytes) -> io::Result<()> {
         Err(io::Error::new(
@@ -249,6 +255,10 @@ impl Connection for QuicConn {
 
     fn max_datagram_size(&self) -> Option<usize> {
         self.conn.max_datagram_size()
+    }
+
+    fn datagram_send_space(&self) -> usize {
+        self.conn.datagram_send_buffer_space()
     }
 
     fn send_datagram(&self, data: bytes::Bytes) -> io::Result<()> {

@@ -65,6 +65,16 @@ pub const STREAM_WINDOW: u32 = 256 << 10;
 /// The daemon's receive window for all streams of an admitted session.
 pub const SESSION_WINDOW: u32 = 1 << 20;
 
+/// The daemon's buffer for QUIC datagrams received, per connection: about
+/// 50 VPN packets.
+pub const DATAGRAM_WINDOW: usize = 64 << 10;
+
+/// The daemon's buffer for QUIC datagrams waiting for the congestion
+/// window, per connection (only a VPN's session sends any): room for
+/// several TCP flows' bursts (64 KiB each). quinn would drop the oldest
+/// past it; the VPN drops the newest instead (`gateway/vpn.rs`, `Out`).
+pub const DATAGRAM_SEND: usize = 256 << 10;
+
 /// The daemon's send window: data written and not yet acknowledged, per
 /// connection (quinn's default is 10 MB).
 pub const SEND_WINDOW: u64 = 1 << 20;
@@ -176,13 +186,16 @@ pub fn server(
     let mut config = tlsid::quic_server_config(id)?;
     // Sized for a router's memory (docs/deploy.md, "Memory budget"): before
     // admission one stream and a small window; the session's streams and
-    // window are granted with its `Welcome`. No datagrams yet: nothing
-    // reads them.
+    // window are granted with its `Welcome`. Datagrams carry a VPN's
+    // packets (`gateway/vpn.rs`); unread ones (before a VPN opens, or from
+    // a stranger) cost at most `DATAGRAM_WINDOW`, the oldest dropped first;
+    // what a VPN sends waits in at most `DATAGRAM_SEND`.
     let mut t = transport(1, false);
     t.stream_receive_window(STREAM_WINDOW.into());
     t.receive_window(PREAUTH_WINDOW.into());
     t.send_window(SEND_WINDOW);
-    t.datagram_receive_buffer_size(None);
+    t.datagram_receive_buffer_size(Some(DATAGRAM_WINDOW));
+    t.datagram_send_buffer_size(DATAGRAM_SEND);
     config.transport_config(Arc::new(t));
     endpoint_on(socket, Some(config))
 }
