@@ -87,6 +87,13 @@ pub struct Limits {
     /// `consent grant --for` is refused, a grant without `--for` lasts this
     /// long.
     pub max_consent: Duration,
+    /// Most flows (TCP connections, UDP destinations, ICMP echo targets)
+    /// one VPN session has open at once (default 256).
+    pub max_vpn_flows: usize,
+    /// Bytes one VPN session's TCP flows may buffer in all, both
+    /// directions (default 2 MiB: 14 TCP flows of 144 KiB each; the
+    /// memory budget of `docs/deploy.md`).
+    pub vpn_buffer: usize,
 }
 
 /// The default bundle size cap: well under a quarter of the unit's
@@ -107,6 +114,8 @@ impl Default for Limits {
             stream_buffer: 64 << 10,
             audit_retention: 100_000,
             max_consent: Duration::from_secs(12 * 3600),
+            max_vpn_flows: 256,
+            vpn_buffer: 2 << 20,
         }
     }
 }
@@ -179,6 +188,8 @@ struct RawLimits {
     stream_buffer: Option<Spanned<i64>>,
     audit_retention: Option<Spanned<i64>>,
     max_consent: Option<Spanned<String>>,
+    max_vpn_flows: Option<Spanned<i64>>,
+    vpn_buffer: Option<Spanned<i64>>,
 }
 
 /// Builds errors that point at a key and the line its value sits on.
@@ -470,6 +481,18 @@ impl Ctx<'_> {
                 "limits.max_consent",
                 &raw.max_consent,
                 d.max_consent,
+            )?,
+            max_vpn_flows: self.count(
+                "limits.max_vpn_flows",
+                &raw.max_vpn_flows,
+                d.max_vpn_flows,
+                (1, 1 << 16),
+            )?,
+            vpn_buffer: self.count(
+                "limits.vpn_buffer",
+                &raw.vpn_buffer,
+                d.vpn_buffer,
+                (64 << 10, 1 << 30),
             )?,
         })
     }

@@ -30,6 +30,7 @@ mod reload;
 mod session;
 mod stream;
 mod tls;
+mod vpn;
 
 pub use authorize::Credentials;
 pub use control::ControlView;
@@ -79,6 +80,8 @@ pub struct Gateway {
     audit: audit_hooks::Audit,
     /// The router's own addresses (refused as vpn destinations).
     local: Arc<local_addrs::Local>,
+    /// The VPN addresses of the sessions that opened a VPN.
+    vpn_addresses: Arc<vpn::Addresses>,
     shutdown: watch::Sender<bool>,
     /// The watchdog's probe in flight, if any.
     probe: health::ProbeSlot,
@@ -163,6 +166,7 @@ impl Gateway {
             consent,
             audit,
             local: local_addrs::Local::start(),
+            vpn_addresses: Arc::default(),
         }))
     }
 

@@ -61,6 +61,10 @@ pub struct Request<'a> {
     pub service: &'a str,
     /// Destination inside the machine network (vpn only).
     pub destination: Option<SocketAddr>,
+    /// The destination is an ICMP echo target (a VPN `ping`): its port is
+    /// no port, and a service's `ports` do not apply to it, only its
+    /// networks (an allowed port already shows that the host is up).
+    pub echo: bool,
     /// The daemon's notion of now (never below its time floor).
     pub now: UnixTime,
     /// Whether an on-site consent is active on this device.

@@ -275,6 +275,22 @@ pub enum AuditEvent {
         /// One-line description.
         message: String,
     },
+    /// VPN flows refused at their first packet. One record stands for one
+    /// refusal, or for every refusal of the second after the session's
+    /// last such record (so a port scan costs at most two records a
+    /// second); `destination` and `reason` are the first of them.
+    FlowsDenied {
+        /// Session id.
+        session: u64,
+        /// User id.
+        user: String,
+        /// `PROTOCOL ADDRESS:PORT` (`tcp 192.168.1.10:502`; port 0 for icmp).
+        destination: String,
+        /// Why the first was refused.
+        reason: DenyReason,
+        /// How many flows were refused.
+        count: u64,
+    },
 }
 
 /// What a key statement's recovery changed: the anti-rollback serial and
@@ -449,6 +465,17 @@ mod tests {
             vec![11],
             "variant indices must not move"
         );
+        let denied = AuditEvent::FlowsDenied {
+            session: 3,
+            user: "al".into(),
+            destination: "tcp 10.0.0.1:81".into(),
+            reason: DenyReason::DestinationNotAllowed,
+            count: 300,
+        };
+        let mut expected = vec![15, 3, 2, b'a', b'l', 15];
+        expected.extend(b"tcp 10.0.0.1:81");
+        expected.extend([11, 0xac, 0x02]);
+        assert_eq!(codec::encode(&denied), expected);
     }
 
     #[test]

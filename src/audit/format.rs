@@ -41,6 +41,7 @@ pub fn kind(ev: &AuditEvent) -> &'static str {
         AuditEvent::WatermarkReset { .. } => "watermark-reset",
         AuditEvent::KeysAccepted { .. } => "keys-accepted",
         AuditEvent::KeysRejected { .. } => "keys-rejected",
+        AuditEvent::FlowsDenied { .. } => "flows-denied",
     }
 }
 
@@ -189,6 +190,19 @@ pub fn fields(ev: &AuditEvent) -> Vec<(&'static str, Field)> {
         E::KeysRejected { code, message } => {
             out.push(("code", s(code.as_str())));
             out.push(("message", s(message.as_str())));
+        }
+        E::FlowsDenied {
+            session,
+            user,
+            destination,
+            reason,
+            count,
+        } => {
+            out.push(("session", Field::Num(*session)));
+            out.push(("user", s(user.as_str())));
+            out.push(("destination", s(destination.as_str())));
+            out.push(("reason", s(reason.as_str())));
+            out.push(("count", Field::Num(*count)));
         }
     }
     out

@@ -77,6 +77,7 @@ pub(super) fn ask(index: &PolicyIndex, q: &Question) -> anyhow::Result<Explanati
         client_key: &client_key,
         service: q.service,
         destination: q.destination,
+        echo: false,
         now: q.now,
         consent: q.consent,
         limit_exceeded: false,

@@ -217,6 +217,43 @@ impl Audit {
         });
     }
 
+    /// VPN flows refused (`vpn/denials.rs` bounds how often).
+    pub(crate) fn flows_denied(
+        &self,
+        session: &Session,
+        destination: String,
+        reason: DenyReason,
+        count: u64,
+    ) {
+        self.append(AuditEvent::FlowsDenied {
+            session: session.id,
+            user: session.user.clone(),
+            destination,
+            reason,
+            count,
+        });
+    }
+
+    /// A VPN flow ended: recorded as a stream of its service, its
+    /// destination `PROTOCOL ADDRESS:PORT`.
+    pub(crate) fn vpn_flow_closed(
+        &self,
+        session: &Session,
+        flow: &super::vpn::Record,
+        reason: CloseReason,
+    ) {
+        self.append(AuditEvent::StreamClose {
+            session: session.id,
+            user: session.user.clone(),
+            service: flow.service.clone(),
+            destination: Some(format!("{} {}", flow.protocol.as_str(), flow.destination)),
+            bytes_up: flow.up,
+            bytes_down: flow.down,
+            duration_ms: flow.started.elapsed().as_millis() as u64,
+            reason,
+        });
+    }
+
     pub(crate) fn session_opened(&self, session: &Session) {
         self.append(AuditEvent::SessionOpen {
             session: session.id,

@@ -118,6 +118,15 @@ pub(crate) enum Subject<'a> {
         /// Step 7: the session is at its stream limit.
         over_limit: bool,
     },
+    /// One VPN ICMP echo target of `service`: inside its networks, its
+    /// ports not applying (`policy::Request::echo`). Its permit's target
+    /// is `ADDRESS:0`.
+    Echo {
+        service: &'a str,
+        address: std::net::IpAddr,
+        /// Step 7: the session is at its flow limit.
+        over_limit: bool,
+    },
 }
 
 /// Everything an allowed stream runs under. A live stream keeps running
@@ -205,15 +214,20 @@ impl Gateway {
             expiry_grace: self.config().expiry_grace,
         };
         let local = self.local.get();
-        let (service, destination, over_limit) = match subject {
+        let (service, destination, over_limit, echo) = match subject {
             // A service id no device has: the evaluator stops at step 5
             // unless steps 1–4 deny.
-            Subject::Session => ("", None, false),
+            Subject::Session => ("", None, false, false),
             Subject::Stream {
                 service,
                 destination,
                 over_limit,
-            } => (service, destination, over_limit),
+            } => (service, destination, over_limit, false),
+            Subject::Echo {
+                service,
+                address,
+                over_limit,
+            } => (service, Some(SocketAddr::new(address, 0)), over_limit, true),
         };
         let request = Request {
             ticket: match ticket {
@@ -223,6 +237,7 @@ impl Gateway {
             client_key: cred.peer.key(),
             service,
             destination,
+            echo,
             now: self.now(),
             consent: self.consent.is_active(Instant::now()),
             limit_exceeded: over_limit,
@@ -238,7 +253,7 @@ impl Gateway {
                 Err(d) if d.ends_session() => Err(Refusal::session(d.reason)),
                 Err(d) => match subject {
                     Subject::Session => Ok(None),
-                    Subject::Stream { .. } => Err(Refusal::stream(d.reason)),
+                    Subject::Stream { .. } | Subject::Echo { .. } => Err(Refusal::stream(d.reason)),
                 },
                 Ok(_) if matches!(subject, Subject::Session) => Ok(None),
                 Ok(level) => permit(index, service, destination, level).map(Some),

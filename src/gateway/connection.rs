@@ -219,7 +219,8 @@ impl Gateway {
                 bi = conn.accept_bi() => match bi {
                     Ok(stream) => {
                         let (gw, session, notices) = (self.clone(), session.clone(), notices.clone());
-                        tokio::spawn(async move { gw.serve_bi(&session, stream, notices).await });
+                        let conn = conn.clone();
+                        tokio::spawn(async move { gw.serve_bi(conn, &session, stream, notices).await });
                     }
                     Err(_) => break,
                 },
@@ -246,9 +247,11 @@ impl Gateway {
         }
     }
 
-    /// One data stream: its `Open`, then `serve_stream`.
+    /// One data stream: its `Open`, then `serve_stream`; or `VpnOpen`,
+    /// then `serve_vpn`.
     async fn serve_bi(
-        &self,
+        self: &Arc<Self>,
+        conn: Arc<dyn Connection>,
         session: &Arc<Session>,
         mut stream: BiStream,
         notices: mpsc::UnboundedSender<Notice>,
@@ -259,14 +262,19 @@ impl Gateway {
             read_frame(&mut stream.recv, frame::MAX_FRAME),
         )
         .await;
-        let Ok(Ok(Some(Frame::Open {
-            service,
-            destination,
-        }))) = open
-        else {
-            stream.recv.stop(CONN_PROTOCOL_ERROR);
-            stream.send.abort().await;
-            return;
+        let (service, destination) = match open {
+            Ok(Ok(Some(Frame::Open {
+                service,
+                destination,
+            }))) => (service, destination),
+            Ok(Ok(Some(Frame::VpnOpen { datagrams }))) => {
+                return self.serve_vpn(conn, session, stream, datagrams).await;
+            }
+            _ => {
+                stream.recv.stop(CONN_PROTOCOL_ERROR);
+                stream.send.abort().await;
+                return;
+            }
         };
         let open = OpenRequest {
             stream_id: id,

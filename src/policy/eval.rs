@@ -355,7 +355,7 @@ fn service<'i, T: Tracer>(
     if let Target::Networks { .. } = svc.target {
         let ok = r
             .destination
-            .is_some_and(|d| destination_allowed(&svc.target, d));
+            .is_some_and(|d| destination_allowed(&svc.target, d, r.echo));
         check(
             t,
             5,
@@ -399,15 +399,17 @@ fn screen<T: Tracer>(svc: &CompiledService, r: &Request, t: &mut T) -> Result<()
     )
 }
 
-/// Whether `d` lies in one of the networks and (if any are listed) ports. An
-/// IPv4-mapped IPv6 address is checked as the IPv4 address it denotes.
-pub(super) fn destination_allowed(target: &Target, d: SocketAddr) -> bool {
+/// Whether `d` lies in one of the networks and (if any are listed, and `d`
+/// is no ICMP echo target) ports. An IPv4-mapped IPv6 address is checked as
+/// the IPv4 address it denotes.
+pub(super) fn destination_allowed(target: &Target, d: SocketAddr, echo: bool) -> bool {
     let Target::Networks { networks, ports } = target else {
         return false;
     };
     let ip = d.ip().to_canonical();
     networks.iter().any(|n| n.contains(ip))
-        && (ports.is_empty()
+        && (echo
+            || ports.is_empty()
             || ports
                 .iter()
                 .any(|p| p.start <= d.port() && d.port() <= p.end))

@@ -429,6 +429,7 @@ proptest! {
                 client_key: &q.key,
                 service: &q.service,
                 destination: q.dest,
+                echo: false,
                 now: q.now,
                 consent: q.consent,
                 limit_exceeded: q.limit,

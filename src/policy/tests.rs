@@ -157,6 +157,27 @@ fn vpn_destination_ipv4() {
     );
 }
 
+/// An ICMP echo target is checked against the networks only: a service
+/// restricted to ports still lets the engineer ping its hosts (an allowed
+/// port shows the host is up anyway), never a host outside its networks.
+#[test]
+fn vpn_echo_targets_ignore_ports_not_networks() {
+    let echo = |dest: &str| {
+        Case::new("bob", "vpn")
+            .with(|c| {
+                c.dest = Some(dest.parse().unwrap());
+                c.echo = true;
+            })
+            .decide(Some(ix()))
+    };
+    assert_eq!(echo("10.10.3.4:0"), MANAGE);
+    assert_eq!(echo("10.11.0.1:0"), deny(D::DestinationNotAllowed));
+    assert_eq!(
+        vpn("vpn", Some("10.10.3.4:0")),
+        deny(D::DestinationNotAllowed)
+    );
+}
+
 /// The router's own and broadcast addresses inside an allowed network are
 /// refused, and the trace says why; other hosts of the network pass.
 #[test]

@@ -65,6 +65,10 @@ pub const STREAM_WINDOW: u32 = 256 << 10;
 /// The daemon's receive window for all streams of an admitted session.
 pub const SESSION_WINDOW: u32 = 1 << 20;
 
+/// The daemon's buffer for QUIC datagrams each way, per connection: about
+/// 45 VPN packets of 1400 bytes.
+pub const DATAGRAM_WINDOW: usize = 64 << 10;
+
 /// The daemon's send window: data written and not yet acknowledged, per
 /// connection (quinn's default is 10 MB).
 pub const SEND_WINDOW: u64 = 1 << 20;
@@ -176,13 +180,15 @@ pub fn server(
     let mut config = tlsid::quic_server_config(id)?;
     // Sized for a router's memory (docs/deploy.md, "Memory budget"): before
     // admission one stream and a small window; the session's streams and
-    // window are granted with its `Welcome`. No datagrams yet: nothing
-    // reads them.
+    // window are granted with its `Welcome`. Datagrams carry a VPN's
+    // packets (`gateway/vpn.rs`); unread ones (before a VPN opens, or from
+    // a stranger) cost at most `DATAGRAM_WINDOW`, the oldest dropped first.
     let mut t = transport(1, false);
     t.stream_receive_window(STREAM_WINDOW.into());
     t.receive_window(PREAUTH_WINDOW.into());
     t.send_window(SEND_WINDOW);
-    t.datagram_receive_buffer_size(None);
+    t.datagram_receive_buffer_size(Some(DATAGRAM_WINDOW));
+    t.datagram_send_buffer_size(DATAGRAM_WINDOW);
     config.transport_config(Arc::new(t));
     endpoint_on(socket, Some(config))
 }

@@ -1,0 +1,465 @@
+//! The VPN, router side (DESIGN §9, `proto/TUNNEL.md` "The VPN"): a stream
+//! whose first frame is `VpnOpen` gets the session an IPv4 address and the
+//! routes of the `vpn` services it is allowed (`VpnReady`), then carries
+//! the engineer's IP packets, as QUIC datagrams or `Packet` frames. Each
+//! packet's flow is decided by [`Gateway::authorize`] (`decide_flow`) and
+//! re-originated from the router's own sockets by the session's stack
+//! (`vpn/stack.rs`); every flow is re-decided live by `stream_guard`, as a
+//! stream is. The daemon needs no TUN and no network privilege.
+//!
+//! What the engineer's side does (the TUN device, routes) is the client's.
+
+mod datagram;
+mod denials;
+mod flows;
+mod packet;
+mod stack;
+mod tcp;
+
+pub(crate) use stack::Record;
+
+use super::authorize::{Permit, Scope, Subject};
+use super::registry::Session;
+use super::stream::OpenRequest;
+use super::Gateway;
+use crate::transport::{read_frame, BiStream, Connection, PipeReader, PipeWriter};
+use edgegate_proto::audit::CloseReason;
+use edgegate_proto::bundle::{Network, ServiceKind, Target};
+use edgegate_proto::frame::{Frame, SessionEnd, VpnConfig, MAX_FRAME};
+use edgegate_proto::{DenyReason, Level};
+use stack::{Event, Stack};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+/// The VPN's address block (RFC 6598 shared address space, 100.64.0.0/10).
+const BLOCK: u32 = 0x6440_0000;
+/// Addresses in the block.
+const BLOCK_SIZE: u32 = 1 << 22;
+/// The packet size when packets ride `Packet` frames (TLS, or QUIC without
+/// datagrams): an Ethernet MTU less room for the tunnel's own headers.
+const FRAMED_MTU: u16 = 1400;
+/// The bounds of the packet size over QUIC datagrams.
+const DATAGRAM_MTU: (usize, usize) = (576, 1280);
+/// Packets from the engineer waiting for the stack; more are dropped.
+const INBOUND: usize = 256;
+/// Frames waiting for the VPN stream (the stack waits when it is full).
+const OUTBOUND: usize = 64;
+/// Events of the flows' tasks waiting for the stack.
+const EVENTS: usize = 1024;
+
+/// The VPN addresses of live sessions: unique among them, and one VPN per
+/// session.
+#[derive(Debug, Default)]
+pub(crate) struct Addresses {
+    live: Mutex<HashMap<u64, Ipv4Addr>>,
+}
+
+/// A session's VPN address, given back when dropped.
+#[derive(Debug)]
+struct Lease {
+    addresses: Arc<Addresses>,
+    session: u64,
+    address: Ipv4Addr,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        lock(&self.addresses.live).remove(&self.session);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Addresses {
+    /// An address for `session`, derived from its id (the first free one
+    /// after it); `None` when the session has a VPN already.
+    fn lease(self: &Arc<Self>, session: u64) -> Option<Lease> {
+        let mut live = lock(&self.live);
+        if live.contains_key(&session) {
+            return None;
+        }
+        // Neither the block's first nor its last address.
+        let span = u64::from(BLOCK_SIZE - 2);
+        let mut offset = (session.wrapping_sub(1) % span) as u32;
+        let address = loop {
+            let a = Ipv4Addr::from(BLOCK + 1 + offset);
+            if !live.values().any(|v| *v == a) {
+                break a;
+            }
+            offset = (offset + 1) % (BLOCK_SIZE - 2);
+        };
+        live.insert(session, address);
+        Some(Lease {
+            addresses: self.clone(),
+            session,
+            address,
+        })
+    }
+}
+
+/// How packets and frames leave for the engineer.
+pub(crate) struct Out {
+    /// The connection, when packets ride its datagrams.
+    datagrams: Option<Arc<dyn Connection>>,
+    frames: mpsc::Sender<Frame>,
+    /// Waiting for the VPN stream.
+    queue: Vec<Frame>,
+    /// Packets a full datagram queue refused.
+    dropped: u64,
+}
+
+impl Out {
+    /// One packet for the engineer.
+    pub(crate) fn packet(&mut self, p: Vec<u8>) {
+        match &self.datagrams {
+            Some(conn) => {
+                if conn.send_datagram(bytes::Bytes::from(p)).is_err() {
+                    self.dropped += 1;
+                }
+            }
+            None => self.queue.push(Frame::Packet(p)),
+        }
+    }
+
+    /// One frame on the VPN stream.
+    pub(crate) fn frame(&mut self, f: Frame) {
+        self.queue.push(f);
+    }
+
+    /// Hand the queued frames to the stream's writer, waiting while it is
+    /// behind (the engineer's link is the bottleneck: the stack waits).
+    async fn drain(&mut self) -> bool {
+        for f in std::mem::take(&mut self.queue) {
+            if self.frames.send(f).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Gateway {
+    /// Serve a stream that opened with `VpnOpen` to its end.
+    pub(crate) async fn serve_vpn(
+        self: &Arc<Self>,
+        conn: Arc<dyn Connection>,
+        session: &Arc<Session>,
+        stream: BiStream,
+        want_datagrams: bool,
+    ) {
+        let BiStream {
+            id,
+            recv,
+            send: mut writer,
+        } = stream;
+        let max = self.config().limits.max_streams_per_session;
+        let slot = session.reserve_stream(max);
+        let lease = self.vpn_addresses.lease(session.id);
+        let routes = match (&slot, &lease) {
+            (None, _) | (_, None) => Err((String::new(), DenyReason::LimitExceeded)),
+            _ => self.vpn_routes(session),
+        };
+        let service = match &routes {
+            Ok((s, _)) | Err((s, _)) => s.clone(),
+        };
+        let open = OpenRequest {
+            stream_id: id,
+            service,
+            destination: None,
+        };
+        self.audit.decision(
+            session,
+            &open,
+            routes.as_ref().map(|_| Level::Manage).map_err(|(_, r)| r),
+        );
+        let (routes, slot, lease) = match (routes, slot, lease) {
+            (Ok((_, routes)), Some(slot), Some(lease)) => (routes, slot, lease),
+            (refused, _, _) => {
+                let reason = refused.err().map_or(DenyReason::LimitExceeded, |(_, r)| r);
+                let _ = writer.write_frame(&Frame::Denied { reason }).await;
+                let _ = writer.finish().await;
+                return;
+            }
+        };
+        let max_datagram = conn.max_datagram_size().filter(|_| want_datagrams);
+        let mtu = match max_datagram {
+            Some(max) => max.clamp(DATAGRAM_MTU.0, DATAGRAM_MTU.1) as u16,
+            None => FRAMED_MTU,
+        };
+        let ready = VpnConfig {
+            address: lease.address,
+            mtu,
+            routes,
+            datagrams: max_datagram.is_some(),
+        };
+        if writer.write_frame(&Frame::VpnReady(ready)).await.is_err() {
+            return;
+        }
+        let stats = slot.fill(
+            id,
+            &open.service,
+            Some(lease.address.to_string()),
+            Level::Manage,
+            self.now(),
+        );
+        self.audit.stream_opened(session, &stats);
+        let datagrams = max_datagram.map(|_| conn.clone());
+        let reason = self
+            .run_vpn(
+                session,
+                lease.address,
+                usize::from(mtu),
+                datagrams,
+                recv,
+                writer,
+            )
+            .await;
+        session.remove_stream(id);
+        self.audit.stream_closed(session, &stats, reason);
+    }
+
+    /// The routes of a new VPN: the networks (IPv4) of every `vpn` service
+    /// the session is allowed now, and the first such service (audited as
+    /// the stream's). `Err` with the first vpn service's reason when none
+    /// is allowed (`unknown-service` when the device has none).
+    fn vpn_routes(
+        &self,
+        session: &Session,
+    ) -> Result<(String, Vec<Network>), (String, DenyReason)> {
+        let active = self.active();
+        let services = active.as_deref().map(|a| a.index.services());
+        let mut first: Option<(String, DenyReason)> = None;
+        let mut allowed: Option<String> = None;
+        let mut routes = Vec::new();
+        for s in services.into_iter().flatten() {
+            if s.kind != ServiceKind::Vpn {
+                continue;
+            }
+            match self.authorize_listing(&session.cred, &s.id, &s.target) {
+                Ok(_) => {
+                    allowed.get_or_insert_with(|| s.id.clone());
+                    if let Target::Networks { networks, .. } = &s.target {
+                        let v4 = networks.iter().filter(|n| n.addr.is_ipv4());
+                        routes.extend(
+                            v4.filter(|n| !routes.contains(*n))
+                                .cloned()
+                                .collect::<Vec<_>>(),
+                        );
+                    }
+                }
+                Err(r) => {
+                    first.get_or_insert((s.id.clone(), r));
+                }
+            }
+        }
+        match allowed {
+            Some(service) => Ok((service, routes)),
+            None => Err(first.unwrap_or((String::new(), DenyReason::UnknownService))),
+        }
+    }
+
+    /// Decide one VPN flow to `dst` (`echo`: an ICMP echo target, no port)
+    /// with the one decision function: under the first `vpn` service whose
+    /// networks contain it that allows it; refused, with the first such
+    /// service's reason (or the first vpn service's, when none contains
+    /// it). `over_limit`: the session's flow bounds are reached (step 7).
+    /// A session-scope refusal ends the session, as for a stream.
+    pub(crate) fn decide_flow(
+        &self,
+        session: &Session,
+        dst: SocketAddr,
+        echo: bool,
+        over_limit: bool,
+    ) -> (String, Result<Permit, DenyReason>) {
+        let active = self.active();
+        let vpns: Vec<(&str, bool)> = active
+            .as_deref()
+            .map(|a| {
+                a.index
+                    .services()
+                    .filter(|s| s.kind == ServiceKind::Vpn)
+                    .map(|s| (s.id.as_str(), contains(&s.target, dst.ip())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut candidates: Vec<&str> = vpns.iter().filter(|v| v.1).map(|v| v.0).collect();
+        if candidates.is_empty() {
+            // Decided anyway: the reason comes from the one function.
+            candidates.extend(vpns.first().map(|v| v.0));
+        }
+        let mut refused: Option<(String, DenyReason)> = None;
+        for service in candidates {
+            let subject = match echo {
+                true => Subject::Echo {
+                    service,
+                    address: dst.ip(),
+                    over_limit,
+                },
+                false => Subject::Stream {
+                    service,
+                    destination: Some(dst),
+                    over_limit,
+                },
+            };
+            match self.authorize(&session.cred, subject).outcome {
+                Ok(Some(permit)) => return (service.to_string(), Ok(permit)),
+                Ok(None) => {}
+                Err(r) => {
+                    if r.scope == Scope::Session {
+                        session.end(SessionEnd::Denied(r.reason));
+                        return (service.to_string(), Err(r.reason));
+                    }
+                    refused.get_or_insert((service.to_string(), r.reason));
+                }
+            }
+        }
+        match refused {
+            Some((service, r)) => (service, Err(r)),
+            None => (String::new(), Err(DenyReason::UnknownService)),
+        }
+    }
+
+    /// Carry the VPN's packets until the engineer closes it or the session
+    /// ends; the close reason and the stream's writer, finished.
+    async fn run_vpn(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        address: Ipv4Addr,
+        mtu: usize,
+        datagrams: Option<Arc<dyn Connection>>,
+        recv: PipeReader,
+        writer: PipeWriter,
+    ) -> CloseReason {
+        let (inbound, mut inbound_rx) = mpsc::channel::<Vec<u8>>(INBOUND);
+        let (frames, frames_rx) = mpsc::channel::<Frame>(OUTBOUND);
+        let (events, mut events_rx) = mpsc::channel::<Event>(EVENTS);
+        let writing = tokio::spawn(write_frames(writer, frames_rx));
+        let mut reading = tokio::spawn(read_packets(recv, inbound.clone()));
+        let dgrams = datagrams
+            .clone()
+            .map(|conn| tokio::spawn(read_datagrams(conn, inbound)));
+        let out = Out {
+            datagrams,
+            frames,
+            queue: Vec::new(),
+            dropped: 0,
+        };
+        let mut stack = Stack::new(self.clone(), session.clone(), address, mtu, out, events);
+        let wake = stack.wake.clone();
+        let mut ended = session.kill.subscribe();
+        let far = Duration::from_secs(3600);
+        let reason = loop {
+            if *ended.borrow_and_update() {
+                break crate::gateway::session::close_reason(session.end_reason());
+            }
+            let now = Instant::now();
+            let at = [
+                stack.delay().map(|d| now + d),
+                stack.flows.next_idle(),
+                stack.denials.due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + far);
+            tokio::select! {
+                p = inbound_rx.recv() => match p {
+                    Some(p) => stack.inbound(p),
+                    None => break CloseReason::Normal,
+                },
+                e = events_rx.recv() => if let Some(e) = e { stack.event(e) },
+                _ = wake.notified() => {}
+                _ = sleep_until(at) => {
+                    stack.expire();
+                    if stack.denials.due().is_some_and(|d| d <= Instant::now()) {
+                        stack.denials.flush(&self.clone(), session);
+                    }
+                }
+                _ = ended.changed() => {}
+                _ = &mut reading => break CloseReason::Normal,
+            }
+            stack.service();
+            stack.poll(None);
+            if !stack.out.drain().await {
+                break CloseReason::Error("transport".into());
+            }
+        };
+        stack.close_all(&reason);
+        let _ = stack.out.drain().await;
+        let drops = &stack.drops;
+        tracing::debug!(
+            session = session.id,
+            spoofed = drops.spoofed,
+            malformed = drops.malformed,
+            oversize = drops.oversize,
+            other = drops.other,
+            unsent = stack.out.dropped,
+            "vpn closed"
+        );
+        reading.abort();
+        if let Some(d) = dgrams {
+            d.abort();
+        }
+        drop(stack);
+        if let Ok(mut writer) = writing.await {
+            match session.end_reason() {
+                Some(end) => writer.end_session(end).await,
+                None => {
+                    let _ = writer.finish().await;
+                }
+            }
+        }
+        reason
+    }
+}
+
+/// Whether a vpn service's networks contain `ip`.
+fn contains(target: &Target, ip: IpAddr) -> bool {
+    matches!(target, Target::Networks { networks, .. } if networks.iter().any(|n| n.contains(ip)))
+}
+
+/// The VPN stream's frames as a byte stream (both transports frame it).
+fn frames_of(recv: PipeReader) -> Box<dyn AsyncRead + Send + Unpin> {
+    match recv {
+        PipeReader::Quic(r) => Box::new(r),
+        PipeReader::Framed(r) => r,
+    }
+}
+
+/// Packets from the VPN stream, until it ends or carries something else.
+async fn read_packets(recv: PipeReader, inbound: mpsc::Sender<Vec<u8>>) {
+    let mut r = frames_of(recv);
+    while let Ok(Some(Frame::Packet(p))) = read_frame(&mut r, MAX_FRAME).await {
+        // A full queue drops, as a congested link does.
+        let _ = inbound.try_send(p);
+    }
+}
+
+/// Packets from QUIC datagrams, until the connection ends.
+async fn read_datagrams(conn: Arc<dyn Connection>, inbound: mpsc::Sender<Vec<u8>>) {
+    while let Ok(d) = conn.read_datagram().await {
+        if inbound.is_closed() {
+            return;
+        }
+        let _ = inbound.try_send(d.to_vec());
+    }
+}
+
+/// Write the stack's frames on the VPN stream; the writer back at the end.
+async fn write_frames(mut writer: PipeWriter, mut frames: mpsc::Receiver<Frame>) -> PipeWriter {
+    while let Some(f) = frames.recv().await {
+        if writer.write_frame(&f).await.is_err() {
+            // Keep taking frames so the stack never waits on a dead stream.
+            while frames.recv().await.is_some() {}
+            break;
+        }
+    }
+    writer
+}
