@@ -442,4 +442,11 @@ impl Session {
     pub fn close(&self) {
         self.conn.close(0, "bye");
     }
+
+    /// The session's connection, for a caller that speaks on it directly
+    /// (the router's VPN tests bring a client of their own).
+    #[doc(hidden)]
+    pub fn connection(&self) -> Arc<dyn Connection> {
+        self.conn.clone()
+    }
 }

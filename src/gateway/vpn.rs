@@ -409,9 +409,12 @@ impl Gateway {
         }
         drop(stack);
         if let Ok(mut writer) = writing.await {
-            match session.end_reason() {
-                Some(end) => writer.end_session(end).await,
-                None => {
+            match (session.end_reason(), &writer) {
+                // TLS: the stream says why the session ended. QUIC: the
+                // connection's close does; a reset here could discard the
+                // flows' `FlowClosed` notices still in flight.
+                (Some(end), PipeWriter::Framed(_)) => writer.end_session(end).await,
+                _ => {
                     let _ = writer.finish().await;
                 }
             }

@@ -129,6 +129,16 @@ impl Netns {
         );
     }
 
+    /// Move the calling thread into this namespace: the sockets it opens
+    /// from then on are inside (a test's own client, run on a thread of its
+    /// own with a runtime of its own). The thread stays there.
+    pub fn enter(&self) {
+        let f = std::fs::File::open(format!("/run/netns/{}", self.name))
+            .unwrap_or_else(|e| panic!("namespace {}: {e}", self.name));
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("entering namespace {}: {e}", self.name));
+    }
+
     /// The pids of the processes running inside.
     pub fn pids(&self) -> Vec<i32> {
         let out = Command::new("ip")
