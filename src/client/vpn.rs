@@ -8,8 +8,10 @@
 //! client passes what the device gives it (a spoofed source included: the
 //! router drops it). It only keeps to the protocol: IPv4 only, no packet
 //! larger than the MTU the daemon set. The TUN interface and its routes are
-//! Linux's (`vpn/tun.rs`).
+//! Linux's (`vpn/tun.rs`, `vpn/route.rs`).
 
+#[cfg(target_os = "linux")]
+mod route;
 #[cfg(target_os = "linux")]
 mod tun;
 #[cfg(target_os = "linux")]

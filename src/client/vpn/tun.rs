@@ -4,17 +4,14 @@
 //! kernel deletes a non-persistent TUN interface with its last file
 //! descriptor, on any exit, SIGKILL included).
 //!
-//! The interface is made by `tun-rs` (ioctls on `/dev/net/tun`); routes by
-//! `ip route add`, as the engineer would type it: iproute2 is on every
-//! Linux that has a TUN device, and one command per route at start costs
-//! less than a netlink crate in the client (nothing removes them: the
-//! kernel does, with the interface).
+//! The interface is made by `tun-rs` (ioctls on `/dev/net/tun`); routes
+//! over rtnetlink (`route.rs`).
 
+use super::route;
 use super::{cidr, PacketDevice};
 use edgegate_proto::frame::VpnConfig;
 use std::io;
 use std::net::IpAddr;
-use std::process::Command;
 
 /// The interface name the kernel numbers: `edgegate0`, or the first free
 /// `edgegateN`.
@@ -77,11 +74,11 @@ impl Interface {
         let mut routes = Vec::new();
         for network in &config.routes {
             let cidr = cidr(network);
-            if !matches!(network.addr, IpAddr::V4(_)) {
+            let IpAddr::V4(addr) = network.addr else {
                 eprintln!("vpn: route {cidr} left out: the VPN carries IPv4 only");
                 continue;
-            }
-            match add_route(&cidr, &name) {
+            };
+            match route::add(addr, network.prefix, &name) {
                 Ok(()) => routes.push(cidr),
                 Err(e) => eprintln!("vpn: route {cidr} left out: {e}"),
             }
@@ -92,23 +89,6 @@ impl Interface {
             routes,
         })
     }
-}
-
-/// `ip route add CIDR dev NAME`; the error is `ip`'s own line.
-fn add_route(cidr: &str, name: &str) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(["-4", "route", "add", cidr, "dev", name])
-        .output()
-        .map_err(|e| format!("running `ip` (iproute2): {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let said = String::from_utf8_lossy(&out.stderr);
-    Err(said
-        .lines()
-        .next()
-        .unwrap_or("ip route add failed")
-        .to_string())
 }
 
 impl PacketDevice for Interface {
