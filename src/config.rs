@@ -63,7 +63,7 @@ pub struct Limits {
     /// QUIC and TLS.
     pub idle_timeout: Duration,
     /// Most live sessions in total (default 4: the memory budget of
-    /// `docs/deploy.md` for the unit's 64 MiB).
+    /// `docs/deploy.md` for the unit's 80 MiB).
     pub max_sessions: usize,
     /// Most live sessions of one user (default 2).
     pub max_sessions_per_user: usize,
@@ -88,16 +88,16 @@ pub struct Limits {
     /// long.
     pub max_consent: Duration,
     /// Most flows (TCP connections, UDP destinations, ICMP echo targets)
-    /// one VPN session has open at once (default 256).
+    /// one VPN session has open at once (default 128).
     pub max_vpn_flows: usize,
     /// Bytes one VPN session's TCP flows may buffer in all, both
-    /// directions (default 2 MiB: 14 TCP flows of 144 KiB each; the
+    /// directions (default 2 MiB: 18 TCP flows of 112 KiB each; the
     /// memory budget of `docs/deploy.md`).
     pub vpn_buffer: usize,
 }
 
 /// The default bundle size cap: well under a quarter of the unit's
-/// `MemoryMax` (64 MiB), so the worst case of every limit at once fits.
+/// `MemoryMax` (80 MiB), so the worst case of every limit at once fits.
 pub const DEFAULT_MAX_BUNDLE: usize = 4 << 20;
 
 impl Default for Limits {
@@ -114,7 +114,7 @@ impl Default for Limits {
             stream_buffer: 64 << 10,
             audit_retention: 100_000,
             max_consent: Duration::from_secs(12 * 3600),
-            max_vpn_flows: 256,
+            max_vpn_flows: 128,
             vpn_buffer: 2 << 20,
         }
     }

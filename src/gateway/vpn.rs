@@ -50,7 +50,7 @@ const INBOUND: usize = 256;
 /// Frames waiting for the VPN stream (the stack waits when it is full).
 const OUTBOUND: usize = 64;
 /// Events of the flows' tasks waiting for the stack.
-const EVENTS: usize = 1024;
+const EVENTS: usize = 256;
 
 /// The VPN addresses of live sessions: unique among them, and one VPN per
 /// session.

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 /// Packets waiting for a flow's socket; more are dropped (as a full link
 /// drops them).
-const QUEUE: usize = 32;
+const QUEUE: usize = 4;
 /// Echo requests remembered for their replies.
 const ECHOES: usize = 64;
 /// IPv4 and UDP headers around a UDP answer.
