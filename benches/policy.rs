@@ -197,6 +197,7 @@ fn make_requests<'a>(
             now,
             consent: rng.chance(50),
             limit_exceeded: false,
+            echo: false,
             local: edgegate::policy::destination::LocalAddrs::none(),
         })
         .collect()
