@@ -17,11 +17,14 @@ use std::net::IpAddr;
 /// `edgegateN`.
 const DEFAULT_NAME: &str = "edgegate%d";
 
+/// The TUN clone device.
+const TUN_DEVICE: &str = "/dev/net/tun";
+
 /// `CAP_NET_ADMIN`'s bit in the capability sets.
 const CAP_NET_ADMIN: u32 = 12;
 
 /// What `--vpn` needs before connecting: `CAP_NET_ADMIN` (root has it) and
-/// the TUN device. The error is the line to print.
+/// the TUN device, open to this user. The error is the line to print.
 pub fn check_privilege() -> Result<(), String> {
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|e| format!("--vpn: reading /proc/self/status: {e}"))?;
@@ -32,7 +35,13 @@ pub fn check_privilege() -> Result<(), String> {
                 .into(),
         );
     }
-    Ok(())
+    // Usually open to everyone (mode 0666); some systems keep it to root.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(TUN_DEVICE)
+        .map(drop)
+        .map_err(|e| format!("--vpn: {TUN_DEVICE}: {e}"))
 }
 
 /// Whether a `/proc/PID/status` text shows `CAP_NET_ADMIN` in effect.
