@@ -111,6 +111,9 @@ services = [
     )
 }
 
+/// The size of the file a test downloads whole (its time is printed).
+const BULK: u64 = 32 << 20;
+
 /// A Modbus/TCP server (pymodbus 3.0, Debian's python3-pymodbus): holding
 /// registers 0..4 read 1234, 5678, 42, 7.
 const MODBUS_SERVER: &str = r#"
@@ -359,6 +362,8 @@ fn machine_servers(machine: &Netns, dir: &std::path::Path) -> Vec<Proc> {
     // A download that lasts (curl paces it): sparse, costs no disk.
     let big = std::fs::File::create(www.join("big")).unwrap();
     big.set_len(256 << 20).unwrap();
+    let bulk = std::fs::File::create(www.join("bulk")).unwrap();
+    bulk.set_len(BULK).unwrap();
     std::fs::write(dir.join("modbus.py"), MODBUS_SERVER).unwrap();
     std::fs::write(
         dir.join("snmpd.conf"),
@@ -628,6 +633,32 @@ fn unmodified_tools_reach_the_machine(tls: bool) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "snmpget: {text} {out:?}");
     assert!(text.contains("STRING: \"plc-7\""), "{text}");
+
+    let (out, took) = lab.engineer_timed(
+        "curl",
+        &[
+            "-sS",
+            "--noproxy",
+            "*",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &format!("http://{MACHINE}/bulk"),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        BULK.to_string(),
+        "{out:?}"
+    );
+    println!(
+        "curl through the VPN ({}): {} MiB in {} ms, {:.1} MiB/s",
+        if tls { "tls" } else { "quic" },
+        BULK >> 20,
+        took.as_millis(),
+        (BULK >> 20) as f64 / took.as_secs_f64()
+    );
 
     let (out, _) = lab.engineer_timed("ping", &["-c", "3", "-i", "0.2", "-W", "2", MACHINE]);
     let text = String::from_utf8_lossy(&out.stdout);
