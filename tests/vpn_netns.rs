@@ -664,6 +664,12 @@ fn unmodified_tools_reach_the_machine(tls: bool) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "ping: {text}");
     assert!(text.contains("3 received"), "{text}");
+    if let Some(rtt) = text.lines().find(|l| l.starts_with("rtt")) {
+        println!(
+            "ping through the VPN ({}): {rtt}",
+            if tls { "tls" } else { "quic" }
+        );
+    }
 
     // Refused: a port outside the service's ports, and (through a route
     // the engineer adds by hand) a network outside its networks.
@@ -1039,11 +1045,42 @@ fn the_interface_and_routes_go_with_the_client() {
     assert!(status.success(), "{status:?}");
     assert_gone(&lab, &up);
 
-    let mut c = lab.connect("alice", true, &["--vpn-interface", "plc-vpn"]);
+    // With -L and --socks: their lines, then `vpn up`, then `ready`.
+    let mut c = lab.connect(
+        "alice",
+        true,
+        &["--vpn-interface", "plc-vpn", "-L", "0=web", "--socks", "0"],
+    );
     c.ready();
     let up = vpn_up(&c);
     assert_eq!(up.iface, "plc-vpn");
     assert_installed(&lab, &up);
+    let kinds: Vec<&str> = c
+        .stdout
+        .seen
+        .iter()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["allow", "allow", "forward", "socks", "vpn", "ready"],
+        "{:?}",
+        c.stdout.seen
+    );
+    let port = c.forwarded("web");
+    let page = lab.engineer.run(
+        "curl",
+        &[
+            "-sS",
+            "--noproxy",
+            "*",
+            &format!("http://127.0.0.1:{port}/status"),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&page.stdout),
+        "filling line: running\n"
+    );
     let edgegate::control::Response::Sessions(sessions) =
         lab.d.control(edgegate::control::Request::Sessions)
     else {
