@@ -1,8 +1,9 @@
 //! `edgegate connect` and `edgegate bundle push` (DESIGN §6): argument
 //! parsing and the stdout/stderr contract. The work is in `crate::client`.
 
-use super::shutdown::Shutdown;
 mod vpn;
+
+use super::shutdown::Shutdown;
 use crate::client::{self, ClientError, SessionEvent, Target};
 use crate::keyfile;
 use crate::tlsid::Identity;
@@ -263,7 +264,7 @@ async fn connect(
     // not at its idle timeout. Installed before `ready`, and before the
     // VPN's interface exists.
     let mut shutdown = Shutdown::install()?;
-    let vpn = match vpn {
+    let mut vpn = match vpn {
         Some(request) => match vpn::start(&session, request, &mut out).await {
             Ok(vpn) => Some(vpn),
             Err(code) => return Ok(leave(&session, code).await),
@@ -273,7 +274,6 @@ async fn connect(
     writeln!(out, "ready")?;
     out.flush()?;
     drop(out);
-    let mut vpn = vpn;
     let code = {
         let vpn_end = vpn::run(&session, vpn.as_mut());
         tokio::pin!(vpn_end);
