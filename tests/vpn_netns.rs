@@ -634,6 +634,7 @@ fn unmodified_tools_reach_the_machine(tls: bool) {
     assert!(out.status.success(), "snmpget: {text} {out:?}");
     assert!(text.contains("STRING: \"plc-7\""), "{text}");
 
+    let cpu_before = (cpu_ms(lab.d.child.id()), cpu_ms(c.child.id()));
     let (out, took) = lab.engineer_timed(
         "curl",
         &[
@@ -653,11 +654,13 @@ fn unmodified_tools_reach_the_machine(tls: bool) {
         "{out:?}"
     );
     println!(
-        "curl through the VPN ({}): {} MiB in {} ms, {:.1} MiB/s",
+        "curl through the VPN ({}): {} MiB in {} ms, {:.1} MiB/s; CPU: daemon {} ms, client {} ms",
         if tls { "tls" } else { "quic" },
         BULK >> 20,
         took.as_millis(),
-        (BULK >> 20) as f64 / took.as_secs_f64()
+        (BULK >> 20) as f64 / took.as_secs_f64(),
+        cpu_ms(lab.d.child.id()) - cpu_before.0,
+        cpu_ms(c.child.id()) - cpu_before.1,
     );
 
     let (out, _) = lab.engineer_timed("ping", &["-c", "3", "-i", "0.2", "-W", "2", MACHINE]);
@@ -883,6 +886,21 @@ fn memory_kib(pid: u32) -> (u64, u64) {
             .unwrap_or_else(|| panic!("{name} in {status}"))
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU time (user and system) a process has used, in ms.
+fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the whole line, in clock ticks (100 a second).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = rest
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    (fields[0] + fields[1]) * 10
 }
 
 /// `MemoryMax=` of the shipped unit, in KiB.
