@@ -66,6 +66,7 @@ fn decide_does_not_allocate() {
             client_key: &client,
             service: services[i % services.len()],
             destination: dests[i % dests.len()],
+            echo: i % 7 == 0,
             now,
             consent: i % 2 == 0,
             limit_exceeded: i % 50 == 0,

@@ -79,7 +79,8 @@ enum Incoming {
 struct Vpn {
     _session: Session,
     conn: Arc<dyn Connection>,
-    send: PipeWriter,
+    /// Packets for the stream's task to write (`Packet` frames).
+    send: mpsc::Sender<Vec<u8>>,
     config: VpnConfig,
     rx: mpsc::UnboundedReceiver<Incoming>,
 }
@@ -152,20 +153,32 @@ impl Vpn {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let frames = tx.clone();
+        let (packets, mut packets_rx) = mpsc::channel::<Vec<u8>>(16);
+        // Reading and writing in one task: a yamux stream's halves polled
+        // from two tasks lose wake-ups (`gateway/vpn.rs`, `stream_io`).
         tokio::spawn(async move {
             let PipeReader::Framed(mut r) = recv else {
                 unreachable!()
             };
-            loop {
-                match read_frame(&mut r, MAX_FRAME).await {
-                    Ok(Some(Frame::Packet(p))) => drop(frames.send(Incoming::Packet(p))),
-                    Ok(Some(f)) => drop(frames.send(Incoming::Frame(f))),
-                    _ => {
-                        let _ = frames.send(Incoming::End);
-                        return;
+            let mut w = send;
+            let reading = async {
+                loop {
+                    match read_frame(&mut r, MAX_FRAME).await {
+                        Ok(Some(Frame::Packet(p))) => drop(frames.send(Incoming::Packet(p))),
+                        Ok(Some(f)) => drop(frames.send(Incoming::Frame(f))),
+                        _ => {
+                            let _ = frames.send(Incoming::End);
+                            return;
+                        }
                     }
                 }
-            }
+            };
+            let writing = async {
+                while let Some(p) = packets_rx.recv().await {
+                    w.write_frame(&Frame::Packet(p)).await.unwrap();
+                }
+            };
+            tokio::join!(reading, writing);
         });
         if config.datagrams {
             let conn = conn.clone();
@@ -178,7 +191,7 @@ impl Vpn {
         Vpn {
             _session: session,
             conn,
-            send,
+            send: packets,
             config,
             rx,
         }
@@ -188,7 +201,8 @@ impl Vpn {
         if self.config.datagrams {
             self.conn.send_datagram(Bytes::from(p)).unwrap();
         } else {
-            self.send.write_frame(&Frame::Packet(p)).await.unwrap();
+            let sent = tokio::time::timeout(WAIT, self.send.send(p)).await;
+            sent.expect("the VPN stream takes a packet").unwrap();
         }
     }
 
@@ -304,6 +318,7 @@ struct Seg {
     syn: bool,
     ack: bool,
     rst: bool,
+    fin: bool,
     seq: u32,
     ack_no: u32,
     data: Vec<u8>,
@@ -325,6 +340,7 @@ fn tcp_of(p: &[u8]) -> Option<Seg> {
         syn: t.syn(),
         ack: t.ack(),
         rst: t.rst(),
+        fin: t.fin(),
         seq: t.seq_number().0 as u32,
         ack_no: t.ack_number().0 as u32,
         data: t.payload().to_vec(),
@@ -399,7 +415,7 @@ async fn exchange(
     dst: SocketAddrV4,
     (seq, mut theirs): (u32, u32),
     data: &[u8],
-) -> Vec<u8> {
+) -> (Vec<u8>, (u32, u32)) {
     vpn.send(tcp(me, dst, TcpControl::Psh, seq, Some(theirs), data))
         .await;
     let seq = seq.wrapping_add(data.len() as u32);
@@ -417,10 +433,10 @@ async fn exchange(
         vpn.send(tcp(me, dst, TcpControl::None, seq, Some(theirs), &[]))
             .await;
     }
-    echoed
+    (echoed, (seq, theirs))
 }
 
-fn denied_flows(d: &Daemon) -> Vec<(String, DenyReason)> {
+fn denied_flows(d: &Daemon) -> Vec<(String, DenyReason, u64)> {
     // The control client runs a runtime of its own.
     tokio::task::block_in_place(|| d.audit_events())
         .into_iter()
@@ -428,11 +444,25 @@ fn denied_flows(d: &Daemon) -> Vec<(String, DenyReason)> {
             AuditEvent::FlowsDenied {
                 destination,
                 reason,
+                count,
                 ..
-            } => Some((destination, reason)),
+            } => Some((destination, reason, count)),
             _ => None,
         })
         .collect()
+}
+
+/// The first audit event `pick` accepts, within a few seconds.
+async fn wait_for_audit<T>(d: &Daemon, mut pick: impl FnMut(&AuditEvent) -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let events = tokio::task::block_in_place(|| d.audit_events());
+        if let Some(t) = events.iter().find_map(&mut pick) {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "not audited: {events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn scenario(tls: bool) {
@@ -479,8 +509,46 @@ async fn scenario(tls: bool) {
     let me = vpn.me(40_001);
     let (seq, theirs, rtt) = handshake(&mut vpn, me, echo4).await;
     println!("figure: vpn tcp first packet to first answer (SYN to SYN-ACK, tls={tls}): {rtt:?}");
-    let echoed = exchange(&mut vpn, me, echo4, (seq, theirs), b"hello vpn").await;
+    let (echoed, (seq, theirs)) = exchange(&mut vpn, me, echo4, (seq, theirs), b"hello vpn").await;
     assert_eq!(echoed, b"hello vpn");
+
+    // The engineer closes: the backend sees the end and closes too, the
+    // FIN comes back, the flow is audited with its bytes.
+    vpn.send(tcp(me, echo4, TcpControl::Fin, seq, Some(theirs), &[]))
+        .await;
+    let fin = vpn
+        .expect(WAIT, |i| {
+            tcp_of(packet(i)?).filter(|s| s.dst == me && s.fin)
+        })
+        .await
+        .expect("the backend's FIN");
+    assert_eq!(fin.ack_no, seq + 1);
+    vpn.send(tcp(
+        me,
+        echo4,
+        TcpControl::None,
+        seq + 1,
+        Some(fin.seq + 1),
+        &[],
+    ))
+    .await;
+    let audited = format!("tcp {echo4}");
+    let flow = wait_for_audit(&d, |e| match e {
+        AuditEvent::StreamClose {
+            destination: Some(dest),
+            bytes_up,
+            bytes_down,
+            reason,
+            ..
+        } if *dest == audited => Some((*bytes_up, *bytes_down, reason.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(flow, (9, 9, edgegate_proto::audit::CloseReason::Normal));
+
+    // A connection that stays open, for the cut below.
+    let me = vpn.me(40_006);
+    handshake(&mut vpn, me, echo4).await;
 
     // A port outside the service's ports: RST at once, audited.
     let closed_port = SocketAddrV4::new(LO, 9);
@@ -497,6 +565,31 @@ async fn scenario(tls: bool) {
         "figure: refused SYN answered with RST in {:?}",
         t0.elapsed()
     );
+
+    // A scan of 200 ports outside the service's: every SYN gets its RST,
+    // the audit log a few records that count them all.
+    let scan_started = Instant::now();
+    for port in 1..=200u16 {
+        let from = vpn.me(42_000 + port);
+        vpn.send(tcp(
+            from,
+            SocketAddrV4::new(LO, port),
+            TcpControl::Syn,
+            5,
+            None,
+            &[],
+        ))
+        .await;
+    }
+    let mut resets = 0;
+    while resets < 200 {
+        vpn.expect(WAIT, |i| {
+            tcp_of(packet(i)?).filter(|s| s.rst && s.dst.port() > 42_000)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{resets} of 200 refused SYNs answered"));
+        resets += 1;
+    }
 
     // A destination outside the networks: administratively prohibited.
     let outside = SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), udp_dst.port());
@@ -562,8 +655,26 @@ async fn scenario(tls: bool) {
 
     let denied = denied_flows(&d);
     assert!(
-        denied.contains(&("tcp 127.0.0.1:9".into(), DenyReason::DestinationNotAllowed)),
+        denied.contains(&(
+            "tcp 127.0.0.1:9".into(),
+            DenyReason::DestinationNotAllowed,
+            1
+        )),
         "{denied:?}"
+    );
+    // The probe, the scan and the two outside the networks: all counted,
+    // in at most two records a second.
+    let total = 1 + 200 + 2;
+    let denied = wait_for_audit(&d, |_| {
+        let denied = denied_flows(&d);
+        (denied.iter().map(|r| r.2).sum::<u64>() == total).then_some(denied)
+    })
+    .await;
+    let secs = scan_started.elapsed().as_secs_f64();
+    assert!(
+        denied.len() as f64 <= 2.0 * secs.ceil() + 2.0,
+        "{} records in {secs} s: {denied:?}",
+        denied.len()
     );
 
     // A new bundle without the TCP port: the live TCP flow is cut (RST,
@@ -614,10 +725,14 @@ async fn scenario(tls: bool) {
     assert_eq!(closed.reason, DenyReason::UserInactive);
     assert_eq!(closed.protocol, FlowProtocol::Udp);
     assert!(closed.cut);
-    assert!(vpn
-        .expect(WAIT, |i| matches!(i, Incoming::End).then_some(()))
-        .await
-        .is_some());
+    let mut seen = Vec::new();
+    let ended = vpn
+        .expect(WAIT, |i| {
+            seen.push(format!("{i:?}"));
+            matches!(i, Incoming::End).then_some(())
+        })
+        .await;
+    assert!(ended.is_some(), "the VPN stream did not end: {seen:?}");
 }
 
 /// Whether gid 0 (the test runs as root) may open ICMP echo sockets here.
@@ -745,7 +860,7 @@ async fn figures_memory_per_flow_and_cutting_many_flows() {
     for i in 1..=N {
         let me = vpn.me(41_000 + i);
         let (seq, theirs, _) = handshake(&mut vpn, me, echo4).await;
-        let back = exchange(&mut vpn, me, echo4, (seq, theirs), &[7; 1024]).await;
+        let (back, _) = exchange(&mut vpn, me, echo4, (seq, theirs), &[7; 1024]).await;
         assert_eq!(back.len(), 1024);
     }
     let after = rss_kib(pid);

@@ -340,8 +340,9 @@ impl Gateway {
         let (inbound, mut inbound_rx) = mpsc::channel::<Vec<u8>>(INBOUND);
         let (frames, frames_rx) = mpsc::channel::<Frame>(OUTBOUND);
         let (events, mut events_rx) = mpsc::channel::<Event>(EVENTS);
-        let writing = tokio::spawn(write_frames(writer, frames_rx));
-        let mut reading = tokio::spawn(read_packets(recv, inbound.clone()));
+        let (read_done, mut reading) = tokio::sync::oneshot::channel();
+        let io = stream_io(recv, writer, inbound.clone(), frames_rx, read_done);
+        let writing = tokio::spawn(io);
         let dgrams = datagrams
             .clone()
             .map(|conn| tokio::spawn(read_datagrams(conn, inbound)));
@@ -378,8 +379,10 @@ impl Gateway {
                 _ = wake.notified() => {}
                 _ = sleep_until(at) => {
                     stack.expire();
-                    if stack.denials.due().is_some_and(|d| d <= Instant::now()) {
-                        stack.denials.flush(&self.clone(), session);
+                    let now = Instant::now();
+                    if stack.denials.due().is_some_and(|d| d <= now) {
+                        let records = stack.denials.flush(now);
+                        stack.audit_denials(records);
                     }
                 }
                 _ = ended.changed() => {}
@@ -403,7 +406,6 @@ impl Gateway {
             unsent = stack.out.dropped,
             "vpn closed"
         );
-        reading.abort();
         if let Some(d) = dgrams {
             d.abort();
         }
@@ -433,6 +435,34 @@ fn frames_of(recv: PipeReader) -> Box<dyn AsyncRead + Send + Unpin> {
     match recv {
         PipeReader::Quic(r) => Box::new(r),
         PipeReader::Framed(r) => r,
+    }
+}
+
+/// The VPN stream's reading and writing, in one task: a multiplexed
+/// (yamux) stream wakes only one task for its sender, which its reads use
+/// too (window updates), so halves polled from two tasks lose wake-ups.
+/// `read_done` fires when the engineer's side ended; the writer is given
+/// back once the stack dropped its frames' sender.
+async fn stream_io(
+    recv: PipeReader,
+    writer: PipeWriter,
+    inbound: mpsc::Sender<Vec<u8>>,
+    frames: mpsc::Receiver<Frame>,
+    read_done: tokio::sync::oneshot::Sender<()>,
+) -> PipeWriter {
+    let reading = read_packets(recv, inbound);
+    let writing = write_frames(writer, frames);
+    tokio::pin!(reading, writing);
+    let mut read_done = Some(read_done);
+    loop {
+        tokio::select! {
+            () = &mut reading, if read_done.is_some() => {
+                if let Some(done) = read_done.take() {
+                    let _ = done.send(());
+                }
+            }
+            writer = &mut writing => return writer,
+        }
     }
 }
 

@@ -215,6 +215,7 @@ fn make_requests<'a>(
             client_key: client,
             service: services[rng.below(services.len())],
             destination: Some(dests[rng.below(dests.len())]),
+            echo: false,
             now,
             consent: rng.chance(50),
             limit_exceeded: false,

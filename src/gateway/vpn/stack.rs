@@ -284,10 +284,20 @@ impl Stack {
                 if let Some(full) = full {
                     tracing::debug!(session = self.session.id, ?full, "vpn flow over the limit");
                 }
-                self.denials
-                    .deny(&self.gw, &self.session, protocol, dst, reason);
+                let what = format!("{} {dst}", protocol.as_str());
+                let records = self.denials.deny(Instant::now(), what, reason);
+                self.audit_denials(records);
                 Err((service, reason))
             }
+        }
+    }
+
+    /// Write refusal records (`denials.rs` decides when).
+    pub(crate) fn audit_denials(&self, records: impl IntoIterator<Item = super::denials::Denied>) {
+        for r in records {
+            self.gw
+                .audit
+                .flows_denied(&self.session, r.what, r.reason, r.count);
         }
     }
 
@@ -370,7 +380,8 @@ impl Stack {
         for id in self.flows.ids() {
             self.close(id, reason.clone());
         }
-        self.denials.flush(&self.gw, &self.session);
+        let last = self.denials.flush(Instant::now());
+        self.audit_denials(last);
     }
 }
 
