@@ -198,7 +198,6 @@ fn make_requests<'a>(
             now,
             consent: rng.chance(50),
             limit_exceeded: false,
-            echo: false,
             local: edgegate::policy::destination::LocalAddrs::none(),
         })
         .collect()

@@ -70,7 +70,6 @@ fn decide_does_not_allocate() {
             now,
             consent: i % 2 == 0,
             limit_exceeded: i % 50 == 0,
-            echo: false,
             local: edgegate::policy::destination::LocalAddrs::none(),
         })
         .collect();

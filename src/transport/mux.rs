@@ -158,10 +158,10 @@ fn lost(why: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, why.to_string())
 }
 
-/// A yamux stream as a pipe pair. Poll both halves from one task (one
-/// future joining or selecting both): the stream's sender parks a single
-/// task, and its reads use it too (window updates), so halves polled from
-/// two tasks lose wake-ups and stall until something else wakes them.
+/// A yamux stream as a pipe pair. The stream's sender parks a single
+/// task, and its reads use it too (window updates): the halves are split
+/// by `halves.rs` so that each may be polled from a task of its own
+/// without losing a wake-up.
 fn bi(stream: yamux::Stream) -> BiStream {
     let id = u64::from(stream.id().val());
     // Not `tokio::io::split`: see `halves.rs` (a lost wake-up).
