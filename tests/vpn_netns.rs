@@ -1116,6 +1116,30 @@ fn the_interface_and_routes_go_with_the_client() {
     assert!(!status.success());
     assert_gone(&lab, &up);
 
+    // A network the engineer's computer routes already is left alone,
+    // and said so.
+    lab.engineer
+        .run("ip", &["route", "add", "192.168.77.0/24", "dev", "wan0"]);
+    let (mut c, up) = lab.vpn("alice", false);
+    assert_eq!(up.routes, "none");
+    let said = c
+        .stderr
+        .wait_for(Duration::from_secs(5), |l| {
+            l.starts_with("vpn: route 192.168.77.0/24 left out")
+        })
+        .expect("the route left out is named");
+    assert!(said.contains("routes that network already"), "{said}");
+    let routes = lab
+        .engineer
+        .run("ip", &["route", "show", "192.168.77.0/24"]);
+    assert!(
+        String::from_utf8_lossy(&routes.stdout).contains("dev wan0"),
+        "the engineer's own route was replaced"
+    );
+    c.stop(Duration::from_secs(10)).expect("stops");
+    lab.engineer
+        .run("ip", &["route", "del", "192.168.77.0/24", "dev", "wan0"]);
+
     let (mut c, up) = lab.vpn("alice", false);
     assert_installed(&lab, &up);
     c.child.kill().unwrap();

@@ -53,8 +53,9 @@ pub(super) struct Running {
 #[cfg(not(target_os = "linux"))]
 pub(super) enum Running {}
 
-/// Open the VPN stream, make the interface, print `vpn up: …`. A failure
-/// is printed here (one line) and becomes the exit code.
+/// Open the VPN stream, make the interface, print `vpn up: …` (`routes
+/// none` when every route was left out). A failure is printed here (one
+/// line) and becomes the exit code.
 #[cfg(target_os = "linux")]
 pub(super) async fn start(
     session: &client::Session,
@@ -84,7 +85,10 @@ pub(super) async fn start(
         "vpn up: {} {} routes {}",
         interface.name,
         vpn.config.address,
-        interface.routes.join(",")
+        match interface.routes.is_empty() {
+            true => "none".to_string(),
+            false => interface.routes.join(","),
+        }
     );
     if writeln!(out, "{line}").is_err() {
         return Err(ExitCode::FAILURE);

@@ -89,6 +89,10 @@ impl Interface {
             };
             match route::add(addr, network.prefix, &name) {
                 Ok(()) => routes.push(cidr),
+                Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => eprintln!(
+                    "vpn: route {cidr} left out: this computer routes that network already \
+                     (a local network or another VPN)"
+                ),
                 Err(e) => eprintln!("vpn: route {cidr} left out: {e}"),
             }
         }
