@@ -91,7 +91,7 @@ pub struct Limits {
     /// one VPN session has open at once (default 128).
     pub max_vpn_flows: usize,
     /// Bytes one VPN session's TCP flows may buffer in all, both
-    /// directions (default 2 MiB: 18 TCP flows of 112 KiB each; the
+    /// directions (default 2 MiB: 14 TCP flows of 144 KiB each; the
     /// memory budget of `docs/deploy.md`).
     pub vpn_buffer: usize,
 }

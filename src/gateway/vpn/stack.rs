@@ -30,6 +30,10 @@ use tokio::time::Instant;
 /// is what AnyIP needs to take every destination as local. Never on a wire.
 const IFACE_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
 
+/// Egress passes of one poll at most: a socket sends one segment a pass,
+/// so this bounds a burst to about a send buffer's worth (64 KiB).
+const EGRESS_PASSES: usize = 64;
+
 /// What the flows' tasks tell the stack.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -203,6 +207,16 @@ impl Stack {
         self.device.rx = packet;
         let now = self.now();
         self.iface.poll(now, &mut self.device, &mut self.sockets);
+        // smoltcp sends one segment a socket per pass: pass again while
+        // they have more (bounded: a window's worth).
+        for _ in 0..EGRESS_PASSES {
+            let before = self.device.tx.len();
+            self.iface
+                .poll_egress(now, &mut self.device, &mut self.sockets);
+            if self.device.tx.len() == before {
+                break;
+            }
+        }
         self.flush();
     }
 

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::{timeout, Instant};
 
 /// smoltcp's receive buffer (engineer → destination).
-const RX: usize = 32 << 10;
+const RX: usize = 64 << 10;
 /// smoltcp's send buffer (destination → engineer); also the most read from
 /// the destination and not yet in it.
 const TX: usize = 64 << 10;
