@@ -3,14 +3,15 @@
 //! stream per forwarded connection. The session sees only the transport's
 //! `Connection`: QUIC, or TLS over TCP with its streams multiplexed on the
 //! one connection (`client/tls.rs` dials it). Local listeners (`-L`,
-//! SOCKS5) live in `client/forward.rs` and `client/socks.rs`; bundle push in
-//! `client/push.rs`.
+//! SOCKS5) live in `client/forward.rs` and `client/socks.rs`; the VPN
+//! (`--vpn`) in `client/vpn.rs`; bundle push in `client/push.rs`.
 
 mod forward;
 mod push;
 mod relayed;
 pub(crate) mod socks;
 mod tls;
+pub mod vpn;
 
 pub use forward::{forward, Forward};
 pub use push::push_bundle;

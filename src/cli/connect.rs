@@ -1,6 +1,8 @@
 //! `edgegate connect` and `edgegate bundle push` (DESIGN §6): argument
 //! parsing and the stdout/stderr contract. The work is in `crate::client`.
 
+mod vpn;
+
 use super::shutdown::Shutdown;
 use crate::client::{self, ClientError, SessionEvent, Target};
 use crate::keyfile;
@@ -52,6 +54,15 @@ pub struct ConnectArgs {
     /// Use TLS over TCP instead of QUIC.
     #[arg(long)]
     pub tls: bool,
+    /// Reach the allowed vpn services' networks over IP: a TUN interface
+    /// with the session's address and a route per network, removed on exit
+    /// (Linux; needs root or CAP_NET_ADMIN). Prints `vpn up: IFACE ADDRESS
+    /// routes CIDR[,CIDR...]`.
+    #[arg(long)]
+    pub vpn: bool,
+    /// The TUN interface's name (default: the first free `edgegateN`).
+    #[arg(long, value_name = "NAME", requires = "vpn")]
+    pub vpn_interface: Option<String>,
 }
 
 /// Whether `--identity` and `--ticket` have defaults: on Windows, in the
@@ -193,6 +204,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Run `edgegate connect`. Errors are one line; policy refusals print
 /// `denied: ...` themselves and return a failure code.
 pub fn run_connect(mut args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    // `--vpn` without its privilege fails before anything else is read.
+    let vpn = args
+        .vpn
+        .then(|| vpn::preflight(args.vpn_interface.take()))
+        .transpose()?;
     let forwards = args
         .forward
         .iter()
@@ -208,7 +224,7 @@ pub fn run_connect(mut args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let identity = Identity::new(&key)?;
     runtime()?.block_on(async move {
         let target = connect_target(&args, identity).await?;
-        connect(&target, ticket, forwards, socks).await
+        connect(&target, ticket, forwards, socks, vpn).await
     })
 }
 
@@ -217,6 +233,7 @@ async fn connect(
     ticket: Vec<u8>,
     forwards: Vec<client::Forward>,
     socks: Option<SocketAddr>,
+    vpn: Option<vpn::Request>,
 ) -> anyhow::Result<ExitCode> {
     let (session, mut events) = match client::open_session(target, ticket).await {
         Ok(s) => s,
@@ -285,22 +302,46 @@ async fn connect(
     }
     // Interrupted (Ctrl-C, the console window closed) or stopped (SIGTERM,
     // a service manager): close the session so the daemon forgets it now,
-    // not at its idle timeout. Installed before `ready`.
+    // not at its idle timeout. Installed before `ready`, and before the
+    // VPN's interface exists.
     let mut shutdown = Shutdown::install()?;
+    let mut vpn = match vpn {
+        Some(request) => match vpn::start(&session, request, &mut out).await {
+            Ok(vpn) => Some(vpn),
+            Err(code) => return Ok(leave(&session, code).await),
+        },
+        None => None,
+    };
     writeln!(out, "ready")?;
     out.flush()?;
     drop(out);
-    tokio::select! {
-        () = shutdown.recv() => Ok(leave(&session, ExitCode::SUCCESS).await),
-        ev = events.recv() => {
-            let why = match ev {
-                Some(SessionEvent::Ended(why)) => why,
-                None => "session ended".to_string(),
-            };
-            eprintln!("closed: session: {why}");
-            Ok(leave(&session, ExitCode::FAILURE).await)
+    let code = {
+        let vpn_end = vpn::run(&session, vpn.as_mut());
+        tokio::pin!(vpn_end);
+        tokio::select! {
+            () = shutdown.recv() => ExitCode::SUCCESS,
+            ev = events.recv() => {
+                report_end(ev);
+                ExitCode::FAILURE
+            }
+            end = &mut vpn_end => {
+                vpn::report_end(end, &mut events).await;
+                ExitCode::FAILURE
+            }
         }
-    }
+    };
+    // The interface (and its routes) go before the session's close.
+    vpn::finish(vpn);
+    Ok(leave(&session, code).await)
+}
+
+/// `closed: session: WHY` for a session's end.
+fn report_end(ev: Option<SessionEvent>) {
+    let why = match ev {
+        Some(SessionEvent::Ended(why)) => why,
+        None => "session ended".to_string(),
+    };
+    eprintln!("closed: session: {why}");
 }
 
 /// Close the session and give the close a moment (bounded) to reach the

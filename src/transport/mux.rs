@@ -8,6 +8,8 @@
 //! `Data`/`Close` frames (`PipeReader::Framed`), which carry a cut's reason,
 //! a read-level refusal and a session's end in band.
 
+mod halves;
+
 use super::coalesce::Coalesce;
 use super::conn::{BiStream, BoxFuture, Closed, Connection, Grant};
 use super::{PipeReader, PipeWriter};
@@ -156,13 +158,14 @@ fn lost(why: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, why.to_string())
 }
 
-/// A yamux stream as a pipe pair. Poll both halves from one task (one
-/// future joining or selecting both): the stream's sender parks a single
-/// task, and its reads use it too (window updates), so halves polled from
-/// two tasks lose wake-ups and stall until something else wakes them.
+/// A yamux stream as a pipe pair. The stream's sender parks a single
+/// task, and its reads use it too (window updates): the halves are split
+/// by `halves.rs` so that each may be polled from a task of its own
+/// without losing a wake-up.
 fn bi(stream: yamux::Stream) -> BiStream {
     let id = u64::from(stream.id().val());
-    let (r, w) = tokio::io::split(stream.compat());
+    // Not `tokio::io::split`: see `halves.rs` (a lost wake-up).
+    let (r, w) = halves::split(stream.compat());
     BiStream {
         id,
         send: PipeWriter::Framed(Box::new(w)),
@@ -439,6 +442,52 @@ mod tests {
             expect_frame(&mut got.recv, MAX_FRAME).await.unwrap(),
             Frame::Data(vec![3])
         );
+    }
+
+    /// Small frames both ways at once on one stream, each direction in a
+    /// task of its own (the VPN's packets over TLS): a read must not steal
+    /// the wake-up a blocked write waits for (yamux's halves share one
+    /// command channel and its one waker slot).
+    #[tokio::test]
+    async fn a_stream_carries_small_frames_both_ways_at_once() {
+        const FRAMES: usize = 20_000;
+        let (client, server) = pair();
+        server.grant(Grant::Session { streams: 8 });
+        let mut out = client.open_bi().await.unwrap();
+        write_frame(&mut out.send, &Frame::Data(vec![0]))
+            .await
+            .unwrap();
+        let mut inc = server.accept_bi().await.unwrap();
+        expect_frame(&mut inc.recv, MAX_FRAME).await.unwrap();
+        let pump = |mut send: PipeWriter, mut recv: PipeReader| async move {
+            let writing = tokio::spawn(async move {
+                for n in 0..FRAMES {
+                    let packet = Frame::Packet(vec![n as u8; 60]);
+                    write_frame(&mut send, &packet).await.unwrap();
+                }
+                send
+            });
+            let mut got = 0;
+            while got < FRAMES {
+                match expect_frame(&mut recv, MAX_FRAME).await.unwrap() {
+                    Frame::Packet(p) => assert_eq!(p, vec![got as u8; 60]),
+                    other => panic!("{other:?}"),
+                }
+                got += 1;
+            }
+            writing.await.unwrap()
+        };
+        let both = async {
+            tokio::join!(
+                tokio::spawn(pump(out.send, out.recv)),
+                tokio::spawn(pump(inc.send, inc.recv))
+            )
+        };
+        let (a, b) = tokio::time::timeout(Duration::from_secs(30), both)
+            .await
+            .expect("both directions finish");
+        a.unwrap();
+        b.unwrap();
     }
 
     #[tokio::test]

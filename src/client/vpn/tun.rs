@@ -1,0 +1,132 @@
+//! The VPN's TUN interface on Linux: created with the session's address
+//! and MTU, brought up, given a route for each network the daemon named,
+//! and gone with every route through it when the device is closed (the
+//! kernel deletes a non-persistent TUN interface with its last file
+//! descriptor, on any exit, SIGKILL included).
+//!
+//! The interface is made by `tun-rs` (ioctls on `/dev/net/tun`); routes
+//! over rtnetlink (`route.rs`).
+
+use super::route;
+use super::{cidr, PacketDevice};
+use edgegate_proto::frame::VpnConfig;
+use std::io;
+use std::net::IpAddr;
+
+/// The interface name the kernel numbers: `edgegate0`, or the first free
+/// `edgegateN`.
+const DEFAULT_NAME: &str = "edgegate%d";
+
+/// The TUN clone device.
+const TUN_DEVICE: &str = "/dev/net/tun";
+
+/// `CAP_NET_ADMIN`'s bit in the capability sets.
+const CAP_NET_ADMIN: u32 = 12;
+
+/// What `--vpn` needs before connecting: `CAP_NET_ADMIN` (root has it) and
+/// the TUN device, open to this user. The error is the line to print.
+pub fn check_privilege() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("--vpn: reading /proc/self/status: {e}"))?;
+    if !has_net_admin(&status) {
+        return Err(
+            "--vpn needs root or CAP_NET_ADMIN (to create the TUN interface and its routes); \
+             --socks reaches vpn services without them"
+                .into(),
+        );
+    }
+    // Usually open to everyone (mode 0666); some systems keep it to root.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(TUN_DEVICE)
+        .map(drop)
+        .map_err(|e| format!("--vpn: {TUN_DEVICE}: {e}"))
+}
+
+/// Whether a `/proc/PID/status` text shows `CAP_NET_ADMIN` in effect.
+fn has_net_admin(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// The VPN's TUN interface, up, with its routes. Dropping it removes both.
+pub struct Interface {
+    device: tun_rs::AsyncDevice,
+    /// The name the kernel gave it.
+    pub name: String,
+    /// The routes installed through it, `ADDRESS/PREFIX`.
+    pub routes: Vec<String>,
+}
+
+impl Interface {
+    /// Create the interface `name` (default: the first free `edgegateN`)
+    /// with the daemon's settings, bring it up and route the daemon's
+    /// networks through it. A route the system refuses (the network is
+    /// already routed elsewhere, say) is left out with a line on stderr;
+    /// `routes` lists the ones in place.
+    pub fn create(name: Option<&str>, config: &VpnConfig) -> anyhow::Result<Interface> {
+        let wanted = name.unwrap_or(DEFAULT_NAME);
+        let device = tun_rs::DeviceBuilder::new()
+            .name(wanted)
+            .ipv4(config.address, 32u8, None)
+            .mtu(config.mtu)
+            .enable(true)
+            .build_async()
+            .map_err(|e| anyhow::anyhow!("--vpn: creating the TUN interface: {e}"))?;
+        let name = device
+            .name()
+            .map_err(|e| anyhow::anyhow!("--vpn: naming the TUN interface: {e}"))?;
+        let mut routes = Vec::new();
+        for network in &config.routes {
+            let cidr = cidr(network);
+            let IpAddr::V4(addr) = network.addr else {
+                eprintln!("vpn: route {cidr} left out: the VPN carries IPv4 only");
+                continue;
+            };
+            match route::add(addr, network.prefix, &name) {
+                Ok(()) => routes.push(cidr),
+                Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => eprintln!(
+                    "vpn: route {cidr} left out: this computer routes that network already \
+                     (a local network or another VPN)"
+                ),
+                Err(e) => eprintln!("vpn: route {cidr} left out: {e}"),
+            }
+        }
+        Ok(Interface {
+            device,
+            name,
+            routes,
+        })
+    }
+}
+
+impl PacketDevice for Interface {
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.device.recv(buf).await
+    }
+
+    async fn send(&self, packet: &[u8]) -> io::Result<usize> {
+        self.device.send(packet).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_net_admin;
+
+    #[test]
+    fn net_admin_is_read_from_the_effective_set() {
+        let root = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+        assert!(has_net_admin(root));
+        let user = "CapPrm:\t0000000000001000\nCapEff:\t0000000000000000\n";
+        assert!(!has_net_admin(user));
+        let only_net_admin = "CapEff:\t0000000000001000\n";
+        assert!(has_net_admin(only_net_admin));
+        assert!(!has_net_admin("CapEff:\tzz\n"));
+        assert!(!has_net_admin(""));
+    }
+}
