@@ -71,6 +71,9 @@ pub struct Dropped {
     pub too_large: u64,
     /// Not IPv4 (IPv6 neighbour discovery, for one).
     pub not_ipv4: u64,
+    /// No room in the connection's datagram send buffer (a congested
+    /// link drops, as this does).
+    pub congested: u64,
 }
 
 /// Why the VPN ended.
@@ -200,6 +203,13 @@ async fn device_to_session<D: PacketDevice>(
             continue;
         }
         if config.datagrams {
+            // A full send buffer drops this packet, not the oldest waiting
+            // (quinn's choice): a flow whose head segment were dropped
+            // from every retransmitted burst would never recover.
+            if conn.datagram_send_space() < n {
+                dropped.congested += 1;
+                continue;
+            }
             if let Err(e) = conn.send_datagram(bytes::Bytes::copy_from_slice(packet)) {
                 match conn.max_datagram_size() {
                     Some(max) if n > max => dropped.too_large += 1,
