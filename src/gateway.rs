@@ -31,6 +31,7 @@ mod session;
 mod stream;
 mod tls;
 mod uplink;
+pub use uplink::backoff as relay_backoff;
 
 pub use authorize::Credentials;
 pub use control::ControlView;

@@ -56,8 +56,9 @@ enum LinkEnd {
 
 /// The full-jitter back-off before attempt `attempt` (0-based): uniform in
 /// `[0, min(BACKOFF_MAX, BACKOFF_MIN * 2^attempt)]`, so routers that lost
-/// one relay together do not return together.
-fn backoff(attempt: u32) -> Duration {
+/// one relay together do not return together. Public for the benches'
+/// simulated routers (`benches/compare`), which must spread as routers do.
+pub fn backoff(attempt: u32) -> Duration {
     let ceiling = BACKOFF_MIN
         .saturating_mul(1u32 << attempt.min(16))
         .min(BACKOFF_MAX);
