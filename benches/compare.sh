@@ -10,9 +10,10 @@
 # Environment: BENCH_BYTES (bytes per single-stream run, default 1 GiB),
 # BENCH_RUNS (runs per throughput figure, best kept, default 3),
 # BENCH_SKIP_BUILD=1 (use the binaries already built), BENCH_ONLY=relay (only
-# section 8, the relay, ~3 min of the total), BENCH_IDLE_SECS (seconds of idle
-# router-relay traffic counted, default 60), BENCH_RELAY_ROUTERS (simulated
-# routers, default 1000). Section 8 makes a network namespace (ip, nft).
+# section 8, the relay, ~5 min of the total), BENCH_IDLE_SECS (seconds of
+# idle router-relay traffic counted, default 310: two TLS pings; counted while
+# the rest of section 8 runs), BENCH_RELAY_ROUTERS (simulated routers, default
+# 1000). Section 8 makes a network namespace of its own (ip, nft).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +24,7 @@ MULTI_BYTES=$((16 << 20)) # per stream: 64 x 16 MiB = 1 GiB
 IDLE_SESSIONS=1000
 REVOKE_STREAMS=100
 ONLY=${BENCH_ONLY:-all}
-IDLE_SECS=${BENCH_IDLE_SECS:-60}
+IDLE_SECS=${BENCH_IDLE_SECS:-310}
 SIM_ROUTERS=${BENCH_RELAY_ROUTERS:-1000}
 NS=egbench-$$
 BT="$ROOT/benches/target"
@@ -104,11 +105,11 @@ EGR="$ROOT/target/release/edgegate-relay"
 EGB="$BT/release/egb"
 CEDAR="$BT/release/edgegate-cedar-bench"
 BUILT=$(date +%s)
-# Whatever happens, the measurements end within fourteen minutes of the
-# build, five with BENCH_ONLY=relay (a first, cold build is longer:
+# Whatever happens, the measurements end within fifteen minutes of the
+# build, eight with BENCH_ONLY=relay (a first, cold build is longer:
 # cedar-policy alone takes ~10 min on 2 cores). `&&`: the cleanup kills the
 # sleep first, and that must not fire the bound.
-BOUND=840; [ "$ONLY" = relay ] && BOUND=300
+BOUND=900; [ "$ONLY" = relay ] && BOUND=480
 ( sleep "$BOUND" && { echo "compare.sh: ${BOUND}s bound reached" >&2; kill -TERM $$; } ) &
 WATCHDOG=$!
 

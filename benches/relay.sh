@@ -74,8 +74,52 @@ nft_bytes() {
     ip netns exec "$NS" nft list table inet egb | awk -v c="\"$1\"" '$0 ~ c {for (i = 1; i < NF; i++) if ($i == "bytes") s += $(i + 1)} END {print s + 0}'
 }
 
+# idle_start: a relay and two routers in a namespace of this script, UDP to
+# 127.0.0.2 dropped so the second router registers over TLS; nft counts
+# every IP packet between them from now on (while the other measurements
+# run: idle traffic does not depend on the CPU they take).
+idle_start() {
+    ip netns add "$NS"
+    ip -n "$NS" link set lo up
+    local rport=4433
+    ip netns exec "$NS" nft -f - <<EOF
+table inet egb {
+    chain out {
+        type filter hook output priority 0;
+        ip daddr 127.0.0.2 udp dport $rport drop
+        ip daddr 127.0.0.1 udp dport $rport counter comment "quic"
+        ip saddr 127.0.0.1 udp sport $rport counter comment "quic"
+        ip daddr 127.0.0.2 tcp dport $rport counter comment "tls"
+        ip saddr 127.0.0.2 tcp sport $rport counter comment "tls"
+    }
+}
+EOF
+    relay_start nsrelay "$T/nsrelay" "$rport" "" "$NS"
+    relayed_router idleq idle-q "127.0.0.1:$rport" "$RKEY" no "$NS"
+    relayed_router idlet idle-t "127.0.0.2:$rport" "$RKEY" no "$NS"
+    grep -q "over quic" "$T/idleq.out" && grep -q "over tls" "$T/idlet.out" ||
+        die "idle routers: expected one over QUIC and one over TLS: $(grep -h registered "$T"/idle?.out)"
+    sleep 1
+    IDLE_T0=$(date +%s%N) IDLE_Q0=$(nft_bytes quic) IDLE_TLS0=$(nft_bytes tls)
+}
+
+# idle_finish: at least $IDLE_SECS after idle_start, the rows.
+idle_finish() {
+    local left secs name d mb q1 t1
+    left=$((IDLE_SECS - ($(date +%s%N) - IDLE_T0) / 1000000000))
+    if [ "$left" -gt 0 ]; then sleep "$left"; fi
+    q1=$(nft_bytes quic) t1=$(nft_bytes tls)
+    secs=$(awk -v n="$(($(date +%s%N) - IDLE_T0))" 'BEGIN{printf "%.1f", n / 1e9}')
+    for name in QUIC TLS; do
+        if [ $name = QUIC ]; then d=$((q1 - IDLE_Q0)); else d=$((t1 - IDLE_TLS0)); fi
+        mb=$(awk -v b="$d" -v s="$secs" 'BEGIN{printf "%.1f", b / s * 30 * 86400 / 1e6}')
+        row "8. idle router<->relay traffic, $name" "$mb MB/month" "$d bytes in ${secs}s, IP packets both ways (<=15)" "$(pf "$mb" '<' 15.05)"
+    done
+}
+
 relay_section() {
-    say "relay: setup, bulk, memory with $SIM_ROUTERS routers, restart, $IDLE_SECS s of idle traffic"
+    say "relay: idle traffic for ${IDLE_SECS}s meanwhile: setup, bulk, memory with $SIM_ROUTERS routers, restart"
+    idle_start
     # A relay and a router that listens and is registered with it.
     local rport rq rt dq dt p name g c
     rport=$(free_port)
@@ -156,38 +200,5 @@ max_handshakes = 1024"
     exec 8>&-
     stop "$router_pid"
     stop "$RPID"
-
-    # Idle traffic: a relay and two routers in a namespace; UDP to
-    # 127.0.0.2 dropped, so the second router registers over TLS.
-    ip netns add "$NS"
-    ip -n "$NS" link set lo up
-    rport=4433
-    ip netns exec "$NS" nft -f - <<EOF
-table inet egb {
-    chain out {
-        type filter hook output priority 0;
-        ip daddr 127.0.0.2 udp dport $rport drop
-        ip daddr 127.0.0.1 udp dport $rport counter comment "quic"
-        ip saddr 127.0.0.1 udp sport $rport counter comment "quic"
-        ip daddr 127.0.0.2 tcp dport $rport counter comment "tls"
-        ip saddr 127.0.0.2 tcp sport $rport counter comment "tls"
-    }
-}
-EOF
-    relay_start nsrelay "$T/nsrelay" "$rport" "" "$NS"
-    relayed_router idleq idle-q "127.0.0.1:$rport" "$RKEY" no "$NS"
-    relayed_router idlet idle-t "127.0.0.2:$rport" "$RKEY" no "$NS"
-    grep -q "over quic" "$T/idleq.out" && grep -q "over tls" "$T/idlet.out" ||
-        die "idle routers: expected one over QUIC and one over TLS: $(grep registered "$T"/idle?.out)"
-    sleep 1
-    local q0 t0b q1 t1
-    q0=$(nft_bytes quic) t0b=$(nft_bytes tls)
-    sleep "$IDLE_SECS"
-    q1=$(nft_bytes quic) t1=$(nft_bytes tls)
-    for name in QUIC TLS; do
-        if [ $name = QUIC ]; then d=$((q1 - q0)); else d=$((t1 - t0b)); fi
-        local mb
-        mb=$(awk -v b="$d" -v s="$IDLE_SECS" 'BEGIN{printf "%.1f", b / s * 30 * 86400 / 1e6}')
-        row "8. idle router<->relay traffic, $name" "$mb MB/month" "$d bytes in ${IDLE_SECS}s, IP packets both ways (<=15)" "$(pf "$mb" '<' 15.05)"
-    done
+    idle_finish
 }
