@@ -186,6 +186,33 @@ connect() {
     wait_line "$T/$name.out" '^ready' >/dev/null
 }
 
+# cpu_tree PID...: CPU time (centiseconds) of the PIDs, their live descendants
+# and their reaped children (utime+stime+cutime+cstime).
+cpu_tree() {
+    local all=("$@") i=0 kids
+    while [ $i -lt ${#all[@]} ]; do
+        kids=$(ps -o pid= --ppid "${all[$i]}" 2>/dev/null || true)
+        for k in $kids; do all+=("$k"); done
+        i=$((i + 1))
+    done
+    for i in "${all[@]}"; do awk '{print $14+$15+$16+$17}' "/proc/$i/stat" 2>/dev/null || true; done | awk '{s+=$1} END{print s+0}'
+}
+# best_pull PORT [PID...]: the best of $RUNS single-stream pulls (Gbit/s), and
+# the CPU the forwarder processes PID... (with descendants) spent per GiB.
+best_pull() {
+    local i best=0 g port=$1 c0 c1; shift
+    c0=$(cpu_tree "$@")
+    for ((i = 0; i < RUNS; i++)); do
+        g=$(egb pull "127.0.0.1:$port" "$BYTES" 30 | result pull | awk -v b="$BYTES" '$1==b{print $3}')
+        [ -n "$g" ] || { echo "0 0"; return; }
+        best=$(awk -v a="$best" -v b="$g" 'BEGIN{print (b>a)?b:a}')
+    done
+    c1=$(cpu_tree "$@")
+    echo "$best $(awk -v c=$((c1 - c0)) -v n="$RUNS" -v b="$BYTES" 'BEGIN{printf "%.2f", c/100/(n*b/1073741824)}')"
+}
+# forwarded NAME CMD...: start a forwarder, wait until its port answers
+wait_port() { local i; for ((i = 0; i < 500; i++)); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.02; done; die "port $1 never opened"; }
+
 # --- 8. the relay, beside the direct path (defined here, run after 7) ---------
 . "$ROOT/benches/relay.sh"
 
@@ -216,33 +243,6 @@ SSHD_PID=$LAST
 wait_line "$T/sshd.out" "Server listening" >/dev/null
 SSH=(ssh -F /dev/null -i "$T/ssh/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
     -o BatchMode=yes -o LogLevel=ERROR -o ExitOnForwardFailure=yes -p "$SSHP")
-
-# cpu_tree PID...: CPU time (centiseconds) of the PIDs, their live descendants
-# and their reaped children (utime+stime+cutime+cstime).
-cpu_tree() {
-    local all=("$@") i=0 kids
-    while [ $i -lt ${#all[@]} ]; do
-        kids=$(ps -o pid= --ppid "${all[$i]}" 2>/dev/null || true)
-        for k in $kids; do all+=("$k"); done
-        i=$((i + 1))
-    done
-    for i in "${all[@]}"; do awk '{print $14+$15+$16+$17}' "/proc/$i/stat" 2>/dev/null || true; done | awk '{s+=$1} END{print s+0}'
-}
-# best_pull PORT [PID...]: the best of $RUNS single-stream pulls (Gbit/s), and
-# the CPU the forwarder processes PID... (with descendants) spent per GiB.
-best_pull() {
-    local i best=0 g port=$1 c0 c1; shift
-    c0=$(cpu_tree "$@")
-    for ((i = 0; i < RUNS; i++)); do
-        g=$(egb pull "127.0.0.1:$port" "$BYTES" 30 | result pull | awk -v b="$BYTES" '$1==b{print $3}')
-        [ -n "$g" ] || { echo "0 0"; return; }
-        best=$(awk -v a="$best" -v b="$g" 'BEGIN{print (b>a)?b:a}')
-    done
-    c1=$(cpu_tree "$@")
-    echo "$best $(awk -v c=$((c1 - c0)) -v n="$RUNS" -v b="$BYTES" 'BEGIN{printf "%.2f", c/100/(n*b/1073741824)}')"
-}
-# forwarded NAME CMD...: start a forwarder, wait until its port answers
-wait_port() { local i; for ((i = 0; i < 500; i++)); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.02; done; die "port $1 never opened"; }
 
 # --- 1. bulk throughput, one stream ---------------------------------------------
 say "throughput: $BYTES bytes per run, best of $RUNS"
