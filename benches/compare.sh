@@ -9,7 +9,11 @@
 #
 # Environment: BENCH_BYTES (bytes per single-stream run, default 1 GiB),
 # BENCH_RUNS (runs per throughput figure, best kept, default 3),
-# BENCH_SKIP_BUILD=1 (use the binaries already built).
+# BENCH_SKIP_BUILD=1 (use the binaries already built), BENCH_ONLY=relay (only
+# section 8, the relay, ~5 min of the total), BENCH_IDLE_SECS (seconds of
+# idle router-relay traffic counted, default 310: two TLS pings; counted while
+# the rest of section 8 runs), BENCH_RELAY_ROUTERS (simulated routers, default
+# 1000). Section 8 makes a network namespace of its own (ip, nft).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +23,10 @@ MULTI_STREAMS=64
 MULTI_BYTES=$((16 << 20)) # per stream: 64 x 16 MiB = 1 GiB
 IDLE_SESSIONS=1000
 REVOKE_STREAMS=100
+ONLY=${BENCH_ONLY:-all}
+IDLE_SECS=${BENCH_IDLE_SECS:-310}
+SIM_ROUTERS=${BENCH_RELAY_ROUTERS:-1000}
+NS=egbench-$$
 BT="$ROOT/benches/target"
 START=$(date +%s)
 
@@ -29,6 +37,8 @@ cleanup() {
     if [ -n "${WATCHDOG:-}" ]; then pkill -P "$WATCHDOG" 2>/dev/null || true; kill "$WATCHDOG" 2>/dev/null || true; fi
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns del "$NS" 2>/dev/null || true
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -87,25 +97,30 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     say "building (release)"
     (cd "$ROOT" && cargo build --release --bins -q)
     (cd "$ROOT/benches/compare" && CARGO_TARGET_DIR="$BT" cargo build --release -q)
-    (cd "$ROOT/benches/cedar" && CARGO_TARGET_DIR="$BT" cargo build --release -q)
+    [ "$ONLY" = relay ] || (cd "$ROOT/benches/cedar" && CARGO_TARGET_DIR="$BT" cargo build --release -q)
 fi
 EG="$ROOT/target/release/edgegate"
 EGD="$ROOT/target/release/edgegated"
+EGR="$ROOT/target/release/edgegate-relay"
 EGB="$BT/release/egb"
 CEDAR="$BT/release/edgegate-cedar-bench"
 BUILT=$(date +%s)
-# Whatever happens, the measurements end within ten minutes of the build (a
-# first, cold build is longer: cedar-policy alone takes ~10 min on 2 cores).
-# `&&`: the cleanup kills the sleep first, and that must not fire the bound.
-( sleep 570 && { echo "compare.sh: ten-minute bound reached" >&2; kill -TERM $$; } ) &
+# Whatever happens, the measurements end within fifteen minutes of the
+# build, eight with BENCH_ONLY=relay (a first, cold build is longer:
+# cedar-policy alone takes ~10 min on 2 cores). `&&`: the cleanup kills the
+# sleep first, and that must not fire the bound.
+BOUND=900; [ "$ONLY" = relay ] && BOUND=480
+( sleep "$BOUND" && { echo "compare.sh: ${BOUND}s bound reached" >&2; kill -TERM $$; } ) &
 WATCHDOG=$!
 
 # --- 4. policy decisions against Cedar (no network) --------------------------
+if [ "$ONLY" = all ]; then
 say "policy: edgegate decide vs cedar-policy"
 timeout 240 "$CEDAR" >"$T/cedar.out" 2>&1 || die "cedar bench failed: $(tail -3 "$T/cedar.out")"
 read -r AGREE SAMPLE < <(result cedar_agree <"$T/cedar.out")
 read -r DMED DP99 < <(result decide_ns <"$T/cedar.out")
 read -r CMED CP99 < <(result cedar_ns <"$T/cedar.out")
+fi
 
 # --- backends, keys, bundle, daemon --------------------------------------------
 say "starting backends and edgegated"
@@ -171,33 +186,6 @@ connect() {
     wait_line "$T/$name.out" '^ready' >/dev/null
 }
 
-# --- sshd ------------------------------------------------------------------------
-mkdir -p "$T/ssh" /run/sshd
-ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/host"
-ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/id"
-cp "$T/ssh/id.pub" "$T/ssh/authorized_keys"
-SSHP=$(free_port)
-cat >"$T/ssh/sshd_config" <<EOF
-Port $SSHP
-ListenAddress 127.0.0.1
-HostKey $T/ssh/host
-PidFile $T/ssh/sshd.pid
-AuthorizedKeysFile $T/ssh/authorized_keys
-PermitRootLogin yes
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-AllowTcpForwarding yes
-Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com
-EOF
-bg sshd /usr/sbin/sshd -D -f "$T/ssh/sshd_config" -e
-SSHD_PID=$LAST
-wait_line "$T/sshd.out" "Server listening" >/dev/null
-SSH=(ssh -F /dev/null -i "$T/ssh/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-    -o BatchMode=yes -o LogLevel=ERROR -o ExitOnForwardFailure=yes -p "$SSHP")
-
 # cpu_tree PID...: CPU time (centiseconds) of the PIDs, their live descendants
 # and their reaped children (utime+stime+cutime+cstime).
 cpu_tree() {
@@ -224,6 +212,37 @@ best_pull() {
 }
 # forwarded NAME CMD...: start a forwarder, wait until its port answers
 wait_port() { local i; for ((i = 0; i < 500; i++)); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.02; done; die "port $1 never opened"; }
+
+# --- 8. the relay, beside the direct path (defined here, run after 7) ---------
+. "$ROOT/benches/relay.sh"
+
+if [ "$ONLY" = all ]; then
+# --- sshd ------------------------------------------------------------------------
+mkdir -p "$T/ssh" /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/host"
+ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/id"
+cp "$T/ssh/id.pub" "$T/ssh/authorized_keys"
+SSHP=$(free_port)
+cat >"$T/ssh/sshd_config" <<EOF
+Port $SSHP
+ListenAddress 127.0.0.1
+HostKey $T/ssh/host
+PidFile $T/ssh/sshd.pid
+AuthorizedKeysFile $T/ssh/authorized_keys
+PermitRootLogin yes
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding yes
+Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com
+EOF
+bg sshd /usr/sbin/sshd -D -f "$T/ssh/sshd_config" -e
+SSHD_PID=$LAST
+wait_line "$T/sshd.out" "Server listening" >/dev/null
+SSH=(ssh -F /dev/null -i "$T/ssh/id" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+    -o BatchMode=yes -o LogLevel=ERROR -o ExitOnForwardFailure=yes -p "$SSHP")
 
 # --- 1. bulk throughput, one stream ---------------------------------------------
 say "throughput: $BYTES bytes per run, best of $RUNS"
@@ -360,6 +379,9 @@ row "6. daemon RSS, 10k-user bundle (fresh daemon)" "$RSS_10K KiB" "$RSS_EMPTY2 
 row "7. 10k bundle: verify / compile" "$VER / $COMP ms" "$((SIZE / 1024)) KiB envelope"
 row "7. 10k bundle: accept (verify+compile+store)" "$ACC ms" "in-process, flushed"
 row "7. 10k bundle: push over control socket" "$PUSH_MS ms" "CLI spawn + send + accept + swap"
+fi
+
+relay_section
 
 END=$(date +%s)
 echo

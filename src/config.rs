@@ -44,7 +44,8 @@ pub struct Config {
     /// The relays this router registers with (`[[relay]]`), in file order.
     pub relays: Vec<RelayPeer>,
     /// How often the router shows each relay it is alive (`relay_keepalive`,
-    /// default 25s: NAT mappings commonly expire after 30 s).
+    /// default 25s: UDP NAT mappings commonly expire after 30 s): QUIC
+    /// keep-alives at this interval; over TLS a ping after 6 × it of silence.
     pub relay_keepalive: Duration,
     /// Path of the local control socket.
     pub control_socket: PathBuf,

@@ -5,6 +5,7 @@
 //! restricted user, and prints ready-to-paste commands. Runs until Ctrl-C.
 
 pub mod backends;
+mod relay;
 
 use crate::config::Config;
 use crate::daemon;
@@ -138,6 +139,25 @@ async fn demo(dir: &Path) -> anyhow::Result<()> {
         ws: backends::websocket(any).await?,
         vnc: backends::echo(any).await?,
     };
+    let auth = PublicKey::from(authority.verifying_key());
+    let relay = relay::start(dir, &auth).unwrap_or_else(|e| {
+        eprintln!("warning: the demo relay: {e:#}; the demo goes on without it");
+        None
+    });
+    let device = keyfile::generate(&dir.join("device.key"))?;
+    let uplink = match &relay {
+        Some(r) => {
+            let device_key = PublicKey::from(device.verifying_key());
+            let enroll = relay::enroll(dir, DEVICE, device_key, &authority, now)?;
+            format!(
+                "enrollment = \"{}\"\n[[relay]]\naddress = \"{}\"\nkey = \"{}\"\n",
+                enroll.display(),
+                r.address,
+                r.key
+            )
+        }
+        None => String::new(),
+    };
     let config = Config::from_toml_str(&format!(
         r#"device_id = "{DEVICE}"
 device_key = "{dir}/device.key"
@@ -148,9 +168,8 @@ listen_quic = "127.0.0.1:0"
 listen_tls = "127.0.0.1:0"
 control_socket = "{dir}/control.sock"
 expiry_grace = "0s"
-"#,
+{uplink}"#,
         dir = dir.display(),
-        auth = PublicKey::from(authority.verifying_key()),
     ))
     .map_err(|e| anyhow!("demo config: {e}"))?;
     let running = daemon::start(config).await?;
@@ -165,22 +184,48 @@ expiry_grace = "0s"
     let henk = client(dir, "henk", &authority, now)?;
     let bert = client(dir, "bert", &authority, now)?;
     let sven = client(dir, "sven", &authority, now)?;
+    let relay = match relay {
+        Some(r) => match relay::registered(&r, DEVICE).await {
+            Ok(()) => Some(r),
+            Err(e) => {
+                eprintln!("warning: {e:#}; the demo goes on without the relay");
+                None
+            }
+        },
+        None => None,
+    };
     let stop = daemon::terminated();
-    print!("{}", instructions(dir, &running, &b, &henk, &bert, &sven));
+    let people = People {
+        henk: &henk,
+        bert: &bert,
+        sven: &sven,
+    };
+    print!(
+        "{}",
+        instructions(dir, &running, relay.as_ref(), &b, &people)
+    );
     stop.await;
     println!("stopping the demo");
     running.shutdown().await;
+    drop(relay);
     Ok(())
+}
+
+/// The demo's engineers: each a key file and a ticket file.
+struct People<'a> {
+    henk: &'a (PathBuf, PathBuf),
+    bert: &'a (PathBuf, PathBuf),
+    sven: &'a (PathBuf, PathBuf),
 }
 
 fn instructions(
     dir: &Path,
     running: &daemon::Running,
+    relay: Option<&relay::DemoRelay>,
     b: &Backends,
-    henk: &(PathBuf, PathBuf),
-    bert: &(PathBuf, PathBuf),
-    sven: &(PathBuf, PathBuf),
+    people: &People<'_>,
 ) -> String {
+    let (henk, bert, sven) = (people.henk, people.bert, people.sven);
     let eg = edgegate_command();
     let path = |p: &Path| shell_word(&p.display().to_string());
     let key = running.gateway.identity().public();
@@ -265,6 +310,26 @@ fn instructions(
         "  {eg} consent revoke --socket {control}   # cuts his stream at once"
     ));
     line(String::new());
+    if let Some(r) = relay {
+        let (rweb, rsocks) = (free_port(), free_port());
+        line(
+            "Through the relay, Henk's command again (the router dialed out to it: no route to it needed):"
+                .into(),
+        );
+        line(format!(
+            "  {eg} connect --relay {} --relay-key {} --gateway-key {key} --identity {} --ticket {} -L {rweb}=plc-web --socks {rsocks}",
+            r.address,
+            r.key,
+            path(&henk.0),
+            path(&henk.1)
+        ));
+        line(format!("  curl http://127.0.0.1:{rweb}/"));
+        line(format!(
+            "  {eg} relay status --socket {}   # the relay's side: the router, its sessions, bytes",
+            path(&r.control)
+        ));
+        line(String::new());
+    }
     line("Revoke Henk while his tunnel is open (his streams close with user-inactive):".into());
     line(format!(
         "  {eg} bundle push {} --gateway {} --gateway-key {key}",

@@ -32,6 +32,7 @@ mod stream;
 mod tls;
 mod uplink;
 mod vpn;
+pub use uplink::backoff as relay_backoff;
 
 pub use authorize::Credentials;
 pub use control::ControlView;

@@ -89,7 +89,9 @@ fn assert_runnable_as_printed(out: &[String]) {
         .filter_map(|l| l.strip_prefix("  "))
         .filter(|l| !l.starts_with("->") && !l.starts_with('('))
         .collect();
-    assert_eq!(commands.len(), 11, "{commands:#?}");
+    // 11, and 3 through the relay (started beside the daemon: the test
+    // builds `edgegate-relay` with the other binaries).
+    assert_eq!(commands.len(), 14, "{commands:#?}");
     let edgegate = std::path::Path::new(EDGEGATE).canonicalize().unwrap();
     for c in commands {
         let program = c.split_whitespace().next().unwrap();
@@ -104,8 +106,8 @@ fn assert_runnable_as_printed(out: &[String]) {
     }
 }
 
-#[test]
-fn the_demo_does_what_it_prints() {
+/// Start `edgegated --demo`; its printed lines once it has printed them all.
+fn start_demo() -> (Client, Vec<String>) {
     let mut cmd = Command::new(EDGEGATED);
     cmd.arg("--demo");
     let mut demo = spawn(cmd);
@@ -120,6 +122,12 @@ fn the_demo_does_what_it_prints() {
             )
         });
     let out = demo.stdout.seen.clone();
+    (demo, out)
+}
+
+#[test]
+fn the_demo_does_what_it_prints() {
+    let (mut demo, out) = start_demo();
     let text = out.join("\n");
     println!("{text}");
     let dir = out[0]
@@ -131,7 +139,7 @@ fn the_demo_does_what_it_prints() {
     assert_runnable_as_printed(&out);
     let connects: Vec<&str> = out
         .iter()
-        .filter(|l| l.contains("edgegate connect "))
+        .filter(|l| l.contains("edgegate connect --gateway "))
         .map(|l| l.trim_start())
         .collect();
     assert_eq!(
@@ -155,7 +163,8 @@ fn the_demo_does_what_it_prints() {
             h.stdout.seen
         );
     }
-    for needle in ["curl http://", "curl --socks5 "] {
+    let web = format!("curl http://127.0.0.1:{}/", port_for(henk, "plc-web"));
+    for needle in [web.as_str(), "curl --socks5 "] {
         let page = run(command(&out, needle));
         assert!(
             String::from_utf8_lossy(&page.stdout).contains("Filling line PLC"),
@@ -248,4 +257,40 @@ fn the_demo_does_what_it_prints() {
         .expect("the demo stops on Ctrl-C");
     assert!(status.success(), "{status:?}");
     assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
+}
+
+/// Henk's command through the demo's relay, as printed, reaches `ready`
+/// and carries the PLC page; the printed `relay status` lists the router.
+#[test]
+fn henks_command_through_the_demo_relay_reaches_the_plc_page() {
+    let (mut demo, out) = start_demo();
+    let text = out.join("\n");
+    let relayed = command(&out, "edgegate connect --relay ");
+    assert!(relayed.contains(" --gateway-key ") && !relayed.contains(" --gateway "));
+    let mut h = spawn(shell(relayed));
+    h.ready();
+    assert!(
+        h.stdout.seen.iter().any(|l| l == "allow plc-web manage"),
+        "{:?}",
+        h.stdout.seen
+    );
+    let web = format!("curl http://127.0.0.1:{}/", port_for(relayed, "plc-web"));
+    let page = run(command(&out, &web));
+    assert!(
+        String::from_utf8_lossy(&page.stdout).contains("Filling line PLC"),
+        "{page:?}\n{text}"
+    );
+    let status = run(command(&out, "edgegate relay status "));
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("router demo-router over quic") && status.contains("sessions 1"),
+        "{status}"
+    );
+    drop(h);
+    let pid = nix::unistd::Pid::from_raw(demo.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = demo
+        .exit(Duration::from_secs(10))
+        .expect("the demo stops on Ctrl-C");
+    assert!(status.success(), "{status:?}");
 }

@@ -24,10 +24,12 @@ fn a_relay_stopped_or_killed_and_restarted_is_registered_with_again() {
     let (k, t) = d.client("alice", "alice");
     let relays = [(relay.quic, relay.key)];
 
-    for kill in [false, true] {
-        // TLS to the relay: its end is seen at once (QUIC would see it at
-        // its idle timeout, 30 s).
-        let mut c = d.connect_relayed(None, &relays, &k, &t, true, &forwards(&["hmi"]));
+    // Stopped, then killed with the engineer on TLS (its end is seen at
+    // once), then killed with the engineer on QUIC: a dead relay says
+    // nothing there, and the client's keep-alives and short idle timeout
+    // end the session within ~10 s.
+    for (kill, tls) in [(false, true), (true, true), (true, false)] {
+        let mut c = d.connect_relayed(None, &relays, &k, &t, tls, &forwards(&["hmi"]));
         c.ready();
         drop(echo_through(c.forwarded("hmi")));
         if kill {
@@ -39,10 +41,18 @@ fn a_relay_stopped_or_killed_and_restarted_is_registered_with_again() {
             });
             assert!(going.is_some(), "router stderr {:?}", d.stderr.seen);
         }
-        let closed = c.stderr.wait_for(Duration::from_secs(15), |l| {
+        let gone = Instant::now();
+        let closed = c.stderr.wait_for(Duration::from_secs(12), |l| {
             l.starts_with("closed: session: ")
         });
         assert!(closed.is_some(), "client stderr {:?}", c.stderr.seen);
+        println!(
+            "relay {} under a {} engineer: `{}` after {} ms",
+            if kill { "killed" } else { "stopped" },
+            if tls { "TLS" } else { "QUIC" },
+            closed.unwrap(),
+            gone.elapsed().as_millis()
+        );
         let status = c.exit(Duration::from_secs(10)).expect("the client exits");
         assert!(!status.success());
 

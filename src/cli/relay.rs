@@ -46,7 +46,7 @@ pub fn run(cmd: RelayCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ask(socket: &std::path::Path) -> anyhow::Result<RelayStatus> {
+pub(crate) async fn ask(socket: &std::path::Path) -> anyhow::Result<RelayStatus> {
     let shown = socket.display();
     let mut stream = tokio::net::UnixStream::connect(socket)
         .await

@@ -34,6 +34,15 @@ const QUIC_WAIT: Duration = Duration::from_secs(3);
 /// How long TLS over TCP may take to register.
 const TLS_WAIT: Duration = Duration::from_secs(10);
 
+/// Over TLS the router pings every `TLS_PING_FACTOR` × `relay_keepalive`
+/// (150 s by default). `relay_keepalive` is sized for UDP mappings, which
+/// NATs drop after ~30 s; TCP mappings live for minutes to hours (RFC 5382:
+/// at least 2 h 4 min; cloud NATs 4–6 min), and one ping and its answer
+/// over TLS and yamux cost ~630 bytes in ~9 packets (yamux adds its own
+/// RTT pings), so a 25 s ping was 59 MB a month where QUIC's keep-alives
+/// are 13 MB. 150 s: ~12 MB.
+const TLS_PING_FACTOR: u32 = 6;
+
 /// Longest wait for a relay's `Pong`.
 const PONG_WAIT: Duration = Duration::from_secs(10);
 
@@ -56,8 +65,9 @@ enum LinkEnd {
 
 /// The full-jitter back-off before attempt `attempt` (0-based): uniform in
 /// `[0, min(BACKOFF_MAX, BACKOFF_MIN * 2^attempt)]`, so routers that lost
-/// one relay together do not return together.
-fn backoff(attempt: u32) -> Duration {
+/// one relay together do not return together. Public for the benches'
+/// simulated routers (`benches/compare`), which must spread as routers do.
+pub fn backoff(attempt: u32) -> Duration {
     let ceiling = BACKOFF_MIN
         .saturating_mul(1u32 << attempt.min(16))
         .min(BACKOFF_MAX);
@@ -200,7 +210,10 @@ impl Gateway {
             .await
             .map_err(|e| format!("tls: {e}"))?;
         let _ = tcp.set_nodelay(true);
-        mux::keep_alive(&tcp);
+        // No probe between two pings: they are the link's liveness check.
+        let ping = self.config().relay_keepalive * TLS_PING_FACTOR;
+        let idle = ping + PONG_WAIT + Duration::from_secs(15);
+        mux::keep_alive_after(&tcp, idle.as_secs().try_into().unwrap_or(u32::MAX));
         let tcp = BufReader::with_capacity(READ_AHEAD, tcp);
         let tls = TlsConnector::from(Arc::new(config))
             .connect(tlsid::server_name(), tcp)
@@ -229,13 +242,14 @@ impl Gateway {
                 }
             }
         });
-        let every = self.config().relay_keepalive;
-        let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         // QUIC's own keep-alives (and idle timeout) hold the NAT mapping and
         // notice a dead relay; relay pings would double the idle traffic.
         // TLS over TCP has only TCP keep-alive, which NATs do not all see
-        // as traffic: there the relay is pinged.
+        // as traffic: there the relay is pinged, when nothing else came
+        // from it for a whole interval.
         let pinging = conn.transport() == edgegate_proto::audit::Transport::Tls;
+        let every = self.config().relay_keepalive * TLS_PING_FACTOR;
+        let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         let mut deadline: Option<Instant> = None;
         let mut pending = Pending::new(self.config().limits.max_handshakes);
         let source = conn.remote().ip();
@@ -245,13 +259,17 @@ impl Gateway {
             tokio::select! {
                 stream = conn.accept_bi() => match stream {
                     Ok(stream) => {
+                        ping.reset();
                         let (gw, acceptor) = (self.clone(), acceptor.clone());
                         pending.spawn(source, move |phase| gw.relayed(stream, acceptor, phase));
                     }
                     Err(e) => break LinkEnd::Lost(format!("link lost: {e}")),
                 },
                 msg = rx.recv() => match msg {
-                    Some(Ok(RelayMsg::Pong(_))) => deadline = None,
+                    Some(Ok(RelayMsg::Pong(_))) => {
+                        deadline = None;
+                        ping.reset();
+                    }
                     Some(Ok(RelayMsg::GoingAway)) => break LinkEnd::GoingAway,
                     Some(Ok(RelayMsg::Refused { reason, detail })) => {
                         break LinkEnd::Lost(format!("refused: {reason}: {detail}"))

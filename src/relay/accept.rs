@@ -32,6 +32,10 @@ struct Rate {
     last: Instant,
 }
 
+/// Seconds of silence before the relay's first TCP keep-alive probe on a
+/// TLS connection: longer than a router's default TLS ping interval.
+const TLS_KEEP_IDLE: u32 = 180;
+
 impl Rate {
     fn new(rate: usize) -> Rate {
         Rate {
@@ -145,7 +149,10 @@ impl Relay {
         phase: Phase,
     ) {
         let _ = tcp.set_nodelay(true);
-        mux::keep_alive(&tcp);
+        // A router over TLS pings every 6 × its keep-alive (150 s by
+        // default): a probe of ours in between would double its idle
+        // traffic. A vanished peer is noticed within 180 + 3 × 10 s.
+        mux::keep_alive_after(&tcp, TLS_KEEP_IDLE);
         let tcp = BufReader::with_capacity(READ_AHEAD, tcp);
         let limit = self.config.limits.handshake_timeout;
         let Ok(Ok(tls)) = timeout(limit, acceptor.accept(tcp)).await else {

@@ -41,7 +41,7 @@ pub struct RelayConfig {
 
 /// The relay's limits (`[limits]`). Their sum, the worst case at once:
 /// `max_handshakes` × 2 listeners of handshake state; `max_routers` × an
-/// idle registration (35 KiB measured, `tests/relay_scale.rs`);
+/// idle registration (31–32 KiB, release, `benches/relay.sh`);
 /// `max_routers` × `max_sessions_per_router` relayed sessions × (2 × 64 KiB
 /// copy buffers + the transports' windows, 256 KiB a stream each way);
 /// 4 push bodies × `max_bundle_size`; the spool's 4 MiB sled cache. A cloud

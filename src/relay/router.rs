@@ -66,6 +66,7 @@ impl Relay {
             .is_ok()
         {
             tracing::info!(%remote, device, ?transport, "router registered");
+            self.registered.notify_one();
             tokio::spawn(self.clone().deliver(device.clone()));
             self.keep(&*conn, ctl, &verified).await;
         }

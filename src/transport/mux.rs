@@ -326,11 +326,18 @@ impl Connection for MuxConn {
 /// closed, a cellular link gone) is noticed within about a minute even
 /// while no stream moves a byte. Best effort.
 pub fn keep_alive(tcp: &tokio::net::TcpStream) {
+    keep_alive_after(tcp, 30);
+}
+
+/// [`keep_alive`], the first probe after `idle` seconds of silence: on a
+/// relay link, whose own pings come less often than every 30 s (a probe
+/// between them would cost as much as a ping).
+pub fn keep_alive_after(tcp: &tokio::net::TcpStream, idle: u32) {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::socket::{setsockopt, sockopt};
         let _ = setsockopt(tcp, sockopt::KeepAlive, &true);
-        let _ = setsockopt(tcp, sockopt::TcpKeepIdle, &30);
+        let _ = setsockopt(tcp, sockopt::TcpKeepIdle, &idle);
         let _ = setsockopt(tcp, sockopt::TcpKeepInterval, &10);
         let _ = setsockopt(tcp, sockopt::TcpKeepCount, &3);
     }
@@ -339,12 +346,12 @@ pub fn keep_alive(tcp: &tokio::net::TcpStream) {
     #[cfg(windows)]
     {
         let keepalive = socket2::TcpKeepalive::new()
-            .with_time(std::time::Duration::from_secs(30))
+            .with_time(std::time::Duration::from_secs(idle.into()))
             .with_interval(std::time::Duration::from_secs(10));
         let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive);
     }
     #[cfg(not(any(target_os = "linux", windows)))]
-    let _ = tcp;
+    let _ = (tcp, idle);
 }
 
 #[cfg(test)]

@@ -283,10 +283,28 @@ pub fn relay_client(
     let alpn = edgegate_proto::relay::RELAY_ALPN;
     let mut endpoint = endpoint(unspecified(relay), None)?;
     let mut config = tlsid::quic_client_config_alpn(id, relay_key, watch, alpn)?;
-    config.transport_config(Arc::new(transport(0, true)));
+    let mut t = transport(0, false);
+    // A relay that died tells nobody: its engineers learn it from silence.
+    // Keep-alives every 2 s and 8 s of silence end the session within ~10 s
+    // (not at the 30 s of a direct session); the client's side only, its
+    // traffic lasts as long as the engineer's session.
+    t.keep_alive_interval(Some(RELAY_CLIENT_KEEP_ALIVE));
+    t.max_idle_timeout(Some(
+        RELAY_CLIENT_IDLE
+            .try_into()
+            .expect("8 s fits an idle timeout"),
+    ));
+    config.transport_config(Arc::new(t));
     endpoint.set_default_client_config(config);
     Ok(endpoint)
 }
+
+/// An engineer's keep-alive interval towards a relay.
+pub const RELAY_CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// How long an engineer's connection to a relay may be silent before the
+/// relay is considered gone (negotiated: the lower of the two sides wins).
+pub const RELAY_CLIENT_IDLE: Duration = Duration::from_secs(8);
 
 /// The unspecified local address of `remote`'s family.
 fn unspecified(remote: SocketAddr) -> SocketAddr {

@@ -65,7 +65,24 @@ pub fn start_daemon_keyed(
     netns: Option<&str>,
     listen_ip: Option<&str>,
 ) -> Daemon {
+    start_daemon_with_files(device_id, device, extra, netns, listen_ip, &[])
+}
+
+/// [`start_daemon_keyed`], with `files` (name, bytes) written into the
+/// daemon's own temporary directory first; `@DIR@` in `extra` names it.
+pub fn start_daemon_with_files(
+    device_id: &str,
+    device: SigningKey,
+    extra: &str,
+    netns: Option<&str>,
+    listen_ip: Option<&str>,
+    files: &[(&str, Vec<u8>)],
+) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    let extra = extra.replace("@DIR@", &dir.path().display().to_string());
     let authority = key(1);
     let device_path = dir.path().join("device.key");
     edgegate::keyfile::write_new(&device_path, &device).unwrap();

@@ -217,16 +217,15 @@ pub fn start_relayed_router_spec(
     listen_ip: Option<&str>,
 ) -> Daemon {
     let device = SigningKey::generate(&mut rand::rngs::OsRng);
-    let file = tempfile::NamedTempFile::new().unwrap();
+    // In the daemon's own directory, removed with it.
     let bytes = enrollment_bytes(DEVICE, public(&device), &key(1));
-    std::fs::write(file.path(), bytes).unwrap();
-    let (_, path) = file.keep().unwrap();
-    start_daemon_keyed(
+    start_daemon_with_files(
         DEVICE,
         device,
-        &relay_config(&path, "2s", relays),
+        &relay_config(Path::new("@DIR@/device.enroll"), "2s", relays),
         netns,
         listen_ip,
+        &[("device.enroll", bytes)],
     )
 }
 

@@ -18,6 +18,13 @@
 //!   (verify + compile + store, flushed) in-process in a scratch store.
 //! - `revoke PORT STREAMS CMD...`: hold STREAMS streams through PORT, run
 //!   CMD (the push), time each stream's close from the push's exit.
+//! - `relayidle RELAY RELAYKEY AUTHKEY COUNT`: COUNT simulated routers
+//!   (one UDP socket, the router's QUIC keep-alive) enroll under AUTHKEY
+//!   and register with the relay; `RESULT relayidle COUNT SECS` once all
+//!   are. When the relay goes away each registers again as `edgegated`'s
+//!   uplink does (at once after `GoingAway`, else after its full-jitter
+//!   back-off; 3 s per QUIC attempt); `RESULT reregister COUNT SECS` from
+//!   the first loss until all are back. Runs until stdin closes.
 
 use edgegate::client::{open_session, Session, Target};
 use edgegate::keyfile::{load_public_key, load_signing_key};
@@ -44,12 +51,13 @@ fn main() {
         Some("synth") => synth(&args[1..]),
         Some("revoke") => revoke(num(&a(1)) as u16, num(&a(2)) as usize, &args[3..]),
         Some("aead") => aead(num(&a(1))),
+        Some("relayidle") => relayidle(&args[1..]),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: egb source|pull|multi|firstbyte|spawnfirst|libsetup|idle|revoke|aead ... (see src/main.rs)");
+    eprintln!("usage: egb source|pull|multi|firstbyte|spawnfirst|libsetup|idle|revoke|aead|relayidle ... (see src/main.rs)");
     std::process::exit(2)
 }
 
@@ -468,4 +476,168 @@ fn aead(bytes: u64) {
     let secs = t.elapsed().as_secs_f64();
     let gib = (records * record.len() as u64) as f64 / (1u64 << 30) as f64;
     println!("RESULT aead {:.3}", secs / gib);
+}
+
+/// One simulated router's registration: the connection and its control
+/// stream (held: dropping them ends the registration).
+type Registration = (quinn::Connection, quinn::SendStream, quinn::RecvStream);
+
+async fn register_sim(
+    endpoint: &quinn::Endpoint,
+    config: &quinn::ClientConfig,
+    relay: SocketAddr,
+    enrollment: &[u8],
+) -> Result<Registration, String> {
+    use edgegate_proto::relay::RelayMsg;
+    let conn = endpoint
+        .connect_with(config.clone(), relay, edgegate::tlsid::SERVER_NAME)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let msg = RelayMsg::Register {
+        enrollment: enrollment.to_vec(),
+    };
+    edgegate::transport::relay_msg::write(&mut send, &msg)
+        .await
+        .map_err(|e| e.to_string())?;
+    match edgegate::transport::relay_msg::read(&mut recv).await {
+        Ok(RelayMsg::Registered) => Ok((conn, send, recv)),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+/// A simulated router: register, hold, and on loss register again as the
+/// uplink does; each registration is reported on `tx`.
+async fn sim_router(
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    relay: SocketAddr,
+    enrollment: Vec<u8>,
+    tx: tokio::sync::mpsc::UnboundedSender<bool>,
+) {
+    use edgegate_proto::relay::RelayMsg;
+    let mut attempt = 0u32;
+    loop {
+        let dialled = tokio::time::timeout(
+            Duration::from_secs(3),
+            register_sim(&endpoint, &config, relay, &enrollment),
+        )
+        .await;
+        if let Ok(Ok((conn, _send, mut recv))) = dialled {
+            attempt = 0;
+            let _ = tx.send(true);
+            let end = edgegate::transport::relay_msg::read(&mut recv).await;
+            drop(conn);
+            let _ = tx.send(false);
+            if matches!(end, Ok(RelayMsg::GoingAway)) {
+                continue;
+            }
+        }
+        tokio::time::sleep(edgegate::gateway::relay_backoff(attempt)).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+fn relayidle(a: &[String]) {
+    if a.len() < 4 {
+        usage();
+    }
+    let relay = addr(&a[0]);
+    let relay_key = load_public_key(&a[1]).expect("relay key");
+    let authority = load_signing_key(Path::new(&a[2])).expect("authority key");
+    let count = num(&a[3]) as usize;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Keys, enrollments and configurations first: the relay's cost is
+    // measured, not this process's.
+    let routers: Vec<(Vec<u8>, quinn::ClientConfig)> = (0..count)
+        .map(|i| {
+            let device = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+            let e = edgegate_proto::enrollment::Enrollment {
+                device_id: format!("sim-{i}"),
+                device_key: edgegate_proto::PublicKey::from(device.verifying_key()),
+                serial: 1,
+                issued_at: now - 60,
+                expires_at: now + 86_400,
+            };
+            let enrollment = edgegate_proto::enrollment::seal(&e, &[&authority]);
+            let id = Identity::new(&device).unwrap();
+            let pin = edgegate::tlsid::PinWatch::default();
+            let mut config = edgegate::tlsid::quic_client_config_alpn(
+                &id,
+                relay_key,
+                &pin,
+                edgegate_proto::relay::RELAY_ALPN,
+            )
+            .unwrap();
+            // The router's: keep-alive every 25 s (`relay_keepalive`).
+            let mut t = quinn::TransportConfig::default();
+            t.keep_alive_interval(Some(Duration::from_secs(25)));
+            t.max_idle_timeout(Some(Duration::from_secs(55).try_into().unwrap()));
+            config.transport_config(std::sync::Arc::new(t));
+            (enrollment, config)
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let started = Instant::now();
+        // Batches of 32, as a fleet does not start in one instant either.
+        let mut registered = 0usize;
+        for (i, batch) in routers.chunks(32).enumerate() {
+            for (enrollment, config) in batch.iter().cloned() {
+                let task = sim_router(endpoint.clone(), config, relay, enrollment, tx.clone());
+                tokio::spawn(task);
+            }
+            while registered < i * 32 + batch.len() {
+                match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+                    Ok(Some(true)) => registered += 1,
+                    Ok(Some(false)) => registered -= 1,
+                    _ => break,
+                }
+            }
+        }
+        println!(
+            "RESULT relayidle {registered} {:.3}",
+            started.elapsed().as_secs_f64()
+        );
+        std::io::stdout().flush().unwrap();
+        let (stdin_tx, mut stdin_closed) = tokio::sync::oneshot::channel::<()>();
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::stdin().read_to_string(&mut s);
+            let _ = stdin_tx.send(());
+        });
+        let mut first_loss: Option<Instant> = None;
+        let mut reported = false;
+        loop {
+            tokio::select! {
+                up = rx.recv() => match up {
+                    Some(true) => registered += 1,
+                    Some(false) => {
+                        registered -= 1;
+                        first_loss.get_or_insert_with(Instant::now);
+                    }
+                    None => break,
+                },
+                _ = &mut stdin_closed => break,
+            }
+            if let (Some(t), false, true) = (first_loss, reported, registered == count) {
+                println!(
+                    "RESULT reregister {registered} {:.3}",
+                    t.elapsed().as_secs_f64()
+                );
+                std::io::stdout().flush().unwrap();
+                reported = true;
+            }
+        }
+    });
 }
