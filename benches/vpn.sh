@@ -124,8 +124,12 @@ wait_line "$T/udpecho.out" listening >/dev/null
 # --- keys, bundles, daemon ---------------------------------------------------------
 AUTH_PUB=$("$EG" keygen --out "$T/authority.key" | grep -o 'ed25519:[A-Za-z0-9+/=]*' | head -1)
 "$EG" keygen --out "$T/client.key" >/dev/null
-policy() { # policy SERIAL ALICE_STATUS
-    cat >"$T/policy-$1.toml" <<POL
+SERIAL=0
+# policy ALICE_STATUS PORTS: the next bundle (serial) in $BUNDLE
+policy() {
+    SERIAL=$((SERIAL + 1))
+    BUNDLE="$T/b$SERIAL.bundle"
+    cat >"$T/policy-$SERIAL.toml" <<POL
 [company]
 id = "acme"
 name = "ACME"
@@ -144,19 +148,19 @@ grants = ["vpn"]
 id = "alice"
 name = "Alice"
 roles = ["engineer"]
-status = "$2"
+status = "$1"
 
 [[device]]
 id = "bench-vpn"
 name = "Router"
 services = [
-  { id = "lan", name = "Machine LAN", kind = "vpn", networks = ["192.168.77.0/24"], ports = [5001, 5002], category = "vpn" },
+  { id = "lan", name = "Machine LAN", kind = "vpn", networks = ["192.168.77.0/24"], ports = [$2], category = "vpn" },
 ]
 POL
-    "$EG" bundle build "$T/policy-$1.toml" --device bench-vpn --serial "$1" --valid-for 1d \
-        --key "$T/authority.key" --out "$T/b$1.bundle" >/dev/null
+    "$EG" bundle build "$T/policy-$SERIAL.toml" --device bench-vpn --serial "$SERIAL" --valid-for 1d \
+        --key "$T/authority.key" --out "$BUNDLE" >/dev/null
 }
-policy 1 active; policy 2 inactive; policy 3 active; policy 4 inactive
+push() { "$EG" bundle push "$BUNDLE" --socket "$T/control.sock" >/dev/null; }
 "$EG" ticket issue --user alice --device bench-vpn --client-key "$T/client.key" --ttl 2h \
     --key "$T/authority.key" --out "$T/alice.ticket" >/dev/null
 cat >"$T/edgegated.toml" <<CONF
@@ -181,7 +185,8 @@ EDGEGATE_LOG=warn bg daemon "$NS_RT" "$EGD" --config "$T/edgegated.toml"
 DPID=$LAST
 QUIC=$(wait_line "$T/daemon.out" "listening quic" | awk '{print $NF}')
 TLS=$(wait_line "$T/daemon.out" "listening tls" | awk '{print $NF}')
-"$EG" bundle push "$T/b1.bundle" --socket "$T/control.sock" >/dev/null
+policy active "5001, 5002"
+push
 
 best_pull() { # best_pull [--socks ADDR]: best Gbit/s of $RUNS pulls of $BYTES
     local i g best=0
@@ -208,7 +213,6 @@ row "V2. direct, $MULTI flows" "$M_DIRECT Gbit/s aggregate" "per flow min $M_DMI
 row "V3. direct: TCP connect / first byte" "$C_DIRECT / $F_DIRECT ms" "UDP request/answer $U_DIRECT ms; medians of 30"
 
 # --- through edgegate, QUIC then TLS ------------------------------------------------
-serial=1
 for t in QUIC TLS; do
     if [ $t = QUIC ]; then gw=$QUIC extra=(); else gw=$TLS extra=(--tls); fi
     say "$t: edgegate connect --vpn --socks"
@@ -250,15 +254,27 @@ for t in QUIC TLS; do
         sleep 2
     fi
 
+    # Revocation, twice: the grant loses the port (flows cut, the session
+    # lives on), then the user is made inactive (the session ends).
+    revoke_row() { # revoke_row LABEL (the bundle in $BUNDLE)
+        local closed opened med max push rc after
+        read -r closed opened med max push rc < <(en revoke "$MACHINE" 5001 "$REVOKE" \
+            "$EG" bundle push "$BUNDLE" --socket "$T/control.sock" | result revoke)
+        after=$(awk -v m="$max" -v p="$push" 'BEGIN{ if (m==m+0) printf "%.3f", m-p; else print "n/a"}')
+        row "V5. $1, VPN over $t" "max $after ms after ack" "all $REVOKE: med $med max $max from push start; push $push ms; $closed/$opened cut" \
+            "$([ "$closed" = "$REVOKE" ] && pf "$after" '<' 50 || echo FAIL)"
+    }
     say "revocation: $REVOKE live flows"
-    serial=$((serial + 1))
-    read -r CLOSED OPENED MED MAX PUSH RC < <(en revoke "$MACHINE" 5001 "$REVOKE" \
-        "$EG" bundle push "$T/b$serial.bundle" --socket "$T/control.sock" | result revoke)
-    row "V5. revocation, VPN over $t, $REVOKE flows" "med $MED max $MAX ms" "from push start; push $PUSH ms; $CLOSED/$OPENED cut" \
-        "$([ "$CLOSED" = "$REVOKE" ] && pf "$MAX" '<' 50 || echo FAIL)"
+    policy active "5002"
+    revoke_row "grant revoked, $REVOKE flows"
+    policy active "5001, 5002"
+    push
+    sleep 0.5
+    policy inactive "5001, 5002"
+    revoke_row "user inactive, $REVOKE flows"
     stop "$CPID"
-    serial=$((serial + 1))
-    [ $t = TLS ] || "$EG" bundle push "$T/b$serial.bundle" --socket "$T/control.sock" >/dev/null
+    policy active "5001, 5002"
+    push
 done
 
 END=$(date +%s)
