@@ -383,6 +383,13 @@ fi
 
 relay_section
 
+# --- the VPN: benches/vpn.sh in namespaces of its own; its rows join the table ---
+if [ "${BENCH_SKIP_VPN:-0}" != 1 ]; then
+    say "vpn: benches/vpn.sh (BENCH_SKIP_VPN=1 skips it)"
+    BENCH_SKIP_BUILD=1 ROWS_OUT="$TABLE" timeout 500 bash "$ROOT/benches/vpn.sh" >"$T/vpn.out" 2>&1 ||
+        say "vpn.sh failed: $(tail -3 "$T/vpn.out")"
+fi
+
 END=$(date +%s)
 echo
 echo "edgegate benches/compare.sh  $(date -u +%FT%TZ)  $(nproc) cores  $(uname -r)  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"

@@ -489,10 +489,25 @@ async fn read_datagrams(conn: Arc<dyn Connection>, inbound: mpsc::Sender<Vec<u8>
     }
 }
 
+/// Most bytes of frames written at once (what is already queued is
+/// gathered up to this).
+const WRITE_BATCH: usize = 64 << 10;
+
 /// Write the stack's frames on the VPN stream; the writer back at the end.
+/// The frames waiting are written together with one flush: over TLS a
+/// write and flush per packet cost a record and a system call each.
 async fn write_frames(mut writer: PipeWriter, mut frames: mpsc::Receiver<Frame>) -> PipeWriter {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
     while let Some(f) = frames.recv().await {
-        if writer.write_frame(&f).await.is_err() {
+        batch.clear();
+        batch.extend_from_slice(&edgegate_proto::frame::encode(&f));
+        while batch.len() < WRITE_BATCH {
+            match frames.try_recv() {
+                Ok(f) => batch.extend_from_slice(&edgegate_proto::frame::encode(&f)),
+                Err(_) => break,
+            }
+        }
+        if writer.write_encoded(&batch).await.is_err() {
             // Keep taking frames so the stack never waits on a dead stream.
             while frames.recv().await.is_some() {}
             break;

@@ -186,6 +186,19 @@ impl PipeWriter {
         }
     }
 
+    /// Send frames already encoded back to back (`frame::encode` each),
+    /// with one flush: many small frames, as the VPN's packets, in one
+    /// write instead of one write and flush each.
+    pub async fn write_encoded(&mut self, frames: &[u8]) -> io::Result<()> {
+        match self {
+            PipeWriter::Quic(send) => send.write_all(frames).await.map_err(io_err),
+            PipeWriter::Framed(w) => {
+                w.write_all(frames).await?;
+                w.flush().await
+            }
+        }
+    }
+
     /// Send bytes.
     pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match self {

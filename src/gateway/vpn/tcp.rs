@@ -42,6 +42,9 @@ const UP_CHUNKS: usize = 2;
 pub(crate) const COST: usize = RX + TX + CHUNK * UP_CHUNKS;
 /// A connection the engineer stops acknowledging is dropped after this.
 const STALL: Duration = Duration::from_secs(60);
+/// How often a flow with bytes waiting for the engineer asks for its
+/// window when nothing else is sent (see [`probe_while_queued`]).
+const PROBE: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(1);
 
 /// One TCP flow, as the stack holds it.
 pub(crate) struct TcpFlow {
@@ -241,6 +244,7 @@ fn move_bytes(t: &mut TcpFlow, socket: &mut Socket<'_>) -> bool {
             break;
         }
     }
+    probe_while_queued(socket);
     let now_held = t.pending.iter().map(Bytes::len).sum::<usize>() + socket.send_queue();
     if now_held < t.held {
         t.credit.add_permits(t.held - now_held);
@@ -252,6 +256,21 @@ fn move_bytes(t: &mut TcpFlow, socket: &mut Socket<'_>) -> bool {
     }
     // A RST in SYN-RECEIVED puts a socket back to listening: ended too.
     matches!(state, State::Closed | State::TimeWait | State::Listen)
+}
+
+/// smoltcp 0.12 sends no zero-window probes (it has no persist timer):
+/// once the engineer's window is zero and all that was sent is
+/// acknowledged, only the engineer's window update restarts the flow, and
+/// if that one packet is lost the flow stalls for good. While bytes wait
+/// for the engineer, a keep-alive every [`PROBE`] stands in for the probe:
+/// smoltcp sends it (only when it has nothing else to send) as a one-byte
+/// segment just below the window, which the engineer's TCP answers with an
+/// ACK carrying its current window. A flow with nothing queued sends none.
+pub(super) fn probe_while_queued(socket: &mut Socket<'_>) {
+    let want = (socket.send_queue() > 0).then_some(PROBE);
+    if socket.keep_alive() != want {
+        socket.set_keep_alive(want);
+    }
 }
 
 /// What a TCP flow's task needs.
@@ -352,3 +371,6 @@ async fn pump(f: &mut FlowTask) {
 async fn connected(f: &FlowTask, result: Result<(), String>) {
     let _ = f.events.send(Event::Connected(f.id, result)).await;
 }
+
+#[cfg(test)]
+mod tests;
