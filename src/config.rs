@@ -446,9 +446,10 @@ impl Ctx<'_> {
         let mut relays = Vec::new();
         for (i, r) in raw.relay.iter().enumerate() {
             let address = r.address.get_ref();
-            if address.rsplit_once(':').map_or(true, |(h, p)| {
-                h.is_empty() || p.parse::<u16>().map_or(true, |p| p == 0)
-            }) {
+            if address
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().map_or(true, |p| p == 0))
+            {
                 let msg = format!("{address:?} is not HOST:PORT");
                 return Err(self.err(&format!("relay[{i}].address"), &r.address, msg));
             }

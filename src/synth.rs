@@ -243,7 +243,7 @@ fn synth_service(rng: &mut SplitMix, i: usize) -> Service {
                     prefix: 32,
                 },
             ],
-            ports: if i % 8 == 0 {
+            ports: if i.is_multiple_of(8) {
                 Vec::new()
             } else {
                 vec![

@@ -55,7 +55,7 @@ fn issued_at(serial: u64) -> UnixTime {
 /// so the parent can tell whether what it finds is one of those written.
 /// Every seventh is large enough for sled to keep it as a separate blob.
 fn bundle_for(serial: u64) -> Vec<u8> {
-    let users = if serial % 7 == 0 {
+    let users = if serial.is_multiple_of(7) {
         2_000
     } else {
         (serial % 40) as usize

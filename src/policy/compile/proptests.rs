@@ -188,7 +188,7 @@ fn valid(b: &Bundle) -> bool {
         && unique(b.users.iter().map(|u| &u.id))
         && b.groups
             .iter()
-            .all(|g| g.parent.as_ref().map_or(true, |p| has(&groups, p)))
+            .all(|g| g.parent.as_ref().is_none_or(|p| has(&groups, p)))
         && acyclic
         && b.roles
             .iter()
