@@ -9,17 +9,8 @@ mod harness;
 
 use harness::netns::{self, Netns};
 use harness::*;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn across_veth(tls: bool) {
     netns::require_root("tests/netns_session.rs");
@@ -37,7 +28,7 @@ fn across_veth(tls: bool) {
     // The machine's web server, on the router's loopback only.
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("status"), "plc across the veth\n").unwrap();
-    let _server = Server(
+    let _server = netns::Proc(
         router
             .cmd("python3")
             .args([

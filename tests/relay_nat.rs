@@ -11,17 +11,8 @@ mod harness;
 use harness::netns::{self, Netns};
 use harness::relay::*;
 use harness::*;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn curl(ns: &Netns, port: u16) -> Option<String> {
     let out = ns
@@ -71,7 +62,7 @@ fn a_router_behind_nat_is_reached_through_the_relay() {
 
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("status"), "plc behind the nat\n").unwrap();
-    let _server = Server(
+    let _server = netns::Proc(
         router
             .cmd("python3")
             .args([

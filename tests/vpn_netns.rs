@@ -19,9 +19,9 @@
 mod harness;
 
 use edgegate_proto::audit::AuditEvent;
-use harness::netns::{self, Netns};
+use harness::netns::{self, Netns, Proc};
 use harness::*;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,16 +32,6 @@ const OUTSIDE: &str = "192.168.78.10";
 /// The router's address on the machine network (every re-originated flow's
 /// source).
 const ROUTER_LAN: &str = "192.168.77.1";
-
-/// A process the test started, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The policy: alice (engineer) has the VPN; tess (a technician of the
 /// site) has it with on-site consent; bob has only the web page.

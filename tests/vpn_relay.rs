@@ -18,20 +18,10 @@ mod harness;
 use harness::netns::{self, Netns};
 use harness::relay::*;
 use harness::*;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 const MACHINE: &str = "192.168.77.10";
-
-/// A process the test started, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn policy() -> String {
     format!(
@@ -91,7 +81,7 @@ fn vpn_through_the_relay(tls_to_relay: bool) {
 
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("status"), "filling line: running\n").unwrap();
-    let _http = Proc(
+    let _http = netns::Proc(
         machine
             .cmd("python3")
             .args(["-m", "http.server", "80", "--bind", MACHINE, "--directory"])

@@ -11,6 +11,17 @@
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// A process a test started (a server inside a namespace), killed and
+/// reaped when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A network namespace that exists while this value does.
 pub struct Netns {
     name: String,
