@@ -11,9 +11,8 @@
 
 use super::flows::{FlowId, Key};
 use super::packet;
-use super::stack::{destination, Event, Flow, Record, Stack};
+use super::stack::{destination, guarded, Event, Flow, Record, Stack};
 use crate::gateway::authorize::{Permit, Subject};
-use crate::gateway::redecide::GuardEnd;
 use crate::gateway::registry::Session;
 use crate::gateway::Gateway;
 use edgegate_proto::frame::FlowProtocol;
@@ -183,15 +182,7 @@ async fn run(mut f: FlowTask) {
         },
     };
     let id = f.id;
-    tokio::select! {
-        biased;
-        end = gw.stream_guard(&session, subject, &permit) => {
-            if let GuardEnd::Denied(r) = end {
-                let _ = events.send(Event::Cut(id, r)).await;
-            }
-        }
-        () = pump(&mut f) => {}
-    }
+    guarded(&gw, &session, subject, &permit, id, &events, pump(&mut f)).await;
 }
 
 /// Send what the engineer sends, answer with what comes back.

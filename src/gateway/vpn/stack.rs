@@ -11,6 +11,8 @@ use super::flows::{FlowId, Key, Table};
 use super::packet::{self, Flow as Parsed};
 use super::tcp::TcpFlow;
 use super::{datagram, Out};
+use crate::gateway::authorize::{Permit, Subject};
+use crate::gateway::redecide::GuardEnd;
 use crate::gateway::registry::Session;
 use crate::gateway::Gateway;
 use bytes::Bytes;
@@ -20,6 +22,7 @@ use edgegate_proto::DenyReason;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::wire::{HardwareAddress, Icmpv4DstUnreachable, IpAddress, IpCidr};
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +36,29 @@ const IFACE_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
 /// Egress passes of one poll at most: a socket sends one segment a pass,
 /// so this bounds a burst to about a send buffer's worth (64 KiB).
 const EGRESS_PASSES: usize = 64;
+
+/// Run a flow's `pump` under the live re-decision of `subject`, the
+/// question that admitted it: a denial ends the pump and tells the stack
+/// (`Event::Cut`); a session's end or the pump's own end just returns.
+pub(super) async fn guarded(
+    gw: &Gateway,
+    session: &Session,
+    subject: Subject<'_>,
+    permit: &Permit,
+    id: FlowId,
+    events: &mpsc::Sender<Event>,
+    pump: impl Future<Output = ()>,
+) {
+    tokio::select! {
+        biased;
+        end = gw.stream_guard(session, subject, permit) => {
+            if let GuardEnd::Denied(r) = end {
+                let _ = events.send(Event::Cut(id, r)).await;
+            }
+        }
+        () = pump => {}
+    }
+}
 
 /// What the flows' tasks tell the stack.
 #[derive(Debug)]

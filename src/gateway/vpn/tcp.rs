@@ -9,9 +9,8 @@
 //! closes while the destination does not take them).
 
 use super::flows::{FlowId, Key};
-use super::stack::{Event, Flow, Record, Stack};
+use super::stack::{guarded, Event, Flow, Record, Stack};
 use crate::gateway::authorize::{Permit, Subject};
-use crate::gateway::redecide::GuardEnd;
 use crate::gateway::registry::Session;
 use crate::gateway::Gateway;
 use bytes::Bytes;
@@ -302,15 +301,7 @@ async fn run(mut f: FlowTask) {
         over_limit: false,
     };
     let id = f.id;
-    tokio::select! {
-        biased;
-        end = gw.stream_guard(&session, subject, &permit) => {
-            if let GuardEnd::Denied(r) = end {
-                let _ = events.send(Event::Cut(id, r)).await;
-            }
-        }
-        () = pump(&mut f) => {}
-    }
+    guarded(&gw, &session, subject, &permit, id, &events, pump(&mut f)).await;
 }
 
 async fn pump(f: &mut FlowTask) {
