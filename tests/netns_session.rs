@@ -9,7 +9,6 @@ mod harness;
 
 use harness::netns::{self, Netns};
 use harness::*;
-use std::process::Stdio;
 use std::time::Duration;
 
 fn across_veth(tls: bool) {
@@ -26,36 +25,8 @@ fn across_veth(tls: bool) {
     );
 
     // The machine's web server, on the router's loopback only.
-    let www = tempfile::tempdir().unwrap();
-    std::fs::write(www.path().join("status"), "plc across the veth\n").unwrap();
-    let _server = netns::Proc(
-        router
-            .cmd("python3")
-            .args([
-                "-m",
-                "http.server",
-                "18080",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(www.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _www = router.web_server("127.0.0.1", 18080, "plc across the veth\n");
     let http: std::net::SocketAddr = "127.0.0.1:18080".parse().unwrap();
-    assert!(
-        wait_until(Duration::from_secs(10), || router
-            .cmd("curl")
-            .args(["-sf", "http://127.0.0.1:18080/status"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success()))
-        .is_some(),
-        "the web server starts in the router's namespace"
-    );
 
     let d = start_daemon_spec(DEVICE, "", Some(router.name()), Some("10.88.1.1"));
     assert_eq!(d.quic.ip().to_string(), "10.88.1.1");

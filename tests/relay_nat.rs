@@ -11,7 +11,6 @@ mod harness;
 use harness::netns::{self, Netns};
 use harness::relay::*;
 use harness::*;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn curl(ns: &Netns, port: u16) -> Option<String> {
@@ -60,29 +59,7 @@ fn a_router_behind_nat_is_reached_through_the_relay() {
     nat.masquerade("wan0");
     router.default_route("10.89.1.1");
 
-    let www = tempfile::tempdir().unwrap();
-    std::fs::write(www.path().join("status"), "plc behind the nat\n").unwrap();
-    let _server = netns::Proc(
-        router
-            .cmd("python3")
-            .args([
-                "-m",
-                "http.server",
-                "18080",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(www.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || curl(&router, 18080)).is_some(),
-        "the web server starts in the router's namespace"
-    );
+    let _www = router.web_server("127.0.0.1", 18080, "plc behind the nat\n");
 
     let relay = start_relay(&key(1), "0.0.0.0", Some(relay_ns.name()), "");
     let port = relay.quic.port();

@@ -79,20 +79,8 @@ fn vpn_through_the_relay(tls_to_relay: bool) {
     let forwarding = router.run("sysctl", &["-n", "net.ipv4.ip_forward"]);
     assert_eq!(String::from_utf8_lossy(&forwarding.stdout).trim(), "0");
 
-    let www = tempfile::tempdir().unwrap();
-    std::fs::write(www.path().join("status"), "filling line: running\n").unwrap();
-    let _http = netns::Proc(
-        machine
-            .cmd("python3")
-            .args(["-m", "http.server", "80", "--bind", MACHINE, "--directory"])
-            .arg(www.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("http://{MACHINE}/status");
+    let _www = machine.web_server(MACHINE, 80, "filling line: running\n");
+    let url = format!("http://{MACHINE}:80/status");
     let curl = |ns: &Netns| {
         ns.cmd("curl")
             .args(["-sS", "--noproxy", "*", "--max-time", "10", &url])
@@ -100,14 +88,6 @@ fn vpn_through_the_relay(tls_to_relay: bool) {
             .output()
             .unwrap()
     };
-    assert!(
-        wait_until(Duration::from_secs(20), || curl(&machine)
-            .status
-            .success()
-            .then_some(()))
-        .is_some(),
-        "the machine's HTTP server never answered"
-    );
 
     // The relay and the router, both in the router namespace; the router
     // has no listening port and dials out to the relay.

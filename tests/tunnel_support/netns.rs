@@ -22,6 +22,13 @@ impl Drop for Proc {
     }
 }
 
+/// An HTTP server started by [`Netns::web_server`]: stopped, and its
+/// directory removed, when dropped.
+pub struct WebServer {
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
 /// A network namespace that exists while this value does.
 pub struct Netns {
     name: String,
@@ -148,6 +155,43 @@ impl Netns {
             .unwrap_or_else(|e| panic!("namespace {}: {e}", self.name));
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
             .unwrap_or_else(|e| panic!("entering namespace {}: {e}", self.name));
+    }
+
+    /// A real HTTP server (python3's http.server) inside, on `ip:port`,
+    /// serving `/status` with `body`; returned once `/status` answers
+    /// from inside the namespace (panics after 20 s).
+    pub fn web_server(&self, ip: &str, port: u16, body: &str) -> WebServer {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("status"), body).unwrap();
+        let proc = Proc(
+            self.cmd("python3")
+                .args(["-m", "http.server", &port.to_string(), "--bind", ip])
+                .arg("--directory")
+                .arg(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let url = format!("http://{ip}:{port}/status");
+        let up = super::wait_until(std::time::Duration::from_secs(20), || {
+            self.cmd("curl")
+                .args(["-sf", "--noproxy", "*", "--max-time", "10", &url])
+                .stdin(Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        });
+        assert!(
+            up.is_some(),
+            "[{}] the HTTP server on {ip}:{port} never answered",
+            self.name
+        );
+        WebServer {
+            _proc: proc,
+            _dir: dir,
+        }
     }
 
     /// The pids of the processes running inside.
