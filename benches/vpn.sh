@@ -20,13 +20,16 @@
 #
 # Environment: BENCH_VPN_BYTES (bytes per single-flow run, default 256 MiB),
 # BENCH_RUNS (runs per throughput figure, best kept, default 2),
-# BENCH_SKIP_BUILD=1, BENCH_VPN_FLOWS (held flows for memory, default 1000).
+# BENCH_SKIP_BUILD=1, BENCH_VPN_FLOWS (held flows for memory, default 1000),
+# BENCH_VPN_QUICK=1 (the one-flow rows V1 only: for tuning), BENCH_BIN_DIR
+# (the binaries, default target/release).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BYTES=${BENCH_VPN_BYTES:-268435456}
 RUNS=${BENCH_RUNS:-2}
 FLOWS=${BENCH_VPN_FLOWS:-1000}
+QUICK=${BENCH_VPN_QUICK:-0}
 MULTI=64
 MULTI_BYTES=$((4 << 20))
 REVOKE=100
@@ -95,8 +98,9 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     say "building (release)"
     (cd "$ROOT" && cargo build --release --bins -q)
 fi
-EG="$ROOT/target/release/edgegate"
-EGD="$ROOT/target/release/edgegated"
+BIN=${BENCH_BIN_DIR:-$ROOT/target/release}
+EG="$BIN/edgegate"
+EGD="$BIN/edgegated"
 BUILT=$(date +%s)
 ( sleep "${BENCH_VPN_LIMIT:-480}" && { echo "vpn.sh: time bound reached" >&2; kill -TERM $$; } ) &
 WATCHDOG=$!
@@ -176,9 +180,9 @@ expiry_grace = "0s"
 
 [limits]
 max_streams_per_session = 256
-# The memory figure holds $FLOWS flows in one session (144 KiB each counted).
+# The memory figure holds $FLOWS flows in one session (up to 352 KiB each counted).
 max_vpn_flows = $((FLOWS + 100))
-vpn_buffer = $(((FLOWS + 100) * 147456))
+vpn_buffer = $(((FLOWS + 100) * 360448))
 CONF
 DEVKEY=$("$EG" device-key --config "$T/edgegated.toml")
 EDGEGATE_LOG=warn bg daemon "$NS_RT" "$EGD" --config "$T/edgegated.toml"
@@ -203,17 +207,19 @@ say "direct (router forwarding)"
 ip netns exec "$NS_RT" sysctl -q -w net.ipv4.ip_forward=1
 ip -n "$NS_EN" route add 192.168.77.0/24 via 10.77.1.1
 G_DIRECT=$(best_pull)
+if [ "$QUICK" != 1 ]; then
 read -r M_DIRECT M_DMIN M_DMAX _ M_DOK < <(en multi "$MACHINE" 5001 "$MULTI" "$MULTI_BYTES" 60 | result multi)
 read -r C_DIRECT F_DIRECT _ < <(en connect "$MACHINE" 5001 30 | result connect)
 read -r U_DIRECT _ < <(en udprtt "$MACHINE" 5002 30 | result udprtt)
+fi
 ip -n "$NS_EN" route del 192.168.77.0/24 via 10.77.1.1
 ip netns exec "$NS_RT" sysctl -q -w net.ipv4.ip_forward=0
 row "V1. direct, router forwarding (1 flow)" "$G_DIRECT Gbit/s" "kernel forwarding, no tunnel"
-row "V2. direct, $MULTI flows" "$M_DIRECT Gbit/s aggregate" "per flow min $M_DMIN max $M_DMAX; $M_DOK/$MULTI done"
-row "V3. direct: TCP connect / first byte" "$C_DIRECT / $F_DIRECT ms" "UDP request/answer $U_DIRECT ms; medians of 30"
+[ "$QUICK" = 1 ] || row "V2. direct, $MULTI flows" "$M_DIRECT Gbit/s aggregate" "per flow min $M_DMIN max $M_DMAX; $M_DOK/$MULTI done"
+[ "$QUICK" = 1 ] || row "V3. direct: TCP connect / first byte" "$C_DIRECT / $F_DIRECT ms" "UDP request/answer $U_DIRECT ms; medians of 30"
 
 # --- through edgegate, QUIC then TLS ------------------------------------------------
-for t in QUIC TLS; do
+for t in ${BENCH_VPN_TRANSPORTS:-QUIC TLS}; do
     if [ $t = QUIC ]; then gw=$QUIC extra=(); else gw=$TLS extra=(--tls); fi
     say "$t: edgegate connect --vpn --socks"
     bg "client$t" "$NS_EN" "$EG" connect --gateway "$gw" --gateway-key "$DEVKEY" --identity "$T/client.key" \
@@ -228,6 +234,7 @@ for t in QUIC TLS; do
     R=$(ratio "$G_VPN" "$G_SOCKS")
     row "V1. VPN over $t (1 flow)" "$G_VPN Gbit/s" "${R}x socks (>=0.5); $(ratio "$G_VPN" "$G_DIRECT")x direct" "$(pf "$R" '>=' 0.5)"
     row "V1. SOCKS over $t (1 flow)" "$G_SOCKS Gbit/s" "$(ratio "$G_SOCKS" "$G_DIRECT")x direct"
+    if [ "$QUICK" = 1 ]; then stop "$CPID"; continue; fi
     read -r MA MMIN MMAX _ MOK < <(en multi "$MACHINE" 5001 "$MULTI" "$MULTI_BYTES" 60 | result multi)
     row "V2. VPN over $t, $MULTI flows" "$MA Gbit/s aggregate" "per flow min $MMIN max $MMAX; $MOK/$MULTI done"
     read -r MA MMIN MMAX _ MOK < <(en multi --socks "$SOCKS" "$MACHINE" 5001 "$MULTI" "$MULTI_BYTES" 60 | result multi)

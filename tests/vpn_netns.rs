@@ -439,6 +439,66 @@ fn machine_servers(machine: &Netns, dir: &std::path::Path) -> Vec<Proc> {
     servers
 }
 
+/// The machine's sink on TCP port 161 (snmpd has UDP 161): it reads one
+/// connection to its end and answers with the byte count and SHA-256.
+const SINK: &str = r#"
+import hashlib, socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 161))
+s.listen(1)
+c, _ = s.accept()
+h, n = hashlib.sha256(), 0
+while True:
+    d = c.recv(1 << 20)
+    if not d:
+        break
+    h.update(d)
+    n += len(d)
+c.sendall(("%d %s\n" % (n, h.hexdigest())).encode())
+c.close()
+"#;
+
+/// The engineer's side: 16 MiB to the sink, then its answer and the same
+/// line for what was sent, one line each.
+const UPLOAD: &str = r#"
+import hashlib, socket, sys
+data = bytes((i * 7 + 3) % 251 for i in range(1 << 20)) * 16
+c = socket.create_connection((sys.argv[1], 161), timeout=30)
+c.sendall(data)
+c.shutdown(socket.SHUT_WR)
+answer = b""
+while True:
+    d = c.recv(256)
+    if not d:
+        break
+    answer += d
+print(answer.decode().strip())
+print("%d %s" % (len(data), hashlib.sha256(data).hexdigest()))
+"#;
+
+/// Upload 16 MiB through the VPN: (the sink's answer, what was sent).
+fn upload(lab: &Lab) -> (String, String) {
+    let _sink = Proc(
+        lab.machine
+            .cmd("python3")
+            .args(["-c", SINK])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Until the sink listens (a refused connection is answered at once).
+    let out = wait_until(Duration::from_secs(20), || {
+        let (out, _) = lab.engineer_timed("python3", &["-c", UPLOAD, MACHINE]);
+        out.status.success().then_some(out)
+    })
+    .expect("the upload");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines().map(str::to_string);
+    let answer = lines.next().unwrap_or_default();
+    (answer, lines.next().unwrap_or_default())
+}
+
 /// The machine namespace counts what arrives on its network interface,
 /// with iptables rules that only count (comment = name):
 const ARRIVALS: &[(&str, &str)] = &[
@@ -626,6 +686,11 @@ fn unmodified_tools_reach_the_machine(tls: bool) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "snmpget: {text} {out:?}");
     assert!(text.contains("STRING: \"plc-7\""), "{text}");
+
+    // An upload: the engineer's TCP hands the interface large segments
+    // (offload), which the client splits into packets of the VPN's MTU.
+    let (line, mine) = upload(&lab);
+    assert_eq!(line, mine, "what the machine received");
 
     let cpu_before = (cpu_ms(lab.d.child.id()), cpu_ms(c.child.id()));
     let (out, took) = lab.engineer_timed(

@@ -46,12 +46,27 @@ const CUT_BURST: u32 = 50;
 const NOTICE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A packet device: what the pump reads packets from and writes them to
-/// (the TUN interface).
+/// (the TUN interface). Both directions move batches: a device with
+/// segmentation offload hands over one large TCP segment as several
+/// packets, and coalesces the packets of a batch into fewer writes.
 pub trait PacketDevice: Sync {
-    /// Read one packet into `buf`; its length.
-    fn recv(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
-    /// Write one packet.
-    fn send(&self, packet: &[u8]) -> impl Future<Output = io::Result<usize>> + Send;
+    /// Wait for packets and put them in `packets` (emptied first): one or
+    /// more.
+    fn recv(&self, packets: &mut Vec<Vec<u8>>) -> impl Future<Output = io::Result<()>> + Send;
+    /// Write the packets in `packets`, in order (it is left empty).
+    fn send(&self, packets: &mut Vec<Vec<u8>>) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// Most packets gathered for one write to the device.
+const SEND_BATCH: usize = 64;
+
+/// A future's output if it is ready at once (a datagram already received).
+fn ready_now<F: Future>(f: F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// An open VPN stream, its settings as the daemon gave them.
@@ -71,9 +86,6 @@ pub struct Dropped {
     pub too_large: u64,
     /// Not IPv4 (IPv6 neighbour discovery, for one).
     pub not_ipv4: u64,
-    /// No room in the connection's datagram send buffer (a congested
-    /// link drops, as this does).
-    pub congested: u64,
 }
 
 /// Why the VPN ended.
@@ -158,12 +170,20 @@ impl Vpn {
             if !config.datagrams {
                 return std::future::pending().await;
             }
+            let mut batch = Vec::with_capacity(SEND_BATCH);
             loop {
-                let packet = match conn.read_datagram().await {
-                    Ok(p) => p,
+                match conn.read_datagram().await {
+                    Ok(p) => batch.push(p.to_vec()),
                     Err(e) => return VpnEnd::Lost(e.to_string()),
                 };
-                if let Err(e) = device.send(&packet).await {
+                // With those that arrived meanwhile: one write for many.
+                while batch.len() < SEND_BATCH {
+                    match ready_now(conn.read_datagram()) {
+                        Some(Ok(p)) => batch.push(p.to_vec()),
+                        _ => break,
+                    }
+                }
+                if let Err(e) = device.send(&mut batch).await {
                     return VpnEnd::Lost(format!("writing to the interface: {e}"));
                 }
             }
@@ -173,6 +193,16 @@ impl Vpn {
             end = down => end,
             end = datagrams => end,
         };
+        if config.datagrams {
+            // The datagrams that arrived with the stream's end (a cut
+            // flow's RST, most often) still reach the interface: the
+            // stream ending first must not swallow them.
+            let mut batch = Vec::new();
+            while let Some(Ok(p)) = ready_now(conn.read_datagram()) {
+                batch.push(p.to_vec());
+            }
+            let _ = device.send(&mut batch).await;
+        }
         notices.flush();
         end
     }
@@ -187,40 +217,44 @@ async fn device_to_session<D: PacketDevice>(
     dropped: &mut Dropped,
 ) -> VpnEnd {
     let mtu = usize::from(config.mtu);
-    let mut buf = vec![0u8; 65_536];
+    let mut packets = Vec::new();
+    let mut frames = Vec::new();
     loop {
-        let n = match device.recv(&mut buf).await {
-            Ok(n) => n,
-            Err(e) => return VpnEnd::Lost(format!("reading the interface: {e}")),
-        };
-        let packet = &buf[..n];
-        if packet.first().map(|b| b >> 4) != Some(4) {
-            dropped.not_ipv4 += 1;
-            continue;
+        if let Err(e) = device.recv(&mut packets).await {
+            return VpnEnd::Lost(format!("reading the interface: {e}"));
         }
-        if n > mtu {
-            dropped.too_large += 1;
-            continue;
-        }
-        if config.datagrams {
-            // A full send buffer drops this packet, not the oldest waiting
-            // (quinn's choice): a flow whose head segment were dropped
-            // from every retransmitted burst would never recover.
-            if conn.datagram_send_space() < n {
-                dropped.congested += 1;
+        frames.clear();
+        for packet in packets.drain(..) {
+            let n = packet.len();
+            if packet.first().map(|b| b >> 4) != Some(4) {
+                dropped.not_ipv4 += 1;
                 continue;
             }
-            if let Err(e) = conn.send_datagram(bytes::Bytes::copy_from_slice(packet)) {
+            if n > mtu {
+                dropped.too_large += 1;
+                continue;
+            }
+            if !config.datagrams {
+                frames.extend_from_slice(&edgegate_proto::frame::encode(&Frame::Packet(packet)));
+                continue;
+            }
+            // Waits while QUIC's send buffer is full, so the interface is
+            // read no faster than the path takes packets (the kernel's
+            // queue in front of it then makes TCP slow down), and nothing
+            // older is pushed out.
+            if let Err(e) = conn.send_datagram_wait(bytes::Bytes::from(packet)).await {
                 match conn.max_datagram_size() {
                     Some(max) if n > max => dropped.too_large += 1,
                     _ => return VpnEnd::Lost(e.to_string()),
                 }
             }
+        }
+        if frames.is_empty() {
             continue;
         }
-        let frame = edgegate_proto::frame::encode(&Frame::Packet(packet.to_vec()));
+        // The batch's frames in one write and flush.
         let written = async {
-            writer.write_all(&frame).await?;
+            writer.write_all(&frames).await?;
             writer.flush().await
         };
         if let Err(e) = written.await {
@@ -245,7 +279,7 @@ async fn stream_to_device<D: PacketDevice>(
         };
         match frame {
             Frame::Packet(packet) => {
-                if let Err(e) = device.send(&packet).await {
+                if let Err(e) = device.send(&mut vec![packet]).await {
                     return VpnEnd::Lost(format!("writing to the interface: {e}"));
                 }
             }

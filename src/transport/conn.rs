@@ -145,6 +145,17 @@ pub trait Connection: Send + Sync {
         ))
     }
 
+    /// Send an unreliable datagram, waiting while the datagrams already
+    /// queued fill the send buffer (QUIC only): nothing older is pushed out.
+    fn send_datagram_wait(&self, _data: bytes::Bytes) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(async {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this transport has no datagrams",
+            ))
+        })
+    }
+
     /// Receive the next datagram (QUIC only).
     fn read_datagram(&self) -> BoxFuture<'_, io::Result<bytes::Bytes>> {
         Box::pin(async {
@@ -263,6 +274,15 @@ impl Connection for QuicConn {
 
     fn send_datagram(&self, data: bytes::Bytes) -> io::Result<()> {
         self.conn.send_datagram(data).map_err(io::Error::other)
+    }
+
+    fn send_datagram_wait(&self, data: bytes::Bytes) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(async move {
+            self.conn
+                .send_datagram_wait(data)
+                .await
+                .map_err(io::Error::other)
+        })
     }
 
     fn read_datagram(&self) -> BoxFuture<'_, io::Result<bytes::Bytes>> {

@@ -75,6 +75,14 @@ pub const DATAGRAM_WINDOW: usize = 64 << 10;
 /// past it; the VPN drops the newest instead (`gateway/vpn.rs`, `Out`).
 pub const DATAGRAM_SEND: usize = 256 << 10;
 
+/// The client's buffer for QUIC datagrams received and not yet written to
+/// the VPN's interface. Datagrams have no flow control: when the client
+/// falls behind (many flows at once) quinn drops the oldest past this, and
+/// each drop is a lost TCP segment that costs its flow a retransmission
+/// timeout. quinn's default (1.25 MB) lost segments with 64 flows
+/// (`benches/vpn.sh`); an engineer's computer has room for more.
+pub const CLIENT_DATAGRAM_BUFFER: usize = 16 << 20;
+
 /// The daemon's send window: data written and not yet acknowledged, per
 /// connection (quinn's default is 10 MB).
 pub const SEND_WINDOW: u64 = 1 << 20;
@@ -216,7 +224,9 @@ pub fn client(
     let mut endpoint = endpoint(local, None)?;
     let mut config = tlsid::quic_client_config(id, device, watch)?;
     // The daemon opens no streams towards the client.
-    config.transport_config(Arc::new(transport(0, true)));
+    let mut t = transport(0, true);
+    t.datagram_receive_buffer_size(Some(CLIENT_DATAGRAM_BUFFER));
+    config.transport_config(Arc::new(t));
     endpoint.set_default_client_config(config);
     Ok(endpoint)
 }

@@ -83,6 +83,12 @@ impl<T> Table<T> {
         Ok(())
     }
 
+    /// Whether a flow costing `cost` would leave the buffered bytes at or
+    /// under half their bound.
+    pub(crate) fn under_half(&self, cost: usize) -> bool {
+        self.bytes.saturating_add(cost) <= self.max_bytes / 2
+    }
+
     /// Take in a flow whose buffers cost `cost` bytes, at `now`; `flow`
     /// makes it, given its id.
     pub(crate) fn insert(

@@ -10,7 +10,7 @@
 use super::flows::{FlowId, Key, Table};
 use super::packet::{self, Flow as Parsed};
 use super::tcp::TcpFlow;
-use super::{datagram, Out};
+use super::{datagram, Backlog, Out};
 use crate::gateway::authorize::{Permit, Subject};
 use crate::gateway::redecide::GuardEnd;
 use crate::gateway::registry::Session;
@@ -111,15 +111,23 @@ pub(crate) struct Drops {
 }
 
 /// The smoltcp device: the packet being processed in, the packets the
-/// stack emitted out.
+/// stack emitted out. It takes a packet only while the backlog towards the
+/// engineer has room for it (`Backlog`); an answer to a packet coming in
+/// (an ACK, a RST) is always taken.
 pub(crate) struct Queue {
     rx: Option<Vec<u8>>,
     pub(crate) tx: Vec<Vec<u8>>,
+    /// Bytes in `tx`.
+    tx_bytes: usize,
     mtu: usize,
+    backlog: Arc<Backlog>,
 }
 
 pub(crate) struct Rx(Vec<u8>);
-pub(crate) struct Tx<'a>(&'a mut Vec<Vec<u8>>);
+pub(crate) struct Tx<'a> {
+    tx: &'a mut Vec<Vec<u8>>,
+    bytes: &'a mut usize,
+}
 
 impl RxToken for Rx {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -131,7 +139,8 @@ impl TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut buf = vec![0; len];
         let r = f(&mut buf);
-        self.0.push(buf);
+        *self.bytes += len;
+        self.tx.push(buf);
         r
     }
 }
@@ -142,11 +151,21 @@ impl Device for Queue {
 
     fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(Rx, Tx<'_>)> {
         let p = self.rx.take()?;
-        Some((Rx(p), Tx(&mut self.tx)))
+        let tx = Tx {
+            tx: &mut self.tx,
+            bytes: &mut self.tx_bytes,
+        };
+        Some((Rx(p), tx))
     }
 
     fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.tx))
+        if !self.backlog.room(self.tx_bytes + self.mtu) {
+            return None;
+        }
+        Some(Tx {
+            tx: &mut self.tx,
+            bytes: &mut self.tx_bytes,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -188,7 +207,9 @@ impl Stack {
         let mut device = Queue {
             rx: None,
             tx: Vec::new(),
+            tx_bytes: 0,
             mtu,
+            backlog: out.backlog.clone(),
         };
         let mut config = IfaceConfig::new(HardwareAddress::Ip);
         config.random_seed = rand::random();
@@ -211,7 +232,7 @@ impl Stack {
             sockets: SocketSet::new(Vec::new()),
             flows,
             events,
-            wake: Arc::new(Notify::new()),
+            wake: out.backlog.wake.clone(),
             out,
             epoch,
             drops: Drops::default(),
@@ -248,6 +269,7 @@ impl Stack {
 
     /// Send what the stack emitted.
     pub(crate) fn flush(&mut self) {
+        self.device.tx_bytes = 0;
         for p in std::mem::take(&mut self.device.tx) {
             self.out.packet(p);
         }
@@ -344,7 +366,7 @@ impl Stack {
     /// Answer a refused UDP or ICMP packet: administratively prohibited.
     pub(crate) fn prohibit(&mut self, original: &[u8], code: Icmpv4DstUnreachable) {
         if let Some(answer) = packet::unreachable(original, code) {
-            self.out.packet(answer);
+            self.out.datagram(answer);
         }
     }
 
@@ -396,7 +418,7 @@ impl Stack {
                     d.record.down += p.len() as u64;
                 }
                 if p.len() <= self.mtu {
-                    self.out.packet(p);
+                    self.out.datagram(p);
                 } else {
                     self.drops.oversize += 1;
                 }

@@ -3,10 +3,11 @@
 //! then lets smoltcp answer the SYN (a listening socket for exactly that
 //! destination), so a destination that refuses gets a RST, as without the
 //! VPN. Bytes then move between the smoltcp socket and the router's
-//! connection with bounded buffers: [`TX`] towards the engineer (nothing
-//! more is read from the destination while that is full), [`RX`] plus
-//! [`UP_CHUNKS`] chunks towards the destination (the engineer's window
-//! closes while the destination does not take them).
+//! connection with bounded buffers ([`Buffers`]): smoltcp's send buffer
+//! towards the engineer (nothing more is read from the destination while
+//! that is full), its receive buffer plus [`UP_CHUNKS`] chunks towards the
+//! destination (the engineer's window closes while the destination does
+//! not take them).
 
 use super::flows::{FlowId, Key};
 use super::stack::{guarded, Event, Flow, Record, Stack};
@@ -28,27 +29,51 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::{timeout, Instant};
 
-/// smoltcp's receive buffer (engineer → destination).
-const RX: usize = 64 << 10;
-/// smoltcp's send buffer (destination → engineer); also the most read from
-/// the destination and not yet in it.
-const TX: usize = 64 << 10;
-/// One read from either side.
-const CHUNK: usize = 8 << 10;
+/// A flow's buffers: smoltcp's receive buffer (engineer → destination),
+/// its send buffer (destination → engineer; also the most read from the
+/// destination and not yet in it), and the size of one read from either
+/// side ([`UP_CHUNKS`] of them on their way to the destination).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Buffers {
+    rx: usize,
+    tx: usize,
+    chunk: usize,
+}
+
+impl Buffers {
+    /// What the flow may buffer, counted against `limits.vpn_buffer`.
+    pub(crate) const fn cost(self) -> usize {
+        self.rx + self.tx + self.chunk * UP_CHUNKS
+    }
+}
+
+/// A flow's buffers when the session's are at least half taken: 144 KiB,
+/// 14 flows in the default `vpn_buffer` (2 MiB).
+pub(crate) const SMALL: Buffers = Buffers {
+    rx: 64 << 10,
+    tx: 64 << 10,
+    chunk: 8 << 10,
+};
+/// A flow's buffers while the session's stay under half its `vpn_buffer`
+/// with them (the first two flows, by default): a send buffer that holds
+/// the round trip of a fast tunnel, so one download is not capped at
+/// 64 KiB a round trip (`benches/vpn.sh`: about twice the throughput). With
+/// two such flows open a session still has room for nine small ones.
+pub(crate) const BULK: Buffers = Buffers {
+    rx: 64 << 10,
+    tx: 256 << 10,
+    chunk: 16 << 10,
+};
 /// Chunks on their way to the destination.
 const UP_CHUNKS: usize = 2;
-/// What one TCP flow may buffer, counted against `limits.vpn_buffer`.
-pub(crate) const COST: usize = RX + TX + CHUNK * UP_CHUNKS;
 /// A connection the engineer stops acknowledging is dropped after this.
 const STALL: Duration = Duration::from_secs(60);
-/// How often a flow with bytes waiting for the engineer asks for its
-/// window when nothing else is sent (see [`probe_while_queued`]).
-const PROBE: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(1);
 
 /// One TCP flow, as the stack holds it.
 pub(crate) struct TcpFlow {
     /// The smoltcp socket, once the destination accepted.
     pub(crate) handle: Option<SocketHandle>,
+    buffers: Buffers,
     dst: SocketAddrV4,
     /// The engineer's SYN (the latest retransmission), held until the
     /// destination answers.
@@ -88,12 +113,17 @@ impl Stack {
             // No such connection: smoltcp answers with a RST.
             return self.poll(Some(p));
         }
-        let Ok((service, permit)) = self.admit(FlowProtocol::Tcp, dst.into(), COST) else {
+        let buffers = match self.flows.under_half(BULK.cost()) {
+            true => BULK,
+            false => SMALL,
+        };
+        let cost = buffers.cost();
+        let Ok((service, permit)) = self.admit(FlowProtocol::Tcp, dst.into(), cost) else {
             // Refused: no socket listens, smoltcp answers the SYN with a RST.
             return self.poll(Some(p));
         };
         let (up, up_rx) = mpsc::channel(UP_CHUNKS);
-        let credit = Arc::new(Semaphore::new(TX));
+        let credit = Arc::new(Semaphore::new(buffers.tx));
         let task = FlowTask {
             gw: self.gw.clone(),
             session: self.session.clone(),
@@ -104,12 +134,14 @@ impl Stack {
             events: self.events.clone(),
             up: up_rx,
             credit: credit.clone(),
+            chunk: buffers.chunk,
             wake: self.wake.clone(),
         };
-        let inserted = self.flows.insert(key, COST, Instant::now(), |id| {
+        let inserted = self.flows.insert(key, cost, Instant::now(), |id| {
             let task = tokio::spawn(run(FlowTask { id, ..task }));
             Flow::Tcp(TcpFlow {
                 handle: None,
+                buffers,
                 dst,
                 syn: Some(p),
                 up: Some(up),
@@ -142,8 +174,8 @@ impl Stack {
         match result {
             Ok(()) => {
                 let mut socket = Socket::new(
-                    SocketBuffer::new(vec![0; RX]),
-                    SocketBuffer::new(vec![0; TX]),
+                    SocketBuffer::new(vec![0; t.buffers.rx]),
+                    SocketBuffer::new(vec![0; t.buffers.tx]),
                 );
                 socket.set_nagle_enabled(false);
                 socket.set_timeout(Some(smoltcp::time::Duration::from_secs(STALL.as_secs())));
@@ -215,7 +247,7 @@ fn move_bytes(t: &mut TcpFlow, socket: &mut Socket<'_>) -> bool {
         let Some(permit) = t.up.as_ref().and_then(|up| up.try_reserve().ok()) else {
             break;
         };
-        let mut buf = vec![0; CHUNK];
+        let mut buf = vec![0; t.buffers.chunk];
         let n = socket.recv_slice(&mut buf).unwrap_or(0);
         buf.truncate(n);
         t.record.up += n as u64;
@@ -243,7 +275,6 @@ fn move_bytes(t: &mut TcpFlow, socket: &mut Socket<'_>) -> bool {
             break;
         }
     }
-    probe_while_queued(socket);
     let now_held = t.pending.iter().map(Bytes::len).sum::<usize>() + socket.send_queue();
     if now_held < t.held {
         t.credit.add_permits(t.held - now_held);
@@ -257,21 +288,6 @@ fn move_bytes(t: &mut TcpFlow, socket: &mut Socket<'_>) -> bool {
     matches!(state, State::Closed | State::TimeWait | State::Listen)
 }
 
-/// smoltcp 0.12 sends no zero-window probes (it has no persist timer):
-/// once the engineer's window is zero and all that was sent is
-/// acknowledged, only the engineer's window update restarts the flow, and
-/// if that one packet is lost the flow stalls for good. While bytes wait
-/// for the engineer, a keep-alive every [`PROBE`] stands in for the probe:
-/// smoltcp sends it (only when it has nothing else to send) as a one-byte
-/// segment just below the window, which the engineer's TCP answers with an
-/// ACK carrying its current window. A flow with nothing queued sends none.
-pub(super) fn probe_while_queued(socket: &mut Socket<'_>) {
-    let want = (socket.send_queue() > 0).then_some(PROBE);
-    if socket.keep_alive() != want {
-        socket.set_keep_alive(want);
-    }
-}
-
 /// What a TCP flow's task needs.
 struct FlowTask {
     gw: Arc<Gateway>,
@@ -283,6 +299,8 @@ struct FlowTask {
     events: mpsc::Sender<Event>,
     up: mpsc::Receiver<Bytes>,
     credit: Arc<Semaphore>,
+    /// One read from the destination.
+    chunk: usize,
     wake: Arc<Notify>,
 }
 
@@ -325,19 +343,20 @@ async fn pump(f: &mut FlowTask) {
     };
     let down = async {
         loop {
-            let Ok(permit) = credit.acquire_many(CHUNK as u32).await else {
+            let chunk = f.chunk;
+            let Ok(permit) = credit.acquire_many(chunk as u32).await else {
                 return Ok(());
             };
             permit.forget();
-            let mut buf = vec![0; CHUNK];
+            let mut buf = vec![0; chunk];
             let n = match from.read(&mut buf).await {
                 Ok(n) => n,
                 Err(e) => {
-                    credit.add_permits(CHUNK);
+                    credit.add_permits(chunk);
                     return Err(e);
                 }
             };
-            credit.add_permits(CHUNK - n);
+            credit.add_permits(chunk - n);
             if n == 0 {
                 let _ = events.send(Event::Eof(id)).await;
                 return Ok(());

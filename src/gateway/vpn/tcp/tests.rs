@@ -2,8 +2,9 @@
 //! an in-memory link that can drop packets. The sender (the router's side)
 //! fills the receiver's (the engineer's) window; the receiver's application
 //! then reads everything, and the window update that says so is lost.
+//! smoltcp 0.12 had no zero-window probe and such a flow stalled for good
+//! (the flows then sent keep-alives as probes); 0.13 probes by itself.
 
-use super::probe_while_queued;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp::{Socket, SocketBuffer, State};
@@ -90,9 +91,8 @@ fn end(addr: [u8; 4], rx: usize, tx: usize, now: Instant) -> End {
 const TOTAL: usize = 64 << 10;
 
 /// Bytes the engineer's application received within 10 simulated seconds
-/// after its one window update was lost; `probe`: the router's flow runs
-/// [`probe_while_queued`] as the flow driver does.
-fn transfer(probe: bool) -> usize {
+/// after its one window update was lost.
+fn transfer() -> usize {
     let mut now = Instant::from_millis(0);
     let step = Duration::from_millis(5);
     let mut router = end([10, 0, 0, 1], 4096, TOTAL, now);
@@ -122,9 +122,6 @@ fn transfer(probe: bool) -> usize {
         let s = router.sockets.get_mut::<Socket>(router.handle);
         if s.may_send() && sent < TOTAL {
             sent += s.send_slice(&[7; TOTAL][..TOTAL - sent]).unwrap();
-        }
-        if probe {
-            probe_while_queued(s);
         }
         router
             .iface
@@ -164,12 +161,6 @@ fn transfer(probe: bool) -> usize {
 }
 
 #[test]
-fn smoltcp_alone_stalls_when_the_window_update_is_lost() {
-    // What the mitigation is for: without it the flow never moves again.
-    assert!(transfer(false) < TOTAL);
-}
-
-#[test]
-fn a_flow_with_bytes_queued_recovers_from_a_lost_window_update() {
-    assert_eq!(transfer(true), TOTAL);
+fn a_flow_recovers_from_a_lost_window_update() {
+    assert_eq!(transfer(), TOTAL);
 }
