@@ -52,8 +52,11 @@ const BLOCK_SIZE: u32 = 1 << 22;
 const FRAMED_MTU: u16 = 32 << 10;
 /// The bounds of the packet size over QUIC datagrams.
 const DATAGRAM_MTU: (usize, usize) = (576, 1280);
-/// Packets from the engineer waiting for the stack; more are dropped.
-const INBOUND: usize = 256;
+/// Bytes of packets from the engineer waiting for the stack; more are
+/// dropped. As packets: 256 at a 1280-byte MTU, 16 at the framed 32 KiB.
+const INBOUND_BYTES: usize = 512 << 10;
+/// The bounds of that queue in packets.
+const INBOUND: (usize, usize) = (16, 256);
 /// Events of the flows' tasks waiting for the stack.
 const EVENTS: usize = 256;
 
@@ -385,7 +388,8 @@ impl Gateway {
         recv: PipeReader,
         writer: PipeWriter,
     ) -> CloseReason {
-        let (inbound, mut inbound_rx) = mpsc::channel::<Vec<u8>>(INBOUND);
+        let queue = (INBOUND_BYTES / mtu).clamp(INBOUND.0, INBOUND.1);
+        let (inbound, mut inbound_rx) = mpsc::channel::<Vec<u8>>(queue);
         let (tx, rx) = mpsc::unbounded_channel::<Frame>();
         let (events, mut events_rx) = mpsc::channel::<Event>(EVENTS);
         let (read_done, mut reading) = tokio::sync::oneshot::channel();
