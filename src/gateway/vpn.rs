@@ -52,11 +52,35 @@ const BLOCK_SIZE: u32 = 1 << 22;
 const FRAMED_MTU: u16 = 32 << 10;
 /// The bounds of the packet size over QUIC datagrams.
 const DATAGRAM_MTU: (usize, usize) = (576, 1280);
-/// Bytes of packets from the engineer waiting for the stack; more are
-/// dropped. As packets: 256 at a 1280-byte MTU, 16 at the framed 32 KiB.
+/// Packets from the engineer waiting for the stack, and their bytes at
+/// most (16 packets at the framed 32 KiB); more are dropped.
+const INBOUND: usize = 256;
 const INBOUND_BYTES: usize = 512 << 10;
-/// The bounds of that queue in packets.
-const INBOUND: (usize, usize) = (16, 256);
+
+/// The queue of packets from the engineer: bounded in packets and bytes.
+#[derive(Clone)]
+struct Inbound {
+    tx: mpsc::Sender<Vec<u8>>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Inbound {
+    /// Queue `p`, or drop it when the queue is full (as a congested link).
+    fn offer(&self, p: Vec<u8>) {
+        let len = p.len();
+        if self.bytes.load(Ordering::Relaxed) + len > INBOUND_BYTES {
+            return;
+        }
+        self.bytes.fetch_add(len, Ordering::Relaxed);
+        if self.tx.try_send(p).is_err() {
+            self.bytes.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
 /// Events of the flows' tasks waiting for the stack.
 const EVENTS: usize = 256;
 
@@ -388,8 +412,13 @@ impl Gateway {
         recv: PipeReader,
         writer: PipeWriter,
     ) -> CloseReason {
-        let queue = (INBOUND_BYTES / mtu).clamp(INBOUND.0, INBOUND.1);
-        let (inbound, mut inbound_rx) = mpsc::channel::<Vec<u8>>(queue);
+        let (tx, mut inbound_rx) = mpsc::channel::<Vec<u8>>(INBOUND);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let inbound = Inbound {
+            tx,
+            bytes: bytes.clone(),
+        };
+        let taken = |p: &Vec<u8>| bytes.fetch_sub(p.len(), Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel::<Frame>();
         let (events, mut events_rx) = mpsc::channel::<Event>(EVENTS);
         let (read_done, mut reading) = tokio::sync::oneshot::channel();
@@ -427,7 +456,16 @@ impl Gateway {
             .unwrap_or(now + far);
             tokio::select! {
                 p = inbound_rx.recv() => match p {
-                    Some(p) => stack.inbound(p),
+                    Some(p) => {
+                        taken(&p);
+                        stack.inbound(p);
+                        // Those waiting behind it in the same turn: the
+                        // sockets then answer all of them at once.
+                        while let Ok(p) = inbound_rx.try_recv() {
+                            taken(&p);
+                            stack.inbound(p);
+                        }
+                    }
                     None => break CloseReason::Normal,
                 },
                 e = events_rx.recv() => if let Some(e) = e { stack.event(e) },
@@ -497,7 +535,7 @@ fn frames_of(recv: PipeReader) -> Box<dyn AsyncRead + Send + Unpin> {
 async fn stream_io(
     recv: PipeReader,
     writer: PipeWriter,
-    inbound: mpsc::Sender<Vec<u8>>,
+    inbound: Inbound,
     output: Output,
     read_done: tokio::sync::oneshot::Sender<()>,
 ) -> PipeWriter {
@@ -518,21 +556,21 @@ async fn stream_io(
 }
 
 /// Packets from the VPN stream, until it ends or carries something else.
-async fn read_packets(recv: PipeReader, inbound: mpsc::Sender<Vec<u8>>) {
+async fn read_packets(recv: PipeReader, inbound: Inbound) {
     let mut r = frames_of(recv);
     while let Ok(Some(Frame::Packet(p))) = read_frame(&mut r, MAX_FRAME).await {
         // A full queue drops, as a congested link does.
-        let _ = inbound.try_send(p);
+        inbound.offer(p);
     }
 }
 
 /// Packets from QUIC datagrams, until the connection ends.
-async fn read_datagrams(conn: Arc<dyn Connection>, inbound: mpsc::Sender<Vec<u8>>) {
+async fn read_datagrams(conn: Arc<dyn Connection>, inbound: Inbound) {
     while let Ok(d) = conn.read_datagram().await {
         if inbound.is_closed() {
             return;
         }
-        let _ = inbound.try_send(d.to_vec());
+        inbound.offer(d.to_vec());
     }
 }
 

@@ -33,10 +33,6 @@ use tokio::time::Instant;
 /// is what AnyIP needs to take every destination as local. Never on a wire.
 const IFACE_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
 
-/// Egress passes of one poll at most: a socket sends one segment a pass,
-/// so this bounds a burst to about a send buffer's worth (64 KiB).
-const EGRESS_PASSES: usize = 64;
-
 /// Run a flow's `pump` under the live re-decision of `subject`, the
 /// question that admitted it: a denial ends the pump and tells the stack
 /// (`Event::Cut`); a session's end or the pump's own end just returns.
@@ -251,17 +247,22 @@ impl Stack {
     /// Run smoltcp: process `packet` if any, then what its sockets have to
     /// send; what it emitted goes to the engineer.
     pub(crate) fn poll(&mut self, packet: Option<Vec<u8>>) {
-        self.device.rx = packet;
         let now = self.now();
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
-        // smoltcp sends one segment a socket per pass: pass again while
-        // they have more (bounded: a window's worth).
-        for _ in 0..EGRESS_PASSES {
-            let before = self.device.tx.len();
-            self.iface
-                .poll_egress(now, &mut self.device, &mut self.sockets);
-            if self.device.tx.len() == before {
-                break;
+        match packet {
+            // A packet in, and what smoltcp answers to it at once (an ACK
+            // to data, a RST): the sockets send at the end of the stack's
+            // turn (`None`), once for all the packets that came in
+            // together, not once per packet over every socket.
+            Some(p) => {
+                self.device.rx = Some(p);
+                self.iface
+                    .poll_ingress_single(now, &mut self.device, &mut self.sockets);
+                self.device.rx = None;
+            }
+            // Every socket sends what it may (smoltcp 0.13 passes over them
+            // until none has more, or the backlog is full).
+            None => {
+                self.iface.poll(now, &mut self.device, &mut self.sockets);
             }
         }
         self.flush();
