@@ -115,6 +115,8 @@ pub(crate) struct Queue {
     pub(crate) tx: Vec<Vec<u8>>,
     /// Bytes in `tx`.
     tx_bytes: usize,
+    /// Take packets whatever the backlog (a cut flow's RST must leave).
+    force: bool,
     mtu: usize,
     backlog: Arc<Backlog>,
 }
@@ -155,7 +157,7 @@ impl Device for Queue {
     }
 
     fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<Tx<'_>> {
-        if !self.backlog.room(self.tx_bytes + self.mtu) {
+        if !self.force && !self.backlog.room(self.tx_bytes + self.mtu) {
             return None;
         }
         Some(Tx {
@@ -204,6 +206,7 @@ impl Stack {
             rx: None,
             tx: Vec::new(),
             tx_bytes: 0,
+            force: false,
             mtu,
             backlog: out.backlog.clone(),
         };
@@ -383,9 +386,12 @@ impl Stack {
                     if socket.is_open() {
                         socket.abort();
                     }
-                    // The RST leaves before the socket is forgotten.
+                    // The RST leaves before the socket is forgotten, even
+                    // past a full backlog.
                     let now = self.now();
+                    self.device.force = true;
                     self.iface.poll(now, &mut self.device, &mut self.sockets);
+                    self.device.force = false;
                     self.sockets.remove(h);
                     self.flush();
                 }
