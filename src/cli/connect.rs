@@ -316,11 +316,19 @@ async fn connect(
     out.flush()?;
     drop(out);
     let code = {
+        let has_vpn = vpn.is_some();
         let vpn_end = vpn::run(&session, vpn.as_mut());
         tokio::pin!(vpn_end);
         tokio::select! {
             () = shutdown.recv() => ExitCode::SUCCESS,
             ev = events.recv() => {
+                if has_vpn {
+                    // The session's end cut the VPN's flows: their RSTs
+                    // are still on the VPN's own stream, which the daemon
+                    // ends right after them. They reach the interface
+                    // before it goes, or the engineer's programs wait.
+                    let _ = tokio::time::timeout(VPN_DRAIN, &mut vpn_end).await;
+                }
                 report_end(ev);
                 ExitCode::FAILURE
             }
@@ -334,6 +342,9 @@ async fn connect(
     vpn::finish(vpn);
     Ok(leave(&session, code).await)
 }
+
+/// How long a session's end waits for the VPN stream's last packets.
+const VPN_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `closed: session: WHY` for a session's end.
 fn report_end(ev: Option<SessionEvent>) {
