@@ -22,7 +22,7 @@
 # BENCH_RUNS (runs per throughput figure, best kept, default 2),
 # BENCH_SKIP_BUILD=1, BENCH_VPN_FLOWS (held flows for memory, default 1000),
 # BENCH_VPN_QUICK=1 (the one-flow rows V1 only: for tuning), BENCH_BIN_DIR
-# (the binaries, default target/release).
+# (the binaries, default target/release), BENCH_VPN_TRANSPORTS ("QUIC TLS").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
