@@ -139,12 +139,12 @@ impl Addresses {
 /// Bytes of packets on their way to the engineer (queued for the VPN
 /// stream's writer, or waiting for QUIC's congestion window) past which the
 /// stack sends no more TCP segments until some have left. smoltcp has no
-/// congestion control: without this bound a flow's whole window would pile
-/// up in front of the transport, the segments at its end would wait longer
-/// than smoltcp's retransmission timeout, and their needless retransmission
-/// (go-back-N) would in turn be answered by duplicate ACKs that trigger the
-/// next one. With it, what smoltcp counts as sent is on the wire, its round
-/// trip is the path's, and a slow link makes the stack wait, not resend.
+/// congestion control and counts a segment as sent once built: without
+/// this bound every flow's whole window would pile up in front of the
+/// transport (or be dropped there), its round trips would include that
+/// queue, and a flow behind others' bursts would time out and resend what
+/// is still waiting. With it, what smoltcp counts as sent is on its way,
+/// and a slow link makes the stack wait, not drop or resend.
 const OUT_BYTES: usize = 256 << 10;
 
 /// What is queued towards the engineer: the stack adds what it hands the
