@@ -80,3 +80,41 @@ async fn udp_and_echo_flows_expire_when_idle_tcp_does_not() {
     assert_eq!(t.next_idle(), None);
     assert!(t.idle(Instant::now() + IDLE * 100).is_empty());
 }
+
+/// The default budget with the TCP buffers' two sizes: two bulk flows, then
+/// nine small ones; closing a bulk flow lets the next one be bulk again.
+#[tokio::test(start_paused = true)]
+async fn bulk_buffers_go_to_flows_while_half_the_budget_is_free() {
+    use crate::gateway::vpn::tcp::{BULK, SMALL};
+    let mut t = Table::new(128, 2 << 20);
+    let now = Instant::now();
+    let mut sizes = Vec::new();
+    let mut ids = Vec::new();
+    for port in 1.. {
+        let b = if t.under_half(BULK.cost()) {
+            BULK
+        } else {
+            SMALL
+        };
+        match t.insert(Key::Tcp(port, dst(80)), b.cost(), now, |_| ()) {
+            Ok(id) => ids.push(id),
+            Err(full) => {
+                assert_eq!(full, Full::Bytes);
+                break;
+            }
+        }
+        sizes.push(b == BULK);
+    }
+    assert_eq!(sizes.iter().filter(|b| **b).count(), 2, "{sizes:?}");
+    assert_eq!(sizes.len(), 11, "{sizes:?}");
+    assert!(sizes[0] && sizes[1] && !sizes[2]);
+    // One bulk and nine small flows held (1,648 KiB): a new bulk flow
+    // would pass half.
+    t.remove(ids[0]);
+    assert!(!t.under_half(BULK.cost()));
+    // One bulk and two small ones (640 KiB): it fits under half again.
+    for id in &ids[2..9] {
+        t.remove(*id);
+    }
+    assert!(t.under_half(BULK.cost()));
+}
