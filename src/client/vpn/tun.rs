@@ -84,14 +84,19 @@ impl Interface {
     /// `routes` lists the ones in place.
     pub fn create(name: Option<&str>, config: &VpnConfig) -> anyhow::Result<Interface> {
         let wanted = name.unwrap_or(DEFAULT_NAME);
-        let device = tun_rs::DeviceBuilder::new()
-            .name(wanted)
-            .ipv4(config.address, 32u8, None)
-            .mtu(config.mtu)
-            .offload(true)
-            .tx_queue_len(TX_QUEUE)
-            .enable(true)
-            .build_async()
+        let build = |offload: bool| {
+            tun_rs::DeviceBuilder::new()
+                .name(wanted)
+                .ipv4(config.address, 32u8, None)
+                .mtu(config.mtu)
+                .offload(offload)
+                .tx_queue_len(TX_QUEUE)
+                .enable(true)
+                .build_async()
+        };
+        // A kernel without TUN offloads gets one packet per read and write.
+        let device = build(true)
+            .or_else(|_| build(false))
             .map_err(|e| anyhow::anyhow!("--vpn: creating the TUN interface: {e}"))?;
         let name = device
             .name()
