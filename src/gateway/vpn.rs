@@ -153,7 +153,8 @@ const OUT_BYTES: usize = 256 << 10;
 pub(crate) struct Backlog {
     bytes: AtomicUsize,
     limit: usize,
-    /// Wakes the stack.
+    /// Wakes the stack: packets have left, or a flow's task made room for
+    /// more bytes towards its destination.
     pub(crate) wake: Arc<Notify>,
 }
 

@@ -26,7 +26,7 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// The interface's own address: the gateway of its default route, which
@@ -185,8 +185,6 @@ pub(crate) struct Stack {
     pub(crate) sockets: SocketSet<'static>,
     pub(crate) flows: Table<Flow>,
     pub(crate) events: mpsc::Sender<Event>,
-    /// A flow's task made room for more bytes towards its destination.
-    pub(crate) wake: Arc<Notify>,
     pub(crate) out: Out,
     epoch: Instant,
     pub(crate) drops: Drops,
@@ -231,7 +229,6 @@ impl Stack {
             sockets: SocketSet::new(Vec::new()),
             flows,
             events,
-            wake: out.backlog.wake.clone(),
             out,
             epoch,
             drops: Drops::default(),

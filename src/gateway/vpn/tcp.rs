@@ -135,7 +135,7 @@ impl Stack {
             up: up_rx,
             credit: credit.clone(),
             chunk: buffers.chunk,
-            wake: self.wake.clone(),
+            wake: self.out.backlog.wake.clone(),
         };
         let inserted = self.flows.insert(key, cost, Instant::now(), |id| {
             let task = tokio::spawn(run(FlowTask { id, ..task }));
