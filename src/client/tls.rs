@@ -6,7 +6,7 @@
 
 use super::{link, ClientError};
 use crate::tlsid;
-use crate::transport::mux::{self, MuxConn, Side, MAX_STREAMS};
+use crate::transport::mux::{self, Growth, MuxConn, Side, MAX_STREAMS};
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
@@ -44,7 +44,14 @@ pub(crate) async fn dial_with(
     let tls = timeout(super::CONNECT_TIMEOUT, dial)
         .await
         .map_err(|_| ClientError::Link("timed out connecting".into()))??;
-    Ok(MuxConn::new(tls, Side::Client, MAX_STREAMS, None, addr))
+    Ok(MuxConn::new(
+        tls,
+        Side::Client,
+        MAX_STREAMS,
+        Growth::CLIENT,
+        None,
+        addr,
+    ))
 }
 
 /// The TLS handshake with the daemon over `io` (a relayed stream), bounded
@@ -66,5 +73,12 @@ where
     .await
     .map_err(|_| ClientError::Link("timed out in the TLS handshake".into()))?
     .map_err(|e| super::handshake_error(pin, e))?;
-    Ok(MuxConn::new(tls, Side::Client, MAX_STREAMS, None, remote))
+    Ok(MuxConn::new(
+        tls,
+        Side::Client,
+        MAX_STREAMS,
+        Growth::CLIENT,
+        None,
+        remote,
+    ))
 }

@@ -76,13 +76,14 @@ fn in_memory_connection(
     pending: &mut super::pending::Pending,
     key: PublicKey,
 ) -> crate::transport::MuxConn {
-    use crate::transport::mux::{MuxConn, Side};
+    use crate::transport::mux::{Growth, MuxConn, Side};
     let (a, b) = tokio::io::duplex(1 << 20);
     let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
     let server = MuxConn::new(
         b,
         Side::Server,
         16,
+        Growth::ROUTER,
         Some(AuthenticatedPeer::for_tests(key)),
         addr,
     );
@@ -90,7 +91,7 @@ fn in_memory_connection(
     pending.spawn(addr.ip(), move |phase| {
         gw.serve_connection(Arc::new(server), phase)
     });
-    MuxConn::new(a, Side::Client, 16, None, addr)
+    MuxConn::new(a, Side::Client, 16, Growth::CLIENT, None, addr)
 }
 
 fn bundle(serial: u64, bob_active: bool) -> Vec<u8> {

@@ -7,7 +7,7 @@
 use super::pending::{Pending, Phase};
 use super::Gateway;
 use crate::tlsid::{self, AuthenticatedPeer};
-use crate::transport::mux::{self, MuxConn, Side};
+use crate::transport::mux::{self, Growth, MuxConn, Side};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -88,7 +88,7 @@ impl Gateway {
         // the limit is refused (`limit-exceeded`) and closed at once, long
         // before the multiplexer's own bound is near.
         let streams = limits.max_streams_per_session.saturating_add(2) * 2;
-        let conn = MuxConn::new(tls, Side::Server, streams, peer, remote);
+        let conn = MuxConn::new(tls, Side::Server, streams, Growth::ROUTER, peer, remote);
         self.serve_connection(Arc::new(conn), phase).await;
     }
 }

@@ -15,7 +15,7 @@ use super::pending::{Pending, Phase};
 use super::Gateway;
 use crate::config::RelayPeer;
 use crate::tlsid;
-use crate::transport::mux::{self, MuxConn, Side};
+use crate::transport::mux::{self, Growth, MuxConn, Side};
 use crate::transport::{relay_msg, BiStream, Connection, QuicConn, RawStream};
 use edgegate_proto::relay::{RelayMsg, DELIVER_TAG, RELAY_ALPN};
 use rand::Rng;
@@ -219,7 +219,14 @@ impl Gateway {
             .connect(tlsid::server_name(), tcp)
             .await
             .map_err(|e| pinned(pin, e))?;
-        let conn = MuxConn::new(tls, Side::Client, self.relay_streams(), None, addr);
+        let conn = MuxConn::new(
+            tls,
+            Side::Client,
+            self.relay_streams(),
+            Growth::ROUTER,
+            None,
+            addr,
+        );
         Ok(Arc::new(conn))
     }
 

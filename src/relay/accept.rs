@@ -7,7 +7,7 @@
 use super::Relay;
 use crate::gateway::pending::{Pending, Phase};
 use crate::tlsid::{self, AuthenticatedPeer};
-use crate::transport::mux::{self, MuxConn, Side};
+use crate::transport::mux::{self, Growth, MuxConn, Side};
 use crate::transport::{relay_msg, Connection, QuicConn, RawStream};
 use edgegate_proto::frame::CONN_SHUTDOWN;
 use edgegate_proto::relay::{RelayMsg, RelayRefusal, PUSH_TAG, RELAY_ALPN};
@@ -162,7 +162,7 @@ impl Relay {
         // The peer may open one stream (the server side grants no more);
         // the relay opens one per relayed session towards a router.
         let streams = self.config.limits.max_sessions_per_router + 2;
-        let conn = MuxConn::new(tls, Side::Server, streams, peer, remote);
+        let conn = MuxConn::new(tls, Side::Server, streams, Growth::RELAY, peer, remote);
         self.first_message(Arc::new(conn), phase).await;
     }
 

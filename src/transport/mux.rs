@@ -50,13 +50,34 @@ pub const MAX_STREAMS: usize = 1024;
 /// How long closing may take before the socket is simply dropped.
 const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 
-/// The connection's settings. Receive windows stay at 256 KiB a stream (as
-/// QUIC's, `quic::STREAM_WINDOW`), so an admitted session holds what
-/// `docs/deploy.md` budgets. (yamux grows a busy stream's window only into
-/// the connection's window beyond 256 KiB a stream; letting the client's
-/// grow by 16 MiB did not speed a download on loopback and cost the client
-/// 60% more CPU per byte in buffered frames.)
-fn config(max_streams: usize) -> yamux::Config {
+/// How far the receive windows of one connection's busy streams may grow
+/// beyond 256 KiB a stream, all streams together: yamux doubles a stream's
+/// window while its sender uses half of it within two round trips, up to
+/// this allowance. Bytes are buffered only when the reader falls behind;
+/// an idle stream holds none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Growth(pub usize);
+
+impl Growth {
+    /// A router (the gateway and its uplink): none. Its streams stay at
+    /// 256 KiB (as QUIC's, `quic::STREAM_WINDOW`), so an admitted session
+    /// holds what `docs/deploy.md` budgets; an upload to a machine is the
+    /// rare direction.
+    pub const ROUTER: Growth = Growth(0);
+    /// An engineer's client: 16 MiB, so a download is not capped at 256 KiB
+    /// a round trip (70 Mbit/s at 30 ms; ssh's channel window is 2 MiB). On
+    /// loopback it took one TLS stream from 3.1 to 3.2-3.6 Gbit/s and one
+    /// through a relay from 1.2-1.3 to 1.8-2.1 (benches/README.md).
+    pub const CLIENT: Growth = Growth(16 << 20);
+    /// A relay (its side of a router's or an engineer's link): 4 MiB a
+    /// link, so the hop from the router to the relay keeps up with the one
+    /// to the engineer.
+    pub const RELAY: Growth = Growth(4 << 20);
+}
+
+/// The connection's settings: at most `max_streams` streams, each with
+/// yamux's 256 KiB receive window, busy ones growing into `growth`.
+fn config(max_streams: usize, growth: Growth) -> yamux::Config {
     let mut c = yamux::Config::default();
     // A frame and its 12-byte header fill four TLS records exactly (rustls
     // seals records of at most 16 KiB, and `Coalesce` hands it header and
@@ -67,7 +88,9 @@ fn config(max_streams: usize) -> yamux::Config {
     // yamux asserts `max_streams * 256 KiB <= window`: keep both in range.
     let max_streams = max_streams.clamp(1, MAX_STREAMS);
     c.set_max_num_streams(max_streams);
-    c.set_max_connection_receive_window(Some(max_streams * yamux::DEFAULT_CREDIT as usize));
+    c.set_max_connection_receive_window(Some(
+        max_streams * yamux::DEFAULT_CREDIT as usize + growth.0,
+    ));
     c
 }
 
@@ -108,11 +131,13 @@ impl std::fmt::Debug for MuxConn {
 
 impl MuxConn {
     /// Start multiplexing over `io` (an established TLS stream), allowing
-    /// the peer at most `max_streams` streams at once.
+    /// the peer at most `max_streams` streams at once, their receive windows
+    /// growing into `growth`.
     pub fn new<T>(
         io: T,
         side: Side,
         max_streams: usize,
+        growth: Growth,
         peer: Option<AuthenticatedPeer>,
         remote: SocketAddr,
     ) -> MuxConn
@@ -123,7 +148,11 @@ impl MuxConn {
             Side::Client => yamux::Mode::Client,
             Side::Server => yamux::Mode::Server,
         };
-        let conn = yamux::Connection::new(Coalesce::new(io).compat(), config(max_streams), mode);
+        let conn = yamux::Connection::new(
+            Coalesce::new(io).compat(),
+            config(max_streams, growth),
+            mode,
+        );
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (inbound_tx, inbound) = mpsc::unbounded_channel();
         let (ended_tx, ended) = watch::channel(None);
@@ -364,8 +393,8 @@ mod tests {
         let (a, b) = tokio::io::duplex(1 << 20);
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         (
-            MuxConn::new(a, Side::Client, 8, None, addr),
-            MuxConn::new(b, Side::Server, 8, None, addr),
+            MuxConn::new(a, Side::Client, 8, Growth::CLIENT, None, addr),
+            MuxConn::new(b, Side::Server, 8, Growth::ROUTER, None, addr),
         )
     }
 
@@ -395,6 +424,45 @@ mod tests {
             }
             assert_eq!(total, 70_000);
         }
+    }
+
+    /// A router's stream holds at most yamux's 256 KiB unread, whatever the
+    /// engineer's end sends (the budget of `docs/deploy.md`; a window grows
+    /// only while its reader keeps up, and a router's does not grow at all,
+    /// `Growth::ROUTER`). The writer stalls until the router reads, then
+    /// goes on.
+    #[tokio::test(start_paused = true)]
+    async fn a_router_stream_holds_at_most_its_window_unread() {
+        let (client, server) = pair();
+        server.grant(Grant::Session { streams: 8 });
+        let mut out = client.open_bi().await.unwrap();
+        let chunk = vec![7u8; 16 << 10];
+        let mut sent = 0usize;
+        while let Ok(r) = tokio::time::timeout(Duration::from_secs(1), out.send.write(&chunk)).await
+        {
+            r.unwrap();
+            sent += chunk.len();
+            assert!(sent <= 1 << 20, "the router's end took {sent} bytes unread");
+        }
+        let window = yamux::DEFAULT_CREDIT as usize;
+        assert!(
+            (window / 2..=window + chunk.len()).contains(&sent),
+            "{sent} bytes taken before the writer stalled"
+        );
+        // The router reads: the writer goes on.
+        let mut inc = server.accept_bi().await.unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = 0usize;
+        while got < sent {
+            match inc.recv.read_chunk(&mut buf).await.unwrap() {
+                Chunk::Data(k) => got += k,
+                other => panic!("{other:?}"),
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(1), out.send.write(&chunk))
+            .await
+            .expect("the writer goes on once the router read")
+            .unwrap();
     }
 
     #[tokio::test]

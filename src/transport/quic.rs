@@ -65,6 +65,13 @@ pub const STREAM_WINDOW: u32 = 256 << 10;
 /// The daemon's receive window for all streams of an admitted session.
 pub const SESSION_WINDOW: u32 = 1 << 20;
 
+/// A relay's receive window for one relayed stream (four of them for a
+/// connection): bytes are held only while the far hop is slower. On
+/// loopback, 256 KiB → 2 MiB took a relayed QUIC download from 1.8-2.1 to
+/// 2.4-2.7 Gbit/s (1 MiB: 2.3-2.4, 4 MiB: 2.6); the relay runs where
+/// memory is not a router's.
+pub const RELAY_STREAM_WINDOW: u32 = 2 << 20;
+
 /// The daemon's buffer for QUIC datagrams received, per connection: about
 /// 50 VPN packets.
 pub const DATAGRAM_WINDOW: usize = 64 << 10;
@@ -255,7 +262,12 @@ pub fn relay_server(
 ) -> Result<quinn::Endpoint, EndpointError> {
     let alpn = edgegate_proto::relay::RELAY_ALPN;
     let mut config = tlsid::quic_server_config_alpn(id, alpn)?;
-    config.transport_config(Arc::new(relay_transport(1, None)));
+    let mut t = relay_transport(1, None);
+    // A relay forwards every relayed byte: a router's 256 KiB stream window
+    // would cap a relayed download at 256 KiB a round trip of the hop.
+    t.stream_receive_window(RELAY_STREAM_WINDOW.into());
+    t.receive_window((4 * RELAY_STREAM_WINDOW).into());
+    config.transport_config(Arc::new(t));
     endpoint_on(socket, Some(config))
 }
 

@@ -66,6 +66,7 @@ async fn refused_hellos_are_counted_unless_the_peer_is_authenticated() {
                 io,
                 crate::transport::mux::Side::Server,
                 4,
+                crate::transport::mux::Growth::ROUTER,
                 None,
                 remote,
             );
