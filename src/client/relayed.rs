@@ -63,9 +63,68 @@ impl std::fmt::Display for Refusal {
 /// The relayed stream, holding the connection to the relay that carries
 /// it: the session's multiplexer owns this, so the relay connection lives
 /// exactly as long as the session.
+///
+/// The engineer's TLS handshake starts right after `Connect`, without
+/// waiting for the relay's answer (one round trip to the relay less before
+/// the session is ready): the first read takes the answer off the stream,
+/// exactly its bytes, before any of the router's. `Connected` lets the
+/// reads go on; any other answer is kept in `answer` for the caller and
+/// fails the handshake.
 struct Carried {
     io: RawStream,
     _relay: Arc<dyn Connection>,
+    /// The answer's bytes so far (length prefix, then body), until it is
+    /// `Connected`; `None` from then on.
+    pending: Option<Vec<u8>>,
+    /// The relay's answer, once read.
+    answer: Arc<std::sync::Mutex<Option<RelayMsg>>>,
+}
+
+impl Carried {
+    fn new(io: RawStream, relay: Arc<dyn Connection>) -> Carried {
+        Carried {
+            io,
+            _relay: relay,
+            pending: Some(Vec::with_capacity(64)),
+            answer: Arc::default(),
+        }
+    }
+
+    /// Read the relay's answer, no byte past it.
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(got) = &mut self.pending {
+            let want = if got.len() < 4 {
+                4
+            } else {
+                let prefix = [got[0], got[1], got[2], got[3]];
+                4 + edgegate_proto::relay::check_len_capped(
+                    prefix,
+                    edgegate_proto::relay::MAX_RELAY_MSG,
+                )
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+            };
+            if got.len() == want && want > 4 {
+                let msg = edgegate_proto::relay::decode(&got[4..])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let connected = msg == RelayMsg::Connected;
+                *self.answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+                if connected {
+                    self.pending = None;
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Ready(Err(io::Error::other("the relay did not connect")));
+            }
+            let mut chunk = [0u8; 256];
+            let room = (want - got.len()).min(chunk.len());
+            let mut buf = ReadBuf::new(&mut chunk[..room]);
+            std::task::ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+            if buf.filled().is_empty() {
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            got.extend_from_slice(buf.filled());
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl AsyncRead for Carried {
@@ -74,6 +133,7 @@ impl AsyncRead for Carried {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_answer(cx))?;
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
@@ -123,31 +183,31 @@ impl Target {
         let connect = RelayMsg::Connect {
             ticket: ticket.to_vec(),
         };
-        let answer = async {
-            relay_msg::write(&mut raw, &connect).await?;
-            relay_msg::read(&mut raw).await
-        };
-        let answer = timeout(super::CONNECT_TIMEOUT, answer)
+        timeout(super::CONNECT_TIMEOUT, relay_msg::write(&mut raw, &connect))
             .await
-            .map_err(|_| relay_link(hop, "no answer"))?
+            .map_err(|_| relay_link(hop, "no room to send Connect"))?
             .map_err(|e| relay_link(hop, e))?;
-        match answer {
-            RelayMsg::Connected => {}
-            RelayMsg::Refused { reason, detail } => {
+        // The TLS handshake goes out behind `Connect`; `Carried` reads the
+        // relay's answer before the router's first byte.
+        let carried = Carried::new(raw, relay.clone());
+        let answer = carried.answer.clone();
+        let session = tls::over(&self.tls_connector()?, carried, hop.address, &self.pin).await;
+        let answer = answer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match (session, answer) {
+            (Ok(conn), _) => Ok(conn),
+            // Connected: what failed is the router's handshake.
+            (Err(e), Some(RelayMsg::Connected)) => Err(e),
+            (Err(_), Some(RelayMsg::Refused { reason, detail })) => {
                 relay.close(0, "refused");
-                return Err(ClientError::RelayRefused(Refusal {
+                Err(ClientError::RelayRefused(Refusal {
                     relay: hop.address,
                     reason,
                     detail,
-                }));
+                }))
             }
-            _ => return Err(relay_link(hop, "unexpected answer to Connect")),
+            (Err(_), Some(_)) => Err(relay_link(hop, "unexpected answer to Connect")),
+            (Err(_), None) => Err(relay_link(hop, "no answer")),
         }
-        let carried = Carried {
-            io: raw,
-            _relay: relay,
-        };
-        tls::over(&self.tls_connector()?, carried, hop.address, &self.pin).await
     }
 
     /// A connection to the relay: QUIC unless `--tls`, TLS when QUIC gets
