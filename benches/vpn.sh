@@ -180,9 +180,9 @@ expiry_grace = "0s"
 
 [limits]
 max_streams_per_session = 256
-# The memory figure holds $FLOWS flows in one session (up to 352 KiB each counted).
+# The memory figure holds $FLOWS flows in one session (up to 608 KiB each counted).
 max_vpn_flows = $((FLOWS + 100))
-vpn_buffer = $(((FLOWS + 100) * 360448))
+vpn_buffer = $(((FLOWS + 100) * 622592))
 CONF
 DEVKEY=$("$EG" device-key --config "$T/edgegated.toml")
 EDGEGATE_LOG=warn bg daemon "$NS_RT" "$EGD" --config "$T/edgegated.toml"

@@ -110,8 +110,8 @@ pub struct Limits {
     /// one VPN session has open at once (default 128).
     pub max_vpn_flows: usize,
     /// Bytes one VPN session's TCP flows may buffer in all, both
-    /// directions (default 2 MiB: 14 TCP flows of 144 KiB each, or two
-    /// with bulk buffers of 352 KiB, taken while under half of it, and nine
+    /// directions (default 2 MiB: 14 TCP flows of 144 KiB each, or one
+    /// with bulk buffers of 608 KiB, taken while under half of it, and ten
     /// more; the memory budget of `docs/deploy.md`).
     pub vpn_buffer: usize,
 }
