@@ -14,7 +14,7 @@
 mod harness;
 
 use edgegate::tlsid::{self, Identity};
-use edgegate::transport::mux::{MuxConn, Side};
+use edgegate::transport::mux::{Growth, MuxConn, Side};
 use edgegate::transport::{Connection, QuicConn};
 use harness::*;
 use std::net::UdpSocket;
@@ -185,7 +185,14 @@ async fn stream_flood(
             )
             .await
             {
-                conns.push(Arc::new(MuxConn::new(tls, Side::Client, 64, None, d_tls)));
+                conns.push(Arc::new(MuxConn::new(
+                    tls,
+                    Side::Client,
+                    64,
+                    Growth::CLIENT,
+                    None,
+                    d_tls,
+                )));
             }
         }
         for conn in &conns {

@@ -116,8 +116,9 @@ fn refused_line(
     relay: &Relay,
     key: &std::path::Path,
     ticket: &std::path::Path,
+    tls: bool,
 ) -> String {
-    let mut c = d.connect_relayed(None, &[(relay.quic, relay.key)], key, ticket, false, &[]);
+    let mut c = d.connect_relayed(None, &[(relay.quic, relay.key)], key, ticket, tls, &[]);
     let status = c.exit(Duration::from_secs(20)).expect("exits");
     assert!(!status.success());
     let err = c.stderr.rest(Duration::from_millis(500));
@@ -136,19 +137,23 @@ fn engineers_need_a_trusted_unexpired_bound_ticket_for_a_registered_device() {
     d.install_local(http.addr, echo);
     let prefix = format!("denied: relay {} refused: ", relay.quic);
 
+    // Over QUIC and over TLS: the client's TLS handshake with the router
+    // goes out behind `Connect`, and the refusal still reaches it whole.
     let (k, t) = d.client_with("other-device", "alice", |t| t.device = "router-2".into());
-    let line = refused_line(&d, &relay, &k, &t);
-    assert!(
-        line.starts_with(&format!("{prefix}router-offline")),
-        "{line}"
-    );
-    assert!(line.contains("router-2"), "{line}");
+    for tls in [false, true] {
+        let line = refused_line(&d, &relay, &k, &t, tls);
+        assert!(
+            line.starts_with(&format!("{prefix}router-offline")),
+            "tls {tls}: {line}"
+        );
+        assert!(line.contains("router-2"), "{line}");
+    }
 
     let (k, t) = d.client_with("expired", "alice", |t| {
         t.issued_at = now() - 7200;
         t.expires_at = now() - 3600;
     });
-    let line = refused_line(&d, &relay, &k, &t);
+    let line = refused_line(&d, &relay, &k, &t, false);
     assert!(
         line.starts_with(&format!("{prefix}ticket-expired")),
         "{line}"
@@ -160,7 +165,7 @@ fn engineers_need_a_trusted_unexpired_bound_ticket_for_a_registered_device() {
         "untrusted.ticket",
         &ticket_bytes("alice", DEVICE, &public(&engineer), &key(9)),
     );
-    let line = refused_line(&d, &relay, &k, &t);
+    let line = refused_line(&d, &relay, &k, &t, false);
     assert!(line.starts_with(&format!("{prefix}bad-ticket")), "{line}");
     assert!(line.contains("signer not trusted"), "{line}");
 
@@ -169,7 +174,7 @@ fn engineers_need_a_trusted_unexpired_bound_ticket_for_a_registered_device() {
         "unbound.ticket",
         &ticket_bytes("alice", DEVICE, &public(&key(33)), &key(1)),
     );
-    let line = refused_line(&d, &relay, &k, &t);
+    let line = refused_line(&d, &relay, &k, &t, false);
     assert!(line.starts_with(&format!("{prefix}not-bound")), "{line}");
 
     // And the right ticket goes through.

@@ -145,7 +145,7 @@ fn oversized_frame_closes_the_connection() {
     let device_key = d.device_key;
     let tls_addr = d.tls;
     let (closed, raw) = rt.block_on(async move {
-        use edgegate::transport::mux::{MuxConn, Side};
+        use edgegate::transport::mux::{Growth, MuxConn, Side};
         use edgegate::transport::Connection;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let id = Identity::new(&key(5)).unwrap();
@@ -155,7 +155,7 @@ fn oversized_frame_closes_the_connection() {
         // frame of 4 GiB announced is refused before anything is allocated.
         let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
         let tls = connector.connect(tlsid::server_name(), tcp).await.unwrap();
-        let conn = MuxConn::new(tls, Side::Client, 4, None, tls_addr);
+        let conn = MuxConn::new(tls, Side::Client, 4, Growth::CLIENT, None, tls_addr);
         let mut stream = conn.open_bi().await.unwrap();
         stream
             .send
