@@ -103,7 +103,7 @@ impl Carried {
                 )
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
             };
-            if got.len() == want && want > 4 {
+            if got.len() >= 4 && got.len() == want {
                 let msg = edgegate_proto::relay::decode(&got[4..])
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
                 let connected = msg == RelayMsg::Connected;
@@ -366,5 +366,94 @@ async fn push_on(
         Ok(Ok(_)) => Err(relay_link(hop, "unexpected answer while waiting")),
         Ok(Err(e)) => Err(relay_link(hop, e)),
         Err(_) => Ok(RelayPush::NoAnswer { device, serial }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::mux::{Growth, Side};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A `Carried` over one end of a pipe, and the other end (the relay).
+    fn carried() -> (Carried, tokio::io::DuplexStream) {
+        let (near, far) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(near);
+        let r: Box<dyn AsyncRead + Send + Unpin> = Box::new(r);
+        let w: Box<dyn AsyncWrite + Send + Unpin> = Box::new(w);
+        let (link, _) = tokio::io::duplex(64);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let relay: Arc<dyn Connection> = Arc::new(MuxConn::new(
+            link,
+            Side::Client,
+            1,
+            Growth::CLIENT,
+            None,
+            addr,
+        ));
+        (Carried::new(tokio::io::join(r, w), relay), far)
+    }
+
+    /// `Connected` and the router's first bytes in one write: the reads
+    /// give the router's bytes, none of the answer's, and writes pass
+    /// before it came.
+    #[tokio::test]
+    async fn the_answer_is_taken_off_the_stream_exactly() {
+        let (mut c, mut relay) = carried();
+        c.write_all(b"hello").await.unwrap();
+        let mut sent = [0u8; 5];
+        relay.read_exact(&mut sent).await.unwrap();
+        assert_eq!(&sent, b"hello");
+        let mut bytes = edgegate_proto::relay::encode(&RelayMsg::Connected);
+        bytes.extend_from_slice(b"router");
+        relay.write_all(&bytes).await.unwrap();
+        let mut got = [0u8; 6];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"router");
+        assert_eq!(*c.answer.lock().unwrap(), Some(RelayMsg::Connected));
+    }
+
+    /// A refusal fails the reads and is kept for the caller's line.
+    #[tokio::test]
+    async fn a_refusal_fails_the_reads_and_is_kept() {
+        let (mut c, mut relay) = carried();
+        let refused = RelayMsg::Refused {
+            reason: RelayRefusal::RouterOffline,
+            detail: "no router".into(),
+        };
+        relay
+            .write_all(&edgegate_proto::relay::encode(&refused))
+            .await
+            .unwrap();
+        let mut got = [0u8; 1];
+        assert!(c.read(&mut got).await.is_err());
+        assert_eq!(*c.answer.lock().unwrap(), Some(refused));
+    }
+
+    /// An empty or oversized answer is malformed, and a stream that ends
+    /// before its answer is cut short: errors, never bytes.
+    #[tokio::test]
+    async fn a_malformed_or_missing_answer_is_an_error() {
+        for bytes in [
+            vec![0, 0, 0, 0],
+            (edgegate_proto::relay::MAX_RELAY_MSG as u32 + 1)
+                .to_be_bytes()
+                .to_vec(),
+            vec![0, 0],
+        ] {
+            let (mut c, mut relay) = carried();
+            relay.write_all(&bytes).await.unwrap();
+            drop(relay);
+            let mut got = [0u8; 1];
+            let e = c.read(&mut got).await.unwrap_err();
+            assert!(
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ),
+                "{bytes:?}: {e}"
+            );
+            assert_eq!(*c.answer.lock().unwrap(), None);
+        }
     }
 }

@@ -66,8 +66,8 @@ impl Growth {
     pub const ROUTER: Growth = Growth(0);
     /// An engineer's client: 16 MiB, so a download is not capped at 256 KiB
     /// a round trip (70 Mbit/s at 30 ms; ssh's channel window is 2 MiB). On
-    /// loopback it took one TLS stream from 3.1 to 3.2-3.6 Gbit/s and one
-    /// through a relay from 1.2-1.3 to 1.8-2.1 (benches/README.md).
+    /// loopback it took one TLS stream from 2.6-2.7 to 2.8-3.3 Gbit/s and
+    /// one through a relay from 1.2-1.3 to 1.8-2.1 (benches/README.md).
     pub const CLIENT: Growth = Growth(16 << 20);
     /// A relay (its side of a router's or an engineer's link): 4 MiB a
     /// link, so the hop from the router to the relay keeps up with the one
