@@ -101,11 +101,10 @@ impl Carried {
                     prefix,
                     edgegate_proto::relay::MAX_RELAY_MSG,
                 )
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+                .map_err(relay_msg::invalid)?
             };
             if got.len() >= 4 && got.len() == want {
-                let msg = edgegate_proto::relay::decode(&got[4..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let msg = edgegate_proto::relay::decode(&got[4..]).map_err(relay_msg::invalid)?;
                 let connected = msg == RelayMsg::Connected;
                 *self.answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
                 if connected {

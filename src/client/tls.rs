@@ -44,14 +44,7 @@ pub(crate) async fn dial_with(
     let tls = timeout(super::CONNECT_TIMEOUT, dial)
         .await
         .map_err(|_| ClientError::Link("timed out connecting".into()))??;
-    Ok(MuxConn::new(
-        tls,
-        Side::Client,
-        MAX_STREAMS,
-        Growth::CLIENT,
-        None,
-        addr,
-    ))
+    Ok(session_conn(tls, addr))
 }
 
 /// The TLS handshake with the daemon over `io` (a relayed stream), bounded
@@ -73,12 +66,15 @@ where
     .await
     .map_err(|_| ClientError::Link("timed out in the TLS handshake".into()))?
     .map_err(|e| super::handshake_error(pin, e))?;
-    Ok(MuxConn::new(
-        tls,
-        Side::Client,
-        MAX_STREAMS,
-        Growth::CLIENT,
-        None,
-        remote,
-    ))
+    Ok(session_conn(tls, remote))
+}
+
+/// A session's TLS connection to the daemon at `remote`, multiplexed as an
+/// engineer's end: streams are opened here, and a download's windows may
+/// grow (`Growth::CLIENT`).
+fn session_conn<T>(tls: T, remote: SocketAddr) -> MuxConn
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    MuxConn::new(tls, Side::Client, MAX_STREAMS, Growth::CLIENT, None, remote)
 }

@@ -51,7 +51,8 @@ pub async fn write<W: AsyncWrite + Unpin>(w: &mut W, msg: &RelayMsg) -> io::Resu
     w.flush().await
 }
 
-fn invalid(e: impl std::fmt::Display) -> io::Error {
+/// A malformed message, as an I/O error.
+pub(crate) fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 

@@ -9,7 +9,7 @@
 //! destination (the engineer's window closes while the destination does
 //! not take them).
 
-use super::flows::{FlowId, Key};
+use super::flows::{FlowId, Key, Table};
 use super::stack::{guarded, Event, Flow, Record, Stack};
 use crate::gateway::authorize::{Permit, Subject};
 use crate::gateway::registry::Session;
@@ -44,6 +44,17 @@ impl Buffers {
     /// What the flow may buffer, counted against `limits.vpn_buffer`.
     pub(crate) const fn cost(self) -> usize {
         self.rx + self.tx + self.chunk * UP_CHUNKS
+    }
+
+    /// The buffers of the next TCP flow of a session whose flows are
+    /// `flows`: [`BULK`] while they stay under half its budget with it,
+    /// else [`SMALL`].
+    pub(crate) fn for_next<T>(flows: &Table<T>) -> Buffers {
+        if flows.under_half(BULK.cost()) {
+            BULK
+        } else {
+            SMALL
+        }
     }
 }
 
@@ -115,10 +126,7 @@ impl Stack {
             // No such connection: smoltcp answers with a RST.
             return self.poll(Some(p));
         }
-        let buffers = match self.flows.under_half(BULK.cost()) {
-            true => BULK,
-            false => SMALL,
-        };
+        let buffers = Buffers::for_next(&self.flows);
         let cost = buffers.cost();
         let Ok((service, permit)) = self.admit(FlowProtocol::Tcp, dst.into(), cost) else {
             // Refused: no socket listens, smoltcp answers the SYN with a RST.

@@ -86,17 +86,13 @@ async fn udp_and_echo_flows_expire_when_idle_tcp_does_not() {
 /// once the small ones leave half the budget free.
 #[tokio::test(start_paused = true)]
 async fn bulk_buffers_go_to_flows_while_half_the_budget_is_free() {
-    use crate::gateway::vpn::tcp::{BULK, SMALL};
+    use crate::gateway::vpn::tcp::{Buffers, BULK};
     let mut t = Table::new(128, 2 << 20);
     let now = Instant::now();
     let mut sizes = Vec::new();
     let mut ids = Vec::new();
     for port in 1.. {
-        let b = if t.under_half(BULK.cost()) {
-            BULK
-        } else {
-            SMALL
-        };
+        let b = Buffers::for_next(&t);
         match t.insert(Key::Tcp(port, dst(80)), b.cost(), now, |_| ()) {
             Ok(id) => ids.push(id),
             Err(full) => {
