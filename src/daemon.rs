@@ -149,9 +149,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(r) = reset {
         audit_reset(&gateway, &state_dir, r).await;
     }
-    let mut tasks = vec![tokio::spawn(
-        control.serve(Arc::new(ControlView(gateway.clone()))),
-    )];
+    let mut tasks = vec![
+        tokio::spawn(control.serve(Arc::new(ControlView(gateway.clone())))),
+        tokio::spawn(gateway.clone().trim_when_quiet()),
+    ];
     if let Some(endpoint) = endpoint {
         tasks.push(tokio::spawn(gateway.clone().serve_quic(endpoint)));
     }

@@ -87,9 +87,15 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     /// The watchdog's probe in flight, if any.
     probe: health::ProbeSlot,
+    /// Told when a stream ends (`end_stream`), for `trim_when_quiet`.
+    stream_ended: tokio::sync::Notify,
     /// The addresses actually bound (QUIC, TLS), once listening.
     bound: std::sync::OnceLock<(Option<std::net::SocketAddr>, Option<std::net::SocketAddr>)>,
 }
+
+/// How long after a stream ends, with none left, the freed memory is
+/// trimmed (`Gateway::trim_when_quiet`).
+const TRIM_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why the gateway could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +165,7 @@ impl Gateway {
             push_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             shutdown: watch::channel(false).0,
             bound: std::sync::OnceLock::new(),
+            stream_ended: tokio::sync::Notify::new(),
             probe: health::ProbeSlot::default(),
             config: std::sync::RwLock::new(Arc::new(config)),
             clock,
@@ -252,6 +259,28 @@ impl Gateway {
     /// How many sessions are live.
     pub fn session_count(&self) -> usize {
         self.registry.len()
+    }
+
+    /// A stream of `session` has ended: its slot is free again, and the
+    /// memory trim (`trim_when_quiet`) is told.
+    pub(crate) fn end_stream(&self, session: &registry::Session, id: u64) {
+        session.remove_stream(id);
+        self.stream_ended.notify_one();
+    }
+
+    /// Hand the data path's freed memory back to the kernel once the last
+    /// stream has ended and [`TRIM_QUIET`] has passed without another
+    /// ending (at most once per `TRIM_QUIET`). While streams run, each heap
+    /// keeps up to `memory::Keep::ROUTER` of freed buffers for their next
+    /// frames; an idle router should not hold them.
+    pub async fn trim_when_quiet(self: Arc<Self>) {
+        loop {
+            self.stream_ended.notified().await;
+            tokio::time::sleep(TRIM_QUIET).await;
+            if self.registry.live_streams() == 0 {
+                let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
+            }
+        }
     }
 
     /// Record the addresses the listeners are bound to (for `status`);

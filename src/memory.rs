@@ -24,27 +24,55 @@ pub fn release_freed() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_freed() {}
 
-/// Bytes of free memory a heap keeps at its top before glibc trims it.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const TRIM_THRESHOLD: i32 = 512 << 10;
+/// How much freed memory each of a process's heaps keeps for the data
+/// path's next buffers (see [`keep_data_path_pages`]): about what its
+/// receive windows can hold at once, since that is what a bulk stream fills
+/// and frees over and over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep(usize);
 
-/// Keep the data path's freed buffers for the next frame. A tunnel stream
-/// allocates and frees a 64 KiB buffer per frame (yamux's frames, rustls's
-/// records); glibc hands a heap's top back to the kernel as soon as 128 KiB
-/// of it is free, so each frame faulted its pages in again: ~90,000 page
-/// faults per GiB through a TLS session, a tenth of its CPU. 512 KiB per
-/// arena is the least that measured no refaults on a bulk TLS or QUIC
-/// stream (256 KiB still faulted). glibc's own default moves the same way
-/// (the first large free, a bundle's decode, raises it to twice that
-/// block); setting it also stops that, so large blocks always go back to
-/// the kernel when freed. [`release_freed`] still returns everything after
-/// a bundle's burst. Call once, at start.
+impl Keep {
+    /// The router: its receive windows stay at 256 KiB a stream, yamux's
+    /// and QUIC's (`quic::STREAM_WINDOW`); 2 MiB an arena measured no refaults on a direct
+    /// TLS or QUIC stream and about 8,000 page faults per GiB relayed. Its
+    /// memory budget (`docs/deploy.md`) counts it; the gateway gives it back
+    /// once its streams have ended ([`release_freed`]).
+    pub const ROUTER: Keep = Keep(2 << 20);
+    /// A relay: its QUIC streams take 2 MiB (`RELAY_STREAM_WINDOW`, 8 MiB a
+    /// connection) and its yamux links may grow by 4 MiB; 2 MiB still
+    /// faulted 13,000 pages per relayed GiB, 8 MiB none to speak of.
+    pub const RELAY: Keep = Keep(8 << 20);
+    /// The engineer's client: its yamux windows may grow by 16 MiB
+    /// (`Growth::CLIENT`). Below 16 MiB a download through a TLS session
+    /// faulted 30,000 to 200,000 pages per GiB, half its CPU; a laptop
+    /// keeps 32 MiB for that without noticing.
+    pub const CLIENT: Keep = Keep(32 << 20);
+
+    /// The bytes kept an arena.
+    pub fn bytes(self) -> usize {
+        self.0
+    }
+}
+
+/// Keep the data path's freed buffers for the next frames. A tunnel stream
+/// allocates and frees its frames (yamux's, rustls's records, quinn's
+/// datagrams) as fast as they flow, and what its windows buffer rises and
+/// falls by megabytes; glibc hands a heap's top back to the kernel as soon
+/// as 128 KiB of it is free, so each rise faulted its pages in again:
+/// 90,000 to 200,000 page faults per GiB through a TLS session, up to half
+/// its CPU, and a download at half speed. `keep` sets how much free memory
+/// a heap keeps before it is trimmed. Setting it also stops glibc's own
+/// sliding threshold (the first large free, a bundle's decode, used to
+/// raise it), so large blocks always go back when freed. [`release_freed`]
+/// still returns everything after a bundle's burst or a quiet spell. Call
+/// once, at start.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)] // One of the crate's two unsafe blocks, both FFI calls here.
-pub fn keep_data_path_pages() {
+pub fn keep_data_path_pages(keep: Keep) {
+    let bytes = i32::try_from(keep.0).unwrap_or(i32::MAX);
     // SAFETY: mallopt takes two integers and no pointers; glibc serialises
     // it with every other allocator call.
-    let ok = unsafe { nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) } == 1;
+    let ok = unsafe { nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, bytes) } == 1;
     if !ok {
         tracing::debug!("mallopt(M_TRIM_THRESHOLD) refused");
     }
@@ -52,4 +80,4 @@ pub fn keep_data_path_pages() {
 
 /// Keep the data path's freed buffers (no-op off glibc).
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn keep_data_path_pages() {}
+pub fn keep_data_path_pages(_keep: Keep) {}

@@ -27,7 +27,7 @@ struct Args {
 #[cfg(unix)]
 fn main() -> ExitCode {
     // Every relayed byte passes through the relay's buffers too.
-    edgegate::memory::keep_data_path_pages();
+    edgegate::memory::keep_data_path_pages(edgegate::memory::Keep::RELAY);
     let args = Args::parse();
     let config = match edgegate::relay::config::RelayConfig::load(&args.config) {
         Ok(c) => c,

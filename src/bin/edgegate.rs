@@ -7,7 +7,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    edgegate::memory::keep_data_path_pages();
+    edgegate::memory::keep_data_path_pages(edgegate::memory::Keep::CLIENT);
     let cli = match edgegate::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

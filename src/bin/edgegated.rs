@@ -46,7 +46,7 @@ fn init_tracing(default: &str) {
 
 #[cfg(unix)]
 fn main() -> ExitCode {
-    edgegate::memory::keep_data_path_pages();
+    edgegate::memory::keep_data_path_pages(edgegate::memory::Keep::ROUTER);
     let args = Args::parse();
     let config = match &args.config {
         Some(path) => match edgegate::config::Config::load(path) {

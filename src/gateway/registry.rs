@@ -284,6 +284,14 @@ impl Registry {
         lock(&self.sessions).len()
     }
 
+    /// Streams open in all sessions together.
+    pub(crate) fn live_streams(&self) -> usize {
+        lock(&self.sessions)
+            .values()
+            .map(|s| s.stream_count())
+            .sum()
+    }
+
     pub(crate) fn snapshot(&self) -> Vec<SessionInfo> {
         let mut all: Vec<SessionInfo> = lock(&self.sessions).values().map(|s| s.info()).collect();
         all.sort_by_key(|s| s.id);

@@ -89,7 +89,7 @@ impl Gateway {
             .await
             .is_err()
         {
-            session.remove_stream(open.stream_id);
+            self.end_stream(session, open.stream_id);
             return;
         }
         self.audit.stream_opened(session, &stats);
@@ -125,7 +125,7 @@ impl Gateway {
         } else {
             close_pipe(&mut reader, &mut writer, &reason, session_end, on_cut).await;
         }
-        session.remove_stream(open.stream_id);
+        self.end_stream(session, open.stream_id);
         self.audit.stream_closed(session, &stats, reason);
     }
 

@@ -297,7 +297,7 @@ impl Gateway {
                 writer,
             )
             .await;
-        session.remove_stream(id);
+        self.end_stream(session, id);
         self.audit.stream_closed(session, &stats, reason);
     }
 
