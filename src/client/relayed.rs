@@ -390,7 +390,7 @@ mod tests {
             None,
             addr,
         ));
-        (Carried::new(tokio::io::join(r, w), relay), far)
+        (Carried::new(RawStream::new(r, w), relay), far)
     }
 
     /// `Connected` and the router's first bytes in one write: the reads

@@ -10,13 +10,13 @@ use super::accept::refuse;
 use super::registry::{Route, SessionSlot, Traffic};
 use super::Relay;
 use crate::tlsid::AuthenticatedPeer;
-use crate::transport::{relay_msg, Connection, RawStream};
+use crate::transport::{relay_msg, Connection, PipeReader, PipeWriter, RawStream};
 use edgegate_proto::relay::{Incoming, RelayMsg, RelayRefusal};
 use edgegate_proto::{KeyRole, VerifiedTicket};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 /// An admitted engineer: the ticket's device, the route to its router (its
@@ -29,8 +29,9 @@ type Refused = (RelayRefusal, String);
 /// How long opening a stream to the router may take.
 const OPEN_WAIT: Duration = Duration::from_secs(10);
 
-/// Copy buffer per direction: four TLS records, so a bulk stream passes
-/// the relay in few large writes.
+/// The most one direction moves at once: a QUIC chunk taken whole, or a
+/// copy buffer of four TLS records, so a bulk stream passes the relay in
+/// few large writes.
 const COPY_BUFFER: usize = 64 << 10;
 
 impl Relay {
@@ -73,11 +74,7 @@ impl Relay {
             return;
         }
         tracing::debug!(%remote, device, "relaying");
-        let down = Counted {
-            io: down,
-            traffic: router.traffic.clone(),
-        };
-        relay_both_ways(down, up).await;
+        relay_both_ways(down, up, &router.traffic).await;
         tracing::debug!(%remote, device, "relayed session ended");
         conn.close(0, "relayed session ended");
     }
@@ -121,20 +118,13 @@ impl Relay {
 /// did not follow within [`LINGER`]: a TLS session over a relayed stream
 /// ends with a close from one side, and a peer that vanished without
 /// finishing its direction must not hold the router's session slot until
-/// its transport times out.
-async fn relay_both_ways(down: Counted, up: RawStream) {
-    let (down_r, mut down_w) = tokio::io::split(down);
-    let (up_r, mut up_w) = tokio::io::split(up);
-    let to_router = async {
-        let mut from = tokio::io::BufReader::with_capacity(COPY_BUFFER, down_r);
-        let _ = tokio::io::copy_buf(&mut from, &mut up_w).await;
-        let _ = up_w.shutdown().await;
-    };
-    let to_engineer = async {
-        let mut from = tokio::io::BufReader::with_capacity(COPY_BUFFER, up_r);
-        let _ = tokio::io::copy_buf(&mut from, &mut down_w).await;
-        let _ = down_w.shutdown().await;
-    };
+/// its transport times out. What passes is counted into the registration's
+/// traffic as it passes (`edgegate relay status`).
+async fn relay_both_ways(down: RawStream, up: RawStream, traffic: &Traffic) {
+    let (down_r, down_w) = down.into_halves();
+    let (up_r, up_w) = up.into_halves();
+    let to_router = copy_one_way(down_r, up_w, &traffic.to_router);
+    let to_engineer = copy_one_way(up_r, down_w, &traffic.from_router);
     tokio::pin!(to_router, to_engineer);
     tokio::select! {
         () = &mut to_router => drop(timeout(LINGER, to_engineer).await),
@@ -142,56 +132,32 @@ async fn relay_both_ways(down: Counted, up: RawStream) {
     }
 }
 
+/// Copy one direction until its source ends or either side fails, then
+/// end the destination's direction. QUIC to QUIC moves quinn's own
+/// received chunks into the other connection's send buffer: the relay
+/// copies no byte itself. Any other pair goes through a [`COPY_BUFFER`].
+async fn copy_one_way(from: PipeReader, mut to: PipeWriter, count: &AtomicU64) {
+    match (from, &mut to) {
+        (PipeReader::Quic(mut from), PipeWriter::Quic(to)) => {
+            while let Ok(Some(chunk)) = from.read_chunk(COPY_BUFFER, true).await {
+                count.fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+                if to.write_chunk(chunk.bytes).await.is_err() {
+                    break;
+                }
+            }
+        }
+        (mut from, to) => {
+            let mut buf = vec![0u8; COPY_BUFFER];
+            while let Ok(n @ 1..) = from.read(&mut buf).await {
+                count.fetch_add(n as u64, Ordering::Relaxed);
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
 /// How long one direction of a relayed stream may outlive the other.
 const LINGER: Duration = Duration::from_secs(5);
-
-/// The engineer's side of a relayed stream, counting what passes into the
-/// registration's traffic as it passes (`edgegate relay status`).
-struct Counted {
-    io: RawStream,
-    traffic: Arc<Traffic>,
-}
-
-impl tokio::io::AsyncRead for Counted {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
-        let n = (buf.filled().len() - before) as u64;
-        self.traffic.to_router.fetch_add(n, Ordering::Relaxed);
-        polled
-    }
-}
-
-impl tokio::io::AsyncWrite for Counted {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(n)) = polled {
-            self.traffic
-                .from_router
-                .fetch_add(n as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}

@@ -41,15 +41,7 @@ impl BiStream {
     /// protocols that bring their own framing (the relay's, and the TLS
     /// session it carries).
     pub fn into_raw(self) -> super::RawStream {
-        let read: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match self.recv {
-            PipeReader::Quic(r) => Box::new(r),
-            PipeReader::Framed(r) => r,
-        };
-        let write: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match self.send {
-            PipeWriter::Quic(w) => Box::new(w),
-            PipeWriter::Framed(w) => w,
-        };
-        tokio::io::join(read, write)
+        super::RawStream::from_halves(self.recv, self.send)
     }
 }
 
