@@ -87,15 +87,17 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     /// The watchdog's probe in flight, if any.
     probe: health::ProbeSlot,
-    /// Told when a stream ends (`end_stream`), for `trim_when_quiet`.
-    stream_ended: tokio::sync::Notify,
+    /// Told when a stream ends or a session opens or ends, for
+    /// `trim_when_quiet`.
+    churned: tokio::sync::Notify,
     /// The addresses actually bound (QUIC, TLS), once listening.
     bound: std::sync::OnceLock<(Option<std::net::SocketAddr>, Option<std::net::SocketAddr>)>,
 }
 
-/// How long after a stream ends, with none left, the freed memory is
-/// trimmed (`Gateway::trim_when_quiet`).
-const TRIM_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long after the last stream ended or session came or went, with no
+/// stream open, the freed memory is trimmed (`Gateway::trim_when_quiet`;
+/// the relay waits as long after registrations).
+const TRIM_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why the gateway could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +167,7 @@ impl Gateway {
             push_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             shutdown: watch::channel(false).0,
             bound: std::sync::OnceLock::new(),
-            stream_ended: tokio::sync::Notify::new(),
+            churned: tokio::sync::Notify::new(),
             probe: health::ProbeSlot::default(),
             config: std::sync::RwLock::new(Arc::new(config)),
             clock,
@@ -265,20 +267,33 @@ impl Gateway {
     /// memory trim (`trim_when_quiet`) is told.
     pub(crate) fn end_stream(&self, session: &registry::Session, id: u64) {
         session.remove_stream(id);
-        self.stream_ended.notify_one();
+        self.churned();
     }
 
-    /// Hand the data path's freed memory back to the kernel once the last
-    /// stream has ended and [`TRIM_QUIET`] has passed without another
-    /// ending (at most once per `TRIM_QUIET`). While streams run, each heap
+    /// Buffers were freed in bulk (a stream ended, a session's handshake
+    /// or its end): tell `trim_when_quiet`.
+    pub(crate) fn churned(&self) {
+        self.churned.notify_one();
+    }
+
+    /// Hand freed memory back to the kernel once no stream is open and
+    /// [`TRIM_QUIET`] has passed since a stream ended or a session came or
+    /// went (at most once per `TRIM_QUIET`). While streams run, each heap
     /// keeps up to `memory::Keep::ROUTER` of freed buffers for their next
-    /// frames; an idle router should not hold them.
+    /// frames; an idle router should not hold them, nor what a burst of
+    /// handshakes (a relay's restart: every engineer at once) left behind.
     pub async fn trim_when_quiet(self: Arc<Self>) {
+        self.trim_when_quiet_with(crate::memory::release_freed)
+            .await;
+    }
+
+    /// [`Gateway::trim_when_quiet`] with the trim to run (a test counts).
+    pub(crate) async fn trim_when_quiet_with(self: Arc<Self>, trim: fn()) {
         loop {
-            self.stream_ended.notified().await;
+            self.churned.notified().await;
             tokio::time::sleep(TRIM_QUIET).await;
             if self.registry.live_streams() == 0 {
-                let _ = tokio::task::spawn_blocking(crate::memory::release_freed).await;
+                let _ = tokio::task::spawn_blocking(trim).await;
             }
         }
     }

@@ -89,6 +89,7 @@ impl Gateway {
         };
         let welcome = self.welcome(&session);
         self.audit.session_opened(&session);
+        self.churned();
         // The per-service decisions the client is shown are decisions too
         // (each stream it opens is decided and audited again).
         for s in &welcome.services {
@@ -138,6 +139,7 @@ impl Gateway {
         if self.registry.detach(session) {
             let reason = close_reason(session.end_reason());
             self.audit.session_closed(session, reason);
+            self.churned();
         }
     }
 

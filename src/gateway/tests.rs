@@ -306,6 +306,65 @@ async fn registry_limits_hold_per_user_and_overall() {
     assert!(!gw.kill(999));
 }
 
+/// Freed memory goes back once no stream is open and a second has passed
+/// since the last stream ended: never under a running stream, once per
+/// quiet spell.
+#[tokio::test(start_paused = true)]
+async fn freed_memory_is_trimmed_once_streams_are_quiet() {
+    static TRIMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    fn trim() {
+        TRIMS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    let trims = || TRIMS.load(std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "").await;
+    gw.push_bundle(bundle(1, true)).await;
+    tokio::spawn(gw.clone().trim_when_quiet_with(trim));
+    let settle = |d: u64| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(d)).await;
+        // The trim runs on a blocking thread: let it finish.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        tokio::task::spawn_blocking(|| ()).await.unwrap();
+    };
+    settle(5_000).await;
+    assert_eq!(trims(), 0, "nothing churned, nothing trimmed");
+
+    let config = gw.config();
+    let session = gw
+        .registry
+        .attach(
+            credentials("bob", 3, |_| {}),
+            Transport::Quic,
+            "peer".into(),
+            0,
+            0,
+            &config.limits,
+        )
+        .unwrap();
+    let held = session
+        .reserve_stream(4)
+        .unwrap()
+        .fill(1, "plc", None, Level::Manage, 0);
+    let done = session
+        .reserve_stream(4)
+        .unwrap()
+        .fill(2, "plc", None, Level::Manage, 0);
+    gw.end_stream(&session, 2);
+    settle(3_000).await;
+    assert_eq!(trims(), 0, "a stream still runs: its buffers stay");
+
+    gw.end_stream(&session, 1);
+    settle(500).await;
+    assert_eq!(trims(), 0, "not before a quiet second");
+    settle(1_000).await;
+    assert_eq!(trims(), 1, "the last stream ended a second ago");
+    settle(5_000).await;
+    assert_eq!(trims(), 1, "once per quiet spell");
+    drop((held, done));
+}
+
 #[tokio::test]
 async fn ended_sessions_hold_no_slot_and_are_not_joined() {
     use edgegate_proto::frame::SessionEnd;
