@@ -108,3 +108,49 @@ fn compiled_index_exposes_services_in_bundle_order() {
     assert_eq!(ix.service("ws").unwrap().category, "maint-access");
     assert!(ix.service("nope").is_none());
 }
+
+/// Ids are found whatever their length: those that fit a user's record are
+/// matched there, longer ones in full; sharing a prefix, the length or a
+/// hash bucket matches nothing else.
+#[test]
+fn users_are_found_by_their_whole_id_short_or_long() {
+    let long = "x".repeat(37);
+    let longer = format!("{long}-and-more");
+    let ids = [
+        "a",
+        "ab",
+        long.as_str(),
+        longer.as_str(),
+        "user-1",
+        "user-10",
+    ];
+    let mut b = fixture();
+    for id in ids {
+        let mut u = b.users[0].clone();
+        u.id = id.into();
+        u.name = format!("name of {id}");
+        b.users.push(u);
+    }
+    let ix = compile(&b).unwrap();
+    for id in ids {
+        assert_eq!(
+            ix.user_name(id),
+            Some(format!("name of {id}").as_str()),
+            "{id}"
+        );
+    }
+    let near = [
+        "",
+        "abc",
+        "user-",
+        "user-100",
+        &long[..36],
+        &format!("{long}-"),
+        &format!("{longer}!"),
+        &longer[..longer.len() - 1],
+    ];
+    for id in near {
+        assert_eq!(ix.user_name(id), None, "{id:?}");
+    }
+    assert_eq!(ix.user_name("alice"), Some("User alice"));
+}
