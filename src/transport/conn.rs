@@ -20,6 +20,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// A boxed future, so that [`Connection`] can be used as `dyn`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -166,6 +167,29 @@ pub struct QuicConn {
     /// Kept alive as long as a connection of it is in use (client side:
     /// the endpoint drives the socket).
     _endpoint: Option<quinn::Endpoint>,
+    /// The session's stream grant, given in two steps (`grant`).
+    streams: Arc<StreamGrant>,
+}
+
+/// Streams an admitted session may open at once before it has opened any:
+/// quinn keeps state for every stream it allows (about 80 bytes each), and
+/// an idle session with a 256-stream limit held 20 KiB for streams it
+/// never opened. Its [`RAISE_AT`]th stream raises the grant to the limit.
+pub(super) const FIRST_STREAMS: u32 = 8;
+
+/// The accepted stream (control stream included) that raises a session's
+/// grant from [`FIRST_STREAMS`] to its limit: while the client still has
+/// half of the first grant to open, so a burst is not held up by it.
+pub(super) const RAISE_AT: u32 = FIRST_STREAMS / 2;
+
+/// A session's stream limit, and how far it is granted.
+#[derive(Debug, Default)]
+struct StreamGrant {
+    /// The session's limit (`Grant::Session`); 0 before a session is
+    /// admitted, or where nothing is granted this way.
+    limit: std::sync::atomic::AtomicU32,
+    /// Streams accepted so far.
+    accepted: std::sync::atomic::AtomicU32,
 }
 
 impl QuicConn {
@@ -175,6 +199,18 @@ impl QuicConn {
         QuicConn {
             conn,
             _endpoint: endpoint,
+            streams: Arc::default(),
+        }
+    }
+
+    /// A stream was accepted: the one that shows the session uses streams
+    /// raises its grant to the limit.
+    fn accepted(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.streams.accepted.fetch_add(1, Relaxed) + 1;
+        let limit = self.streams.limit.load(Relaxed);
+        if n == RAISE_AT && limit > FIRST_STREAMS {
+            self.conn.set_max_concurrent_bi_streams(limit.into());
         }
     }
 }
@@ -202,8 +238,15 @@ impl Connection for QuicConn {
                 );
             }
             Grant::Session { streams } => {
+                use std::sync::atomic::Ordering::Relaxed;
                 self.conn.set_receive_window(SESSION_WINDOW.into());
-                self.conn.set_max_concurrent_bi_streams(streams.into());
+                self.streams.limit.store(streams, Relaxed);
+                let first = if self.streams.accepted.load(Relaxed) >= RAISE_AT {
+                    streams
+                } else {
+                    streams.min(FIRST_STREAMS)
+                };
+                self.conn.set_max_concurrent_bi_streams(first.into());
             }
         }
     }
@@ -226,6 +269,7 @@ impl Connection for QuicConn {
     fn accept_bi(&self) -> BoxFuture<'_, io::Result<BiStream>> {
         Box::pin(async move {
             let pair = self.conn.accept_bi().await.map_err(io::Error::other)?;
+            self.accepted();
             Ok(quic_stream(pair))
         })
     }

@@ -389,4 +389,56 @@ mod tests {
         );
         assert_eq!(sender.black_holes_detected, 0);
     }
+
+    /// An admitted session is granted its first streams, and the whole of
+    /// its limit once it shows it uses them: an idle session holds no
+    /// state for streams it never opens, a busy one is not held to the
+    /// first grant.
+    #[tokio::test]
+    async fn a_session_is_granted_its_stream_limit_once_it_opens_streams() {
+        use crate::transport::conn::{FIRST_STREAMS, RAISE_AT};
+        use crate::transport::{Connection, Grant, QuicConn};
+        let (dk, ck) = (crate::testkit::key(1), crate::testkit::key(2));
+        let (did, cid) = (Identity::new(&dk).unwrap(), Identity::new(&ck).unwrap());
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = server(udp, &did).unwrap();
+        let addr = server.local_addr().unwrap();
+        let watch = tlsid::PinWatch::default();
+        let client = client(addr, &cid, PublicKey::from(dk.verifying_key()), &watch).unwrap();
+        let connecting = client.connect(addr, tlsid::SERVER_NAME).unwrap();
+        let (daemon, engineer) = tokio::join!(
+            async { QuicConn::new(server.accept().await.unwrap().await.unwrap(), None) },
+            async { connecting.await.unwrap() }
+        );
+        // The control stream, accepted before the grant (one stream is
+        // all a connection may open before admission).
+        let open = |n: u8| {
+            let engineer = engineer.clone();
+            async move {
+                let (mut send, recv) = engineer.open_bi().await.unwrap();
+                send.write_all(&[n]).await.unwrap();
+                (send, recv)
+            }
+        };
+        let mut held = vec![open(0).await];
+        let mut accepted = vec![daemon.accept_bi().await.unwrap()];
+        daemon.grant(Grant::Session { streams: 100 });
+        for n in 1..FIRST_STREAMS {
+            held.push(open(n as u8).await);
+        }
+        let beyond = tokio::time::timeout(Duration::from_millis(200), open(99)).await;
+        assert!(
+            beyond.is_err(),
+            "more than the first grant before any was used"
+        );
+        // The RAISE_AT-th accepted stream raises the grant to the limit.
+        while accepted.len() < RAISE_AT as usize {
+            accepted.push(daemon.accept_bi().await.unwrap());
+        }
+        for n in 0..40u8 {
+            let opened = tokio::time::timeout(Duration::from_secs(5), open(100 + n)).await;
+            held.push(opened.expect("the grant was raised to the limit"));
+        }
+        assert_eq!(held.len(), FIRST_STREAMS as usize + 40);
+    }
 }
