@@ -33,10 +33,11 @@ pub struct Keep(usize);
 
 impl Keep {
     /// The router: its receive windows stay at 256 KiB a stream, yamux's
-    /// and QUIC's (`quic::STREAM_WINDOW`); 2 MiB an arena measured no refaults on a direct
-    /// TLS or QUIC stream and about 8,000 page faults per GiB relayed. Its
-    /// memory budget (`docs/deploy.md`) counts it; the gateway gives it back
-    /// once its streams have ended ([`release_freed`]).
+    /// and QUIC's (`quic::STREAM_WINDOW`); 2 MiB an arena measured no
+    /// refaults on a direct TLS or QUIC stream and about 8,000 page faults
+    /// per GiB relayed. Its memory budget (`docs/deploy.md`) says so; the
+    /// gateway gives it back once its streams have ended
+    /// (`Gateway::trim_when_quiet`, [`release_freed`]).
     pub const ROUTER: Keep = Keep(2 << 20);
     /// A relay: its QUIC streams take 2 MiB (`RELAY_STREAM_WINDOW`, 8 MiB a
     /// connection) and its yamux links may grow by 4 MiB; 2 MiB still
@@ -47,11 +48,6 @@ impl Keep {
     /// faulted 30,000 to 200,000 pages per GiB, half its CPU; a laptop
     /// keeps 32 MiB for that without noticing.
     pub const CLIENT: Keep = Keep(32 << 20);
-
-    /// The bytes kept an arena.
-    pub fn bytes(self) -> usize {
-        self.0
-    }
 }
 
 /// Keep the data path's freed buffers for the next frames. A tunnel stream
