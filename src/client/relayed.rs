@@ -372,6 +372,7 @@ async fn push_on(
 mod tests {
     use super::*;
     use crate::transport::mux::{Growth, Side};
+    use crate::transport::{PipeReader, PipeWriter};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A `Carried` over one end of a pipe, and the other end (the relay).
@@ -390,7 +391,13 @@ mod tests {
             None,
             addr,
         ));
-        (Carried::new(RawStream::new(r, w), relay), far)
+        (
+            Carried::new(
+                tokio::io::join(PipeReader::Framed(r), PipeWriter::Framed(w)),
+                relay,
+            ),
+            far,
+        )
     }
 
     /// `Connected` and the router's first bytes in one write: the reads

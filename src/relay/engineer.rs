@@ -121,8 +121,8 @@ impl Relay {
 /// its transport times out. What passes is counted into the registration's
 /// traffic as it passes (`edgegate relay status`).
 async fn relay_both_ways(down: RawStream, up: RawStream, traffic: &Traffic) {
-    let (down_r, down_w) = down.into_halves();
-    let (up_r, up_w) = up.into_halves();
+    let (down_r, down_w) = down.into_inner();
+    let (up_r, up_w) = up.into_inner();
     let to_router = copy_one_way(down_r, up_w, &traffic.to_router);
     let to_engineer = copy_one_way(up_r, down_w, &traffic.from_router);
     tokio::pin!(to_router, to_engineer);

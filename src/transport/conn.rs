@@ -42,7 +42,7 @@ impl BiStream {
     /// protocols that bring their own framing (the relay's, and the TLS
     /// session it carries).
     pub fn into_raw(self) -> super::RawStream {
-        super::RawStream::from_halves(self.recv, self.send)
+        tokio::io::join(self.recv, self.send)
     }
 }
 

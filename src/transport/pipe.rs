@@ -16,81 +16,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// what may pass to `out`; `false` refuses the bytes.
 pub type Transform<'a> = &'a mut (dyn FnMut(&[u8], &mut Vec<u8>) -> bool + Send);
 
-pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
-pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A stream's two halves as one plain byte stream, whatever the transport:
 /// what a relay copies and what a relayed TLS session runs over. Reads and
 /// writes are raw (a multiplexed stream's bytes carry no `Data`/`Close`
 /// frames here); the halves stay what they were, so a relay can move a
-/// QUIC stream's chunks to another without copying them (`into_halves`).
-pub struct RawStream {
-    read: PipeReader,
-    write: PipeWriter,
-}
-
-impl RawStream {
-    /// Any byte stream's halves.
-    pub fn new(read: BoxRead, write: BoxWrite) -> RawStream {
-        RawStream::from_halves(PipeReader::Framed(read), PipeWriter::Framed(write))
-    }
-
-    /// A tunnel stream's halves, read and written raw.
-    pub(crate) fn from_halves(read: PipeReader, write: PipeWriter) -> RawStream {
-        RawStream { read, write }
-    }
-
-    /// The two halves, a QUIC stream's as quinn streams.
-    pub fn into_halves(self) -> (PipeReader, PipeWriter) {
-        (self.read, self.write)
-    }
-}
-
-impl AsyncRead for RawStream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().read).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for RawStream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().write).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().write).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.write.is_write_vectored()
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().write).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().write).poll_shutdown(cx)
-    }
-}
+/// QUIC stream's chunks to another without copying them (`into_inner`).
+pub type RawStream = tokio::io::Join<PipeReader, PipeWriter>;
 
 /// Reading end of a tunnel stream.
 pub enum PipeReader {

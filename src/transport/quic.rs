@@ -341,6 +341,19 @@ fn unspecified(remote: SocketAddr) -> SocketAddr {
 mod tests {
     use super::*;
 
+    /// A daemon's endpoint on loopback, an engineer's endpoint pinned to
+    /// its key, and the daemon's address.
+    fn loopback_pair() -> (quinn::Endpoint, quinn::Endpoint, SocketAddr) {
+        let (dk, ck) = (crate::testkit::key(1), crate::testkit::key(2));
+        let (did, cid) = (Identity::new(&dk).unwrap(), Identity::new(&ck).unwrap());
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = server(udp, &did).unwrap();
+        let addr = server.local_addr().unwrap();
+        let watch = tlsid::PinWatch::default();
+        let client = client(addr, &cid, PublicKey::from(dk.verifying_key()), &watch).unwrap();
+        (server, client, addr)
+    }
+
     /// A bulk transfer on loopback climbs above Ethernet's 1452 bytes and
     /// never trips black-hole detection: the guard on `MAX_UDP_PAYLOAD`
     /// staying within one segmentation-offload send of quinn's batch.
@@ -351,11 +364,7 @@ mod tests {
                   no DF bit, so quinn leaves path MTU discovery off"
     )]
     async fn loopback_transfers_use_large_datagrams_without_loss() {
-        let (dk, ck) = (crate::testkit::key(1), crate::testkit::key(2));
-        let (did, cid) = (Identity::new(&dk).unwrap(), Identity::new(&ck).unwrap());
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let server = server(udp, &did).unwrap();
-        let addr = server.local_addr().unwrap();
+        let (server, client, addr) = loopback_pair();
         let total = 32usize << 20;
         let serve = tokio::spawn(async move {
             let conn = server.accept().await.unwrap().await.unwrap();
@@ -370,8 +379,6 @@ mod tests {
             conn.close(0u32.into(), b"done");
             stats
         });
-        let watch = tlsid::PinWatch::default();
-        let client = client(addr, &cid, PublicKey::from(dk.verifying_key()), &watch).unwrap();
         let conn = client
             .connect(addr, tlsid::SERVER_NAME)
             .unwrap()
@@ -398,13 +405,7 @@ mod tests {
     async fn a_session_is_granted_its_stream_limit_once_it_opens_streams() {
         use crate::transport::conn::{FIRST_STREAMS, RAISE_AT};
         use crate::transport::{Connection, Grant, QuicConn};
-        let (dk, ck) = (crate::testkit::key(1), crate::testkit::key(2));
-        let (did, cid) = (Identity::new(&dk).unwrap(), Identity::new(&ck).unwrap());
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let server = server(udp, &did).unwrap();
-        let addr = server.local_addr().unwrap();
-        let watch = tlsid::PinWatch::default();
-        let client = client(addr, &cid, PublicKey::from(dk.verifying_key()), &watch).unwrap();
+        let (server, client, addr) = loopback_pair();
         let connecting = client.connect(addr, tlsid::SERVER_NAME).unwrap();
         let (daemon, engineer) = tokio::join!(
             async { QuicConn::new(server.accept().await.unwrap().await.unwrap(), None) },
