@@ -279,7 +279,7 @@ impl Gateway {
     /// Hand freed memory back to the kernel once no stream is open and
     /// [`TRIM_QUIET`] has passed since a stream ended or a session came or
     /// went (at most once per `TRIM_QUIET`). While streams run, each heap
-    /// keeps up to `memory::Keep::ROUTER` of freed buffers for their next
+    /// keeps up to `memory::Keep::router` of freed buffers for their next
     /// frames; an idle router should not hold them, nor what a burst of
     /// handshakes (a relay's restart: every engineer at once) left behind.
     pub async fn trim_when_quiet(self: Arc<Self>) {

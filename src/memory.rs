@@ -31,19 +31,35 @@ pub fn release_freed() {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keep(usize);
 
+/// What a router's heaps keep for the data path, all arenas together.
+pub const ROUTER_KEEP_TOTAL: usize = 4 << 20;
+
+/// What a relay's heaps keep for relayed bytes, all arenas together.
+pub const RELAY_KEEP_TOTAL: usize = 32 << 20;
+
 impl Keep {
-    /// The router: its receive windows stay at 256 KiB a stream, yamux's
-    /// and QUIC's (`quic::STREAM_WINDOW`); 2 MiB an arena measured no
-    /// refaults on a direct TLS or QUIC stream and about 8,000 page faults
-    /// per GiB relayed. Its memory budget (`docs/deploy.md`) says so; the
-    /// gateway gives it back once its streams have ended
-    /// (`Gateway::trim_when_quiet`, [`release_freed`]).
-    pub const ROUTER: Keep = Keep(2 << 20);
-    /// A relay: its QUIC streams take 2 MiB (`RELAY_STREAM_WINDOW`, 8 MiB a
-    /// connection) and its yamux links may grow by 4 MiB; 2 MiB still
-    /// faulted 13,000 pages per relayed GiB, 8 MiB none to speak of.
-    pub const RELAY: Keep = Keep(8 << 20);
-    /// The engineer's client: its yamux windows may grow by 16 MiB
+    /// The router, whose data path runs on `workers` runtime threads (one
+    /// per core), each allocating from its own heap arena: 2 MiB an arena
+    /// (its receive windows stay at 256 KiB a stream, yamux's and QUIC's,
+    /// `quic::STREAM_WINDOW`; 2 MiB measured no refaults on a direct TLS or
+    /// QUIC stream and about 8,000 page faults per GiB relayed), but at
+    /// most [`ROUTER_KEEP_TOTAL`] over all workers, the share of it the
+    /// memory budget counts (`docs/deploy.md`). The gateway gives it back
+    /// once its streams have ended (`Gateway::trim_when_quiet`,
+    /// [`release_freed`]).
+    pub fn router(workers: usize) -> Keep {
+        Keep((ROUTER_KEEP_TOTAL / workers.max(1)).min(2 << 20))
+    }
+    /// A relay, whose relayed bytes pass through `workers` runtime threads
+    /// (one per core): its QUIC streams take 2 MiB (`RELAY_STREAM_WINDOW`,
+    /// 8 MiB a connection) and its yamux links may grow by 4 MiB; 2 MiB an
+    /// arena still faulted 13,000 pages per relayed GiB, 8 MiB none to
+    /// speak of. 8 MiB an arena, at most [`RELAY_KEEP_TOTAL`] over all.
+    pub fn relay(workers: usize) -> Keep {
+        Keep((RELAY_KEEP_TOTAL / workers.max(1)).min(8 << 20))
+    }
+    /// The engineer's client, whose runtime is one thread (one arena
+    /// carries its data path): its yamux windows may grow by 16 MiB
     /// (`Growth::CLIENT`). Below 16 MiB a download through a TLS session
     /// faulted 30,000 to 200,000 pages per GiB, half its CPU; a laptop
     /// keeps 32 MiB for that without noticing.
@@ -77,3 +93,23 @@ pub fn keep_data_path_pages(keep: Keep) {
 /// Keep the data path's freed buffers (no-op off glibc).
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn keep_data_path_pages(_keep: Keep) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The heaps of all workers together keep no more than the budget
+    /// counts, however many cores run them.
+    #[test]
+    fn what_all_workers_keep_stays_within_the_total() {
+        for workers in [0, 1, 2, 3, 4, 8, 16, 64] {
+            let (router, relay) = (Keep::router(workers).0, Keep::relay(workers).0);
+            assert!(router <= 2 << 20 && router * workers <= ROUTER_KEEP_TOTAL);
+            assert!(relay <= 8 << 20 && relay * workers <= RELAY_KEEP_TOTAL);
+        }
+        assert_eq!(Keep::router(2), Keep(2 << 20));
+        assert_eq!(Keep::router(4), Keep(1 << 20));
+        assert_eq!(Keep::relay(4), Keep(8 << 20));
+        assert_eq!(Keep::relay(16), Keep(2 << 20));
+    }
+}

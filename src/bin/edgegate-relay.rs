@@ -27,7 +27,9 @@ struct Args {
 #[cfg(unix)]
 fn main() -> ExitCode {
     // Every relayed byte passes through the relay's buffers too.
-    edgegate::memory::keep_data_path_pages(edgegate::memory::Keep::RELAY);
+    // Its runtime runs a worker per core.
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    edgegate::memory::keep_data_path_pages(edgegate::memory::Keep::relay(workers));
     let args = Args::parse();
     let config = match edgegate::relay::config::RelayConfig::load(&args.config) {
         Ok(c) => c,

@@ -46,7 +46,9 @@ fn init_tracing(default: &str) {
 
 #[cfg(unix)]
 fn main() -> ExitCode {
-    edgegate::memory::keep_data_path_pages(edgegate::memory::Keep::ROUTER);
+    // tokio's runtime runs a worker per core, as it is built below.
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    edgegate::memory::keep_data_path_pages(edgegate::memory::Keep::router(workers));
     let args = Args::parse();
     let config = match &args.config {
         Some(path) => match edgegate::config::Config::load(path) {
